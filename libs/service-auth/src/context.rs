@@ -1,0 +1,31 @@
+//! The authorizer context: the caller's identity as API Gateway hands it to backends
+//! (`requestContext.authorizer.*`). Values are strings only: API Gateway turns every
+//! context value into a string for the backend, and fails the request with a 500 on an
+//! array or object.
+
+use crate::decision::Grant;
+
+/// Calling service name.
+pub const SERVICE_ID: &str = "serviceId";
+/// How the caller proved who it is: [`AUTHENTICATED_BY_API_KEY`] or `iam`.
+pub const AUTHENTICATED_BY: &str = "authenticatedBy";
+/// Non-secret id of the key used.
+pub const KEY_ID: &str = "keyId";
+/// RFC 3339 expiry of the key used, when it has one.
+pub const KEY_EXPIRES_AT: &str = "keyExpiresAt";
+
+pub const AUTHENTICATED_BY_API_KEY: &str = "api-key";
+pub const AUTHENTICATED_BY_IAM: &str = "iam";
+
+/// The context entries for an allowed caller. Depends on the caller only, so it is
+/// safe to cache with the policy.
+pub fn for_grant(grant: &Grant) -> Vec<(&'static str, String)> {
+    let mut ctx = Vec::with_capacity(4);
+    ctx.push((SERVICE_ID, grant.service.service.clone()));
+    ctx.push((AUTHENTICATED_BY, AUTHENTICATED_BY_API_KEY.to_owned()));
+    ctx.push((KEY_ID, grant.key_id.as_str().to_owned()));
+    if let Some(e) = grant.expires {
+        ctx.push((KEY_EXPIRES_AT, e.to_rfc3339()));
+    }
+    ctx
+}

@@ -1,0 +1,319 @@
+//! The authorizer's decision, from plain inputs: the header values presented, the
+//! method ARN, the key store and the time. No AWS types, no I/O.
+
+use std::sync::Arc;
+
+use crate::key::{ApiKey, KeyFormatError, KeyId};
+use crate::method_arn::{MethodArn, MethodArnError};
+use crate::policy::Policy;
+use crate::record::{KeyStatus, UnixTime};
+use crate::store::{KeyStore, ServiceGrant};
+
+/// What the authorizer was asked.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    /// Every value of the API key header in the event, whatever the case of its name,
+    /// from both `headers` and `multiValueHeaders`.
+    pub api_key_values: &'a [&'a str],
+    /// The event's `methodArn`, if any.
+    pub method_arn: Option<&'a str>,
+}
+
+/// Why a request is answered `Unauthorized` (API Gateway's 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnauthorizedReason {
+    MissingKey,
+    DuplicateKey,
+    MalformedKey(KeyFormatError),
+    UnknownKey,
+    RevokedKey,
+    ExpiredKey,
+    StoreUnavailable,
+    MalformedEvent,
+    MalformedMethodArn(MethodArnError),
+}
+
+impl UnauthorizedReason {
+    /// Stable code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_key",
+            Self::DuplicateKey => "duplicate_key",
+            Self::MalformedKey(_) => "malformed_key",
+            Self::UnknownKey => "unknown_key",
+            Self::RevokedKey => "revoked_key",
+            Self::ExpiredKey => "expired_key",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::MalformedEvent => "malformed_event",
+            Self::MalformedMethodArn(_) => "malformed_method_arn",
+        }
+    }
+}
+
+/// An authenticated caller and what it may call.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub service: Arc<ServiceGrant>,
+    pub key_id: KeyId,
+    pub expires: Option<UnixTime>,
+    pub legacy: bool,
+    pub method_arn: MethodArn,
+    /// Whether the policy covers the route being called: false means API Gateway
+    /// will answer 403. Logged only: the policy never depends on it.
+    pub route_permitted: bool,
+}
+
+impl Grant {
+    /// The policy for this caller on this API stage: the same for every route.
+    pub fn policy(&self) -> Policy {
+        Policy::for_service(&self.service.permissions, &self.method_arn)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Allow(Grant),
+    Unauthorized {
+        reason: UnauthorizedReason,
+        /// Id of the presented key when it was well-formed (never the key).
+        key_id: Option<KeyId>,
+        /// The service the key belongs to, when it is known but unusable.
+        service: Option<String>,
+    },
+}
+
+impl Decision {
+    fn unauthorized(reason: UnauthorizedReason) -> Self {
+        Self::Unauthorized {
+            reason,
+            key_id: None,
+            service: None,
+        }
+    }
+}
+
+/// Decides one request. `store` is `None` when no usable store is loaded: fail closed.
+pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) -> Decision {
+    let presented = match distinct_value(req.api_key_values) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Decision::unauthorized(UnauthorizedReason::MissingKey),
+        Err(()) => return Decision::unauthorized(UnauthorizedReason::DuplicateKey),
+    };
+    let key = match ApiKey::parse(presented) {
+        Ok(k) => k,
+        Err(e) => return Decision::unauthorized(UnauthorizedReason::MalformedKey(e)),
+    };
+    let key_id = key.key_id();
+    let unauthorized = |reason, service: Option<&str>| Decision::Unauthorized {
+        reason,
+        key_id: Some(key_id.clone()),
+        service: service.map(str::to_owned),
+    };
+    let method_arn = match MethodArn::parse(req.method_arn.unwrap_or_default()) {
+        Ok(a) => a,
+        Err(e) => return unauthorized(UnauthorizedReason::MalformedMethodArn(e), None),
+    };
+    let Some(store) = store else {
+        return unauthorized(UnauthorizedReason::StoreUnavailable, None);
+    };
+    let Some(entry) = store.lookup(&key.hash()) else {
+        return unauthorized(UnauthorizedReason::UnknownKey, None);
+    };
+    let service = Some(entry.grant.service.as_str());
+    if entry.status == KeyStatus::Revoked {
+        return unauthorized(UnauthorizedReason::RevokedKey, service);
+    }
+    if entry.expires.is_some_and(|e| now >= e) {
+        return unauthorized(UnauthorizedReason::ExpiredKey, service);
+    }
+    let suffix = method_arn.route_suffix();
+    let route_permitted = entry.grant.permissions.iter().any(|p| p.matches_suffix(&suffix));
+    Decision::Allow(Grant {
+        service: entry.grant.clone(),
+        key_id: entry.key_id.clone(),
+        expires: entry.expires,
+        legacy: entry.legacy,
+        method_arn,
+        route_permitted,
+    })
+}
+
+/// The one non-empty value presented, `Ok(None)` when there is none, `Err` when two
+/// different values were presented. Repeats of the same value count as one (proxies
+/// sometimes copy a header into both maps).
+fn distinct_value<'a>(values: &[&'a str]) -> Result<Option<&'a str>, ()> {
+    let mut found: Option<&'a str> = None;
+    for v in values {
+        let v = v.trim_matches(|c| c == ' ' || c == '\t');
+        if v.is_empty() {
+            continue;
+        }
+        match found {
+            None => found = Some(v),
+            Some(f) if f == v => {}
+            Some(_) => return Err(()),
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{KeyRecord, ServiceDocument};
+
+    const ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/internal/users/42";
+    const ADMIN_ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/POST/internal/users";
+
+    struct Fixture {
+        store: KeyStore,
+        active: ApiKey,
+        revoked: ApiKey,
+        expiring: ApiKey,
+        unknown: ApiKey,
+    }
+
+    fn fixture() -> Fixture {
+        let active = ApiKey::generate(Some("test")).unwrap();
+        let revoked = ApiKey::generate(Some("test")).unwrap();
+        let expiring = ApiKey::generate(Some("test")).unwrap();
+        let mut doc = ServiceDocument::new(
+            "tutor-service",
+            vec!["GET /internal/users/*".into(), "GET /internal/users/by-email/*".into()],
+        );
+        doc.usage_plan_key = Some("tutor-usage-plan-key".into());
+        doc.keys.push(KeyRecord::for_key(&active, UnixTime(100), None));
+        let mut r = KeyRecord::for_key(&revoked, UnixTime(100), None);
+        r.status = KeyStatus::Revoked;
+        doc.keys.push(r);
+        doc.keys.push(KeyRecord::for_key(&expiring, UnixTime(100), Some(UnixTime(1000))));
+        Fixture {
+            store: KeyStore::build(&[doc], &[]).unwrap(),
+            active,
+            revoked,
+            expiring,
+            unknown: ApiKey::generate(Some("test")).unwrap(),
+        }
+    }
+
+    fn run(f: &Fixture, values: &[&str], arn: &str, now: u64) -> Decision {
+        decide(
+            Some(&f.store),
+            &AuthRequest {
+                api_key_values: values,
+                method_arn: Some(arn),
+            },
+            UnixTime(now),
+        )
+    }
+
+    fn reason(d: Decision) -> UnauthorizedReason {
+        match d {
+            Decision::Unauthorized { reason, .. } => reason,
+            Decision::Allow(g) => panic!("allowed {}", g.service.service),
+        }
+    }
+
+    #[test]
+    fn valid_key_is_allowed_with_the_services_grant() {
+        let f = fixture();
+        let Decision::Allow(g) = run(&f, &[f.active.expose_secret()], ARN, 500) else {
+            panic!("not allowed")
+        };
+        assert_eq!(g.service.service, "tutor-service");
+        assert_eq!(g.key_id, f.active.key_id());
+        assert!(g.route_permitted);
+        assert_eq!(g.service.usage_plan_key.as_deref(), Some("tutor-usage-plan-key"));
+    }
+
+    #[test]
+    fn route_outside_permissions_is_allowed_but_not_permitted_and_the_policy_is_unchanged() {
+        let f = fixture();
+        let Decision::Allow(inside) = run(&f, &[f.active.expose_secret()], ARN, 500) else {
+            panic!()
+        };
+        let Decision::Allow(outside) = run(&f, &[f.active.expose_secret()], ADMIN_ARN, 500) else {
+            panic!()
+        };
+        assert!(!outside.route_permitted);
+        // The cache-safety property: same caller, same policy, whatever the route.
+        assert_eq!(inside.policy(), outside.policy());
+    }
+
+    #[test]
+    fn every_unauthorized_outcome() {
+        let f = fixture();
+        let active = f.active.expose_secret();
+        assert_eq!(reason(run(&f, &[], ARN, 500)), UnauthorizedReason::MissingKey);
+        assert_eq!(reason(run(&f, &[""], ARN, 500)), UnauthorizedReason::MissingKey);
+        assert_eq!(reason(run(&f, &["  "], ARN, 500)), UnauthorizedReason::MissingKey);
+        assert_eq!(
+            reason(run(&f, &[active, f.unknown.expose_secret()], ARN, 500)),
+            UnauthorizedReason::DuplicateKey
+        );
+        assert!(matches!(
+            reason(run(&f, &["svcauth_test_nope"], ARN, 500)),
+            UnauthorizedReason::MalformedKey(_)
+        ));
+        // A typo fails the checksum before any lookup.
+        let mut typo = active.to_owned();
+        typo.replace_range(20..21, if &typo[20..21] == "x" { "y" } else { "x" });
+        assert_eq!(
+            reason(run(&f, &[&typo], ARN, 500)),
+            UnauthorizedReason::MalformedKey(KeyFormatError::BadChecksum)
+        );
+        assert_eq!(
+            reason(run(&f, &[f.unknown.expose_secret()], ARN, 500)),
+            UnauthorizedReason::UnknownKey
+        );
+        assert_eq!(
+            reason(run(&f, &[f.revoked.expose_secret()], ARN, 500)),
+            UnauthorizedReason::RevokedKey
+        );
+        assert_eq!(
+            reason(run(&f, &[f.expiring.expose_secret()], ARN, 1000)),
+            UnauthorizedReason::ExpiredKey
+        );
+        assert!(matches!(run(&f, &[f.expiring.expose_secret()], ARN, 999), Decision::Allow(_)));
+        assert!(matches!(
+            reason(run(&f, &[active], "arn:aws:execute-api:nope", 500)),
+            UnauthorizedReason::MalformedMethodArn(_)
+        ));
+        assert!(matches!(
+            reason(decide(
+                Some(&f.store),
+                &AuthRequest { api_key_values: &[active], method_arn: None },
+                UnixTime(500)
+            )),
+            UnauthorizedReason::MalformedMethodArn(MethodArnError::Missing)
+        ));
+        assert_eq!(
+            reason(decide(
+                None,
+                &AuthRequest { api_key_values: &[active], method_arn: Some(ARN) },
+                UnixTime(500)
+            )),
+            UnauthorizedReason::StoreUnavailable
+        );
+    }
+
+    #[test]
+    fn the_same_value_twice_is_one_value() {
+        let f = fixture();
+        let k = f.active.expose_secret();
+        assert!(matches!(run(&f, &[k, k], ARN, 500), Decision::Allow(_)));
+    }
+
+    #[test]
+    fn unauthorized_names_key_id_and_service_when_known() {
+        let f = fixture();
+        match run(&f, &[f.revoked.expose_secret()], ARN, 500) {
+            Decision::Unauthorized { key_id, service, .. } => {
+                assert_eq!(key_id, Some(f.revoked.key_id()));
+                assert_eq!(service.as_deref(), Some("tutor-service"));
+            }
+            Decision::Allow(_) => panic!(),
+        }
+    }
+}

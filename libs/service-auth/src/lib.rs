@@ -1,0 +1,37 @@
+/*!
+Service identity for internal AWS APIs, in plain Rust.
+
+This crate holds every decision of the product and no AWS I/O:
+
+* [`key`]: the secret key type, the `svcauth_` key format with its checksum, hashing
+  and non-secret key ids;
+* [`record`]: key records and the per-service document they are stored in, with a
+  merge that never loses a concurrent change;
+* [`permissions`] and [`method_arn`]: `METHOD /path` patterns and the `methodArn` they
+  are matched against;
+* [`store`]: the in-memory index the authorizer looks keys up in;
+* [`cache`]: when to reload the store and when to stop trusting an old one;
+* [`decision`], [`policy`] and [`context`]: what the authorizer answers.
+
+It does not talk to AWS (see `keystore-ssm`), does not parse Lambda events (see the
+`authorizer` crate), and does not read the clock by itself: time is always passed in.
+*/
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod context;
+pub mod decision;
+pub mod key;
+pub mod method_arn;
+pub mod permissions;
+pub mod policy;
+pub mod record;
+pub mod store;
+
+pub use decision::{decide, AuthRequest, Decision, Grant, UnauthorizedReason};
+pub use key::{ApiKey, KeyFormat, KeyFormatError, KeyHash, KeyId};
+pub use method_arn::MethodArn;
+pub use permissions::RoutePattern;
+pub use policy::{Effect, Policy, Statement};
+pub use record::{KeyRecord, KeyStatus, ServiceDocument, UnixTime};
+pub use store::{KeyStore, LegacyEntry, ServiceGrant};

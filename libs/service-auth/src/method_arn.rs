@@ -1,0 +1,182 @@
+//! The `methodArn` API Gateway passes to a REST authorizer, parsed strictly.
+//!
+//! `arn:{partition}:execute-api:{region}:{account}:{apiId}/{stage}/{VERB}/{path}`
+
+/// The longest method ARN API Gateway sends (its documented quota).
+pub const MAX_METHOD_ARN_LEN: usize = 1600;
+
+/// A method ARN, split into the parts a policy needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodArn {
+    pub partition: String,
+    pub region: String,
+    pub account: String,
+    pub api_id: String,
+    pub stage: String,
+    pub verb: String,
+    /// The resource path without its leading `/` (empty for the root resource).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MethodArnError {
+    #[error("the method ARN is missing")]
+    Missing,
+    #[error("the method ARN is longer than {MAX_METHOD_ARN_LEN} bytes")]
+    TooLong,
+    #[error("the method ARN is not an execute-api ARN")]
+    NotExecuteApi,
+    #[error("the method ARN has a malformed {0}")]
+    BadPart(&'static str),
+}
+
+impl MethodArn {
+    pub fn parse(arn: &str) -> Result<Self, MethodArnError> {
+        if arn.is_empty() {
+            return Err(MethodArnError::Missing);
+        }
+        if arn.len() > MAX_METHOD_ARN_LEN {
+            return Err(MethodArnError::TooLong);
+        }
+        let mut parts = arn.splitn(6, ':');
+        let (Some("arn"), Some(partition), Some("execute-api"), Some(region), Some(account), Some(resource)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(MethodArnError::NotExecuteApi);
+        };
+        if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b") {
+            return Err(MethodArnError::BadPart("partition"));
+        }
+        if region.is_empty()
+            || region.len() > 32
+            || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(MethodArnError::BadPart("region"));
+        }
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(MethodArnError::BadPart("account"));
+        }
+        let mut segs = resource.splitn(4, '/');
+        let api_id = segs.next().unwrap_or_default();
+        let stage = segs.next().unwrap_or_default();
+        let verb = segs.next().unwrap_or_default();
+        let path = segs.next();
+        if api_id.is_empty() || api_id.len() > 32 || !api_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(MethodArnError::BadPart("API id"));
+        }
+        if stage.is_empty()
+            || stage.len() > 128
+            || !stage.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(MethodArnError::BadPart("stage"));
+        }
+        if !is_verb(verb) {
+            return Err(MethodArnError::BadPart("HTTP method"));
+        }
+        let path = path.ok_or(MethodArnError::BadPart("path"))?;
+        // API Gateway puts the request path here as received (already URL-decoded
+        // segments may hold many characters); only control characters and the policy
+        // wildcards, which would change what a policy matches, are refused.
+        if path.bytes().any(|b| b.is_ascii_control() || b == b'*' || b == b'?') {
+            return Err(MethodArnError::BadPart("path"));
+        }
+        Ok(Self {
+            partition: partition.to_owned(),
+            region: region.to_owned(),
+            account: account.to_owned(),
+            api_id: api_id.to_owned(),
+            stage: stage.to_owned(),
+            verb: verb.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The ARN prefix every policy resource for this API stage starts with:
+    /// `arn:aws:execute-api:us-east-1:123456789012:abc123/prod/`.
+    pub fn stage_prefix(&self) -> String {
+        format!(
+            "arn:{}:execute-api:{}:{}:{}/{}/",
+            self.partition, self.region, self.account, self.api_id, self.stage
+        )
+    }
+
+    /// `VERB/path`: the part of this ARN after [`MethodArn::stage_prefix`].
+    pub fn route_suffix(&self) -> String {
+        format!("{}/{}", self.verb, self.path)
+    }
+
+    /// The route as `VERB /path`, for logs.
+    pub fn route(&self) -> String {
+        format!("{} /{}", self.verb, self.path)
+    }
+}
+
+fn is_verb(v: &str) -> bool {
+    matches!(
+        v,
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" | "ANY"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_real_method_arn() {
+        let arn = MethodArn::parse(
+            "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42",
+        )
+        .unwrap();
+        assert_eq!(arn.region, "eu-west-1");
+        assert_eq!(arn.account, "123456789012");
+        assert_eq!(arn.api_id, "a1b2c3d4e5");
+        assert_eq!(arn.stage, "prod");
+        assert_eq!(arn.verb, "GET");
+        assert_eq!(arn.path, "internal/users/42");
+        assert_eq!(
+            arn.stage_prefix(),
+            "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/"
+        );
+        assert_eq!(arn.route(), "GET /internal/users/42");
+    }
+
+    #[test]
+    fn root_resource_has_empty_path() {
+        let arn = MethodArn::parse("arn:aws:execute-api:us-east-1:123456789012:abc/test/GET/").unwrap();
+        assert_eq!(arn.path, "");
+    }
+
+    #[test]
+    fn rejects_malformed_arns() {
+        let long = format!(
+            "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/{}",
+            "a".repeat(MAX_METHOD_ARN_LEN)
+        );
+        let cases: &[(&str, MethodArnError)] = &[
+            ("", MethodArnError::Missing),
+            (&long, MethodArnError::TooLong),
+            ("arn:aws:lambda:us-east-1:123456789012:function/x", MethodArnError::NotExecuteApi),
+            ("not an arn", MethodArnError::NotExecuteApi),
+            ("arn:aws:execute-api:us-east-1:123456789012", MethodArnError::NotExecuteApi),
+            ("arn:evil:execute-api:us-east-1:123456789012:abc/prod/GET/x", MethodArnError::BadPart("partition")),
+            ("arn:aws:execute-api:US-EAST-1:123456789012:abc/prod/GET/x", MethodArnError::BadPart("region")),
+            ("arn:aws:execute-api:us-east-1:1234:abc/prod/GET/x", MethodArnError::BadPart("account")),
+            ("arn:aws:execute-api:us-east-1:123456789012:*/prod/GET/x", MethodArnError::BadPart("API id")),
+            ("arn:aws:execute-api:us-east-1:123456789012:abc/*/GET/x", MethodArnError::BadPart("stage")),
+            ("arn:aws:execute-api:us-east-1:123456789012:abc/prod/FETCH/x", MethodArnError::BadPart("HTTP method")),
+            ("arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET", MethodArnError::BadPart("path")),
+            ("arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x/*", MethodArnError::BadPart("path")),
+            ("arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x\n", MethodArnError::BadPart("path")),
+        ];
+        for (input, want) in cases {
+            assert_eq!(MethodArn::parse(input).unwrap_err(), *want, "{input:?}");
+        }
+    }
+}

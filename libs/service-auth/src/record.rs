@@ -1,0 +1,439 @@
+//! Key records and the per-service document they are stored in.
+//!
+//! One [`ServiceDocument`] per calling service holds its permissions, its optional
+//! usage-plan key and the hashed records of all its keys (normally one, two during a
+//! rotation). Documents are JSON:
+//!
+//! ```json
+//! {"schema":1,"service":"tutor-service","permissions":["GET /internal/users/*"],
+//!  "keys":[{"keyId":"kid_0123456789abcdef","sha256":"<64 hex>",
+//!           "created":"2026-11-29T10:00:00Z","expires":null,"status":"active"}]}
+//! ```
+//!
+//! Changes to a key are monotonic (a key is added; its expiry only moves earlier; it
+//! goes from active to revoked, never back), so two versions of a document written by
+//! two operators at once merge without losing either change: [`ServiceDocument::merge`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::{ApiKey, KeyHash, KeyId};
+use crate::permissions::{PatternError, RoutePattern};
+
+/// The document schema this crate reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Most keys one service may have at once (SSM's 4 KB standard parameter limit).
+pub const MAX_KEYS_PER_SERVICE: usize = 10;
+/// Most permissions one service may have.
+pub const MAX_PERMISSIONS: usize = 32;
+
+/// Seconds since the Unix epoch. Time is passed in everywhere, never read inside the
+/// decisions, so expiry and TTLs are testable without sleeping.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct UnixTime(pub u64);
+
+impl UnixTime {
+    pub fn now() -> Self {
+        Self(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        )
+    }
+
+    pub fn plus(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(d.as_secs()))
+    }
+
+    pub fn seconds_until(self, later: UnixTime) -> i64 {
+        later.0 as i64 - self.0 as i64
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(self.0)).to_string()
+    }
+
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        let t = humantime::parse_rfc3339(s).ok()?;
+        Some(Self(t.duration_since(UNIX_EPOCH).ok()?.as_secs()))
+    }
+}
+
+impl fmt::Debug for UnixTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for UnixTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for UnixTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        UnixTime::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom("a time is RFC 3339 UTC, e.g. 2026-11-29T10:00:00Z"))
+    }
+}
+
+impl Serialize for KeyHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        KeyHash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("sha256 is 64 hex digits"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+}
+
+/// One key of a service, as stored: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyRecord {
+    pub key_id: KeyId,
+    pub sha256: KeyHash,
+    pub created: UnixTime,
+    #[serde(default)]
+    pub expires: Option<UnixTime>,
+    pub status: KeyStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<UnixTime>,
+}
+
+impl KeyRecord {
+    /// The record for a key: its hash and id, never the key.
+    pub fn for_key(key: &ApiKey, created: UnixTime, expires: Option<UnixTime>) -> Self {
+        Self {
+            key_id: key.key_id(),
+            sha256: key.hash(),
+            created,
+            expires,
+            status: KeyStatus::Active,
+            revoked_at: None,
+        }
+    }
+
+    /// Whether the key is accepted at `now`.
+    pub fn usable_at(&self, now: UnixTime) -> bool {
+        self.status == KeyStatus::Active && self.expires.is_none_or(|e| now < e)
+    }
+
+    /// Joins two versions of the same key's record: revoked wins, the earlier expiry
+    /// wins, the earlier creation time wins.
+    fn merge(&mut self, other: &KeyRecord) {
+        self.created = self.created.min(other.created);
+        self.expires = match (self.expires, other.expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if other.status == KeyStatus::Revoked {
+            self.status = KeyStatus::Revoked;
+            self.revoked_at = match (self.revoked_at, other.revoked_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+}
+
+/// Everything the store knows about one calling service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceDocument {
+    pub schema: u32,
+    pub service: String,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Value of the API Gateway API key tied to this service's usage plan; returned as
+    /// `usageIdentifierKey`. Not a credential: with `apiKeySource: AUTHORIZER` callers
+    /// never send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_plan_key: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<KeyRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    #[error("not a service document: {0}")]
+    Json(String),
+    #[error("schema {0} is not supported (this build reads schema {SCHEMA_VERSION}); upgrade the authorizer")]
+    Schema(u32),
+    #[error("service name {0:?} is invalid: use 1-64 characters of a-z, 0-9 and -, starting with a letter or digit")]
+    ServiceName(String),
+    #[error("document names service {found:?} but is stored as {expected:?}")]
+    WrongService { expected: String, found: String },
+    #[error("permission {index} of service {service:?}: {error}")]
+    Permission {
+        service: String,
+        index: usize,
+        error: PatternError,
+    },
+    #[error("service {0:?} has more than {MAX_PERMISSIONS} permissions")]
+    TooManyPermissions(String),
+    #[error("service {0:?} has more than {MAX_KEYS_PER_SERVICE} keys; remove revoked or expired ones")]
+    TooManyKeys(String),
+    #[error("service {service:?} lists key {key_id} twice")]
+    DuplicateKeyId { service: String, key_id: KeyId },
+    #[error("usage-plan key of service {0:?} is empty or longer than 128 characters")]
+    UsagePlanKey(String),
+}
+
+/// Valid service names double as SSM path segments and log fields.
+pub fn valid_service_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+impl ServiceDocument {
+    pub fn new(service: &str, permissions: Vec<String>) -> Self {
+        Self {
+            schema: SCHEMA_VERSION,
+            service: service.to_owned(),
+            permissions,
+            usage_plan_key: None,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Parses and validates a stored document.
+    pub fn from_json(json: &str) -> Result<Self, DocumentError> {
+        // serde_json's message names the line/column and the expected field, never
+        // a value, so it is safe to surface.
+        let doc: ServiceDocument =
+            serde_json::from_str(json).map_err(|e| DocumentError::Json(e.to_string()))?;
+        doc.validate()?;
+        Ok(doc)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these plain types cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks everything the authorizer relies on.
+    pub fn validate(&self) -> Result<(), DocumentError> {
+        if self.schema != SCHEMA_VERSION {
+            return Err(DocumentError::Schema(self.schema));
+        }
+        if !valid_service_name(&self.service) {
+            return Err(DocumentError::ServiceName(self.service.clone()));
+        }
+        self.route_patterns()?;
+        if self.keys.len() > MAX_KEYS_PER_SERVICE {
+            return Err(DocumentError::TooManyKeys(self.service.clone()));
+        }
+        if let Some(k) = &self.usage_plan_key {
+            if k.is_empty() || k.len() > 128 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(DocumentError::UsagePlanKey(self.service.clone()));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for k in &self.keys {
+            if !seen.insert(&k.key_id) {
+                return Err(DocumentError::DuplicateKeyId {
+                    service: self.service.clone(),
+                    key_id: k.key_id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed permissions.
+    pub fn route_patterns(&self) -> Result<Vec<RoutePattern>, DocumentError> {
+        if self.permissions.len() > MAX_PERMISSIONS {
+            return Err(DocumentError::TooManyPermissions(self.service.clone()));
+        }
+        self.permissions
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                RoutePattern::parse(p).map_err(|error| DocumentError::Permission {
+                    service: self.service.clone(),
+                    index,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    pub fn key(&self, key_id: &KeyId) -> Option<&KeyRecord> {
+        self.keys.iter().find(|k| &k.key_id == key_id)
+    }
+
+    pub fn key_mut(&mut self, key_id: &KeyId) -> Option<&mut KeyRecord> {
+        self.keys.iter_mut().find(|k| &k.key_id == key_id)
+    }
+
+    /// Folds another version of this document into this one without losing a key or
+    /// a revocation from either: keys are united by id and each key's record joined
+    /// (revoked wins, earlier expiry wins). Service-level fields (permissions,
+    /// usage-plan key) are taken from `self`, the version being written.
+    pub fn merge(&mut self, other: &ServiceDocument) {
+        let mut by_id: BTreeMap<KeyId, KeyRecord> =
+            self.keys.drain(..).map(|k| (k.key_id.clone(), k)).collect();
+        for k in &other.keys {
+            by_id
+                .entry(k.key_id.clone())
+                .and_modify(|mine| mine.merge(k))
+                .or_insert_with(|| k.clone());
+        }
+        let mut keys: Vec<KeyRecord> = by_id.into_values().collect();
+        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.key_id.cmp(&b.key_id)));
+        self.keys = keys;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &ApiKey, created: u64) -> KeyRecord {
+        KeyRecord::for_key(key, UnixTime(created), None)
+    }
+
+    #[test]
+    fn documents_round_trip_and_hold_no_secret() {
+        let key = ApiKey::generate(Some("dev")).unwrap();
+        let mut doc = ServiceDocument::new("tutor-service", vec!["GET /internal/users/*".into()]);
+        doc.keys.push(KeyRecord::for_key(&key, UnixTime(1_700_000_000), Some(UnixTime(1_800_000_000))));
+        let json = doc.to_json();
+        assert!(!json.contains(key.expose_secret()));
+        assert!(json.contains(&key.hash().to_hex()));
+        assert!(json.contains("\"created\":\"2023-11-14T22:13:20Z\""));
+        assert_eq!(ServiceDocument::from_json(&json).unwrap(), doc);
+    }
+
+    #[test]
+    fn broken_documents_are_rejected_with_a_reason() {
+        let ok = r#"{"schema":1,"service":"tutor-service","permissions":["GET /x"],"keys":[]}"#;
+        assert!(ServiceDocument::from_json(ok).is_ok());
+        let cases = [
+            ("{", "not a service document"),
+            (r#"{"schema":2,"service":"a","keys":[]}"#, "schema 2"),
+            (r#"{"schema":1,"service":"Bad Name","keys":[]}"#, "service name"),
+            (r#"{"schema":1,"service":"a","permissions":["FETCH /x"],"keys":[]}"#, "permission 0"),
+            (r#"{"schema":1,"service":"a","extra":true}"#, "unknown field"),
+            (
+                r#"{"schema":1,"service":"a","keys":[{"keyId":"kid_0123456789abcdef","sha256":"zz","created":"2026-01-01T00:00:00Z","status":"active"}]}"#,
+                "64 hex",
+            ),
+            (
+                r#"{"schema":1,"service":"a","keys":[{"keyId":"kid_0123456789abcdef","sha256":"ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb","created":"yesterday","status":"active"}]}"#,
+                "RFC 3339",
+            ),
+            (
+                r#"{"schema":1,"service":"a","keys":[{"keyId":"kid_0123456789abcdef","sha256":"ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb","created":"2026-01-01T00:00:00Z","status":"maybe"}]}"#,
+                "unknown variant",
+            ),
+        ];
+        for (json, want) in cases {
+            let err = ServiceDocument::from_json(json).unwrap_err().to_string();
+            assert!(err.contains(want), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn duplicate_key_ids_and_too_many_keys_are_rejected() {
+        let key = ApiKey::generate(None).unwrap();
+        let mut doc = ServiceDocument::new("a", vec![]);
+        doc.keys.push(record(&key, 1));
+        doc.keys.push(record(&key, 2));
+        assert!(matches!(doc.validate(), Err(DocumentError::DuplicateKeyId { .. })));
+        doc.keys.clear();
+        for _ in 0..=MAX_KEYS_PER_SERVICE {
+            doc.keys.push(record(&ApiKey::generate(None).unwrap(), 1));
+        }
+        assert!(matches!(doc.validate(), Err(DocumentError::TooManyKeys(_))));
+    }
+
+    #[test]
+    fn usable_at_honours_status_and_expiry() {
+        let key = ApiKey::generate(None).unwrap();
+        let mut r = KeyRecord::for_key(&key, UnixTime(100), Some(UnixTime(200)));
+        assert!(r.usable_at(UnixTime(199)));
+        assert!(!r.usable_at(UnixTime(200)));
+        r.expires = None;
+        assert!(r.usable_at(UnixTime(10_000)));
+        r.status = KeyStatus::Revoked;
+        assert!(!r.usable_at(UnixTime(150)));
+    }
+
+    #[test]
+    fn concurrent_versions_merge_without_losing_a_change() {
+        let old = ApiKey::generate(None).unwrap();
+        let a_new = ApiKey::generate(None).unwrap();
+        let b_new = ApiKey::generate(None).unwrap();
+        let mut base = ServiceDocument::new("svc", vec!["GET /x".into()]);
+        base.keys.push(record(&old, 10));
+
+        // Operator A adds a key; operator B revokes the old key and adds another.
+        let mut a = base.clone();
+        a.keys.push(record(&a_new, 20));
+        let mut b = base.clone();
+        b.keys[0].status = KeyStatus::Revoked;
+        b.keys[0].revoked_at = Some(UnixTime(30));
+        b.keys.push(record(&b_new, 30));
+
+        let mut merged = a.clone();
+        merged.merge(&b);
+        assert_eq!(merged.keys.len(), 3);
+        assert_eq!(merged.key(&old.key_id()).unwrap().status, KeyStatus::Revoked);
+        assert!(merged.key(&a_new.key_id()).is_some());
+        assert!(merged.key(&b_new.key_id()).is_some());
+
+        // Merge is order-independent for keys.
+        let mut other_way = b.clone();
+        other_way.merge(&a);
+        assert_eq!(other_way.keys, merged.keys);
+    }
+
+    #[test]
+    fn merge_keeps_the_earlier_expiry() {
+        let k = ApiKey::generate(None).unwrap();
+        let mut a = ServiceDocument::new("svc", vec![]);
+        a.keys.push(KeyRecord::for_key(&k, UnixTime(1), Some(UnixTime(500))));
+        let mut b = a.clone();
+        b.keys[0].expires = Some(UnixTime(300));
+        a.merge(&b);
+        assert_eq!(a.keys[0].expires, Some(UnixTime(300)));
+        let mut c = ServiceDocument::new("svc", vec![]);
+        c.keys.push(KeyRecord::for_key(&k, UnixTime(1), None));
+        c.merge(&a);
+        assert_eq!(c.keys[0].expires, Some(UnixTime(300)));
+    }
+
+    #[test]
+    fn service_names() {
+        assert!(valid_service_name("tutor-service"));
+        assert!(valid_service_name("a1"));
+        assert!(!valid_service_name(""));
+        assert!(!valid_service_name("-a"));
+        assert!(!valid_service_name("Tutor"));
+        assert!(!valid_service_name("a/b"));
+        assert!(!valid_service_name(&"a".repeat(65)));
+    }
+}
