@@ -21,6 +21,7 @@ It does not talk to AWS (see `keystore-ssm`), does not parse Lambda events (see 
 pub mod cache;
 pub mod context;
 pub mod decision;
+pub mod dev;
 pub mod key;
 pub mod method_arn;
 pub mod permissions;

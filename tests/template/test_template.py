@@ -1,0 +1,545 @@
+"""Security properties of template.yaml, checked on the SAM translator's output.
+
+Each AuthMode is transformed offline, then resolved for concrete parameter values
+(Conditions, Fn::If, Ref, Sub) so the assertions read the values CloudFormation
+would deploy. Access decisions are evaluated with the small IAM matcher in
+templatelib, and the negative-control tests show the checks fail on a weakened
+template.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from templatelib import (
+    ACCOUNT,
+    CREATED_VPCE,
+    MODES,
+    PARTITION,
+    REGION,
+    STACK,
+    Resolver,
+    api_methods,
+    as_list,
+    evaluate,
+    expand_api_policy,
+    iam_api_decision,
+    load_template,
+    method_arn,
+    parameter_values,
+    resource_policy,
+    role_statements,
+    security_schemes,
+    transform,
+    wildcard_match,
+)
+
+EXISTING_VPCE = "vpce-0123456789abcdef0"
+OTHER_VPCE = "vpce-0badbadbadbadbad0"
+STAGE = "v1"
+
+# docs/contracts.md, "Routes"
+IDENTITY_ROUTES = {
+    ("GET", "/internal/users/{id}"),
+    ("GET", "/internal/users/by-email/{email}"),
+    ("POST", "/internal/users"),
+}
+TUTOR_ROUTES = {("GET", "/internal/tutor/students/{id}/profile")}
+KEY_APIS = {"IdentityKeyApi": IDENTITY_ROUTES, "TutorKeyApi": TUTOR_ROUTES}
+IAM_APIS = {"IdentityIamApi": IDENTITY_ROUTES, "TutorIamApi": TUTOR_ROUTES}
+
+# docs/contracts.md, "Authorizer environment" and "Backend environment"
+AUTHORIZER_ENV = {
+    "SVCAUTH_KEY_SOURCE", "SVCAUTH_SSM_PATH", "SVCAUTH_LEGACY_PARAMETER", "SVCAUTH_KEYS_FILE",
+    "SVCAUTH_CACHE_TTL_SECS", "SVCAUTH_STALE_GRACE_SECS", "SVCAUTH_SSM_TIMEOUT_MS",
+    "SVCAUTH_LOAD_TIMEOUT_MS", "SVCAUTH_METRICS_NAMESPACE",
+}
+IDENTITY_ENV = {"USERS_TABLE", "SVCAUTH_IAM_ROLES"}
+TUTOR_ENV = {"SVCAUTH_IAM_ROLES", "IDENTITY_SERVICE_URL", "SERVICE_AUTH_MODE", "SERVICE_NAME",
+             "SERVICE_API_KEY_PARAMETER"}
+BINARIES = {"authorizer", "identity-service", "tutor-service"}
+
+# Actions AWS offers no resource-level permissions for; "*" is the narrowest there is.
+NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                     "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}
+
+
+# ------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def sam():
+    return load_template()
+
+
+_CACHE: dict = {}
+
+
+def resolved(sam, **params) -> Resolver:
+    key = json.dumps(params, sort_keys=True)
+    if key not in _CACHE:
+        cfn = transform(sam, **params)
+        _CACHE[key] = Resolver(cfn, parameter_values(sam, **params))
+    return _CACHE[key]
+
+
+@pytest.fixture(scope="session", params=MODES)
+def mode(request):
+    return request.param
+
+
+@pytest.fixture(scope="session", params=["created", "existing"])
+def endpoint(request):
+    return request.param
+
+
+def build(sam, mode, endpoint="created", **extra) -> Resolver:
+    params = {"AuthMode": mode, **extra}
+    if endpoint == "existing":
+        params["ExecuteApiEndpointId"] = EXISTING_VPCE
+    return resolved(sam, **params)
+
+
+def vpce_of(endpoint: str) -> str:
+    return CREATED_VPCE if endpoint == "created" else EXISTING_VPCE
+
+
+def apis(r: Resolver) -> dict:
+    return r.resources("AWS::ApiGateway::RestApi")
+
+
+# --------------------------------------------------------------- the matcher
+def test_wildcard_matcher_follows_iam_semantics():
+    assert wildcard_match("a/*/GET/internal/users/*", "a/v1/GET/internal/users/by-email/x@y")
+    assert not wildcard_match("a/*/GET/internal/users/*", "a/v1/POST/internal/users")
+    assert not wildcard_match("a/*/GET/internal/users/*", "a/v1/GET/internal/users")
+    assert wildcard_match("ssm:Get?arameter", "ssm:GetParameter")
+    assert not wildcard_match("parameter/svcauth/dev/keys/*", "parameter/svcauth/dev/keysX")
+    assert wildcard_match("EXECUTE-API:invoke", "execute-api:Invoke", ignore_case=True)
+
+
+# ------------------------------------------------------------- which APIs exist
+@pytest.mark.parametrize("mode,expected", [
+    ("api-key", set(KEY_APIS)),
+    ("iam", set(IAM_APIS)),
+    ("both", set(KEY_APIS) | set(IAM_APIS)),
+])
+def test_auth_mode_selects_the_apis(sam, mode, expected):
+    r = build(sam, mode)
+    assert set(apis(r)) == expected
+    assert r.live("AuthorizerFunction") == (mode != "iam")
+
+
+def test_every_api_serves_exactly_the_contract_routes(sam):
+    r = build(sam, "both")
+    for api_id, routes in {**KEY_APIS, **IAM_APIS}.items():
+        assert set(api_methods(apis(r)[api_id])) == routes, api_id
+
+
+# ------------------------------------------------------------------- private
+def test_every_api_is_private_and_bound_to_the_endpoint(sam, mode, endpoint):
+    r = build(sam, mode, endpoint)
+    for api_id, api in apis(r).items():
+        cfg = api["Properties"]["EndpointConfiguration"]
+        assert cfg["Types"] == ["PRIVATE"], api_id
+        assert cfg["VpcEndpointIds"] == [vpce_of(endpoint)], api_id
+    assert r.live("ExecuteApiEndpoint") == (endpoint == "created")
+
+
+def test_resource_policy_denies_traffic_not_from_the_endpoint(sam, mode, endpoint):
+    r = build(sam, mode, endpoint)
+    vpce = vpce_of(endpoint)
+    for api_id, api in apis(r).items():
+        policy = expand_api_policy(resource_policy(api), api_id)
+        assert policy, f"{api_id} has no resource policy"
+        for verb, path in api_methods(api):
+            arn = method_arn(api_id, STAGE, verb, path.replace("{", "").replace("}", ""))
+            for ctx in ({"aws:SourceVpce": OTHER_VPCE}, {}):  # another endpoint; the internet
+                assert evaluate(policy, "execute-api:Invoke", arn, ctx, None) == "deny", (api_id, ctx)
+                assert evaluate(policy, "execute-api:Invoke", arn, ctx,
+                                f"arn:{PARTITION}:iam::{ACCOUNT}:role/TutorServiceRole") == "deny"
+            # the explicit Deny is there, not just a missing Allow
+            denies = [s for s in policy if s["Effect"] == "Deny"]
+            assert any(s["Condition"] == {"StringNotEquals": {"aws:SourceVpce": vpce}} and s["Principal"] == "*"
+                       for s in denies), api_id
+            # every Allow is tied to the endpoint
+            for s in policy:
+                if s["Effect"] == "Allow":
+                    assert s["Condition"]["StringEquals"]["aws:SourceVpce"] == vpce, api_id
+
+
+def test_key_api_resource_policy_lets_endpoint_traffic_reach_the_authorizer(sam, endpoint):
+    r = build(sam, "api-key", endpoint)
+    for api_id, api in apis(r).items():
+        policy = expand_api_policy(resource_policy(api), api_id)
+        arn = method_arn(api_id, STAGE, "POST", "internal/users")
+        assert evaluate(policy, "execute-api:Invoke", arn, {"aws:SourceVpce": vpce_of(endpoint)}) == "allow"
+
+
+def test_endpoint_policy_reaches_only_this_accounts_apis(sam):
+    r = build(sam, "api-key")
+    ep = r.resources()["ExecuteApiEndpoint"]["Properties"]
+    stmts = as_list(ep["PolicyDocument"]["Statement"])
+    mine = method_arn("abc123", STAGE, "GET", "internal/users/1")
+    foreign = mine.replace(ACCOUNT, "210987654321")
+    assert evaluate(stmts, "execute-api:Invoke", mine, {}, None) == "allow"
+    assert evaluate(stmts, "execute-api:Invoke", foreign, {}, None) == "implicit-deny"
+    assert ep["PrivateDnsEnabled"] is False
+
+
+# ------------------------------------------------------------------ auth per method
+def test_api_key_mode_puts_the_authorizer_on_every_method(sam):
+    r = build(sam, "api-key")
+    for api_id, api in apis(r).items():
+        assert api["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
+        methods = api_methods(api)
+        assert methods
+        for route, op in methods.items():
+            assert op["security"] == [{"ServiceKeyAuthorizer": []}, {"api_key": []}], (api_id, route)
+            assert "credentials" not in op["x-amazon-apigateway-integration"]
+        auth = security_schemes(api)["ServiceKeyAuthorizer"]["x-amazon-apigateway-authorizer"]
+        assert auth["type"] == "request"
+        assert auth["identitySource"] == "method.request.header.x-service-api-key"
+        assert auth["authorizerResultTtlInSeconds"] == 300
+        assert "function:AuthorizerFunction/invocations" in auth["authorizerUri"]
+
+
+def test_authorizer_ttl_is_a_parameter(sam):
+    r = build(sam, "api-key", AuthorizerResultTtl=0)
+    for api in apis(r).values():
+        auth = security_schemes(api)["ServiceKeyAuthorizer"]["x-amazon-apigateway-authorizer"]
+        assert auth["authorizerResultTtlInSeconds"] == 0
+
+
+def test_iam_mode_puts_aws_iam_on_every_method(sam):
+    r = build(sam, "iam")
+    for api_id, api in apis(r).items():
+        methods = api_methods(api)
+        assert methods
+        for route, op in methods.items():
+            assert op["security"] == [{"AWS_IAM": []}], (api_id, route)
+            # invoked under the Lambda permission, not with the caller's credentials
+            assert "credentials" not in op["x-amazon-apigateway-integration"], (api_id, route)
+        assert security_schemes(api)["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+
+
+def test_both_mode_serves_every_route_with_each_kind_of_auth(sam):
+    r = build(sam, "both")
+    by_auth: dict[str, set] = {"key": set(), "iam": set()}
+    for api in apis(r).values():
+        for route, op in api_methods(api).items():
+            kind = "iam" if op["security"] == [{"AWS_IAM": []}] else "key"
+            by_auth[kind].add(route)
+    assert by_auth["key"] == by_auth["iam"] == IDENTITY_ROUTES | TUTOR_ROUTES
+
+
+def test_backends_of_an_api_exist_exactly_when_the_api_does(sam, mode):
+    r = build(sam, mode)
+    for lid, perm in r.resources("AWS::Lambda::Permission").items():
+        # would fail CloudFormation with an unresolved reference otherwise
+        assert isinstance(perm["Properties"]["SourceArn"], str), lid
+
+
+# ------------------------------------------------------------------ least privilege
+def _iam_setup(sam, mode="iam"):
+    r = build(sam, mode)
+    identity_api = apis(r)["IdentityIamApi"]
+    tutor_api = apis(r)["TutorIamApi"]
+    return r, resource_policy(identity_api), resource_policy(tutor_api)
+
+
+@pytest.mark.parametrize("mode", ["iam", "both"])
+def test_tutor_role_cannot_invoke_admin_only_routes(sam, mode):
+    r, identity_rp, tutor_rp = _iam_setup(sam, mode)
+    tutor = role_statements(r, "TutorServiceRole")
+    caller = f"arn:{PARTITION}:iam::{ACCOUNT}:role/TutorServiceRole"
+    ctx = {"aws:SourceVpce": CREATED_VPCE}
+
+    def decide(api, rp, verb, path):
+        return iam_api_decision(rp, tutor, caller, method_arn(api, STAGE, verb, path), ctx)
+
+    assert decide("IdentityIamApi", identity_rp, "GET", "internal/users/u-1") == "allow"
+    assert decide("IdentityIamApi", identity_rp, "GET", "internal/users/by-email/a@example.com") == "allow"
+    assert decide("IdentityIamApi", identity_rp, "POST", "internal/users") == "deny"
+    assert decide("IdentityIamApi", identity_rp, "DELETE", "internal/users/u-1") == "deny"
+    assert decide("TutorIamApi", tutor_rp, "GET", "internal/tutor/students/s-1/profile") == "deny"
+    # identity policy alone, on the exact method ARN of POST /internal/users
+    assert evaluate(tutor, "execute-api:Invoke",
+                    method_arn("IdentityIamApi", STAGE, "POST", "internal/users")) == "implicit-deny"
+
+
+def test_admin_role_can_invoke_every_internal_route(sam):
+    r, identity_rp, tutor_rp = _iam_setup(sam)
+    admin = role_statements(r, "AdminServiceRole")
+    caller = f"arn:{PARTITION}:iam::{ACCOUNT}:role/AdminServiceRole"
+    ctx = {"aws:SourceVpce": CREATED_VPCE}
+    for api, rp, routes in (("IdentityIamApi", identity_rp, IDENTITY_ROUTES),
+                            ("TutorIamApi", tutor_rp, TUTOR_ROUTES)):
+        for verb, path in routes:
+            arn = method_arn(api, STAGE, verb, path.replace("{", "").replace("}", ""))
+            assert iam_api_decision(rp, admin, caller, arn, ctx) == "allow", (api, verb, path)
+            assert iam_api_decision(rp, admin, caller, arn, {"aws:SourceVpce": OTHER_VPCE}) == "deny"
+
+
+def test_iam_api_resource_policy_never_allows_a_principal_directly(sam):
+    """A same-account Allow naming "*" or a role would bypass the roles' own policies."""
+    _, identity_rp, tutor_rp = _iam_setup(sam)
+    for st in identity_rp + tutor_rp:
+        if st["Effect"] == "Allow":
+            assert st["Principal"] == {"AWS": f"arn:{PARTITION}:iam::{ACCOUNT}:root"}
+
+
+def test_negative_control_a_broad_resource_policy_is_caught(sam):
+    r, identity_rp, _ = _iam_setup(sam)
+    tutor = role_statements(r, "TutorServiceRole")
+    weakened = copy.deepcopy(identity_rp)
+    weakened[0]["Principal"] = "*"
+    arn = method_arn("IdentityIamApi", STAGE, "POST", "internal/users")
+    caller = f"arn:{PARTITION}:iam::{ACCOUNT}:role/TutorServiceRole"
+    assert iam_api_decision(weakened, tutor, caller, arn, {"aws:SourceVpce": CREATED_VPCE}) == "allow"
+
+
+def test_negative_control_a_broad_tutor_policy_is_caught(sam):
+    sam2 = copy.deepcopy(sam)
+    pol = sam2["Resources"]["TutorServiceInvokePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    pol["Resource"] = [{"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                                   "${IdentityIamApi}/*/*/internal/*"}]
+    r = Resolver(transform(sam2, AuthMode="iam"), parameter_values(sam2, AuthMode="iam"))
+    tutor = role_statements(r, "TutorServiceRole")
+    assert evaluate(tutor, "execute-api:Invoke",
+                    method_arn("IdentityIamApi", STAGE, "POST", "internal/users")) == "allow"
+
+
+def _ssm(name: str) -> str:
+    return f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter{name}"
+
+
+def test_authorizer_reads_only_its_own_ssm_path(sam):
+    r = build(sam, "api-key")
+    st = role_statements(r, "AuthorizerRole")
+    own = "/svcauth/dev/keys"
+    assert evaluate(st, "ssm:GetParametersByPath", _ssm(own)) == "allow"
+    assert evaluate(st, "ssm:GetParameter", _ssm(own + "/tutor-service")) == "allow"
+    for other in ("/svcauth/dev", "/svcauth/prod/keys", "/svcauth/prod/keys/tutor-service",
+                  "/svcauth/dev/keys-other/x", "/dev/tutor-service/identity-service-api-key",
+                  "/dev/identity-service/service-api-keys"):
+        for action in ("ssm:GetParameter", "ssm:GetParametersByPath", "ssm:GetParameters"):
+            assert evaluate(st, action, _ssm(other)) == "implicit-deny", (action, other)
+    for action in ("ssm:PutParameter", "ssm:DeleteParameter", "ssm:LabelParameterVersion"):
+        assert evaluate(st, action, _ssm(own + "/tutor-service")) == "implicit-deny"
+
+
+def test_authorizer_decrypts_only_through_ssm_for_its_path(sam):
+    r = build(sam, "api-key")
+    st = role_statements(r, "AuthorizerRole")
+    key = f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    via_ssm = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com",
+               "kms:EncryptionContext:PARAMETER_ARN": _ssm("/svcauth/dev/keys/tutor-service")}
+    assert evaluate(st, "kms:Decrypt", key, via_ssm) == "allow"
+    assert evaluate(st, "kms:Decrypt", key, {**via_ssm, "kms:ViaService": f"s3.{REGION}.amazonaws.com"}) != "allow"
+    assert evaluate(st, "kms:Decrypt", key, {"kms:EncryptionContext:PARAMETER_ARN": via_ssm[
+        "kms:EncryptionContext:PARAMETER_ARN"]}) != "allow"
+    other_param = {**via_ssm, "kms:EncryptionContext:PARAMETER_ARN": _ssm("/dev/admin-service/identity-service-api-key")}
+    assert evaluate(st, "kms:Decrypt", key, other_param) != "allow"
+    assert evaluate(st, "kms:Decrypt", key.replace(ACCOUNT, "210987654321"), via_ssm) != "allow"
+
+
+def test_legacy_parameter_is_readable_only_when_configured(sam):
+    legacy = "/dev/identity-service/service-api-keys"
+    with_legacy = role_statements(build(sam, "api-key", LegacyKeysParameter=legacy), "AuthorizerRole")
+    assert evaluate(with_legacy, "ssm:GetParameter", _ssm(legacy)) == "allow"
+    without = role_statements(build(sam, "api-key"), "AuthorizerRole")
+    assert evaluate(without, "ssm:GetParameter", _ssm(legacy)) == "implicit-deny"
+
+
+@pytest.mark.parametrize("role,own,other", [
+    ("TutorServiceRole", "tutor-service", "admin-service"),
+    ("AdminServiceRole", "admin-service", "tutor-service"),
+])
+def test_each_service_reads_only_its_own_key(sam, role, own, other):
+    st = role_statements(build(sam, "api-key"), role)
+    assert evaluate(st, "ssm:GetParameter", _ssm(f"/dev/{own}/identity-service-api-key")) == "allow"
+    assert evaluate(st, "ssm:GetParameter", _ssm(f"/dev/{other}/identity-service-api-key")) == "implicit-deny"
+    assert evaluate(st, "ssm:GetParameter", _ssm(f"/prod/{own}/identity-service-api-key")) == "implicit-deny"
+    assert evaluate(st, "ssm:GetParametersByPath", _ssm("/svcauth/dev/keys")) == "implicit-deny"
+    key = f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    ctx = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com"}
+    assert evaluate(st, "kms:Decrypt", key, {
+        **ctx, "kms:EncryptionContext:PARAMETER_ARN": _ssm(f"/dev/{own}/identity-service-api-key")}) == "allow"
+    assert evaluate(st, "kms:Decrypt", key, {
+        **ctx, "kms:EncryptionContext:PARAMETER_ARN": _ssm(f"/dev/{other}/identity-service-api-key")}) != "allow"
+
+
+def test_service_roles_are_assumable_by_ecs_tasks_and_lambda_only(sam):
+    r = build(sam, "both")
+    for role in ("TutorServiceRole", "AdminServiceRole"):
+        trust = as_list(r.resources()[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"])
+        services = {svc for st in trust for svc in as_list(st["Principal"].get("Service"))}
+        assert services == {"ecs-tasks.amazonaws.com", "lambda.amazonaws.com"}
+        assert all(set(st["Principal"]) == {"Service"} for st in trust)
+
+
+def test_no_star_resource_where_a_narrower_one_exists(sam, mode):
+    r = build(sam, mode, EnableCloudTrail="true")
+    for lid, res in r.resources().items():
+        docs = []
+        if res["Type"] == "AWS::IAM::Role":
+            docs = [p["PolicyDocument"] for p in res["Properties"].get("Policies", [])]
+            assert not res["Properties"].get("ManagedPolicyArns"), lid
+        elif res["Type"] in ("AWS::IAM::RolePolicy", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            docs = [res["Properties"]["PolicyDocument"]]
+        for doc in docs:
+            for st in as_list(doc["Statement"]):
+                if "*" in as_list(st.get("Resource")):
+                    assert set(as_list(st["Action"])) <= NO_RESOURCE_LEVEL, (lid, st)
+                assert "*" not in as_list(st["Action"]), (lid, st)
+                assert not any(a.endswith(":*") for a in as_list(st["Action"])), (lid, st)
+
+
+# ------------------------------------------------------------------- throttling
+def test_a_usage_plan_per_calling_service(sam):
+    r = build(sam, "api-key", TutorRateLimit=7, TutorBurstLimit=9)
+    plans = r.resources("AWS::ApiGateway::UsagePlan")
+    assert set(plans) == {"TutorServiceUsagePlan", "AdminServiceUsagePlan"}
+    tutor = plans["TutorServiceUsagePlan"]["Properties"]
+    assert tutor["Throttle"] == {"RateLimit": "7", "BurstLimit": "9"}
+    assert {s["ApiId"] for s in tutor["ApiStages"]} == {"IdentityKeyApi"}
+    admin = plans["AdminServiceUsagePlan"]["Properties"]
+    assert {s["ApiId"] for s in admin["ApiStages"]} == {"IdentityKeyApi", "TutorKeyApi"}
+    keys = r.resources("AWS::ApiGateway::UsagePlanKey")
+    assert {(k["Properties"]["UsagePlanId"], k["Properties"]["KeyId"]) for k in keys.values()} == {
+        ("TutorServiceUsagePlan", "TutorServiceApiKey"), ("AdminServiceUsagePlan", "AdminServiceApiKey")}
+    assert not build(sam, "iam").resources("AWS::ApiGateway::UsagePlan")
+
+
+# -------------------------------------------------------------------- audit
+def test_access_logs_are_json_with_the_audit_fields(sam, mode):
+    r = build(sam, mode)
+    stages = r.resources("AWS::ApiGateway::Stage")
+    assert len(stages) == len(apis(r))
+    group = r.resources()["ApiAccessLogGroup"]["Properties"]
+    assert int(group["RetentionInDays"]) == 365
+    for lid, stage in stages.items():
+        p = stage["Properties"]
+        assert p["AccessLogSetting"]["DestinationArn"] == r.getatt("ApiAccessLogGroup", "Arn")
+        fields = json.loads(p["AccessLogSetting"]["Format"])
+        assert fields["requestId"] == "$context.requestId"
+        assert fields["serviceId"] == "$context.authorizer.serviceId"
+        assert fields["iamCaller"] == "$context.identity.userArn"
+        assert fields["route"] == "$context.resourcePath"
+        assert fields["status"] == "$context.status"
+        assert fields["latencyMs"] == "$context.responseLatency"
+        assert p["TracingEnabled"] is True, lid
+        for ms in p["MethodSettings"]:
+            assert ms["DataTraceEnabled"] is False, "data traces would log the x-service-api-key header"
+
+
+def test_functions_are_rust_arm64_traced_with_retained_logs(sam, mode):
+    r = build(sam, mode)
+    fns = r.resources("AWS::Lambda::Function")
+    assert fns
+    groups = r.resources("AWS::Logs::LogGroup")
+    for lid, fn in fns.items():
+        p = fn["Properties"]
+        assert p["Runtime"] == "provided.al2023", lid
+        assert p["Architectures"] == ["arm64"], lid
+        assert p["TracingConfig"] == {"Mode": "Active"}, lid
+        group_name = p["LoggingConfig"]["LogGroup"]
+        assert any(g["Properties"]["LogGroupName"] == group_name and g["Properties"].get("RetentionInDays")
+                   for g in groups.values()), lid
+
+
+def test_build_metadata_names_the_contract_binaries(sam):
+    fns = {lid: res for lid, res in sam["Resources"].items() if res["Type"] == "AWS::Serverless::Function"}
+    assert sam["Globals"]["Function"]["CodeUri"] == "."
+    for lid, res in fns.items():
+        md = res["Metadata"]
+        assert md["BuildMethod"] == "rust-cargolambda", lid
+        assert md["BuildProperties"]["Binary"] in BINARIES, lid
+    assert {res["Metadata"]["BuildProperties"]["Binary"] for res in fns.values()} == BINARIES
+
+
+def test_environment_follows_the_contract(sam):
+    r = build(sam, "both")
+    fns = r.resources("AWS::Lambda::Function")
+    env = {lid: fn["Properties"]["Environment"]["Variables"] for lid, fn in fns.items()}
+    assert set(env["AuthorizerFunction"]) <= AUTHORIZER_ENV
+    assert env["AuthorizerFunction"]["SVCAUTH_KEY_SOURCE"] == "ssm"
+    assert env["AuthorizerFunction"]["SVCAUTH_SSM_PATH"] == "/svcauth/dev/keys"
+    for lid in ("IdentityServiceFunction", "IdentityServiceIamFunction"):
+        assert set(env[lid]) == IDENTITY_ENV
+        assert env[lid]["USERS_TABLE"] == "UsersTable"
+        assert env[lid]["SVCAUTH_IAM_ROLES"] == "TutorServiceRole=tutor-service,AdminServiceRole=admin-service"
+    for lid, auth, api in (("TutorServiceFunction", "api-key", "IdentityKeyApi"),
+                           ("TutorServiceIamFunction", "iam", "IdentityIamApi")):
+        assert set(env[lid]) == TUTOR_ENV
+        assert env[lid]["SERVICE_AUTH_MODE"] == auth
+        assert env[lid]["SERVICE_NAME"] == "tutor-service"
+        assert env[lid]["SERVICE_API_KEY_PARAMETER"] == "/dev/tutor-service/identity-service-api-key"
+        assert env[lid]["IDENTITY_SERVICE_URL"] == (
+            f"https://{api}-{CREATED_VPCE}.execute-api.{REGION}.amazonaws.com/{STAGE}")
+
+
+def test_cloudtrail_is_optional_and_its_bucket_locked_down(sam):
+    assert not build(sam, "api-key").live("Trail")
+    r = build(sam, "api-key", EnableCloudTrail="true")
+    res = r.resources()
+    bucket = res["CloudTrailBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["OwnershipControls"]["Rules"][0]["ObjectOwnership"] == "BucketOwnerEnforced"
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    stmts = as_list(res["CloudTrailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"])
+    bucket_arn = r.getatt("CloudTrailBucket", "Arn")
+    obj = f"{bucket_arn}/AWSLogs/{ACCOUNT}/CloudTrail/x.json.gz"
+    trail_arn = f"arn:{PARTITION}:cloudtrail:{REGION}:{ACCOUNT}:trail/{STACK}-trail"
+    ok = {"aws:SecureTransport": "true", "aws:SourceArn": trail_arn, "s3:x-amz-acl": "bucket-owner-full-control"}
+    assert evaluate(stmts, "s3:PutObject", obj, ok, "cloudtrail.amazonaws.com") == "allow"
+    other_trail = {**ok, "aws:SourceArn": trail_arn.replace(ACCOUNT, "210987654321")}
+    assert evaluate(stmts, "s3:PutObject", obj, other_trail, "cloudtrail.amazonaws.com") != "allow"
+    assert evaluate(stmts, "s3:GetObject", obj, {"aws:SecureTransport": "false"},
+                    f"arn:{PARTITION}:iam::{ACCOUNT}:role/Reader") == "deny"
+    assert evaluate(stmts, "s3:DeleteObject", obj, {"aws:SecureTransport": "true"},
+                    f"arn:{PARTITION}:iam::{ACCOUNT}:role/Admin") == "deny"
+    trail = res["Trail"]["Properties"]
+    assert trail["EnableLogFileValidation"] is True
+    assert trail["IsMultiRegionTrail"] is True
+
+
+# ------------------------------------------------------------ readable routes
+def test_routes_are_plain_sam_events_a_yaml_reader_can_follow(sam):
+    """The local gateway reads routes and their authorization straight from the YAML."""
+    res = sam["Resources"]
+    seen = set()
+    for lid, fn in res.items():
+        if fn["Type"] != "AWS::Serverless::Function":
+            continue
+        for ev in fn["Properties"].get("Events", {}).values():
+            assert ev["Type"] == "Api"
+            p = ev["Properties"]
+            assert isinstance(p["Path"], str) and isinstance(p["Method"], str)
+            assert "Auth" not in p  # the API's DefaultAuthorizer applies
+            api = res[p["RestApiId"]["Ref"]]
+            default = api["Properties"]["Auth"]["DefaultAuthorizer"]
+            assert default in ("AWS_IAM", "ServiceKeyAuthorizer")
+            if default == "ServiceKeyAuthorizer":
+                a = api["Properties"]["Auth"]["Authorizers"][default]
+                assert a["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+                assert a["Identity"]["Headers"] == ["x-service-api-key"]
+            seen.add((default, p["Method"].upper(), p["Path"]))
+    routes = IDENTITY_ROUTES | TUTOR_ROUTES
+    assert seen == {(d, m, p) for d in ("AWS_IAM", "ServiceKeyAuthorizer") for m, p in routes}
+
+
+def test_outputs_name_urls_roles_authorizer_and_ssm_paths(sam):
+    r = build(sam, "both")
+    outputs = {k: r.resolve(v) for k, v in r.cfn["Outputs"].items()
+               if "Condition" not in v or r.condition(v["Condition"])}
+    for name in ("IdentityApiUrl", "TutorApiUrl", "IdentityIamApiUrl", "TutorIamApiUrl",
+                 "AuthorizerFunctionArn", "TutorServiceRoleArn", "AdminServiceRoleArn",
+                 "KeyStorePath", "TutorKeyParameter", "AdminKeyParameter"):
+        assert name in outputs, name
+    assert outputs["KeyStorePath"]["Value"] == "/svcauth/dev/keys"
+    assert outputs["IdentityApiUrl"]["Value"] == (
+        f"https://IdentityKeyApi-{CREATED_VPCE}.execute-api.{REGION}.amazonaws.com/{STAGE}")
