@@ -1,0 +1,71 @@
+//! Shared by the authorizer's integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use authorizer::{CachedStore, KeySource};
+use serde_json::Value;
+use service_auth::cache::RefreshPolicy;
+use service_auth::UnixTime;
+
+/// 2026-11-29T12:00:00Z: after the dev store's expired key expired.
+pub const NOW: u64 = 1_795_953_600;
+
+pub fn repo_root() -> PathBuf {
+    test_support::workspace_root()
+}
+
+pub fn read_json(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn event(name: &str) -> Value {
+    read_json(&repo_root().join("events").join(format!("{name}.json")))
+}
+
+/// The clear development keys, by name.
+pub fn dev_keys() -> Vec<(String, String)> {
+    let v = read_json(&repo_root().join("dev/dev-keys.json"));
+    v.as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+pub fn dev_key(name: &str) -> String {
+    dev_keys().into_iter().find(|(k, _)| k == name).unwrap().1
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+pub struct TestClock(pub Arc<AtomicU64>);
+
+impl TestClock {
+    pub fn at(t: u64) -> Self {
+        Self(Arc::new(AtomicU64::new(t)))
+    }
+    pub fn set(&self, t: u64) {
+        self.0.store(t, Ordering::SeqCst)
+    }
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+    pub fn clock(&self) -> authorizer::Clock {
+        let t = self.0.clone();
+        Arc::new(move || UnixTime(t.load(Ordering::SeqCst)))
+    }
+}
+
+pub fn store(source: KeySource, clock: &TestClock) -> CachedStore {
+    CachedStore::new(source, RefreshPolicy::default(), Duration::from_secs(30), clock.clock())
+}
+
+pub fn dev_store() -> CachedStore {
+    store(KeySource::Dev, &TestClock::at(NOW))
+}

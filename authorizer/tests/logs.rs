@@ -1,0 +1,144 @@
+//! Captures the JSON logs of a full run over every sample event, checks each decision's
+//! audit line, and finds no key material anywhere in them.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use authorizer::handle;
+use common::*;
+use serde_json::Value;
+use service_auth::ApiKey;
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture<F: std::future::Future<Output = ()>>(f: F) -> String {
+    let buf = Buffer::default();
+    let writer = buf.clone();
+    // The same formatter lambda_runtime installs under AWS_LAMBDA_LOG_FORMAT=json.
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_target(false)
+        .without_time()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f);
+    let bytes = buf.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+fn decisions(logs: &str) -> Vec<Value> {
+    logs.lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("every log line is JSON"))
+        .filter(|v| v["fields"]["event"] == "authorizer_decision")
+        .collect()
+}
+
+#[test]
+fn one_audit_line_per_decision_with_the_documented_fields() {
+    let cases = [
+        ("authorizer-valid-key", "allow", "permitted", "tutor-service"),
+        ("authorizer-route-outside-permissions", "deny", "route_not_permitted", "tutor-service"),
+        ("authorizer-header-other-case", "allow", "permitted", "tutor-service"),
+        ("authorizer-legacy-key", "allow", "permitted", "reporting-service"),
+        ("authorizer-admin-key", "allow", "permitted", "admin-service"),
+        ("authorizer-missing-key", "unauthorized", "missing_key", ""),
+        ("authorizer-invalid-key", "unauthorized", "unknown_key", ""),
+        ("authorizer-malformed-key", "unauthorized", "malformed_key", ""),
+        ("authorizer-revoked-key", "unauthorized", "revoked_key", "tutor-service"),
+        ("authorizer-expired-key", "unauthorized", "expired_key", "tutor-service"),
+        ("authorizer-duplicated-header", "unauthorized", "duplicate_key", ""),
+    ];
+    for (name, decision, reason, service) in cases {
+        let logs = capture(async {
+            let store = dev_store();
+            let _ = handle(&store, &event(name)).await;
+        });
+        let lines = decisions(&logs);
+        assert_eq!(lines.len(), 1, "{name}: {logs}");
+        let f = &lines[0]["fields"];
+        assert_eq!(f["decision"], decision, "{name}");
+        assert_eq!(f["reason"], reason, "{name}");
+        assert_eq!(f["service_id"], service, "{name}");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(f["correlation_id"], "corr-7f3b2c1d", "{name}");
+        assert_eq!(f["request_id"], "c6af9ac6-7b61-11e6-9a41-93e8deadbeef");
+        assert_eq!(f["source_ip"], "10.0.12.34");
+        assert!(f["http_method"] == "GET" || f["http_method"] == "POST");
+        assert!(f["resource_path"].as_str().unwrap().starts_with("/internal/users"));
+        if matches!(reason, "permitted" | "route_not_permitted" | "revoked_key" | "expired_key" | "unknown_key") {
+            assert!(f["key_id"].as_str().unwrap().starts_with("kid_"), "{name}");
+        }
+    }
+}
+
+#[test]
+fn logs_of_a_full_run_hold_no_key_material() {
+    let keys: Vec<String> = dev_keys().into_iter().map(|(_, k)| k).collect();
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("events"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("authorizer-"))
+        .collect();
+    names.sort();
+    let mut presented: Vec<String> = keys.clone();
+    let logs = capture(async {
+        let store = dev_store();
+        for name in &names {
+            let ev = event(name.trim_end_matches(".json"));
+            if let Some(k) = ev["headers"]["x-service-api-key"].as_str() {
+                presented.push(k.to_owned());
+            }
+            let _ = handle(&store, &ev).await;
+        }
+        // A store that fails to load logs its error too.
+        let broken = store_with_broken_file();
+        let mut ev = event("authorizer-valid-key");
+        let _ = handle(&broken, &ev).await;
+        ev["headers"]["x-service-api-key"] = Value::String("svcauth_dev_".to_owned() + &"Z".repeat(49));
+        let _ = handle(&broken, &ev).await;
+    });
+    assert!(decisions(&logs).len() > names.len());
+    assert!(logs.contains("key_store_load_failed"));
+    for k in &presented {
+        // Neither the key, nor its secret part, nor its stored hash.
+        assert!(!logs.contains(k.as_str()), "a key appears in the logs");
+        let body = &k[k.len().saturating_sub(49)..];
+        assert!(!logs.contains(body), "a key body appears in the logs");
+        if let Ok(parsed) = ApiKey::parse(k) {
+            assert!(!logs.contains(&parsed.hash().to_hex()), "a key hash appears in the logs");
+        }
+    }
+}
+
+fn store_with_broken_file() -> authorizer::CachedStore {
+    let dir = std::env::temp_dir().join(format!("svcauth-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.json");
+    // A document whose permission is broken, next to a clear key someone pasted in.
+    let key = dev_key("tutor-service");
+    std::fs::write(
+        &path,
+        format!(r#"[{{"schema":1,"service":"tutor-service","permissions":["{key}"],"keys":[]}}]"#),
+    )
+    .unwrap();
+    store(authorizer::KeySource::File(path), &TestClock::at(NOW))
+}
