@@ -1,1 +1,116 @@
-fn main(){}
+//! One authorizer decision against a store of 10,000 keys across 500 services,
+//! including building the API Gateway response (and, separately, serialising it the
+//! way the runtime does, and the whole handler from a raw event).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use service_auth::cache::RefreshPolicy;
+use service_auth::{decide, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument, UnixTime};
+
+const SERVICES: usize = 500;
+const KEYS_PER_SERVICE: usize = 20;
+const METHOD_ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42";
+
+fn build_store() -> (KeyStore, String) {
+    let mut docs = Vec::with_capacity(SERVICES);
+    let mut probe = None;
+    for s in 0..SERVICES {
+        let mut doc = ServiceDocument::new(
+            &format!("service-{s:03}"),
+            vec![
+                "GET /internal/users/*".into(),
+                "GET /internal/users/by-email/*".into(),
+                format!("POST /internal/service-{s:03}/*"),
+            ],
+        );
+        for _ in 0..KEYS_PER_SERVICE {
+            let key = ApiKey::generate(Some("prod")).unwrap();
+            doc.keys.push(KeyRecord::for_key(&key, UnixTime(1), None));
+            if s == SERVICES / 2 && probe.is_none() {
+                probe = Some(key.expose_secret().to_owned());
+            }
+        }
+        docs.push(doc);
+    }
+    let store = KeyStore::build(&docs, &[]).unwrap();
+    assert_eq!(store.key_count(), SERVICES * KEYS_PER_SERVICE);
+    (store, probe.unwrap())
+}
+
+fn bench(c: &mut Criterion) {
+    let (store, key) = build_store();
+    let values = [key.as_str()];
+    let req = AuthRequest {
+        api_key_values: &values,
+        method_arn: Some(METHOD_ARN),
+    };
+    let now = UnixTime(1_795_953_600);
+
+    c.bench_function("decide + build response (10k keys, 500 services)", |b| {
+        b.iter(|| match decide(Some(black_box(&store)), black_box(&req), now) {
+            Decision::Allow(g) => authorizer::response(&g),
+            Decision::Unauthorized { .. } => unreachable!(),
+        })
+    });
+
+    c.bench_function("decide + build + serialise response", |b| {
+        b.iter(|| match decide(Some(black_box(&store)), black_box(&req), now) {
+            Decision::Allow(g) => serde_json::to_vec(&authorizer::response(&g)).unwrap(),
+            Decision::Unauthorized { .. } => unreachable!(),
+        })
+    });
+
+    let unknown = ApiKey::generate(Some("prod")).unwrap();
+    let unknown_values = [unknown.expose_secret()];
+    let unknown_req = AuthRequest {
+        api_key_values: &unknown_values,
+        method_arn: Some(METHOD_ARN),
+    };
+    c.bench_function("decide unknown key", |b| {
+        b.iter(|| decide(Some(black_box(&store)), black_box(&unknown_req), now))
+    });
+
+    // The whole handler from a raw event (event parsing, decision, response, audit
+    // line with no subscriber installed).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempdir_with_store(&store_docs_json());
+    let cached = authorizer::CachedStore::new(
+        authorizer::KeySource::File(dir),
+        RefreshPolicy::default(),
+        Duration::from_secs(5),
+        Arc::new(move || now),
+    );
+    let key = dev_tutor_key();
+    let mut event: serde_json::Value = serde_json::from_str(include_str!("../../events/authorizer-valid-key.json")).unwrap();
+    event["headers"]["x-service-api-key"] = serde_json::Value::String(key.clone());
+    event["multiValueHeaders"]["x-service-api-key"] = serde_json::json!([key]);
+    rt.block_on(cached.reload_now());
+    c.bench_function("handler: raw event to response (dev store)", |b| {
+        b.iter(|| rt.block_on(authorizer::handle(&cached, black_box(&event))).unwrap())
+    });
+}
+
+fn store_docs_json() -> String {
+    service_auth::dev::DEV_STORE_JSON.to_owned()
+}
+
+fn dev_tutor_key() -> String {
+    let v: serde_json::Value = serde_json::from_str(include_str!("../../dev/dev-keys.json")).unwrap();
+    v["tutor-service"].as_str().unwrap().to_owned()
+}
+
+fn tempdir_with_store(json: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("svcauth-bench-{}.json", std::process::id()));
+    std::fs::write(&path, json).unwrap();
+    path
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

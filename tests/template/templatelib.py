@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
+# SVCAUTH_TEMPLATE points the checks at another copy (e.g. a deliberately broken one).
+TEMPLATE = Path(os.environ.get("SVCAUTH_TEMPLATE", ROOT / "template.yaml"))
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -14,6 +14,10 @@ that service's [`ServiceDocument`] (permissions and hashed key records). Why:
   keys united, revocations and earlier expiries kept), re-applies its own change and
   writes again. Two operators changing the same service at once both keep their
   change; operators changing different services never touch the same parameter.
+  Retries back off with jitter. One window stays open without a compare-and-swap: a
+  writer that overwrites another's version and then dies before merging leaves that
+  change only in the parameter history. A writer re-reads once after its write to
+  narrow it, and the change can be recovered from `GetParameterHistory`.
 
 The original design's single JSON parameter (`{"<key>": "<service>"}`) can be read as
 a legacy source: its keys are hashed as they are parsed and the clear values dropped.
@@ -24,8 +28,10 @@ This crate does I/O only; every decision about documents lives in `service-auth`
 
 pub use aws_sdk_ssm;
 
+use std::time::Duration;
+
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ssm::types::ParameterType;
+use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 use service_auth::record::{valid_service_name, DocumentError};
 use service_auth::store::{parse_legacy_map, LegacyEntry, StoreError};
@@ -216,7 +222,7 @@ impl SsmKeyStore {
             Some((d, v)) => (d, Some(v)),
             None => (ServiceDocument::new(service, Vec::new()), None),
         };
-        for _ in 0..MAX_WRITE_ATTEMPTS {
+        for attempt in 0..MAX_WRITE_ATTEMPTS {
             if let Err(e) = change(&mut doc) {
                 return Ok(Err(e));
             }
@@ -230,6 +236,7 @@ impl SsmKeyStore {
                 .name(&name)
                 .value(doc.to_json())
                 .r#type(ParameterType::SecureString)
+                .tier(ParameterTier::IntelligentTiering)
                 .overwrite(base_version.is_some());
             let put = if base_version.is_none() {
                 put.description(format!("svcauth key records of {service}; written by svcauth, read by the authorizer"))
@@ -247,17 +254,36 @@ impl SsmKeyStore {
                     theirs.merge(&doc);
                     doc = theirs;
                     base_version = Some(v);
+                    backoff(attempt).await;
                     continue;
                 }
                 Err(e) => return Err(sdk_error("PutParameter", &name, e)),
             };
             let expected = base_version.map_or(1, |v| v + 1);
             if written == expected {
-                return Ok(Ok(WriteOutcome {
-                    version: written,
-                    merged_conflicts,
-                    document: doc,
-                }));
+                // A later writer may have overwritten this version and stopped before
+                // merging it back. Re-read once: if the current version lacks our
+                // change, go round again from it. (The window cannot be closed without
+                // a compare-and-swap, which SSM lacks; the change is still in the
+                // parameter history either way.)
+                let Some((current, v)) = self.read_document(service).await? else {
+                    return Err(SsmStoreError::NotFound(name));
+                };
+                let mut probe = current.clone();
+                if v == written || (change(&mut probe).is_ok() && probe == current) {
+                    return Ok(Ok(WriteOutcome {
+                        version: written,
+                        merged_conflicts,
+                        document: doc,
+                    }));
+                }
+                merged_conflicts += 1;
+                let mut next = current;
+                next.merge(&doc);
+                doc = next;
+                base_version = Some(v);
+                backoff(attempt).await;
+                continue;
             }
             // Versions expected..written-1 were written by others and may have been
             // overwritten by ours: merge them and write again.
@@ -270,6 +296,7 @@ impl SsmKeyStore {
             next.merge(&doc);
             doc = next;
             base_version = Some(written);
+            backoff(attempt).await;
         }
         Err(SsmStoreError::TooManyConflicts(name))
     }
@@ -344,6 +371,17 @@ impl SsmKeyStore {
         }
         Ok(doc)
     }
+}
+
+/// A growing, jittered pause before writing again after a conflict, so writers that
+/// collided do not collide again in lockstep: 12-25 ms, then doubling up to ~1.6 s.
+async fn backoff(attempt: usize) {
+    let base_ms = 25u64 << attempt.min(6);
+    let mut b = [0u8; 2];
+    let jitter = getrandom::fill(&mut b)
+        .map(|_| u64::from(u16::from_le_bytes(b)) % (base_ms / 2 + 1))
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(base_ms / 2 + jitter)).await;
 }
 
 fn require_secure(name: &str, t: Option<&ParameterType>) -> Result<(), SsmStoreError> {

@@ -104,10 +104,11 @@ pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) ->
         Ok(k) => k,
         Err(e) => return Decision::unauthorized(UnauthorizedReason::MalformedKey(e)),
     };
-    let key_id = key.key_id();
+    // The presented key's id costs a second SHA-256: computed only when refusing (an
+    // allowed key's id comes from its record).
     let unauthorized = |reason, service: Option<&str>| Decision::Unauthorized {
         reason,
-        key_id: Some(key_id.clone()),
+        key_id: Some(key.key_id()),
         service: service.map(str::to_owned),
     };
     let method_arn = match MethodArn::parse(req.method_arn.unwrap_or_default()) {

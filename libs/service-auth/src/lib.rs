@@ -22,6 +22,7 @@ pub mod cache;
 pub mod context;
 pub mod decision;
 pub mod dev;
+pub mod identity;
 pub mod key;
 pub mod method_arn;
 pub mod permissions;

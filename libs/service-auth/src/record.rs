@@ -25,8 +25,10 @@ use crate::permissions::{PatternError, RoutePattern};
 
 /// The document schema this crate reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
-/// Most keys one service may have at once (SSM's 4 KB standard parameter limit).
-pub const MAX_KEYS_PER_SERVICE: usize = 10;
+/// Most keys one service may have at once. A record is about 230 bytes, so 32 fit
+/// SSM's 8 KB advanced-tier limit (writes use Intelligent-Tiering, which moves a
+/// parameter past 4 KB to the advanced tier by itself).
+pub const MAX_KEYS_PER_SERVICE: usize = 32;
 /// Most permissions one service may have.
 pub const MAX_PERMISSIONS: usize = 32;
 

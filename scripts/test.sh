@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The project's test command (README "Test"), also what CI runs (.ci/run):
+# installs the tools, checks formatting and lints, runs every Rust test (the tests
+# start their own moto_server on 127.0.0.1), invokes the sample events through
+# `cargo lambda`, and checks template.yaml (sam validate, cfn-lint, checkov, pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+step() { echo; echo "==> $*"; }
+
+step "tools"
+bash scripts/setup-tools.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "sample events through cargo lambda"
+bash scripts/invoke-events.sh --check
+
+step "template checks"
+bash scripts/check-template.sh
+
+if [ "${SVCAUTH_SKIP_SAM_BUILD:-0}" != 1 ]; then
+  step "sam build"
+  bash scripts/sam-build.sh
+fi
+echo
+echo "all checks passed"

@@ -1,0 +1,165 @@
+//! The AWS edge: the SSM client from aws-config's normal chain (or one injected by a
+//! test), and the few direct parameter calls outside the key store: a caller's key
+//! parameter and the legacy map.
+
+use std::time::Duration;
+
+use keystore_ssm::aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use keystore_ssm::aws_sdk_ssm::types::ParameterType;
+use keystore_ssm::aws_sdk_ssm::Client;
+use zeroize::Zeroizing;
+
+use crate::cli::GlobalArgs;
+use crate::error::Error;
+
+/// Where the SSM client comes from.
+#[derive(Debug, Clone)]
+pub enum Aws {
+    /// aws-config's chain (environment, profile, IMDS...), with --region/--profile on top.
+    FromEnvironment,
+    /// A ready client (tests point one at moto_server).
+    Client(Client),
+}
+
+impl Aws {
+    pub(crate) async fn client(&self, global: &GlobalArgs) -> Result<Client, Error> {
+        match self {
+            Self::Client(c) => Ok(c.clone()),
+            Self::FromEnvironment => {
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(10))
+                            .operation_attempt_timeout(Duration::from_secs(30))
+                            .build(),
+                    );
+                if let Some(region) = &global.region {
+                    loader = loader.region(aws_config::Region::new(region.clone()));
+                }
+                if let Some(profile) = &global.profile {
+                    loader = loader.profile_name(profile);
+                }
+                let conf = loader.load().await;
+                if conf.region().is_none() {
+                    return Err(Error::Aws(
+                        "no AWS region is configured: pass --region, set AWS_REGION, or use a profile (--profile / AWS_PROFILE) that names one".into(),
+                    ));
+                }
+                Ok(Client::new(&conf))
+            }
+        }
+    }
+}
+
+/// The client's region, for messages.
+pub(crate) fn region_of(client: &Client) -> String {
+    client
+        .config()
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "unset".into())
+}
+
+/// Whether a parameter exists. Reads it without decryption: the value is not needed.
+pub(crate) async fn parameter_exists(client: &Client, name: &str) -> Result<bool, Error> {
+    match client
+        .get_parameter()
+        .name(name)
+        .with_decryption(false)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_parameter_not_found()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(aws_error("GetParameter", name, client, e)),
+    }
+}
+
+/// Writes a caller's clear key as a SecureString.
+pub(crate) async fn put_secret(
+    client: &Client,
+    name: &str,
+    secret: &str,
+    overwrite: bool,
+) -> Result<i64, Error> {
+    let put = client
+        .put_parameter()
+        .name(name)
+        .value(secret)
+        .r#type(ParameterType::SecureString)
+        .overwrite(overwrite);
+    let put = if overwrite {
+        put
+    } else {
+        put.description("API key of this service for calling internal APIs; written by svcauth")
+    };
+    match put.send().await {
+        Ok(out) => Ok(out.version()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => Err(Error::Usage(format!(
+            "{name} already holds a key: use `svcauth keys rotate` to replace it with a grace period, pass --overwrite-delivery, or choose --delivery-parameter / --deliver stdout"
+        ))),
+        Err(e) => Err(aws_error("PutParameter", name, client, e)),
+    }
+}
+
+/// Reads a parameter's value, decrypted. The value is wiped when dropped.
+pub(crate) async fn read_parameter(
+    client: &Client,
+    name: &str,
+) -> Result<Zeroizing<String>, Error> {
+    let out = client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| aws_error("GetParameter", name, client, e))?;
+    let value = out
+        .parameter()
+        .and_then(|p| p.value())
+        .ok_or_else(|| not_found(name, client))?;
+    Ok(Zeroizing::new(value.to_owned()))
+}
+
+fn not_found(name: &str, client: &Client) -> Error {
+    Error::NotFound(format!(
+        "parameter {name} does not exist in region {}: check the name and the region (--region, AWS_REGION)",
+        region_of(client)
+    ))
+}
+
+/// An SDK error as an error that says what to do. SSM error messages name parameters,
+/// never values, so they are safe to show.
+fn aws_error<E, R>(operation: &str, name: &str, client: &Client, e: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let region = region_of(client);
+    match e.code() {
+        Some("ParameterNotFound") => not_found(name, client),
+        Some("AccessDeniedException") => Error::Aws(format!(
+            "access denied: {operation} on {name} (region {region}); the caller needs ssm:{operation} on this parameter and, for SecureString values, kms:Encrypt/kms:Decrypt on its KMS key"
+        )),
+        Some("UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException") => Error::Aws(format!(
+            "AWS rejected the credentials for {operation} on {name}: refresh them (aws sso login, or check AWS_PROFILE / --profile)"
+        )),
+        // A validation message may quote the value sent: never show one for a write.
+        Some(code) if operation == "PutParameter" => {
+            Error::Aws(format!("{operation} on {name} (region {region}) failed: {code}"))
+        }
+        Some(code) => Error::Aws(format!(
+            "{operation} on {name} (region {region}) failed: {code}: {}",
+            e.message().unwrap_or("")
+        )),
+        None => Error::Aws(format!(
+            "{operation} on {name} (region {region}) failed: {}; check network access to SSM, the region and AWS_ENDPOINT_URL",
+            DisplayErrorContext(&e)
+        )),
+    }
+}

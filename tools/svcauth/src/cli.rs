@@ -1,0 +1,265 @@
+//! The command line: one clap struct per command, every option documented.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::EXIT_CODES_HELP;
+
+/// How long the authorizer and API Gateway may keep answering for a revoked key, as
+/// shown in `keys revoke --help` and printed after a revocation.
+pub const REVOCATION_BOUND: &str = "\
+A revoked key stops working within the authorizer's cache TTL plus API Gateway's
+authorizer result TTL: SVCAUTH_CACHE_TTL_SECS (default 300 s) + the template's
+AuthorizerResultTtl (ReauthorizeEvery, default 300 s, at most 3600 s), so within
+10 minutes with the defaults. Only while the authorizer cannot reach SSM does it keep
+its last loaded store longer, for at most SVCAUTH_STALE_GRACE_SECS (default 900 s)
+more: 25 minutes in the worst case with the defaults.";
+
+/// Manage the service API keys the svcauth authorizer accepts.
+///
+/// Writes exactly the layout the authorizer reads: one SecureString service document
+/// per calling service under the key store path (hashed key records only), and each
+/// caller's clear key, once, in its own SecureString parameter. AWS region, profile and
+/// endpoint come from the usual AWS configuration chain (AWS_REGION, AWS_PROFILE,
+/// AWS_ENDPOINT_URL, ~/.aws/config); status goes to stderr, tables and JSON to stdout.
+#[derive(Debug, Parser)]
+#[command(name = "svcauth", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes (before or after the command name).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Store and AWS options")]
+pub struct GlobalArgs {
+    /// Where the key records live: `ssm` (SSM Parameter Store, what a deployed
+    /// authorizer reads) or `file` (a JSON array of service documents, what an
+    /// authorizer with SVCAUTH_KEY_SOURCE=file reads).
+    #[arg(long, value_enum, default_value_t = StoreKind::Ssm, global = true)]
+    pub store: StoreKind,
+    /// The store file for `--store file` (created by the first write if missing).
+    #[arg(long, value_name = "PATH", env = "SVCAUTH_KEYS_FILE", global = true)]
+    pub file: Option<PathBuf>,
+    /// SSM path of the key store, as the authorizer's SVCAUTH_SSM_PATH
+    /// [default: /svcauth/{env}/keys].
+    #[arg(long, value_name = "SSM_PATH", env = "SVCAUTH_SSM_PATH", global = true)]
+    pub path: Option<String>,
+    /// Environment name (1-12 of a-z, 0-9): tags new keys (`svcauth_{env}_...`) and
+    /// names the default store path and delivery parameters.
+    #[arg(
+        long,
+        value_name = "ENV",
+        env = "SVCAUTH_ENV",
+        default_value = "dev",
+        global = true
+    )]
+    pub env: String,
+    /// AWS region [default: from the AWS configuration chain].
+    #[arg(long, value_name = "REGION", global = true)]
+    pub region: Option<String>,
+    /// AWS profile from ~/.aws/config [default: AWS_PROFILE or `default`].
+    #[arg(long, value_name = "PROFILE", global = true)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// SSM Parameter Store.
+    Ssm,
+    /// A local JSON file of service documents.
+    File,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, rotate, revoke, list, import and check service API keys.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    Create(CreateArgs),
+    Rotate(RotateArgs),
+    Revoke(RevokeArgs),
+    List(ListArgs),
+    ImportLegacy(ImportLegacyArgs),
+    Check(CheckArgs),
+}
+
+/// Where a new clear key goes: exactly one place, exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliverTo {
+    /// The calling service's own SecureString parameter.
+    Ssm,
+    /// Printed once on stdout, alone, for piping into another secret store.
+    Stdout,
+}
+
+/// Create a key for a calling service.
+///
+/// Generates a key in the product format, stores only its hash record in the key
+/// store, then hands the clear key over exactly once (see --deliver). If the hand-over
+/// fails, the new record is revoked again so no unusable key stays active.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct CreateArgs {
+    /// The calling service (1-64 of a-z, 0-9, `-`), e.g. `tutor-service`.
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+    /// Routes the service may call, `METHOD /path` with `*` wildcards, e.g.
+    /// `GET /internal/users/*`. Repeat the option or separate with commas. A service's
+    /// keys share its permissions: for a service that already has some, leave this out
+    /// (or give the same set, or add --replace-permissions).
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    pub permissions: Vec<String>,
+    /// Replace the service's existing permissions with --permissions (for every key of
+    /// the service).
+    #[arg(long, requires = "permissions")]
+    pub replace_permissions: bool,
+    /// Value of the API Gateway API key tied to this service's usage plan (stack
+    /// output of template.yaml). The authorizer returns it as `usageIdentifierKey`;
+    /// the key APIs of template.yaml refuse (403) a service that has none. Not a
+    /// credential: callers never send it.
+    #[arg(long, value_name = "VALUE")]
+    pub usage_plan_key: Option<String>,
+    /// Let the key expire after this long, e.g. `90d`, `12h` [default: no expiry;
+    /// `keys list` shows when the 90-day rotation is due].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expires_in: Option<Duration>,
+    /// Where the clear key goes [default: `ssm` with --store ssm, `stdout` with --store file].
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub deliver: Option<DeliverTo>,
+    /// The SecureString parameter for --deliver ssm
+    /// [default: /{env}/{service}/identity-service-api-key].
+    #[arg(long, value_name = "NAME")]
+    pub delivery_parameter: Option<String>,
+    /// Replace an existing key in the delivery parameter (the key it held keeps
+    /// working until revoked; prefer `keys rotate`).
+    #[arg(long)]
+    pub overwrite_delivery: bool,
+    /// Check everything and say what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Give a service a new key; its old keys keep working for a grace period.
+///
+/// Adds a new key (with the service's current permissions), delivers it (overwriting
+/// the delivery parameter), then sets every old active key to expire at now + --grace.
+/// The authorizer enforces the expiry: nothing has to run when the grace period ends.
+/// Callers that cache their key pick up the new one on their next cold start or cache
+/// refresh, so the grace period must be longer than that (see docs/keys.md).
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct RotateArgs {
+    /// The calling service whose key is rotated.
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+    /// How long the old keys keep working, e.g. `24h`, `30m`, `7d`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+    pub grace: Duration,
+    /// Where the new clear key goes [default: `ssm` with --store ssm, `stdout` with --store file].
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub deliver: Option<DeliverTo>,
+    /// The SecureString parameter for --deliver ssm
+    /// [default: /{env}/{service}/identity-service-api-key].
+    #[arg(long, value_name = "NAME")]
+    pub delivery_parameter: Option<String>,
+    /// Check everything and say what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Revoke a key: it stops being accepted.
+#[derive(Debug, Args)]
+#[command(long_about = format!("Revoke a key: it stops being accepted.\n\n{REVOCATION_BOUND}"), after_help = EXIT_CODES_HELP)]
+pub struct RevokeArgs {
+    /// The service the key belongs to.
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+    /// The key's id (`kid_` and 16 hex digits), as `keys list` shows it.
+    #[arg(long, value_name = "ID")]
+    pub key_id: String,
+    /// Instead of revoking now, let the key expire after this long, e.g. `24h`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub after: Option<Duration>,
+    /// Check everything and say what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// List keys: service, key id, created, expires, status, days until rotation is due.
+///
+/// Shows no key and no hash. Rotation is due 90 days after a key was created.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct ListArgs {
+    /// Only this service's keys.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Print a JSON array instead of a table, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Import the original design's `{"<key>": "<service>"}` map as hashed records.
+///
+/// Each key is hashed as it is read; the clear values are never written anywhere. The
+/// services' existing permissions are left as they are. The legacy parameter itself is
+/// left in place: delete it once callers are moved over.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from_parameter", "from_file"])))]
+pub struct ImportLegacyArgs {
+    /// Read the map from this SSM parameter, e.g. `/prod/identity-service/service-api-keys`.
+    #[arg(long, value_name = "NAME")]
+    pub from_parameter: Option<String>,
+    /// Read the map from this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+    /// Import only this service's keys.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Permissions for imported services that have none yet (no document, or one
+    /// without permissions); existing permissions are never changed. Use with
+    /// --service when services need different permissions.
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    pub permissions: Vec<String>,
+    /// Check everything and say what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Tell whether the store accepts a key (read from stdin) and with which permissions.
+///
+/// Reads one line from stdin, never from the command line (which shows in `ps` and
+/// shell history), and decides exactly as the authorizer does. Exit code 0 accepted,
+/// 1 refused.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct CheckArgs {
+    /// The service the key should belong to.
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+    /// Also tell whether this route is permitted, e.g. `GET /internal/users/42`.
+    #[arg(long, value_name = "ROUTE")]
+    pub route: Option<String>,
+    /// Also accept keys of the original design's map in this parameter, as the
+    /// authorizer does when SVCAUTH_LEGACY_PARAMETER is set.
+    #[arg(long, value_name = "NAME", env = "SVCAUTH_LEGACY_PARAMETER")]
+    pub legacy_parameter: Option<String>,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `90d`, `24h`, `30m`... with humantime.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write a duration like 90d, 24h or 30m)"))
+}

@@ -1,0 +1,240 @@
+//! `keys check`: would the store accept this key (read from stdin), and with which
+//! permissions? Decided by `service_auth::decide`, the authorizer's own code.
+
+use serde::Serialize;
+use service_auth::store::parse_legacy_map;
+use service_auth::{decide, AuthRequest, Decision, KeyStore, UnixTime};
+use zeroize::Zeroizing;
+
+use super::checked_service;
+use crate::aws;
+use crate::cli::CheckArgs;
+use crate::error::Error;
+use crate::{Ctx, Outcome};
+
+/// The longest line read from stdin; keys are at most 128 bytes.
+const MAX_INPUT: usize = 4096;
+
+/// The answer. Holds the key id, never the key.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckAnswer {
+    pub accepted: bool,
+    /// The authorizer's reason code (`permitted`, `unknown_key`, `revoked_key`...), or
+    /// `other_service` when the key belongs to another service.
+    pub reason: String,
+    pub key_id: Option<String>,
+    pub service: Option<String>,
+    pub permissions: Vec<String>,
+    pub expires: Option<UnixTime>,
+    pub legacy: bool,
+    /// With `--route`: whether that route is permitted (false means API Gateway 403).
+    pub route_permitted: Option<bool>,
+}
+
+pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, Error> {
+    let service = checked_service(&args.service)?;
+    let method_arn = synthetic_method_arn(args.route.as_deref())?;
+    let key = read_key(ctx)?;
+    if key.is_empty() {
+        return Err(Error::Usage(format!(
+            "no key on stdin: pipe it in, e.g. `aws ssm get-parameter --with-decryption --name /{}/{service}/identity-service-api-key --query Parameter.Value --output text | svcauth keys check --service {service}`",
+            ctx.global.env
+        )));
+    }
+    let store = ctx.store().await?;
+    let docs = store.load_documents().await?;
+    let legacy = match &args.legacy_parameter {
+        Some(name) if !name.is_empty() => {
+            let client = ctx.client().await?;
+            let text = aws::read_parameter(&client, name).await?;
+            parse_legacy_map(&text)
+                .map_err(|e| Error::Store(format!("legacy parameter {name}: {e}")))?
+        }
+        _ => Vec::new(),
+    };
+    let index = KeyStore::build(&docs, &legacy).map_err(|e| {
+        Error::Store(format!(
+            "the {} would not load in the authorizer: {e}; fix it before checking keys",
+            store.describe()
+        ))
+    })?;
+    let values = [key.as_str()];
+    let decision = decide(
+        Some(&index),
+        &AuthRequest {
+            api_key_values: &values,
+            method_arn: Some(&method_arn),
+        },
+        ctx.now,
+    );
+    drop(key);
+    let answer = match decision {
+        Decision::Allow(grant) => {
+            let owner = grant.service.service.clone();
+            let right_service = owner == service;
+            let route_permitted = args.route.as_ref().map(|_| grant.route_permitted);
+            let reason = if !right_service {
+                "other_service"
+            } else if route_permitted == Some(false) {
+                "route_not_permitted"
+            } else {
+                "permitted"
+            };
+            CheckAnswer {
+                accepted: right_service && route_permitted != Some(false),
+                reason: reason.into(),
+                key_id: Some(grant.key_id.to_string()),
+                service: Some(owner),
+                permissions: grant
+                    .service
+                    .permissions
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                expires: grant.expires,
+                legacy: grant.legacy,
+                route_permitted,
+            }
+        }
+        Decision::Unauthorized {
+            reason,
+            key_id,
+            service: owner,
+        } => CheckAnswer {
+            accepted: false,
+            reason: reason.code().into(),
+            key_id: key_id.map(|k| k.to_string()),
+            service: owner,
+            permissions: Vec::new(),
+            expires: None,
+            legacy: false,
+            route_permitted: None,
+        },
+    };
+    let text = if args.json {
+        serde_json::to_string_pretty(&answer).unwrap_or_default() + "\n"
+    } else {
+        human(&answer, service)
+    };
+    ctx.io
+        .stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| ctx.io.stdout.flush())
+        .map_err(|e| Error::Usage(format!("writing to stdout failed: {e}")))?;
+    Ok(if answer.accepted {
+        Outcome::Done
+    } else {
+        Outcome::NotAccepted
+    })
+}
+
+fn human(a: &CheckAnswer, asked: &str) -> String {
+    let decision = if a.accepted { "accepted" } else { "refused" };
+    let mut out = format!("decision:    {decision}\nreason:      {}\n", a.reason);
+    if a.reason == "other_service" {
+        out.push_str(&format!(
+            "note:        the key is a key of {}, not of {asked}\n",
+            a.service.as_deref().unwrap_or("?")
+        ));
+    }
+    out.push_str(&format!(
+        "service:     {}\n",
+        a.service.as_deref().unwrap_or("-")
+    ));
+    out.push_str(&format!(
+        "key id:      {}\n",
+        a.key_id.as_deref().unwrap_or("-")
+    ));
+    if a.service.is_some() && a.reason != "unknown_key" {
+        out.push_str(&format!(
+            "expires:     {}\n",
+            a.expires
+                .map_or_else(|| "never".into(), UnixTime::to_rfc3339)
+        ));
+        let perms = if a.permissions.is_empty() {
+            "none".to_owned()
+        } else {
+            a.permissions.join(", ")
+        };
+        out.push_str(&format!("permissions: {perms}\n"));
+    }
+    if a.legacy {
+        out.push_str("legacy:      yes (from the legacy map; import and rotate it)\n");
+    }
+    if let Some(p) = a.route_permitted {
+        out.push_str(&format!(
+            "route:       {}\n",
+            if p {
+                "permitted"
+            } else {
+                "not permitted (API Gateway answers 403)"
+            }
+        ));
+    }
+    out
+}
+
+/// The first line of stdin, at most [`MAX_INPUT`] bytes, trimmed; wiped on drop.
+fn read_key(ctx: &mut Ctx<'_, '_>) -> Result<Zeroizing<String>, Error> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(256));
+    let mut byte = [0u8; 1];
+    loop {
+        match ctx.io.stdin.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => {
+                if buf.len() == MAX_INPUT {
+                    return Err(Error::Usage(format!(
+                        "the first line of stdin is longer than {MAX_INPUT} bytes: that is not a key"
+                    )));
+                }
+                buf.push(byte[0]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Usage(format!(
+                    "reading the key from stdin failed: {e}"
+                )))
+            }
+        }
+    }
+    let text = std::str::from_utf8(&buf)
+        .map_err(|_| Error::Usage("the key on stdin is not text".into()))?;
+    Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+/// A method ARN on a placeholder API for the route to check (`GET /` by default): the
+/// decision needs one, and only its route part matters.
+fn synthetic_method_arn(route: Option<&str>) -> Result<String, Error> {
+    let route = route.unwrap_or("GET /").trim();
+    let bad = || {
+        Error::Usage(format!(
+            "--route {route:?} is not `METHOD /path`, e.g. `GET /internal/users/42`"
+        ))
+    };
+    let (verb, path) = route.split_once(' ').ok_or_else(bad)?;
+    let path = path.trim().strip_prefix('/').ok_or_else(bad)?;
+    let arn = format!(
+        "arn:aws:execute-api:us-east-1:000000000000:svcauthcheck/check/{}/{path}",
+        verb.to_ascii_uppercase()
+    );
+    service_auth::MethodArn::parse(&arn)
+        .map_err(|e| Error::Usage(format!("--route {route:?}: {e}")))?;
+    Ok(arn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_become_method_arns() {
+        assert!(synthetic_method_arn(None).unwrap().ends_with("/check/GET/"));
+        assert!(synthetic_method_arn(Some("get /internal/users/42"))
+            .unwrap()
+            .ends_with("/check/GET/internal/users/42"));
+        assert!(synthetic_method_arn(Some("GET internal")).is_err());
+        assert!(synthetic_method_arn(Some("FETCH /x")).is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! `keys create` and `keys rotate`: a new key, its hash record stored first, then its
+//! one delivery; a failed delivery revokes the record again.
+
+use keystore_ssm::aws_sdk_ssm::Client;
+use service_auth::record::MAX_KEYS_PER_SERVICE;
+use service_auth::{ApiKey, KeyId, KeyRecord, ServiceDocument};
+
+use super::{
+    checked_permissions, checked_service, list_ids, revoke_in, same_permissions, service_not_found,
+    when,
+};
+use crate::aws;
+use crate::cli::{CreateArgs, DeliverTo, RotateArgs, StoreKind};
+use crate::error::Error;
+use crate::store::{Store, Written};
+use crate::{Ctx, Outcome};
+
+/// Where a new clear key goes.
+enum Target {
+    Ssm { client: Client, parameter: String },
+    Stdout,
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Self::Ssm { parameter, .. } => format!("SSM parameter {parameter}"),
+            Self::Stdout => "stdout".into(),
+        }
+    }
+}
+
+async fn target(
+    ctx: &mut Ctx<'_, '_>,
+    deliver: Option<DeliverTo>,
+    parameter: Option<&str>,
+    service: &str,
+) -> Result<Target, Error> {
+    let kind = deliver.unwrap_or(match ctx.global.store {
+        StoreKind::Ssm => DeliverTo::Ssm,
+        StoreKind::File => DeliverTo::Stdout,
+    });
+    match kind {
+        DeliverTo::Stdout if parameter.is_some() => Err(Error::Usage(
+            "--delivery-parameter names an SSM parameter: use it with --deliver ssm".into(),
+        )),
+        DeliverTo::Stdout => Ok(Target::Stdout),
+        DeliverTo::Ssm => {
+            let parameter =
+                parameter.map_or_else(|| ctx.delivery_parameter(service), str::to_owned);
+            if !parameter.starts_with('/') || parameter.ends_with('/') {
+                return Err(Error::Usage(format!(
+                    "--delivery-parameter {parameter:?} must be a full parameter name, e.g. /prod/{service}/identity-service-api-key"
+                )));
+            }
+            Ok(Target::Ssm {
+                client: ctx.client().await?,
+                parameter,
+            })
+        }
+    }
+}
+
+/// Hands the clear key over: the only two places it is ever exposed.
+async fn hand_over(
+    ctx: &mut Ctx<'_, '_>,
+    target: &Target,
+    key: &ApiKey,
+    overwrite: bool,
+) -> Result<(), Error> {
+    match target {
+        Target::Ssm { client, parameter } => {
+            aws::put_secret(client, parameter, key.expose_secret(), overwrite).await?;
+            Ok(())
+        }
+        Target::Stdout => writeln!(ctx.io.stdout, "{}", key.expose_secret())
+            .and_then(|()| ctx.io.stdout.flush())
+            .map_err(|e| Error::Delivery(format!("writing the key to stdout failed: {e}"))),
+    }
+}
+
+/// Delivers the key; if that fails, revokes its just-stored record so no key that
+/// nobody holds stays active, and says exactly what happened.
+async fn deliver_or_roll_back(
+    ctx: &mut Ctx<'_, '_>,
+    store: &Store,
+    service: &str,
+    key: &ApiKey,
+    target: &Target,
+    overwrite: bool,
+) -> Result<(), Error> {
+    let Err(error) = hand_over(ctx, target, key, overwrite).await else {
+        return Ok(());
+    };
+    let id = key.key_id();
+    let now = ctx.now;
+    let failed = format!(
+        "delivering the new key {id} of {service} to {} failed: {error}",
+        target.describe()
+    );
+    let rolled_back = store
+        .update_document(service, |doc| {
+            revoke_in(doc, &id, now);
+            Ok(())
+        })
+        .await;
+    Err(Error::Delivery(match rolled_back {
+        Ok(_) => format!("{failed}\nits record was revoked again, so no undelivered key stays active; nothing else changed. Fix the cause and run the command again."),
+        Err(e) => format!(
+            "{failed}\nrevoking its record failed too ({e}): run `svcauth keys revoke --service {service} --key-id {id}` with the same store options"
+        ),
+    }))
+}
+
+/// Sets the permissions a create asked for, unless the service has different ones
+/// and replacing them was not asked for.
+fn apply_permissions(
+    doc: &mut ServiceDocument,
+    set: Option<&Vec<String>>,
+    replace: bool,
+) -> Result<(), Error> {
+    let Some(set) = set else { return Ok(()) };
+    if doc.permissions.is_empty() || replace || same_permissions(&doc.permissions, set) {
+        doc.permissions = set.clone();
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "service {} already has the permissions [{}] and every key of a service shares them: leave out --permissions to add a key with those, or add --replace-permissions to change them for all its keys",
+        doc.service,
+        doc.permissions.join(", ")
+    )))
+}
+
+fn check_capacity(doc: &ServiceDocument) -> Result<(), Error> {
+    if doc.keys.len() < MAX_KEYS_PER_SERVICE {
+        return Ok(());
+    }
+    Err(Error::Store(format!(
+        "service {} already has {} key records, the most one document holds; revoked and expired records must be removed from its document before another key can be added (svcauth does not remove records yet)",
+        doc.service,
+        doc.keys.len()
+    )))
+}
+
+fn generate(ctx: &Ctx<'_, '_>) -> Result<ApiKey, Error> {
+    ApiKey::generate(Some(&ctx.global.env))
+        .map_err(|e| Error::Store(format!("could not generate a key: {e}")))
+}
+
+fn permissions_text(p: &[String]) -> String {
+    if p.is_empty() {
+        "none".into()
+    } else {
+        p.join(", ")
+    }
+}
+
+pub async fn create(ctx: &mut Ctx<'_, '_>, args: &CreateArgs) -> Result<Outcome, Error> {
+    let service = checked_service(&args.service)?;
+    let permissions = checked_permissions(&args.permissions)?;
+    let set_permissions = (!permissions.is_empty()).then_some(permissions);
+    let store = ctx.store().await?;
+    let existing = store.read_document(service).await?;
+    let mut preview = existing
+        .clone()
+        .unwrap_or_else(|| ServiceDocument::new(service, Vec::new()));
+    apply_permissions(
+        &mut preview,
+        set_permissions.as_ref(),
+        args.replace_permissions,
+    )?;
+    if let Some(k) = &args.usage_plan_key {
+        preview.usage_plan_key = Some(k.clone());
+    }
+    check_capacity(&preview)?;
+    preview
+        .validate()
+        .map_err(|e| Error::Usage(format!("--usage-plan-key: {e}")))?;
+
+    let target = target(
+        ctx,
+        args.deliver,
+        args.delivery_parameter.as_deref(),
+        service,
+    )
+    .await?;
+    if let Target::Ssm { client, parameter } = &target {
+        if !args.overwrite_delivery && aws::parameter_exists(client, parameter).await? {
+            return Err(Error::Usage(format!(
+                "{parameter} already holds a key: use `svcauth keys rotate --service {service}` to replace it with a grace period, pass --overwrite-delivery, or choose --delivery-parameter / --deliver stdout"
+            )));
+        }
+    }
+    let expires = args.expires_in.map(|d| ctx.now.plus(d));
+    let plan = format!(
+        "a new key for {service} in the {} (permissions: {}; expires: {})",
+        store.describe(),
+        permissions_text(&preview.permissions),
+        when(expires)
+    );
+    if args.dry_run {
+        ctx.status(format!(
+            "dry run: would store {plan} and deliver it to {}; nothing was written",
+            target.describe()
+        ));
+        return Ok(Outcome::Done);
+    }
+
+    let key = generate(ctx)?;
+    let record = KeyRecord::for_key(&key, ctx.now, expires);
+    let id = record.key_id.clone();
+    let written = store
+        .update_document(service, |doc| {
+            apply_permissions(doc, set_permissions.as_ref(), args.replace_permissions)?;
+            if let Some(k) = &args.usage_plan_key {
+                doc.usage_plan_key = Some(k.clone());
+            }
+            if doc.key(&id).is_none() {
+                check_capacity(doc)?;
+                doc.keys.push(record.clone());
+            }
+            Ok(())
+        })
+        .await?;
+    ctx.status(format!("stored key {id}: {plan}"));
+    report_merges(ctx, &written);
+    deliver_or_roll_back(ctx, &store, service, &key, &target, args.overwrite_delivery).await?;
+    drop(key);
+    ctx.status(format!("delivered key {id} to {}", target.describe()));
+    if written.document.permissions.is_empty() {
+        ctx.status(format!(
+            "warning: {service} has no permissions: its keys authenticate but may call no route; add them with --permissions ... --replace-permissions on the next create"
+        ));
+    }
+    Ok(Outcome::Done)
+}
+
+pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome, Error> {
+    let service = checked_service(&args.service)?;
+    let store = ctx.store().await?;
+    let Some(doc) = store.read_document(service).await? else {
+        return Err(service_not_found(service, &store));
+    };
+    check_capacity(&doc)?;
+    let now = ctx.now;
+    let until = now.plus(args.grace);
+    let grace = humantime::format_duration(args.grace).to_string();
+    // Fixed now, so a key another operator adds meanwhile is never phased out by us.
+    let old: Vec<KeyId> = doc
+        .keys
+        .iter()
+        .filter(|k| k.usable_at(now) && k.expires.is_none_or(|e| e > until))
+        .map(|k| k.key_id.clone())
+        .collect();
+    let target = target(
+        ctx,
+        args.deliver,
+        args.delivery_parameter.as_deref(),
+        service,
+    )
+    .await?;
+    if args.dry_run {
+        ctx.status(format!(
+            "dry run: would store a new key for {service} in the {} (permissions: {}), deliver it to {} (replacing what it holds), then let the old keys [{}] expire at {} (grace {grace}); nothing was written",
+            store.describe(),
+            permissions_text(&doc.permissions),
+            target.describe(),
+            list_ids(&old),
+            until.to_rfc3339()
+        ));
+        return Ok(Outcome::Done);
+    }
+    if args.grace.is_zero() {
+        ctx.status(
+            "warning: --grace 0: the old keys stop now, before callers can pick up the new key",
+        );
+    }
+
+    // 1. The new record. 2. Its delivery. 3. Only then the old keys' expiry: if the
+    // delivery fails, the old keys are untouched.
+    let key = generate(ctx)?;
+    let record = KeyRecord::for_key(&key, now, None);
+    let id = record.key_id.clone();
+    let written = store
+        .update_document(service, |doc| {
+            if doc.key(&id).is_none() {
+                check_capacity(doc)?;
+                doc.keys.push(record.clone());
+            }
+            Ok(())
+        })
+        .await?;
+    ctx.status(format!(
+        "stored new key {id} of {service} in the {}",
+        store.describe()
+    ));
+    report_merges(ctx, &written);
+    deliver_or_roll_back(ctx, &store, service, &key, &target, true).await?;
+    drop(key);
+    ctx.status(format!("delivered key {id} to {}", target.describe()));
+
+    let expired = store
+        .update_document(service, |doc| {
+            for old_id in &old {
+                if let Some(k) = doc.key_mut(old_id) {
+                    if k.expires.is_none_or(|e| e > until) {
+                        k.expires = Some(until);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| {
+            e.with_note(format!(
+                "the new key {id} is stored and delivered, but the old keys were not given their expiry: run `svcauth keys revoke --service {service} --key-id ID --after {grace}` for each of: {}",
+                list_ids(&old)
+            ))
+        })?;
+    report_merges(ctx, &expired);
+    if old.is_empty() {
+        ctx.status(format!("{service} had no other usable key to phase out"));
+    } else {
+        ctx.status(format!(
+            "old keys [{}] keep working until {} (grace {grace}), then the authorizer refuses them; nothing has to run then",
+            list_ids(&old),
+            until.to_rfc3339()
+        ));
+    }
+    ctx.status(format!(
+        "callers that cache their key pick up the new one on their next cold start or key-cache refresh: make sure that happens before {}",
+        until.to_rfc3339()
+    ));
+    Ok(Outcome::Done)
+}
+
+pub(crate) fn report_merges(ctx: &mut Ctx<'_, '_>, written: &Written) {
+    if written.merged_conflicts > 0 || written.retried_rounds > 0 {
+        ctx.status(format!(
+            "others wrote to the same service meanwhile: merged {} concurrent change(s), retried {} time(s); nothing was lost",
+            written.merged_conflicts, written.retried_rounds
+        ));
+    }
+}

@@ -1,0 +1,194 @@
+//! `keys import-legacy`: the original design's `{"<key>": "<service>"}` map becomes
+//! hashed records. The clear keys are hashed as they are parsed and wiped; only hashes
+//! and key ids go any further.
+
+use std::collections::BTreeMap;
+
+use service_auth::store::{parse_legacy_map, LegacyEntry};
+use service_auth::{KeyRecord, KeyStatus};
+use zeroize::Zeroizing;
+
+use super::{checked_permissions, checked_service, list_ids};
+use crate::aws;
+use crate::cli::ImportLegacyArgs;
+use crate::error::Error;
+use crate::{Ctx, Outcome};
+
+pub async fn import_legacy(
+    ctx: &mut Ctx<'_, '_>,
+    args: &ImportLegacyArgs,
+) -> Result<Outcome, Error> {
+    let only = args.service.as_deref().map(checked_service).transpose()?;
+    let permissions = checked_permissions(&args.permissions)?;
+    let (source, entries) = read_map(ctx, args).await?;
+    let mut by_service: BTreeMap<String, Vec<LegacyEntry>> = BTreeMap::new();
+    for e in entries {
+        if only.is_none_or(|s| s == e.service) {
+            by_service.entry(e.service.clone()).or_default().push(e);
+        }
+    }
+    if by_service.is_empty() {
+        return Err(match only {
+            Some(s) => Error::NotFound(format!("{source} has no key of service {s}")),
+            None => Error::NotFound(format!("{source} holds no keys")),
+        });
+    }
+
+    let store = ctx.store().await?;
+    let docs = store.load_documents().await?;
+    // A key the store already has under another service: the store would refuse to
+    // load. Stop before writing anything.
+    for (service, entries) in &by_service {
+        for e in entries {
+            if let Some(other) = docs
+                .iter()
+                .find(|d| &d.service != service && d.keys.iter().any(|k| k.sha256 == e.hash))
+            {
+                return Err(Error::Store(format!(
+                    "{source} maps key {} to {service}, but the store already has it as a key of {}; revoke or fix one of them first",
+                    e.key_id, other.service
+                )));
+            }
+        }
+    }
+
+    // What each service needs.
+    struct Plan {
+        service: String,
+        new: Vec<LegacyEntry>,
+        present: usize,
+        set_permissions: bool,
+    }
+    let mut plans = Vec::new();
+    for (service, entries) in by_service {
+        let doc = docs.iter().find(|d| d.service == service);
+        let (new, present): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|e| doc.is_none_or(|d| d.key(&e.key_id).is_none()));
+        let has_permissions = doc.is_some_and(|d| !d.permissions.is_empty());
+        plans.push(Plan {
+            service,
+            new,
+            present: present.len(),
+            set_permissions: !has_permissions && !permissions.is_empty(),
+        });
+    }
+    if plans.iter().all(|p| p.new.is_empty() && !p.set_permissions) {
+        ctx.status(format!(
+            "nothing to do: every key in {source} is already in the {}",
+            store.describe()
+        ));
+        return Ok(Outcome::NothingToDo);
+    }
+
+    let verb = if args.dry_run {
+        "would import"
+    } else {
+        "imported"
+    };
+    let now = ctx.now;
+    for plan in &plans {
+        let ids: Vec<_> = plan.new.iter().map(|e| e.key_id.clone()).collect();
+        if !args.dry_run {
+            let written = store
+                .update_document(&plan.service, |doc| {
+                    for e in &plan.new {
+                        if doc.key(&e.key_id).is_none() {
+                            doc.keys.push(KeyRecord {
+                                key_id: e.key_id.clone(),
+                                sha256: e.hash,
+                                created: now,
+                                expires: None,
+                                status: KeyStatus::Active,
+                                revoked_at: None,
+                            });
+                        }
+                    }
+                    // Existing permissions are never changed.
+                    if doc.permissions.is_empty() && !permissions.is_empty() {
+                        doc.permissions = permissions.clone();
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| {
+                    e.with_note(format!(
+                        "services before {} in name order were imported; run the command again to finish (it skips what is already there)",
+                        plan.service
+                    ))
+                })?;
+            super::create::report_merges(ctx, &written);
+        }
+        let perms = if plan.set_permissions {
+            format!("; permissions set to [{}]", permissions.join(", "))
+        } else {
+            String::new()
+        };
+        ctx.status(format!(
+            "{}: {verb} {} key(s) [{}], {} already present{perms}",
+            plan.service,
+            ids.len(),
+            list_ids(&ids),
+            plan.present
+        ));
+        let had_permissions = docs
+            .iter()
+            .any(|d| d.service == plan.service && !d.permissions.is_empty());
+        if !had_permissions && !plan.set_permissions {
+            ctx.status(format!(
+                "warning: {} has no permissions: its keys authenticate but may call no route; run again with --service {} --permissions 'METHOD /path'",
+                plan.service, plan.service
+            ));
+        }
+    }
+    if args.dry_run {
+        ctx.status(format!(
+            "dry run: nothing was written to the {}",
+            store.describe()
+        ));
+    } else {
+        ctx.status(format!(
+            "no clear key was written anywhere. {source} was left in place: the authorizer reads it only while SVCAUTH_LEGACY_PARAMETER names it, and the imported records work without it. Delete it once every caller uses a new key, and rotate the imported keys (`svcauth keys rotate --service NAME`): a rotation moves each caller to a product key"
+        ));
+    }
+    Ok(Outcome::Done)
+}
+
+/// Reads and hashes the legacy map; the clear text is wiped on return.
+async fn read_map(
+    ctx: &mut Ctx<'_, '_>,
+    args: &ImportLegacyArgs,
+) -> Result<(String, Vec<LegacyEntry>), Error> {
+    let (source, text): (String, Zeroizing<String>) = match (&args.from_parameter, &args.from_file)
+    {
+        (Some(name), None) => {
+            let client = ctx.client().await?;
+            (
+                format!("parameter {name}"),
+                aws::read_parameter(&client, name).await?,
+            )
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                let what = format!("reading {}: {e}", path.display());
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Error::NotFound(format!("{what}; check --from-file"))
+                } else {
+                    Error::Usage(what)
+                }
+            })?;
+            (format!("file {}", path.display()), Zeroizing::new(text))
+        }
+        _ => {
+            return Err(Error::Usage(
+                "give exactly one of --from-parameter and --from-file".into(),
+            ))
+        }
+    };
+    let entries = parse_legacy_map(&text).map_err(|e| {
+        Error::Usage(format!(
+            "{source} is not the original design's map of key to service (e.g. {{\"<64 alphanumerics>\": \"tutor-service\"}}): {e}"
+        ))
+    })?;
+    Ok((source, entries))
+}

@@ -1,0 +1,84 @@
+//! `keys revoke`: a key stops being accepted (now, or after `--after`).
+
+use service_auth::{KeyId, KeyStatus};
+
+use super::{checked_service, revoke_in, service_not_found, usable_keys};
+use crate::cli::{RevokeArgs, REVOCATION_BOUND};
+use crate::error::Error;
+use crate::{Ctx, Outcome};
+
+pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome, Error> {
+    let service = checked_service(&args.service)?;
+    let Some(id) = KeyId::parse(args.key_id.trim()) else {
+        return Err(Error::Usage(format!(
+            "--key-id {:?} is not a key id: it is `kid_` and 16 hex digits, as `svcauth keys list --service {service}` shows",
+            args.key_id
+        )));
+    };
+    let store = ctx.store().await?;
+    let Some(doc) = store.read_document(service).await? else {
+        return Err(service_not_found(service, &store));
+    };
+    let Some(record) = doc.key(&id) else {
+        return Err(Error::NotFound(format!(
+            "service {service} has no key {id} in the {}: `svcauth keys list --service {service}` shows its keys",
+            store.describe()
+        )));
+    };
+    let now = ctx.now;
+    if record.status == KeyStatus::Revoked {
+        ctx.status(format!(
+            "nothing to do: key {id} of {service} was already revoked at {}",
+            super::when(record.revoked_at)
+        ));
+        return Ok(Outcome::NothingToDo);
+    }
+    let until = args.after.map(|d| now.plus(d));
+    if let (Some(until), Some(expires)) = (until, record.expires) {
+        if expires <= until {
+            ctx.status(format!(
+                "nothing to do: key {id} of {service} already expires at {}",
+                expires.to_rfc3339()
+            ));
+            return Ok(Outcome::NothingToDo);
+        }
+    }
+    let action = match until {
+        Some(t) => format!("let key {id} of {service} expire at {}", t.to_rfc3339()),
+        None => format!("revoke key {id} of {service}"),
+    };
+    if args.dry_run {
+        ctx.status(format!(
+            "dry run: would {action} in the {}; nothing was written",
+            store.describe()
+        ));
+        return Ok(Outcome::Done);
+    }
+    let written = store
+        .update_document(service, |doc| {
+            match until {
+                Some(t) => {
+                    if let Some(k) = doc.key_mut(&id) {
+                        if k.expires.is_none_or(|e| e > t) {
+                            k.expires = Some(t);
+                        }
+                    }
+                }
+                None => revoke_in(doc, &id, now),
+            }
+            Ok(())
+        })
+        .await?;
+    super::create::report_merges(ctx, &written);
+    ctx.status(format!("done: {action}"));
+    if until.is_none() {
+        ctx.status(REVOCATION_BOUND.replace('\n', " "));
+    }
+    let left = usable_keys(&written.document, until.unwrap_or(now));
+    if left.iter().all(|k| k == &id) {
+        ctx.status(format!(
+            "warning: {service} has no other usable key: its callers are refused until it gets one (`svcauth keys create --service {service}`)"
+        ));
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,247 @@
+//! Shared by svcauth's integration tests: run a command in-process with an injected
+//! clock, SSM client and streams; drive the real authorizer against what it wrote.
+#![allow(dead_code)]
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use authorizer::{handle, AuthorizerResponse, CachedStore, KeySource, Unauthorized};
+use clap::Parser;
+use keystore_ssm::aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
+use keystore_ssm::aws_sdk_ssm::{self, Client};
+use keystore_ssm::SsmKeyStore;
+use serde_json::{json, Value};
+use service_auth::cache::RefreshPolicy;
+use service_auth::UnixTime;
+use svcauth::{Aws, Cli, Io};
+
+/// 2026-11-29T12:00:00Z.
+pub const NOW: u64 = 1_795_953_600;
+pub const PATH: &str = "/svcauth/test/keys";
+pub const TUTOR_PERMS: &str = "GET /internal/users/*,GET /internal/users/by-email/*";
+
+/// An SSM client for moto_server with generous timeouts (moto's first call is slow).
+pub fn moto_client(endpoint: &str) -> Client {
+    let conf = aws_sdk_ssm::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .timeout_config(
+            aws_sdk_ssm::config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .retry_config(aws_sdk_ssm::config::retry::RetryConfig::standard().with_max_attempts(1))
+        .build();
+    Client::from_conf(conf)
+}
+
+/// What one command did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: u8,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The only line on stdout: the key a `--deliver stdout` printed.
+    pub fn delivered_key(&self) -> String {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "stdout holds exactly the key: {self:?}");
+        lines[0].to_owned()
+    }
+}
+
+/// Runs `svcauth ARGS` in-process at time `now`, with `stdin` as its input.
+pub async fn svcauth_with<W: Write + Send>(
+    args: &[&str],
+    aws: &Aws,
+    now: u64,
+    stdin: &str,
+    stdout: &mut W,
+) -> (u8, String) {
+    let cli = match Cli::try_parse_from(std::iter::once("svcauth").chain(args.iter().copied())) {
+        Ok(c) => c,
+        Err(e) => return (svcauth::exit::USAGE, e.to_string()),
+    };
+    let mut input = io::Cursor::new(stdin.as_bytes().to_vec());
+    let mut err = Vec::new();
+    let mut io = Io {
+        stdin: &mut input,
+        stdout,
+        stderr: &mut err,
+    };
+    let result = svcauth::run(&cli, aws, UnixTime(now), &mut io).await;
+    let mut stderr = String::from_utf8(err).unwrap();
+    if let Err(e) = &result {
+        stderr.push_str(&format!("error: {e}\n"));
+    }
+    (svcauth::exit_code(&result), stderr)
+}
+
+pub async fn svcauth(args: &[&str], aws: &Aws, now: u64) -> Run {
+    svcauth_stdin(args, aws, now, "").await
+}
+
+pub async fn svcauth_stdin(args: &[&str], aws: &Aws, now: u64, stdin: &str) -> Run {
+    let mut out = Vec::new();
+    let (code, stderr) = svcauth_with(args, aws, now, stdin, &mut out).await;
+    Run {
+        code,
+        stdout: String::from_utf8(out).unwrap(),
+        stderr,
+    }
+}
+
+/// Asserts a command's exit code, showing its output when it differs.
+#[track_caller]
+pub fn expect(run: &Run, code: u8) {
+    assert_eq!(run.code, code, "{run:#?}");
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+pub struct TestClock(pub Arc<AtomicU64>);
+
+impl TestClock {
+    pub fn at(t: u64) -> Self {
+        Self(Arc::new(AtomicU64::new(t)))
+    }
+    pub fn set(&self, t: u64) {
+        self.0.store(t, Ordering::SeqCst)
+    }
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+    pub fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The real authorizer over a key source, with the production refresh policy
+/// (300 s cache TTL) and the test's clock.
+pub fn authorizer(source: KeySource, clock: &TestClock) -> CachedStore {
+    let t = clock.0.clone();
+    CachedStore::new(
+        source,
+        RefreshPolicy::default(),
+        Duration::from_secs(30),
+        Arc::new(move || UnixTime(t.load(Ordering::SeqCst))),
+    )
+}
+
+pub fn ssm_authorizer(client: &Client, clock: &TestClock) -> CachedStore {
+    authorizer(
+        KeySource::Ssm(SsmKeyStore::new(client.clone(), PATH).unwrap()),
+        clock,
+    )
+}
+
+/// A REST REQUEST authorizer event for `GET /internal/users/42` with `key`.
+pub fn request(key: &str) -> Value {
+    let path = test_support::workspace_root().join("events/authorizer-valid-key.json");
+    let mut ev: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    ev["headers"]["x-service-api-key"] = json!(key);
+    ev["multiValueHeaders"]["x-service-api-key"] = json!([key]);
+    ev
+}
+
+pub async fn authorize(store: &CachedStore, key: &str) -> Result<AuthorizerResponse, Unauthorized> {
+    handle(store, &request(key)).await
+}
+
+/// Asserts the authorizer lets `key` in as `service`, on a route tutor-service may call.
+pub async fn assert_accepted(store: &CachedStore, key: &str, service: &str) {
+    let resp = authorize(store, key)
+        .await
+        .unwrap_or_else(|_| panic!("the authorizer refused a key of {service}"));
+    assert_eq!(resp.principal_id.as_deref(), Some(service));
+}
+
+pub async fn assert_refused(store: &CachedStore, key: &str) {
+    assert!(
+        authorize(store, key).await.is_err(),
+        "the authorizer accepted a key it should refuse"
+    );
+}
+
+/// A parameter's decrypted value.
+pub async fn read_param(client: &Client, name: &str) -> String {
+    client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .parameter()
+        .and_then(|p| p.value())
+        .unwrap()
+        .to_owned()
+}
+
+/// Every parameter in moto: (name, decrypted value, type).
+pub async fn all_params(client: &Client) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut pages = client
+        .get_parameters_by_path()
+        .path("/")
+        .recursive(true)
+        .with_decryption(true)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for p in page.unwrap().parameters() {
+            out.push((
+                p.name().unwrap().to_owned(),
+                p.value().unwrap().to_owned(),
+                p.r#type()
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_default(),
+            ));
+        }
+    }
+    out
+}
+
+/// The key id printed for a key, read back from `keys list --json`.
+pub fn key_ids(list_json: &str, service: &str) -> Vec<String> {
+    let rows: Vec<Value> = serde_json::from_str(list_json).unwrap();
+    rows.iter()
+        .filter(|r| r["service"] == service)
+        .map(|r| r["keyId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The non-secret key id of a clear key.
+pub fn key_id(key: &str) -> String {
+    service_auth::ApiKey::parse(key)
+        .unwrap()
+        .key_id()
+        .to_string()
+}
+
+/// A temporary directory of its own for one test, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("svcauth-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+    pub fn path(&self, file: &str) -> String {
+        self.0.join(file).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,759 @@
+//! svcauth against a real moto_server (the SSM wire protocol), checked with the real
+//! authorizer (`authorizer::handle`) and a clock the test moves: create, rotate with a
+//! grace period, revoke, list, import-legacy, check, and concurrent writers.
+
+mod common;
+
+use common::*;
+use keystore_ssm::aws_sdk_ssm::types::ParameterType;
+use serde_json::Value;
+use svcauth::{exit, Aws};
+use test_support::MotoServer;
+
+const TUTOR_PARAM: &str = "/test/tutor-service/identity-service-api-key";
+
+fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--env", "test", "--path", PATH];
+    v.extend_from_slice(cmd);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
+    let moto = MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+
+    // A dry run checks and writes nothing.
+    let run = svcauth(
+        &args(&[
+            "keys",
+            "create",
+            "--service",
+            "tutor-service",
+            "--permissions",
+            TUTOR_PERMS,
+            "--dry-run",
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::OK);
+    assert!(run.stderr.contains("dry run"), "{run:?}");
+    assert!(all_params(&c).await.is_empty(), "a dry run wrote something");
+
+    let run = svcauth(
+        &args(&[
+            "keys",
+            "create",
+            "--service",
+            "tutor-service",
+            "--permissions",
+            TUTOR_PERMS,
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::OK);
+    assert!(
+        run.stdout.is_empty(),
+        "the key went to SSM, not stdout: {run:?}"
+    );
+
+    // The caller's own parameter holds the key, as a SecureString.
+    let key = read_param(&c, TUTOR_PARAM).await;
+    assert!(key.starts_with("svcauth_test_"));
+    let params = all_params(&c).await;
+    assert_eq!(params.len(), 2, "{params:?}");
+    assert!(
+        params.iter().all(|(_, _, t)| t == "SecureString"),
+        "{params:?}"
+    );
+    // The store holds the hash and id, never the key.
+    let doc = read_param(&c, &format!("{PATH}/tutor-service")).await;
+    assert!(!doc.contains(&key));
+    assert!(doc.contains(&key_id(&key)));
+    assert!(
+        !run.stderr.contains(&key),
+        "the key leaked into status output"
+    );
+
+    let clock = TestClock::at(NOW + 10);
+    let store = ssm_authorizer(&c, &clock);
+    assert_accepted(&store, &key, "tutor-service").await;
+    let resp = authorize(&store, &key).await.unwrap();
+    assert_eq!(resp.context["keyId"], Value::String(key_id(&key)));
+
+    // A second create refuses to overwrite the delivered key and writes nothing.
+    let run = svcauth(
+        &args(&["keys", "create", "--service", "tutor-service"]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::USAGE);
+    assert!(run.stderr.contains("keys rotate"), "{run:?}");
+    assert_eq!(read_param(&c, &format!("{PATH}/tutor-service")).await, doc);
+    assert_eq!(read_param(&c, TUTOR_PARAM).await, key);
+
+    // Different permissions for an existing service need --replace-permissions.
+    let run = svcauth(
+        &args(&[
+            "keys",
+            "create",
+            "--service",
+            "tutor-service",
+            "--permissions",
+            "* /internal/*",
+            "--deliver",
+            "stdout",
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::USAGE);
+    assert!(run.stderr.contains("--replace-permissions"), "{run:?}");
+    assert!(run.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_keeps_both_keys_for_the_grace_period_then_only_the_new_one() {
+    let moto = MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+    let created = svcauth(
+        &args(&[
+            "keys",
+            "create",
+            "--service",
+            "tutor-service",
+            "--permissions",
+            TUTOR_PERMS,
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&created, exit::OK);
+    let old_key = read_param(&c, TUTOR_PARAM).await;
+
+    let rotated_at = NOW + 3600;
+    let dry = svcauth(
+        &args(&["keys", "rotate", "--service", "tutor-service", "--dry-run"]),
+        &aws,
+        rotated_at,
+    )
+    .await;
+    expect(&dry, exit::OK);
+    assert_eq!(
+        read_param(&c, TUTOR_PARAM).await,
+        old_key,
+        "a dry run delivered a key"
+    );
+
+    let run = svcauth(
+        &args(&[
+            "keys",
+            "rotate",
+            "--service",
+            "tutor-service",
+            "--grace",
+            "24h",
+        ]),
+        &aws,
+        rotated_at,
+    )
+    .await;
+    expect(&run, exit::OK);
+    let new_key = read_param(&c, TUTOR_PARAM).await;
+    assert_ne!(new_key, old_key, "rotate overwrites the caller's parameter");
+    assert!(run.stderr.contains("cold start"), "{run:?}");
+
+    // During the grace period both keys work, with the same permissions.
+    let clock = TestClock::at(rotated_at + 60);
+    let store = ssm_authorizer(&c, &clock);
+    assert_accepted(&store, &old_key, "tutor-service").await;
+    assert_accepted(&store, &new_key, "tutor-service").await;
+    clock.set(rotated_at + 24 * 3600 - 1);
+    assert_accepted(&store, &old_key, "tutor-service").await;
+
+    // After it, only the new one: nothing ran in between, the authorizer's clock moved.
+    clock.set(rotated_at + 24 * 3600);
+    assert_refused(&store, &old_key).await;
+    assert_accepted(&store, &new_key, "tutor-service").await;
+
+    let list = svcauth(
+        &args(&["keys", "list", "--json"]),
+        &aws,
+        rotated_at + 24 * 3600,
+    )
+    .await;
+    let rows: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
+    let status = |id: &str| rows.iter().find(|r| r["keyId"] == id).unwrap()["status"].clone();
+    assert_eq!(status(&key_id(&old_key)), "expired");
+    assert_eq!(status(&key_id(&new_key)), "active");
+
+    // A rotation of a service that has no document says so.
+    let run = svcauth(&args(&["keys", "rotate", "--service", "nobody"]), &aws, NOW).await;
+    expect(&run, exit::NOT_FOUND);
+    assert!(run.stderr.contains("keys create"), "{run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_stops_a_key_within_the_authorizer_cache_ttl() {
+    let moto = MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+    let run = svcauth(
+        &args(&[
+            "keys",
+            "create",
+            "--service",
+            "tutor-service",
+            "--permissions",
+            TUTOR_PERMS,
+            "--deliver",
+            "stdout",
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::OK);
+    let key = run.delivered_key();
+    let id = key_id(&key);
+
+    let clock = TestClock::at(NOW + 10);
+    let store = ssm_authorizer(&c, &clock);
+    assert_accepted(&store, &key, "tutor-service").await;
+
+    let dry = svcauth(
+        &args(&[
+            "keys",
+            "revoke",
+            "--service",
+            "tutor-service",
+            "--key-id",
+            &id,
+            "--dry-run",
+        ]),
+        &aws,
+        NOW + 20,
+    )
+    .await;
+    expect(&dry, exit::OK);
+    let run = svcauth(
+        &args(&[
+            "keys",
+            "revoke",
+            "--service",
+            "tutor-service",
+            "--key-id",
+            &id,
+        ]),
+        &aws,
+        NOW + 20,
+    )
+    .await;
+    expect(&run, exit::OK);
+    assert!(
+        run.stderr.contains("10 minutes"),
+        "the bound is stated: {run:?}"
+    );
+    assert!(run.stderr.contains("no other usable key"), "{run:?}");
+
+    // The authorizer's cached store still has it until its TTL (300 s) ends...
+    clock.set(NOW + 10 + 299);
+    assert_accepted(&store, &key, "tutor-service").await;
+    // ...then reloads and refuses it.
+    clock.set(NOW + 10 + 300);
+    assert_refused(&store, &key).await;
+
+    let again = svcauth(
+        &args(&[
+            "keys",
+            "revoke",
+            "--service",
+            "tutor-service",
+            "--key-id",
+            &id,
+        ]),
+        &aws,
+        NOW + 30,
+    )
+    .await;
+    expect(&again, exit::NOT_ACCEPTED);
+    assert!(again.stderr.contains("already revoked"), "{again:?}");
+    let unknown = svcauth(
+        &args(&[
+            "keys",
+            "revoke",
+            "--service",
+            "tutor-service",
+            "--key-id",
+            "kid_0000000000000000",
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&unknown, exit::NOT_FOUND);
+    assert!(unknown.stderr.contains("keys list"), "{unknown:?}");
+    let no_service = svcauth(
+        &args(&["keys", "revoke", "--service", "nobody", "--key-id", &id]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&no_service, exit::NOT_FOUND);
+    assert!(
+        no_service.stderr.contains("region us-east-1"),
+        "{no_service:?}"
+    );
+    let bad_id = svcauth(
+        &args(&[
+            "keys",
+            "revoke",
+            "--service",
+            "tutor-service",
+            "--key-id",
+            "abc",
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&bad_id, exit::USAGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_every_key_and_no_secret() {
+    let moto = MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+    let mut keys = Vec::new();
+    for (service, at) in [
+        ("tutor-service", NOW - 80 * 86_400),
+        ("admin-service", NOW - 100 * 86_400),
+    ] {
+        let run = svcauth(
+            &args(&[
+                "keys",
+                "create",
+                "--service",
+                service,
+                "--permissions",
+                "* /internal/*",
+                "--deliver",
+                "stdout",
+            ]),
+            &aws,
+            at,
+        )
+        .await;
+        expect(&run, exit::OK);
+        keys.push(run.delivered_key());
+    }
+    let table = svcauth(&args(&["keys", "list"]), &aws, NOW).await;
+    expect(&table, exit::OK);
+    let json = svcauth(&args(&["keys", "list", "--json"]), &aws, NOW).await;
+    expect(&json, exit::OK);
+    let only_tutor = svcauth(
+        &args(&["keys", "list", "--service", "tutor-service", "--json"]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&only_tutor, exit::OK);
+
+    let docs = [
+        read_param(&c, &format!("{PATH}/tutor-service")).await,
+        read_param(&c, &format!("{PATH}/admin-service")).await,
+    ];
+    for out in [&table.stdout, &json.stdout, &table.stderr, &json.stderr] {
+        for key in &keys {
+            assert!(!out.contains(key.as_str()), "a key is listed");
+            let hash = service_auth::ApiKey::parse(key).unwrap().hash().to_hex();
+            assert!(!out.contains(&hash), "a hash is listed");
+            assert!(docs.iter().any(|d| d.contains(&hash)));
+        }
+        assert!(!out.contains("sha256"));
+    }
+    assert!(table.stdout.starts_with("SERVICE"), "{}", table.stdout);
+    assert!(table.stdout.contains("in 10 days"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("overdue by 10 days"),
+        "{}",
+        table.stdout
+    );
+    assert_eq!(
+        key_ids(&json.stdout, "tutor-service"),
+        vec![key_id(&keys[0])]
+    );
+    assert_eq!(
+        key_ids(&json.stdout, "admin-service"),
+        vec![key_id(&keys[1])]
+    );
+    let rows: Vec<Value> = serde_json::from_str(&only_tutor.stdout).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["rotationDueInDays"], 10);
+    assert_eq!(rows[0]["status"], "active");
+
+    let missing = svcauth(&args(&["keys", "list", "--service", "nobody"]), &aws, NOW).await;
+    expect(&missing, exit::NOT_FOUND);
+    let elsewhere = svcauth(&["--env", "prod", "keys", "list"], &aws, NOW).await;
+    expect(&elsewhere, exit::OK);
+    assert!(
+        elsewhere.stderr.contains("no service documents"),
+        "{elsewhere:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_legacy_makes_the_old_keys_work_without_any_clear_value_in_a_parameter() {
+    let moto = MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+    let legacy = "/test/identity-service/service-api-keys";
+    let tutor_key = "Q".repeat(32) + &"7".repeat(32);
+    let admin_key = "a1".repeat(32);
+    c.put_parameter()
+        .name(legacy)
+        .value(format!(
+            r#"{{"{tutor_key}": "tutor-service", "{admin_key}": "admin-service"}}"#
+        ))
+        .r#type(ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    // tutor-service already has a document with its permissions (and a product key).
+    let run = svcauth(
+        &args(&[
+            "keys",
+            "create",
+            "--service",
+            "tutor-service",
+            "--permissions",
+            TUTOR_PERMS,
+            "--deliver",
+            "stdout",
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::OK);
+
+    let dry = svcauth(
+        &args(&[
+            "keys",
+            "import-legacy",
+            "--from-parameter",
+            legacy,
+            "--dry-run",
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&dry, exit::OK);
+    assert!(dry.stderr.contains("would import"), "{dry:?}");
+    assert_eq!(all_params(&c).await.len(), 2, "a dry run wrote something");
+
+    // admin-service has no document: it takes --permissions; tutor-service keeps its own.
+    let run = svcauth(
+        &args(&[
+            "keys",
+            "import-legacy",
+            "--from-parameter",
+            legacy,
+            "--permissions",
+            "* /internal/*",
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::OK);
+    assert!(run.stderr.contains("SVCAUTH_LEGACY_PARAMETER"), "{run:?}");
+    assert!(run.stderr.contains("left in place"), "{run:?}");
+
+    // The authorizer, with no legacy parameter configured, accepts both legacy keys.
+    let clock = TestClock::at(NOW + 10);
+    let store = ssm_authorizer(&c, &clock);
+    assert_accepted(&store, &tutor_key, "tutor-service").await;
+    assert_accepted(&store, &admin_key, "admin-service").await;
+    let tutor_doc = read_param(&c, &format!("{PATH}/tutor-service")).await;
+    let doc: Value = serde_json::from_str(&tutor_doc).unwrap();
+    assert_eq!(
+        doc["permissions"].as_array().unwrap().len(),
+        2,
+        "tutor-service keeps its permissions"
+    );
+    let admin_doc: Value =
+        serde_json::from_str(&read_param(&c, &format!("{PATH}/admin-service")).await).unwrap();
+    assert_eq!(
+        admin_doc["permissions"],
+        serde_json::json!(["* /internal/*"])
+    );
+
+    // No parameter but the legacy one (left in place) holds a clear legacy key.
+    for (name, value, _) in all_params(&c).await {
+        if name != legacy {
+            assert!(
+                !value.contains(&tutor_key) && !value.contains(&admin_key),
+                "{name} holds a clear key"
+            );
+        }
+    }
+    assert!(!run.stderr.contains(&tutor_key) && !run.stdout.contains(&tutor_key));
+
+    // Running it again changes nothing.
+    let again = svcauth(
+        &args(&["keys", "import-legacy", "--from-parameter", legacy]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&again, exit::NOT_ACCEPTED);
+    assert!(again.stderr.contains("nothing to do"), "{again:?}");
+    let missing = svcauth(
+        &args(&["keys", "import-legacy", "--from-parameter", "/nope"]),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&missing, exit::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
+    let moto = MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+    let run = svcauth(
+        &args(&[
+            "keys",
+            "create",
+            "--service",
+            "tutor-service",
+            "--permissions",
+            TUTOR_PERMS,
+            "--deliver",
+            "stdout",
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    let key = run.delivered_key();
+
+    let ok = svcauth_stdin(
+        &args(&[
+            "keys",
+            "check",
+            "--service",
+            "tutor-service",
+            "--json",
+            "--route",
+            "GET /internal/users/42",
+        ]),
+        &aws,
+        NOW,
+        &format!("{key}\n"),
+    )
+    .await;
+    expect(&ok, exit::OK);
+    let answer: Value = serde_json::from_str(&ok.stdout).unwrap();
+    assert_eq!(answer["accepted"], true);
+    assert_eq!(answer["reason"], "permitted");
+    assert_eq!(answer["keyId"], key_id(&key));
+    assert_eq!(answer["permissions"][0], "GET /internal/users/*");
+    assert!(!ok.stdout.contains(&key) && !ok.stderr.contains(&key));
+
+    let forbidden_route = svcauth_stdin(
+        &args(&[
+            "keys",
+            "check",
+            "--service",
+            "tutor-service",
+            "--route",
+            "POST /internal/users",
+        ]),
+        &aws,
+        NOW,
+        &key,
+    )
+    .await;
+    expect(&forbidden_route, exit::NOT_ACCEPTED);
+    assert!(
+        forbidden_route.stdout.contains("route_not_permitted"),
+        "{forbidden_route:?}"
+    );
+
+    let other = svcauth_stdin(
+        &args(&["keys", "check", "--service", "admin-service"]),
+        &aws,
+        NOW,
+        &key,
+    )
+    .await;
+    expect(&other, exit::NOT_ACCEPTED);
+    assert!(other.stdout.contains("other_service"), "{other:?}");
+
+    let typo = format!(
+        "{}{}",
+        &key[..key.len() - 1],
+        if key.ends_with('x') { 'y' } else { 'x' }
+    );
+    let bad = svcauth_stdin(
+        &args(&["keys", "check", "--service", "tutor-service"]),
+        &aws,
+        NOW,
+        &typo,
+    )
+    .await;
+    expect(&bad, exit::NOT_ACCEPTED);
+    assert!(bad.stdout.contains("malformed_key"), "{bad:?}");
+
+    svcauth(
+        &args(&[
+            "keys",
+            "revoke",
+            "--service",
+            "tutor-service",
+            "--key-id",
+            &key_id(&key),
+        ]),
+        &aws,
+        NOW,
+    )
+    .await;
+    let revoked = svcauth_stdin(
+        &args(&["keys", "check", "--service", "tutor-service"]),
+        &aws,
+        NOW,
+        &key,
+    )
+    .await;
+    expect(&revoked, exit::NOT_ACCEPTED);
+    assert!(revoked.stdout.contains("revoked_key"), "{revoked:?}");
+
+    let empty = svcauth_stdin(
+        &args(&["keys", "check", "--service", "tutor-service"]),
+        &aws,
+        NOW,
+        "",
+    )
+    .await;
+    expect(&empty, exit::USAGE);
+}
+
+/// Several operators create keys for the same service at the same moment, each with
+/// its own SSM client, while another revokes an existing key: every created key is in
+/// the final document and works, and the revocation stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_no_key() {
+    let moto = MotoServer::start();
+    let endpoint = moto.endpoint();
+    let c = moto_client(&endpoint);
+    let setup = svcauth(
+        &args(&[
+            "keys",
+            "create",
+            "--service",
+            "tutor-service",
+            "--permissions",
+            TUTOR_PERMS,
+            "--deliver",
+            "stdout",
+        ]),
+        &Aws::Client(c.clone()),
+        NOW,
+    )
+    .await;
+    expect(&setup, exit::OK);
+    let first = setup.delivered_key();
+    let first_id = key_id(&first);
+
+    const WRITERS: usize = 6;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS + 1));
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let aws = Aws::Client(moto_client(&endpoint));
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            svcauth(
+                &args(&[
+                    "keys",
+                    "create",
+                    "--service",
+                    "tutor-service",
+                    "--deliver",
+                    "stdout",
+                ]),
+                &aws,
+                NOW + 5,
+            )
+            .await
+        }));
+    }
+    let revoker = {
+        let aws = Aws::Client(moto_client(&endpoint));
+        let start = start.clone();
+        let id = first_id.clone();
+        tokio::spawn(async move {
+            start.wait().await;
+            svcauth(
+                &args(&[
+                    "keys",
+                    "revoke",
+                    "--service",
+                    "tutor-service",
+                    "--key-id",
+                    &id,
+                ]),
+                &aws,
+                NOW + 5,
+            )
+            .await
+        })
+    };
+    let mut created = Vec::new();
+    let mut merged = 0;
+    for t in tasks {
+        let run = t.await.unwrap();
+        expect(&run, exit::OK);
+        merged += run
+            .stderr
+            .matches("others wrote to the same service")
+            .count();
+        created.push(run.delivered_key());
+    }
+    expect(&revoker.await.unwrap(), exit::OK);
+    eprintln!("writes that merged a concurrent change: {merged}");
+    assert!(
+        merged > 0,
+        "the writers never overlapped: the test did not exercise a conflict"
+    );
+
+    let list = svcauth(
+        &args(&["keys", "list", "--json"]),
+        &Aws::Client(c.clone()),
+        NOW + 10,
+    )
+    .await;
+    let ids = key_ids(&list.stdout, "tutor-service");
+    assert_eq!(ids.len(), WRITERS + 1, "{ids:?}");
+    let clock = TestClock::at(NOW + 10);
+    let store = ssm_authorizer(&c, &clock);
+    for key in &created {
+        assert!(ids.contains(&key_id(key)));
+        assert_accepted(&store, key, "tutor-service").await;
+    }
+    assert_refused(&store, &first).await;
+}
