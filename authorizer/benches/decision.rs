@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use service_auth::cache::RefreshPolicy;
-use service_auth::{decide, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument, UnixTime};
+use service_auth::{
+    decide, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument, UnixTime,
+};
 
 const SERVICES: usize = 500;
 const KEYS_PER_SERVICE: usize = 20;
-const METHOD_ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42";
+const METHOD_ARN: &str =
+    "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42";
 
 fn build_store() -> (KeyStore, String) {
     let mut docs = Vec::with_capacity(SERVICES);
@@ -50,17 +53,21 @@ fn bench(c: &mut Criterion) {
     let now = UnixTime(1_795_953_600);
 
     c.bench_function("decide + build response (10k keys, 500 services)", |b| {
-        b.iter(|| match decide(Some(black_box(&store)), black_box(&req), now) {
-            Decision::Allow(g) => authorizer::response(&g),
-            Decision::Unauthorized { .. } => unreachable!(),
-        })
+        b.iter(
+            || match decide(Some(black_box(&store)), black_box(&req), now) {
+                Decision::Allow(g) => authorizer::response(&g),
+                Decision::Unauthorized { .. } => unreachable!(),
+            },
+        )
     });
 
     c.bench_function("decide + build + serialise response", |b| {
-        b.iter(|| match decide(Some(black_box(&store)), black_box(&req), now) {
-            Decision::Allow(g) => serde_json::to_vec(&authorizer::response(&g)).unwrap(),
-            Decision::Unauthorized { .. } => unreachable!(),
-        })
+        b.iter(
+            || match decide(Some(black_box(&store)), black_box(&req), now) {
+                Decision::Allow(g) => serde_json::to_vec(&authorizer::response(&g)).unwrap(),
+                Decision::Unauthorized { .. } => unreachable!(),
+            },
+        )
     });
 
     let unknown = ApiKey::generate(Some("prod")).unwrap();
@@ -75,7 +82,10 @@ fn bench(c: &mut Criterion) {
 
     // The whole handler from a raw event (event parsing, decision, response, audit
     // line with no subscriber installed).
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempdir_with_store(&store_docs_json());
     let cached = authorizer::CachedStore::new(
         authorizer::KeySource::File(dir),
@@ -84,12 +94,16 @@ fn bench(c: &mut Criterion) {
         Arc::new(move || now),
     );
     let key = dev_tutor_key();
-    let mut event: serde_json::Value = serde_json::from_str(include_str!("../../events/authorizer-valid-key.json")).unwrap();
+    let mut event: serde_json::Value =
+        serde_json::from_str(include_str!("../../events/authorizer-valid-key.json")).unwrap();
     event["headers"]["x-service-api-key"] = serde_json::Value::String(key.clone());
     event["multiValueHeaders"]["x-service-api-key"] = serde_json::json!([key]);
     rt.block_on(cached.reload_now());
     c.bench_function("handler: raw event to response (dev store)", |b| {
-        b.iter(|| rt.block_on(authorizer::handle(&cached, black_box(&event))).unwrap())
+        b.iter(|| {
+            rt.block_on(authorizer::handle(&cached, black_box(&event)))
+                .unwrap()
+        })
     });
 }
 
@@ -98,7 +112,8 @@ fn store_docs_json() -> String {
 }
 
 fn dev_tutor_key() -> String {
-    let v: serde_json::Value = serde_json::from_str(include_str!("../../dev/dev-keys.json")).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("../../dev/dev-keys.json")).unwrap();
     v["tutor-service"].as_str().unwrap().to_owned()
 }
 

@@ -9,6 +9,9 @@ Lambda Runtime API (stdlib only, served on 127.0.0.1).
             invocations (allowed and refused decisions alternating).
 
 usage: authorizer/benches/startup.py BINARY [--runs 30] [--invocations 1000]
+                                         [--env NAME=VALUE ...]
+`--env` adds to or overrides the function's environment, e.g. to time an SSM load
+against moto_server: --env SVCAUTH_KEY_SOURCE=ssm --env AWS_ENDPOINT_URL=http://...
 Build BINARY first, e.g. `cargo build --release -p authorizer` (native; the arm64
 Lambda build cannot run on an x86_64 machine).
 """
@@ -86,7 +89,7 @@ def make_handler(rt):
     return H
 
 
-def run_once(binary, events):
+def run_once(binary, events, extra_env=()):
     rt = Runtime(events)
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(rt))
     server.daemon_threads = True
@@ -100,6 +103,7 @@ def run_once(binary, events):
         "AWS_LAMBDA_LOG_FORMAT": "json",
         "SVCAUTH_KEY_SOURCE": "dev",
     }
+    env.update(dict(kv.split("=", 1) for kv in extra_env))
     t0 = time.perf_counter()
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not rt.done.wait(timeout=120):
@@ -122,15 +126,16 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--invocations", type=int, default=1000)
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     args = ap.parse_args()
 
     allowed = json.loads((ROOT / "events/authorizer-valid-key.json").read_text())
     refused = json.loads((ROOT / "events/authorizer-invalid-key.json").read_text())
 
-    starts = [run_once(args.binary, [])[0] for _ in range(args.runs)]
+    starts = [run_once(args.binary, [], args.env)[0] for _ in range(args.runs)]
     starts.sort()
     events = [allowed if i % 2 == 0 else refused for i in range(args.invocations)]
-    _, hwm_kb, ok, err = run_once(args.binary, events)
+    _, hwm_kb, ok, err = run_once(args.binary, events, args.env)
     print(json.dumps({
         "startup_ms_median": round(statistics.median(starts), 2),
         "startup_ms_p90": round(starts[int(len(starts) * 0.9) - 1], 2),

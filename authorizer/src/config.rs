@@ -10,7 +10,10 @@ use service_auth::cache::RefreshPolicy;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceConfig {
     /// SSM Parameter Store: documents under `path`, optional legacy map parameter.
-    Ssm { path: String, legacy_parameter: Option<String> },
+    Ssm {
+        path: String,
+        legacy_parameter: Option<String>,
+    },
     /// A JSON file of service documents.
     File(PathBuf),
     /// The development store embedded in the binary.
@@ -40,7 +43,11 @@ pub enum ConfigError {
     #[error("SVCAUTH_KEY_SOURCE=file needs SVCAUTH_KEYS_FILE, the path of a JSON array of service documents")]
     MissingFile,
     #[error("{name}={value:?} is not a whole number {unit}")]
-    Number { name: &'static str, value: String, unit: &'static str },
+    Number {
+        name: &'static str,
+        value: String,
+        unit: &'static str,
+    },
 }
 
 impl Config {
@@ -66,27 +73,53 @@ impl Config {
                 path: get("SVCAUTH_SSM_PATH").unwrap_or_else(|| "/svcauth/dev/keys".to_owned()),
                 legacy_parameter: get("SVCAUTH_LEGACY_PARAMETER"),
             },
-            Some("file") => SourceConfig::File(get("SVCAUTH_KEYS_FILE").ok_or(ConfigError::MissingFile)?.into()),
+            Some("file") => SourceConfig::File(
+                get("SVCAUTH_KEYS_FILE")
+                    .ok_or(ConfigError::MissingFile)?
+                    .into(),
+            ),
             Some("dev") => SourceConfig::Dev,
             Some(other) => return Err(ConfigError::UnknownSource(other.to_owned())),
         };
-        let number = |name: &'static str, default: u64, unit: &'static str| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| ConfigError::Number { name, value: v, unit }),
-            }
-        };
+        let number =
+            |name: &'static str, default: u64, unit: &'static str| -> Result<u64, ConfigError> {
+                match get(name) {
+                    None => Ok(default),
+                    Some(v) => v.trim().parse().map_err(|_| ConfigError::Number {
+                        name,
+                        value: v,
+                        unit,
+                    }),
+                }
+            };
         let refresh = RefreshPolicy {
             ttl: Duration::from_secs(number("SVCAUTH_CACHE_TTL_SECS", 300, "of seconds")?),
-            stale_grace: Duration::from_secs(number("SVCAUTH_STALE_GRACE_SECS", 900, "of seconds")?),
-            retry_interval: Duration::from_secs(number("SVCAUTH_RETRY_INTERVAL_SECS", 30, "of seconds")?),
+            stale_grace: Duration::from_secs(number(
+                "SVCAUTH_STALE_GRACE_SECS",
+                900,
+                "of seconds",
+            )?),
+            retry_interval: Duration::from_secs(number(
+                "SVCAUTH_RETRY_INTERVAL_SECS",
+                30,
+                "of seconds",
+            )?),
         };
         Ok(Self {
             source,
             refresh,
-            ssm_attempt_timeout: Duration::from_millis(number("SVCAUTH_SSM_TIMEOUT_MS", 1500, "of milliseconds")?),
-            load_timeout: Duration::from_millis(number("SVCAUTH_LOAD_TIMEOUT_MS", 4000, "of milliseconds")?),
-            metrics_namespace: get("SVCAUTH_METRICS_NAMESPACE").unwrap_or_else(|| "ServiceAuth".to_owned()),
+            ssm_attempt_timeout: Duration::from_millis(number(
+                "SVCAUTH_SSM_TIMEOUT_MS",
+                1500,
+                "of milliseconds",
+            )?),
+            load_timeout: Duration::from_millis(number(
+                "SVCAUTH_LOAD_TIMEOUT_MS",
+                4000,
+                "of milliseconds",
+            )?),
+            metrics_namespace: get("SVCAUTH_METRICS_NAMESPACE")
+                .unwrap_or_else(|| "ServiceAuth".to_owned()),
         })
     }
 }
@@ -97,19 +130,28 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
     #[test]
     fn source_must_be_chosen_explicitly() {
         assert_eq!(cfg(&[]), Err(ConfigError::MissingSource));
-        assert_eq!(cfg(&[("SVCAUTH_KEY_SOURCE", " ")]), Err(ConfigError::MissingSource));
+        assert_eq!(
+            cfg(&[("SVCAUTH_KEY_SOURCE", " ")]),
+            Err(ConfigError::MissingSource)
+        );
         assert_eq!(
             cfg(&[("SVCAUTH_KEY_SOURCE", "vault")]),
             Err(ConfigError::UnknownSource("vault".into()))
         );
-        assert_eq!(cfg(&[("SVCAUTH_KEY_SOURCE", "file")]), Err(ConfigError::MissingFile));
+        assert_eq!(
+            cfg(&[("SVCAUTH_KEY_SOURCE", "file")]),
+            Err(ConfigError::MissingFile)
+        );
     }
 
     #[test]
@@ -117,7 +159,10 @@ mod tests {
         let c = cfg(&[("SVCAUTH_KEY_SOURCE", "ssm")]).unwrap();
         assert_eq!(
             c.source,
-            SourceConfig::Ssm { path: "/svcauth/dev/keys".into(), legacy_parameter: None }
+            SourceConfig::Ssm {
+                path: "/svcauth/dev/keys".into(),
+                legacy_parameter: None
+            }
         );
         assert_eq!(c.refresh, RefreshPolicy::default());
         assert_eq!(c.ssm_attempt_timeout, Duration::from_millis(1500));
@@ -125,15 +170,30 @@ mod tests {
         let c = cfg(&[
             ("SVCAUTH_KEY_SOURCE", "ssm"),
             ("SVCAUTH_SSM_PATH", "/svcauth/prod/keys"),
-            ("SVCAUTH_LEGACY_PARAMETER", "/prod/identity-service/service-api-keys"),
+            (
+                "SVCAUTH_LEGACY_PARAMETER",
+                "/prod/identity-service/service-api-keys",
+            ),
             ("SVCAUTH_CACHE_TTL_SECS", "60"),
         ])
         .unwrap();
         assert_eq!(c.refresh.ttl, Duration::from_secs(60));
-        assert!(matches!(c.source, SourceConfig::Ssm { legacy_parameter: Some(_), .. }));
         assert!(matches!(
-            cfg(&[("SVCAUTH_KEY_SOURCE", "dev"), ("SVCAUTH_CACHE_TTL_SECS", "5m")]),
-            Err(ConfigError::Number { name: "SVCAUTH_CACHE_TTL_SECS", .. })
+            c.source,
+            SourceConfig::Ssm {
+                legacy_parameter: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            cfg(&[
+                ("SVCAUTH_KEY_SOURCE", "dev"),
+                ("SVCAUTH_CACHE_TTL_SECS", "5m")
+            ]),
+            Err(ConfigError::Number {
+                name: "SVCAUTH_CACHE_TTL_SECS",
+                ..
+            })
         ));
     }
 }

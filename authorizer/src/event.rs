@@ -106,7 +106,8 @@ fn header_values(event: &Value, name: &str) -> Result<Vec<String>, EventError> {
 fn valid_correlation_id(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= MAX_CORRELATION_LEN
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 #[cfg(test)]
@@ -141,9 +142,15 @@ mod tests {
 
     #[test]
     fn correlation_id_is_taken_when_plain_else_the_request_id() {
-        let v = RequestView::from_event(&event(json!({"X-Correlation-Id": "abc-123"}), json!(null))).unwrap();
+        let v =
+            RequestView::from_event(&event(json!({"X-Correlation-Id": "abc-123"}), json!(null)))
+                .unwrap();
         assert_eq!(v.correlation_id, "abc-123");
-        let v = RequestView::from_event(&event(json!({"x-correlation-id": "bad value; DROP"}), json!(null))).unwrap();
+        let v = RequestView::from_event(&event(
+            json!({"x-correlation-id": "bad value; DROP"}),
+            json!(null),
+        ))
+        .unwrap();
         assert_eq!(v.correlation_id, "req-1");
     }
 
@@ -151,8 +158,15 @@ mod tests {
     fn malformed_events_are_errors() {
         assert!(RequestView::from_event(&json!("hello")).is_err());
         assert!(RequestView::from_event(&json!({"type": "TOKEN", "requestContext": {}})).is_err());
-        assert!(RequestView::from_event(&event(json!(null), json!({"x-service-api-key": [1]}))).is_err());
-        assert!(RequestView::from_event(&event(json!({"x-service-api-key": {"a": 1}}), json!(null))).is_err());
+        assert!(
+            RequestView::from_event(&event(json!(null), json!({"x-service-api-key": [1]})))
+                .is_err()
+        );
+        assert!(RequestView::from_event(&event(
+            json!({"x-service-api-key": {"a": 1}}),
+            json!(null)
+        ))
+        .is_err());
         let many: Vec<String> = (0..20).map(|i| i.to_string()).collect();
         assert!(matches!(
             RequestView::from_event(&event(json!(null), json!({"x-service-api-key": many}))),

@@ -1,6 +1,8 @@
 //! One invocation: event → request view → decision → response, and one audit line.
 
-use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse};
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse,
+};
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value};
@@ -29,7 +31,10 @@ impl From<Unauthorized> for Diagnostic {
 }
 
 /// Handles one REQUEST authorizer event.
-pub async fn handle(store: &CachedStore, event: &Value) -> Result<AuthorizerResponse, Unauthorized> {
+pub async fn handle(
+    store: &CachedStore,
+    event: &Value,
+) -> Result<AuthorizerResponse, Unauthorized> {
     let view = match RequestView::from_event(event) {
         Ok(v) => v,
         Err(e) => {
@@ -102,12 +107,20 @@ fn audit(view: &RequestView, decision: &Decision) {
     let (outcome, reason, service, key_id, legacy) = match decision {
         Decision::Allow(g) => (
             if g.route_permitted { "allow" } else { "deny" },
-            if g.route_permitted { "permitted" } else { "route_not_permitted" },
+            if g.route_permitted {
+                "permitted"
+            } else {
+                "route_not_permitted"
+            },
             Some(g.service.service.as_str()),
             Some(g.key_id.as_str()),
             g.legacy,
         ),
-        Decision::Unauthorized { reason, key_id, service } => (
+        Decision::Unauthorized {
+            reason,
+            key_id,
+            service,
+        } => (
             "unauthorized",
             reason.code(),
             service.as_deref(),

@@ -33,7 +33,10 @@ pub async fn key_source(config: &Config) -> KeySource {
         SourceConfig::Dev => KeySource::Dev,
         SourceConfig::Invalid(e) => KeySource::Misconfigured(e.clone()),
         SourceConfig::File(p) => KeySource::File(p.clone()),
-        SourceConfig::Ssm { path, legacy_parameter } => {
+        SourceConfig::Ssm {
+            path,
+            legacy_parameter,
+        } => {
             let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .timeout_config(
                     aws_config::timeout::TimeoutConfig::builder()

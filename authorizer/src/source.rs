@@ -53,10 +53,13 @@ impl KeySource {
         match self {
             Self::Ssm(store) => Ok(store.load_store().await?),
             Self::File(path) => {
-                let json = tokio::fs::read_to_string(path).await.map_err(|error| LoadError::File {
-                    path: path.display().to_string(),
-                    error,
-                })?;
+                let json =
+                    tokio::fs::read_to_string(path)
+                        .await
+                        .map_err(|error| LoadError::File {
+                            path: path.display().to_string(),
+                            error,
+                        })?;
                 Ok(KeyStore::build(&parse_documents(&json)?, &[])?)
             }
             Self::Dev => Ok(KeyStore::build(&dev_documents()?, &[])?),
@@ -79,7 +82,12 @@ pub struct CachedStore {
 }
 
 impl CachedStore {
-    pub fn new(source: KeySource, policy: RefreshPolicy, load_timeout: Duration, clock: Clock) -> Self {
+    pub fn new(
+        source: KeySource,
+        policy: RefreshPolicy,
+        load_timeout: Duration,
+        clock: Clock,
+    ) -> Self {
         Self {
             source,
             slot: Mutex::new(Slot::new(policy)),
@@ -148,7 +156,10 @@ impl CachedStore {
                             at.plus(policy.ttl).plus(policy.stale_grace).to_rfc3339()
                         )
                     }
-                    _ => "refusing every request until a load succeeds; the next invocation retries".to_owned(),
+                    _ => {
+                        "refusing every request until a load succeeds; the next invocation retries"
+                            .to_owned()
+                    }
                 };
                 tracing::error!(
                     event = "key_store_load_failed",

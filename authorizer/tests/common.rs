@@ -63,7 +63,12 @@ impl TestClock {
 }
 
 pub fn store(source: KeySource, clock: &TestClock) -> CachedStore {
-    CachedStore::new(source, RefreshPolicy::default(), Duration::from_secs(30), clock.clock())
+    CachedStore::new(
+        source,
+        RefreshPolicy::default(),
+        Duration::from_secs(30),
+        clock.clock(),
+    )
 }
 
 pub fn dev_store() -> CachedStore {

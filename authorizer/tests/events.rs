@@ -19,16 +19,15 @@ fn resources(resp: &Value) -> Vec<String> {
 
 fn allows(resp: &Value, method_arn: &str) -> bool {
     let st = &resp["policyDocument"]["Statement"];
-    let matched = |effect: &str| {
-        st.as_array().unwrap().iter().any(|s| {
-            s["Effect"] == effect
-                && s["Resource"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|r| wildcard_match(r.as_str().unwrap().as_bytes(), method_arn.as_bytes()))
-        })
-    };
+    let matched =
+        |effect: &str| {
+            st.as_array().unwrap().iter().any(|s| {
+                s["Effect"] == effect
+                    && s["Resource"].as_array().unwrap().iter().any(|r| {
+                        wildcard_match(r.as_str().unwrap().as_bytes(), method_arn.as_bytes())
+                    })
+            })
+        };
     matched("Allow") && !matched("Deny")
 }
 
@@ -60,8 +59,15 @@ async fn valid_key_gets_the_services_policy_and_context() {
         json!({"serviceId": "tutor-service", "authenticatedBy": "api-key", "keyId": "kid_f94915a196acedcb"})
     );
     // API Gateway fails the request on a context value that is not a string, number or boolean.
-    assert!(resp["context"].as_object().unwrap().values().all(Value::is_string));
-    let arn = event("authorizer-valid-key")["methodArn"].as_str().unwrap().to_owned();
+    assert!(resp["context"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(Value::is_string));
+    let arn = event("authorizer-valid-key")["methodArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(allows(&resp, &arn));
 }
 
@@ -85,9 +91,15 @@ async fn route_outside_permissions_gets_the_same_policy_which_does_not_cover_the
     let inside = run("authorizer-valid-key").await.unwrap();
     let outside = run("authorizer-route-outside-permissions").await.unwrap();
     assert_eq!(inside["policyDocument"], outside["policyDocument"]);
-    let arn = event("authorizer-route-outside-permissions")["methodArn"].as_str().unwrap().to_owned();
+    let arn = event("authorizer-route-outside-permissions")["methodArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(arn.ends_with("/POST/internal/users"));
-    assert!(!allows(&outside, &arn), "API Gateway must answer 403 for {arn}");
+    assert!(
+        !allows(&outside, &arn),
+        "API Gateway must answer 403 for {arn}"
+    );
 }
 
 #[tokio::test]
@@ -106,7 +118,10 @@ async fn legacy_and_admin_keys() {
         resources(&resp),
         vec!["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*/internal/*"]
     );
-    assert!(allows(&resp, event("authorizer-admin-key")["methodArn"].as_str().unwrap()));
+    assert!(allows(
+        &resp,
+        event("authorizer-admin-key")["methodArn"].as_str().unwrap()
+    ));
 }
 
 #[tokio::test]
@@ -114,7 +129,9 @@ async fn every_sample_event_has_a_tested_outcome() {
     let dir = repo_root().join("events");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        let Some(stem) = name.strip_suffix(".json") else { continue };
+        let Some(stem) = name.strip_suffix(".json") else {
+            continue;
+        };
         if !stem.starts_with("authorizer-") {
             continue;
         }
@@ -135,7 +152,10 @@ async fn every_sample_event_has_a_tested_outcome() {
                 | "authorizer-expired-key"
                 | "authorizer-duplicated-header"
         );
-        assert!(expected_allow ^ expected_deny, "event {stem} has no expected outcome in this test");
+        assert!(
+            expected_allow ^ expected_deny,
+            "event {stem} has no expected outcome in this test"
+        );
         assert_eq!(run(stem).await.is_ok(), expected_allow, "{stem}");
     }
 }
@@ -158,7 +178,10 @@ fn upstream_fixture(name: &str) -> Value {
         .as_str()
         .unwrap()
         .to_owned();
-    let dir = std::path::Path::new(&manifest).parent().unwrap().join("src/fixtures");
+    let dir = std::path::Path::new(&manifest)
+        .parent()
+        .unwrap()
+        .join("src/fixtures");
     read_json(&dir.join(name))
 }
 
@@ -182,7 +205,8 @@ async fn upstream_request_type_fixture_with_a_key_in_mixed_case() {
     assert_eq!(resp["principalId"], "tutor-service");
     // The policy is for the fixture's API and stage, and its GET /request is not a
     // tutor route: API Gateway answers 403.
-    assert!(resources(&resp)[0].starts_with("arn:aws:execute-api:us-east-1:123456789012:s4x3opwd6i/test/"));
+    assert!(resources(&resp)[0]
+        .starts_with("arn:aws:execute-api:us-east-1:123456789012:s4x3opwd6i/test/"));
     assert!(!allows(&resp, fixture["methodArn"].as_str().unwrap()));
 
     // The same key twice under two spellings in multiValueHeaders is one key...
@@ -202,6 +226,9 @@ async fn other_upstream_apigw_fixtures_are_refused_not_panicked_on() {
         "example-apigw-request-multi-value-parameters.json",
     ] {
         let store = dev_store();
-        assert!(handle(&store, &upstream_fixture(name)).await.is_err(), "{name}");
+        assert!(
+            handle(&store, &upstream_fixture(name)).await.is_err(),
+            "{name}"
+        );
     }
 }

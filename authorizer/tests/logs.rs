@@ -55,17 +55,62 @@ fn decisions(logs: &str) -> Vec<Value> {
 #[test]
 fn one_audit_line_per_decision_with_the_documented_fields() {
     let cases = [
-        ("authorizer-valid-key", "allow", "permitted", "tutor-service"),
-        ("authorizer-route-outside-permissions", "deny", "route_not_permitted", "tutor-service"),
-        ("authorizer-header-other-case", "allow", "permitted", "tutor-service"),
-        ("authorizer-legacy-key", "allow", "permitted", "reporting-service"),
-        ("authorizer-admin-key", "allow", "permitted", "admin-service"),
+        (
+            "authorizer-valid-key",
+            "allow",
+            "permitted",
+            "tutor-service",
+        ),
+        (
+            "authorizer-route-outside-permissions",
+            "deny",
+            "route_not_permitted",
+            "tutor-service",
+        ),
+        (
+            "authorizer-header-other-case",
+            "allow",
+            "permitted",
+            "tutor-service",
+        ),
+        (
+            "authorizer-legacy-key",
+            "allow",
+            "permitted",
+            "reporting-service",
+        ),
+        (
+            "authorizer-admin-key",
+            "allow",
+            "permitted",
+            "admin-service",
+        ),
         ("authorizer-missing-key", "unauthorized", "missing_key", ""),
         ("authorizer-invalid-key", "unauthorized", "unknown_key", ""),
-        ("authorizer-malformed-key", "unauthorized", "malformed_key", ""),
-        ("authorizer-revoked-key", "unauthorized", "revoked_key", "tutor-service"),
-        ("authorizer-expired-key", "unauthorized", "expired_key", "tutor-service"),
-        ("authorizer-duplicated-header", "unauthorized", "duplicate_key", ""),
+        (
+            "authorizer-malformed-key",
+            "unauthorized",
+            "malformed_key",
+            "",
+        ),
+        (
+            "authorizer-revoked-key",
+            "unauthorized",
+            "revoked_key",
+            "tutor-service",
+        ),
+        (
+            "authorizer-expired-key",
+            "unauthorized",
+            "expired_key",
+            "tutor-service",
+        ),
+        (
+            "authorizer-duplicated-header",
+            "unauthorized",
+            "duplicate_key",
+            "",
+        ),
     ];
     for (name, decision, reason, service) in cases {
         let logs = capture(async {
@@ -83,8 +128,14 @@ fn one_audit_line_per_decision_with_the_documented_fields() {
         assert_eq!(f["request_id"], "c6af9ac6-7b61-11e6-9a41-93e8deadbeef");
         assert_eq!(f["source_ip"], "10.0.12.34");
         assert!(f["http_method"] == "GET" || f["http_method"] == "POST");
-        assert!(f["resource_path"].as_str().unwrap().starts_with("/internal/users"));
-        if matches!(reason, "permitted" | "route_not_permitted" | "revoked_key" | "expired_key" | "unknown_key") {
+        assert!(f["resource_path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/internal/users"));
+        if matches!(
+            reason,
+            "permitted" | "route_not_permitted" | "revoked_key" | "expired_key" | "unknown_key"
+        ) {
             assert!(f["key_id"].as_str().unwrap().starts_with("kid_"), "{name}");
         }
     }
@@ -113,7 +164,8 @@ fn logs_of_a_full_run_hold_no_key_material() {
         let broken = store_with_broken_file();
         let mut ev = event("authorizer-valid-key");
         let _ = handle(&broken, &ev).await;
-        ev["headers"]["x-service-api-key"] = Value::String("svcauth_dev_".to_owned() + &"Z".repeat(49));
+        ev["headers"]["x-service-api-key"] =
+            Value::String("svcauth_dev_".to_owned() + &"Z".repeat(49));
         let _ = handle(&broken, &ev).await;
     });
     assert!(decisions(&logs).len() > names.len());
@@ -124,7 +176,10 @@ fn logs_of_a_full_run_hold_no_key_material() {
         let body = &k[k.len().saturating_sub(49)..];
         assert!(!logs.contains(body), "a key body appears in the logs");
         if let Ok(parsed) = ApiKey::parse(k) {
-            assert!(!logs.contains(&parsed.hash().to_hex()), "a key hash appears in the logs");
+            assert!(
+                !logs.contains(&parsed.hash().to_hex()),
+                "a key hash appears in the logs"
+            );
         }
     }
 }

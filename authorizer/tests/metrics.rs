@@ -15,7 +15,12 @@ async fn decisions_are_emitted_as_emf_by_outcome_and_service() {
         .init()
         .unwrap();
     let store = dev_store();
-    for name in ["authorizer-valid-key", "authorizer-valid-key", "authorizer-revoked-key", "authorizer-missing-key"] {
+    for name in [
+        "authorizer-valid-key",
+        "authorizer-valid-key",
+        "authorizer-revoked-key",
+        "authorizer-missing-key",
+    ] {
         let _ = handle(&store, &event(name)).await;
     }
     let mut out = Vec::new();
@@ -36,7 +41,17 @@ async fn decisions_are_emitted_as_emf_by_outcome_and_service() {
     let allow = docs.iter().find(|d| d["Outcome"] == "allow").unwrap();
     let cw = &allow["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(cw["Namespace"], "ServiceAuth");
-    let dims: Vec<&str> = cw["Dimensions"][0].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
-    assert!(dims.contains(&"Outcome") && dims.contains(&"Service"), "{dims:?}");
-    assert!(docs.iter().any(|d| d["Reason"] == "revoked_key" && d["Unauthorized"] == 1.0));
+    let dims: Vec<&str> = cw["Dimensions"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        dims.contains(&"Outcome") && dims.contains(&"Service"),
+        "{dims:?}"
+    );
+    assert!(docs
+        .iter()
+        .any(|d| d["Reason"] == "revoked_key" && d["Unauthorized"] == 1.0));
 }

@@ -48,7 +48,13 @@ fn arb_method_arn() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn build_event(values: Vec<String>, multi: Vec<String>, names: (String, String), arn: Value, extra: Value) -> Value {
+fn build_event(
+    values: Vec<String>,
+    multi: Vec<String>,
+    names: (String, String),
+    arn: Value,
+    extra: Value,
+) -> Value {
     let mut ev = event("authorizer-valid-key");
     ev["headers"] = json!({});
     ev["multiValueHeaders"] = json!({});

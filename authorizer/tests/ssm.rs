@@ -47,12 +47,19 @@ async fn put(client: &Client, name: &str, value: &str, kind: ParameterType) {
 }
 
 async fn put_doc(client: &Client, doc: &ServiceDocument) {
-    put(client, &format!("{PATH}/{}", doc.service), &doc.to_json(), ParameterType::SecureString).await;
+    put(
+        client,
+        &format!("{PATH}/{}", doc.service),
+        &doc.to_json(),
+        ParameterType::SecureString,
+    )
+    .await;
 }
 
 fn tutor_doc(key: &ApiKey) -> ServiceDocument {
     let mut doc = ServiceDocument::new("tutor-service", vec!["GET /internal/users/*".into()]);
-    doc.keys.push(KeyRecord::for_key(key, UnixTime(NOW - 3600), None));
+    doc.keys
+        .push(KeyRecord::for_key(key, UnixTime(NOW - 3600), None));
     doc
 }
 
@@ -89,7 +96,11 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
     let raw = stored.parameter().unwrap();
     assert_eq!(raw.r#type(), Some(&ParameterType::SecureString));
 
-    let loaded = SsmKeyStore::new(c.clone(), PATH).unwrap().load_store().await.unwrap();
+    let loaded = SsmKeyStore::new(c.clone(), PATH)
+        .unwrap()
+        .load_store()
+        .await
+        .unwrap();
     assert_eq!(loaded.service_count(), 25);
 
     let clock = TestClock::at(NOW);
@@ -97,7 +108,9 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
     let resp = handle(&store, &request(key.expose_secret())).await.unwrap();
     assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
     let other = ApiKey::generate(Some("test")).unwrap();
-    assert!(handle(&store, &request(other.expose_secret())).await.is_err());
+    assert!(handle(&store, &request(other.expose_secret()))
+        .await
+        .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,18 +124,36 @@ async fn a_parameter_that_breaks_keeps_the_last_good_set_then_fails_closed_then_
     assert!(handle(&store, &request(key.expose_secret())).await.is_ok());
 
     // Someone writes a broken document.
-    put(&c, &format!("{PATH}/tutor-service"), "{not json", ParameterType::SecureString).await;
+    put(
+        &c,
+        &format!("{PATH}/tutor-service"),
+        "{not json",
+        ParameterType::SecureString,
+    )
+    .await;
     clock.advance(301); // past the 300 s TTL: reload fails
-    assert!(handle(&store, &request(key.expose_secret())).await.is_ok(), "last good set is kept");
+    assert!(
+        handle(&store, &request(key.expose_secret())).await.is_ok(),
+        "last good set is kept"
+    );
     clock.advance(600);
-    assert!(handle(&store, &request(key.expose_secret())).await.is_ok(), "still inside the grace");
+    assert!(
+        handle(&store, &request(key.expose_secret())).await.is_ok(),
+        "still inside the grace"
+    );
     clock.advance(300); // 1201 s after the load: past ttl + grace (1200 s)
-    assert!(handle(&store, &request(key.expose_secret())).await.is_err(), "fails closed");
+    assert!(
+        handle(&store, &request(key.expose_secret())).await.is_err(),
+        "fails closed"
+    );
 
     // Fixed: the next attempt (after the retry interval) loads it again.
     put_doc(&c, &tutor_doc(&key)).await;
     clock.advance(31);
-    assert!(handle(&store, &request(key.expose_secret())).await.is_ok(), "recovers");
+    assert!(
+        handle(&store, &request(key.expose_secret())).await.is_ok(),
+        "recovers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +162,13 @@ async fn a_plain_string_parameter_in_the_store_path_is_refused() {
     let c = client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
     // A String parameter could be written by someone without the KMS key: never trust it.
-    put(&c, &format!("{PATH}/tutor-service"), &tutor_doc(&key).to_json(), ParameterType::String).await;
+    put(
+        &c,
+        &format!("{PATH}/tutor-service"),
+        &tutor_doc(&key).to_json(),
+        ParameterType::String,
+    )
+    .await;
     let clock = TestClock::at(NOW);
     let store = store(ssm_source(c), &clock);
     assert!(handle(&store, &request(key.expose_secret())).await.is_err());
@@ -149,9 +186,15 @@ async fn ssm_going_away_mid_life_keeps_the_last_good_set_for_a_bounded_time() {
 
     moto.stop();
     clock.advance(301);
-    assert!(handle(&store, &request(key.expose_secret())).await.is_ok(), "last good set");
+    assert!(
+        handle(&store, &request(key.expose_secret())).await.is_ok(),
+        "last good set"
+    );
     clock.advance(900);
-    assert!(handle(&store, &request(key.expose_secret())).await.is_err(), "then fail closed");
+    assert!(
+        handle(&store, &request(key.expose_secret())).await.is_err(),
+        "then fail closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +202,13 @@ async fn a_failing_first_load_refuses_everything_and_the_next_invocation_retries
     let moto = MotoServer::start();
     let c = client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
-    put(&c, &format!("{PATH}/tutor-service"), "[]", ParameterType::SecureString).await;
+    put(
+        &c,
+        &format!("{PATH}/tutor-service"),
+        "[]",
+        ParameterType::SecureString,
+    )
+    .await;
     let clock = TestClock::at(NOW);
     let store = store(ssm_source(c.clone()), &clock);
     store.reload_now().await; // init-time load fails: malformed data
@@ -194,7 +243,11 @@ async fn the_legacy_parameter_is_accepted_and_hashed() {
     )
     .await;
     // The service's document gives the legacy key its permissions.
-    put_doc(&c, &ServiceDocument::new("tutor-service", vec!["GET /internal/users/*".into()])).await;
+    put_doc(
+        &c,
+        &ServiceDocument::new("tutor-service", vec!["GET /internal/users/*".into()]),
+    )
+    .await;
     let source = KeySource::Ssm(
         SsmKeyStore::new(c, PATH)
             .unwrap()

@@ -150,12 +150,13 @@ impl SsmKeyStore {
                 let name = p.name().unwrap_or_default();
                 let service = name.rsplit('/').next().unwrap_or_default();
                 require_secure(name, p.r#type())?;
-                let doc = ServiceDocument::from_json(p.value().unwrap_or_default()).map_err(|error| {
-                    SsmStoreError::Document {
-                        name: name.to_owned(),
-                        error,
-                    }
-                })?;
+                let doc =
+                    ServiceDocument::from_json(p.value().unwrap_or_default()).map_err(|error| {
+                        SsmStoreError::Document {
+                            name: name.to_owned(),
+                            error,
+                        }
+                    })?;
                 if doc.service != service {
                     return Err(SsmStoreError::Document {
                         name: name.to_owned(),
@@ -184,7 +185,9 @@ impl SsmKeyStore {
             .send()
             .await
             .map_err(|e| sdk_error("GetParameter", name, e))?;
-        let p = out.parameter().ok_or_else(|| SsmStoreError::NotFound(name.clone()))?;
+        let p = out
+            .parameter()
+            .ok_or_else(|| SsmStoreError::NotFound(name.clone()))?;
         require_secure(name, p.r#type())?;
         parse_legacy_map(p.value().unwrap_or_default()).map_err(|error| SsmStoreError::Store {
             name: name.clone(),
@@ -193,11 +196,26 @@ impl SsmKeyStore {
     }
 
     /// One service's document and its version, `None` when the service has none.
-    pub async fn read_document(&self, service: &str) -> Result<Option<(ServiceDocument, i64)>, SsmStoreError> {
+    pub async fn read_document(
+        &self,
+        service: &str,
+    ) -> Result<Option<(ServiceDocument, i64)>, SsmStoreError> {
         let name = self.checked_name(service)?;
-        let out = match self.client.get_parameter().name(&name).with_decryption(true).send().await {
+        let out = match self
+            .client
+            .get_parameter()
+            .name(&name)
+            .with_decryption(true)
+            .send()
+            .await
+        {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => return Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found()) =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(sdk_error("GetParameter", &name, e)),
         };
         let Some(p) = out.parameter() else {
@@ -212,7 +230,11 @@ impl SsmKeyStore {
     /// write is lost (see the crate docs). `change` may run more than once, on newer
     /// versions of the document, so it must be idempotent ("add this record", "revoke
     /// that key", "set these permissions"); an error from it aborts without writing.
-    pub async fn update_document<E, F>(&self, service: &str, mut change: F) -> Result<Result<WriteOutcome, E>, SsmStoreError>
+    pub async fn update_document<E, F>(
+        &self,
+        service: &str,
+        mut change: F,
+    ) -> Result<Result<WriteOutcome, E>, SsmStoreError>
     where
         F: FnMut(&mut ServiceDocument) -> Result<(), E>,
     {
@@ -239,13 +261,18 @@ impl SsmKeyStore {
                 .tier(ParameterTier::IntelligentTiering)
                 .overwrite(base_version.is_some());
             let put = if base_version.is_none() {
-                put.description(format!("svcauth key records of {service}; written by svcauth, read by the authorizer"))
+                put.description(format!(
+                    "svcauth key records of {service}; written by svcauth, read by the authorizer"
+                ))
             } else {
                 put
             };
             let written = match put.send().await {
                 Ok(out) => out.version(),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => {
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_parameter_already_exists()) =>
+                {
                     // Someone created it first: start again from theirs.
                     merged_conflicts += 1;
                     let Some((mut theirs, v)) = self.read_document(service).await? else {
@@ -287,7 +314,9 @@ impl SsmKeyStore {
             }
             // Versions expected..written-1 were written by others and may have been
             // overwritten by ours: merge them and write again.
-            let others = self.versions_between(&name, service, expected, written).await?;
+            let others = self
+                .versions_between(&name, service, expected, written)
+                .await?;
             merged_conflicts += others.len();
             let mut next = others.last().cloned().unwrap_or_else(|| doc.clone());
             for other in &others {
@@ -303,7 +332,12 @@ impl SsmKeyStore {
 
     /// Writes a SecureString that holds a clear key for its owner (a calling service's
     /// own key parameter). `overwrite` false refuses to replace an existing one.
-    pub async fn put_secret_parameter(&self, name: &str, secret: &str, overwrite: bool) -> Result<i64, SsmStoreError> {
+    pub async fn put_secret_parameter(
+        &self,
+        name: &str,
+        secret: &str,
+        overwrite: bool,
+    ) -> Result<i64, SsmStoreError> {
         let out = self
             .client
             .put_parameter()
@@ -337,7 +371,10 @@ impl SsmKeyStore {
             let page = page.map_err(|e| sdk_error("GetParameterHistory", name, e))?;
             for p in page.parameters() {
                 if (from..to).contains(&p.version()) {
-                    out.push((p.version(), self.parse_named(name, service, p.value().unwrap_or_default())?));
+                    out.push((
+                        p.version(),
+                        self.parse_named(name, service, p.value().unwrap_or_default())?,
+                    ));
                 }
             }
         }
@@ -355,7 +392,12 @@ impl SsmKeyStore {
         Ok(self.parameter_name(service))
     }
 
-    fn parse_named(&self, name: &str, service: &str, json: &str) -> Result<ServiceDocument, SsmStoreError> {
+    fn parse_named(
+        &self,
+        name: &str,
+        service: &str,
+        json: &str,
+    ) -> Result<ServiceDocument, SsmStoreError> {
         let doc = ServiceDocument::from_json(json).map_err(|error| SsmStoreError::Document {
             name: name.to_owned(),
             error,

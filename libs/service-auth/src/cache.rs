@@ -69,7 +69,9 @@ impl<T> Slot<T> {
             return Action::Serve;
         }
         match self.last_failure {
-            Some(failed) if failed >= *loaded_at && now < failed.plus(self.policy.retry_interval) => {
+            Some(failed)
+                if failed >= *loaded_at && now < failed.plus(self.policy.retry_interval) =>
+            {
                 Action::Serve
             }
             _ => Action::Reload,
@@ -79,7 +81,9 @@ impl<T> Slot<T> {
     /// The store to answer with, or `None` to refuse everything.
     pub fn usable(&self, now: UnixTime) -> Option<Arc<T>> {
         let (store, loaded_at) = self.current.as_ref()?;
-        let limit = loaded_at.plus(self.policy.ttl).plus(self.policy.stale_grace);
+        let limit = loaded_at
+            .plus(self.policy.ttl)
+            .plus(self.policy.stale_grace);
         (now < limit).then(|| store.clone())
     }
 

@@ -129,7 +129,11 @@ pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) ->
         return unauthorized(UnauthorizedReason::ExpiredKey, service);
     }
     let suffix = method_arn.route_suffix();
-    let route_permitted = entry.grant.permissions.iter().any(|p| p.matches_suffix(&suffix));
+    let route_permitted = entry
+        .grant
+        .permissions
+        .iter()
+        .any(|p| p.matches_suffix(&suffix));
     Decision::Allow(Grant {
         service: entry.grant.clone(),
         key_id: entry.key_id.clone(),
@@ -164,8 +168,10 @@ mod tests {
     use super::*;
     use crate::record::{KeyRecord, ServiceDocument};
 
-    const ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/internal/users/42";
-    const ADMIN_ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/POST/internal/users";
+    const ARN: &str =
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/internal/users/42";
+    const ADMIN_ARN: &str =
+        "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/POST/internal/users";
 
     struct Fixture {
         store: KeyStore,
@@ -181,14 +187,22 @@ mod tests {
         let expiring = ApiKey::generate(Some("test")).unwrap();
         let mut doc = ServiceDocument::new(
             "tutor-service",
-            vec!["GET /internal/users/*".into(), "GET /internal/users/by-email/*".into()],
+            vec![
+                "GET /internal/users/*".into(),
+                "GET /internal/users/by-email/*".into(),
+            ],
         );
         doc.usage_plan_key = Some("tutor-usage-plan-key".into());
-        doc.keys.push(KeyRecord::for_key(&active, UnixTime(100), None));
+        doc.keys
+            .push(KeyRecord::for_key(&active, UnixTime(100), None));
         let mut r = KeyRecord::for_key(&revoked, UnixTime(100), None);
         r.status = KeyStatus::Revoked;
         doc.keys.push(r);
-        doc.keys.push(KeyRecord::for_key(&expiring, UnixTime(100), Some(UnixTime(1000))));
+        doc.keys.push(KeyRecord::for_key(
+            &expiring,
+            UnixTime(100),
+            Some(UnixTime(1000)),
+        ));
         Fixture {
             store: KeyStore::build(&[doc], &[]).unwrap(),
             active,
@@ -225,7 +239,10 @@ mod tests {
         assert_eq!(g.service.service, "tutor-service");
         assert_eq!(g.key_id, f.active.key_id());
         assert!(g.route_permitted);
-        assert_eq!(g.service.usage_plan_key.as_deref(), Some("tutor-usage-plan-key"));
+        assert_eq!(
+            g.service.usage_plan_key.as_deref(),
+            Some("tutor-usage-plan-key")
+        );
     }
 
     #[test]
@@ -246,9 +263,18 @@ mod tests {
     fn every_unauthorized_outcome() {
         let f = fixture();
         let active = f.active.expose_secret();
-        assert_eq!(reason(run(&f, &[], ARN, 500)), UnauthorizedReason::MissingKey);
-        assert_eq!(reason(run(&f, &[""], ARN, 500)), UnauthorizedReason::MissingKey);
-        assert_eq!(reason(run(&f, &["  "], ARN, 500)), UnauthorizedReason::MissingKey);
+        assert_eq!(
+            reason(run(&f, &[], ARN, 500)),
+            UnauthorizedReason::MissingKey
+        );
+        assert_eq!(
+            reason(run(&f, &[""], ARN, 500)),
+            UnauthorizedReason::MissingKey
+        );
+        assert_eq!(
+            reason(run(&f, &["  "], ARN, 500)),
+            UnauthorizedReason::MissingKey
+        );
         assert_eq!(
             reason(run(&f, &[active, f.unknown.expose_secret()], ARN, 500)),
             UnauthorizedReason::DuplicateKey
@@ -276,7 +302,10 @@ mod tests {
             reason(run(&f, &[f.expiring.expose_secret()], ARN, 1000)),
             UnauthorizedReason::ExpiredKey
         );
-        assert!(matches!(run(&f, &[f.expiring.expose_secret()], ARN, 999), Decision::Allow(_)));
+        assert!(matches!(
+            run(&f, &[f.expiring.expose_secret()], ARN, 999),
+            Decision::Allow(_)
+        ));
         assert!(matches!(
             reason(run(&f, &[active], "arn:aws:execute-api:nope", 500)),
             UnauthorizedReason::MalformedMethodArn(_)
@@ -284,7 +313,10 @@ mod tests {
         assert!(matches!(
             reason(decide(
                 Some(&f.store),
-                &AuthRequest { api_key_values: &[active], method_arn: None },
+                &AuthRequest {
+                    api_key_values: &[active],
+                    method_arn: None
+                },
                 UnixTime(500)
             )),
             UnauthorizedReason::MalformedMethodArn(MethodArnError::Missing)
@@ -292,7 +324,10 @@ mod tests {
         assert_eq!(
             reason(decide(
                 None,
-                &AuthRequest { api_key_values: &[active], method_arn: Some(ARN) },
+                &AuthRequest {
+                    api_key_values: &[active],
+                    method_arn: Some(ARN)
+                },
                 UnixTime(500)
             )),
             UnauthorizedReason::StoreUnavailable
@@ -310,7 +345,9 @@ mod tests {
     fn unauthorized_names_key_id_and_service_when_known() {
         let f = fixture();
         match run(&f, &[f.revoked.expose_secret()], ARN, 500) {
-            Decision::Unauthorized { key_id, service, .. } => {
+            Decision::Unauthorized {
+                key_id, service, ..
+            } => {
                 assert_eq!(key_id, Some(f.revoked.key_id()));
                 assert_eq!(service.as_deref(), Some("tutor-service"));
             }

@@ -176,7 +176,10 @@ fn check_format(presented: &str) -> Result<KeyFormat, KeyFormatError> {
         return Err(KeyFormatError::TooLong);
     }
     let bytes = presented.as_bytes();
-    if !bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    {
         return Err(KeyFormatError::BadCharacter);
     }
     if let Some(rest) = presented.strip_prefix(PRODUCT_PREFIX) {
@@ -308,7 +311,8 @@ impl fmt::Display for KeyId {
 impl<'de> serde::Deserialize<'de> for KeyId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        KeyId::parse(&s).ok_or_else(|| serde::de::Error::custom("a key id is kid_ and 16 hex digits"))
+        KeyId::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom("a key id is kid_ and 16 hex digits"))
     }
 }
 
@@ -392,7 +396,10 @@ mod tests {
             let mut bytes = s.clone().into_bytes();
             bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
             let typo = String::from_utf8(bytes).unwrap();
-            assert_eq!(ApiKey::parse(&typo).unwrap_err(), KeyFormatError::BadChecksum);
+            assert_eq!(
+                ApiKey::parse(&typo).unwrap_err(),
+                KeyFormatError::BadChecksum
+            );
         }
     }
 
@@ -410,7 +417,10 @@ mod tests {
             ("svcauth_", KeyFormatError::UnknownFormat),
             ("svcauth_DEV_abc", KeyFormatError::BadEnvironment),
             ("svcauth__abc", KeyFormatError::BadEnvironment),
-            ("svcauth_averyverylongenv_abc", KeyFormatError::BadEnvironment),
+            (
+                "svcauth_averyverylongenv_abc",
+                KeyFormatError::BadEnvironment,
+            ),
             ("svcauth_dev_short", KeyFormatError::UnknownFormat),
             (&legacy_63, KeyFormatError::UnknownFormat),
             ("sk_live_abc", KeyFormatError::UnknownFormat),

@@ -40,22 +40,35 @@ impl MethodArn {
             return Err(MethodArnError::TooLong);
         }
         let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("execute-api"), Some(region), Some(account), Some(resource)) = (
+        let (
+            Some("arn"),
+            Some(partition),
+            Some("execute-api"),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
-        ) else {
+        )
+        else {
             return Err(MethodArnError::NotExecuteApi);
         };
-        if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b") {
+        if !matches!(
+            partition,
+            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
+        ) {
             return Err(MethodArnError::BadPart("partition"));
         }
         if region.is_empty()
             || region.len() > 32
-            || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return Err(MethodArnError::BadPart("region"));
         }
@@ -67,12 +80,17 @@ impl MethodArn {
         let stage = segs.next().unwrap_or_default();
         let verb = segs.next().unwrap_or_default();
         let path = segs.next();
-        if api_id.is_empty() || api_id.len() > 32 || !api_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if api_id.is_empty()
+            || api_id.len() > 32
+            || !api_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return Err(MethodArnError::BadPart("API id"));
         }
         if stage.is_empty()
             || stage.len() > 128
-            || !stage.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || !stage
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return Err(MethodArnError::BadPart("stage"));
         }
@@ -83,7 +101,10 @@ impl MethodArn {
         // API Gateway puts the request path here as received (already URL-decoded
         // segments may hold many characters); only control characters and the policy
         // wildcards, which would change what a policy matches, are refused.
-        if path.bytes().any(|b| b.is_ascii_control() || b == b'*' || b == b'?') {
+        if path
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b'*' || b == b'?')
+        {
             return Err(MethodArnError::BadPart("path"));
         }
         Ok(Self {
@@ -149,7 +170,8 @@ mod tests {
 
     #[test]
     fn root_resource_has_empty_path() {
-        let arn = MethodArn::parse("arn:aws:execute-api:us-east-1:123456789012:abc/test/GET/").unwrap();
+        let arn =
+            MethodArn::parse("arn:aws:execute-api:us-east-1:123456789012:abc/test/GET/").unwrap();
         assert_eq!(arn.path, "");
     }
 
@@ -162,18 +184,51 @@ mod tests {
         let cases: &[(&str, MethodArnError)] = &[
             ("", MethodArnError::Missing),
             (&long, MethodArnError::TooLong),
-            ("arn:aws:lambda:us-east-1:123456789012:function/x", MethodArnError::NotExecuteApi),
+            (
+                "arn:aws:lambda:us-east-1:123456789012:function/x",
+                MethodArnError::NotExecuteApi,
+            ),
             ("not an arn", MethodArnError::NotExecuteApi),
-            ("arn:aws:execute-api:us-east-1:123456789012", MethodArnError::NotExecuteApi),
-            ("arn:evil:execute-api:us-east-1:123456789012:abc/prod/GET/x", MethodArnError::BadPart("partition")),
-            ("arn:aws:execute-api:US-EAST-1:123456789012:abc/prod/GET/x", MethodArnError::BadPart("region")),
-            ("arn:aws:execute-api:us-east-1:1234:abc/prod/GET/x", MethodArnError::BadPart("account")),
-            ("arn:aws:execute-api:us-east-1:123456789012:*/prod/GET/x", MethodArnError::BadPart("API id")),
-            ("arn:aws:execute-api:us-east-1:123456789012:abc/*/GET/x", MethodArnError::BadPart("stage")),
-            ("arn:aws:execute-api:us-east-1:123456789012:abc/prod/FETCH/x", MethodArnError::BadPart("HTTP method")),
-            ("arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET", MethodArnError::BadPart("path")),
-            ("arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x/*", MethodArnError::BadPart("path")),
-            ("arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x\n", MethodArnError::BadPart("path")),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012",
+                MethodArnError::NotExecuteApi,
+            ),
+            (
+                "arn:evil:execute-api:us-east-1:123456789012:abc/prod/GET/x",
+                MethodArnError::BadPart("partition"),
+            ),
+            (
+                "arn:aws:execute-api:US-EAST-1:123456789012:abc/prod/GET/x",
+                MethodArnError::BadPart("region"),
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:1234:abc/prod/GET/x",
+                MethodArnError::BadPart("account"),
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:*/prod/GET/x",
+                MethodArnError::BadPart("API id"),
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:abc/*/GET/x",
+                MethodArnError::BadPart("stage"),
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:abc/prod/FETCH/x",
+                MethodArnError::BadPart("HTTP method"),
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET",
+                MethodArnError::BadPart("path"),
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x/*",
+                MethodArnError::BadPart("path"),
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x\n",
+                MethodArnError::BadPart("path"),
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(MethodArn::parse(input).unwrap_err(), *want, "{input:?}");

@@ -49,7 +49,8 @@ impl RoutePattern {
             return Err(PatternError::Method);
         }
         let allowed = |b: u8| b.is_ascii_alphanumeric() || b"/-._~*{}%+@:=,".contains(&b);
-        if !path.starts_with('/') || path.len() > MAX_PATTERN_PATH_LEN || !path.bytes().all(allowed) {
+        if !path.starts_with('/') || path.len() > MAX_PATTERN_PATH_LEN || !path.bytes().all(allowed)
+        {
             return Err(PatternError::Path);
         }
         let resource_suffix = resource_suffix(&method, path);
@@ -208,7 +209,11 @@ mod tests {
 
     #[test]
     fn longest_pattern_on_a_long_stage_stays_under_the_resource_limit() {
-        let p = RoutePattern::parse(&format!("OPTIONS /{}", "a".repeat(MAX_PATTERN_PATH_LEN - 1))).unwrap();
+        let p = RoutePattern::parse(&format!(
+            "OPTIONS /{}",
+            "a".repeat(MAX_PATTERN_PATH_LEN - 1)
+        ))
+        .unwrap();
         // The longest prefix MethodArn::parse lets through: 32-char region and API id,
         // 128-char stage.
         let prefix = format!(

@@ -80,8 +80,9 @@ impl Serialize for UnixTime {
 impl<'de> Deserialize<'de> for UnixTime {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        UnixTime::parse_rfc3339(&s)
-            .ok_or_else(|| serde::de::Error::custom("a time is RFC 3339 UTC, e.g. 2026-11-29T10:00:00Z"))
+        UnixTime::parse_rfc3339(&s).ok_or_else(|| {
+            serde::de::Error::custom("a time is RFC 3339 UTC, e.g. 2026-11-29T10:00:00Z")
+        })
     }
 }
 
@@ -191,7 +192,9 @@ pub enum DocumentError {
     },
     #[error("service {0:?} has more than {MAX_PERMISSIONS} permissions")]
     TooManyPermissions(String),
-    #[error("service {0:?} has more than {MAX_KEYS_PER_SERVICE} keys; remove revoked or expired ones")]
+    #[error(
+        "service {0:?} has more than {MAX_KEYS_PER_SERVICE} keys; remove revoked or expired ones"
+    )]
     TooManyKeys(String),
     #[error("service {service:?} lists key {key_id} twice")]
     DuplicateKeyId { service: String, key_id: KeyId },
@@ -321,7 +324,11 @@ mod tests {
     fn documents_round_trip_and_hold_no_secret() {
         let key = ApiKey::generate(Some("dev")).unwrap();
         let mut doc = ServiceDocument::new("tutor-service", vec!["GET /internal/users/*".into()]);
-        doc.keys.push(KeyRecord::for_key(&key, UnixTime(1_700_000_000), Some(UnixTime(1_800_000_000))));
+        doc.keys.push(KeyRecord::for_key(
+            &key,
+            UnixTime(1_700_000_000),
+            Some(UnixTime(1_800_000_000)),
+        ));
         let json = doc.to_json();
         assert!(!json.contains(key.expose_secret()));
         assert!(json.contains(&key.hash().to_hex()));
@@ -336,9 +343,18 @@ mod tests {
         let cases = [
             ("{", "not a service document"),
             (r#"{"schema":2,"service":"a","keys":[]}"#, "schema 2"),
-            (r#"{"schema":1,"service":"Bad Name","keys":[]}"#, "service name"),
-            (r#"{"schema":1,"service":"a","permissions":["FETCH /x"],"keys":[]}"#, "permission 0"),
-            (r#"{"schema":1,"service":"a","extra":true}"#, "unknown field"),
+            (
+                r#"{"schema":1,"service":"Bad Name","keys":[]}"#,
+                "service name",
+            ),
+            (
+                r#"{"schema":1,"service":"a","permissions":["FETCH /x"],"keys":[]}"#,
+                "permission 0",
+            ),
+            (
+                r#"{"schema":1,"service":"a","extra":true}"#,
+                "unknown field",
+            ),
             (
                 r#"{"schema":1,"service":"a","keys":[{"keyId":"kid_0123456789abcdef","sha256":"zz","created":"2026-01-01T00:00:00Z","status":"active"}]}"#,
                 "64 hex",
@@ -364,7 +380,10 @@ mod tests {
         let mut doc = ServiceDocument::new("a", vec![]);
         doc.keys.push(record(&key, 1));
         doc.keys.push(record(&key, 2));
-        assert!(matches!(doc.validate(), Err(DocumentError::DuplicateKeyId { .. })));
+        assert!(matches!(
+            doc.validate(),
+            Err(DocumentError::DuplicateKeyId { .. })
+        ));
         doc.keys.clear();
         for _ in 0..=MAX_KEYS_PER_SERVICE {
             doc.keys.push(record(&ApiKey::generate(None).unwrap(), 1));
@@ -403,7 +422,10 @@ mod tests {
         let mut merged = a.clone();
         merged.merge(&b);
         assert_eq!(merged.keys.len(), 3);
-        assert_eq!(merged.key(&old.key_id()).unwrap().status, KeyStatus::Revoked);
+        assert_eq!(
+            merged.key(&old.key_id()).unwrap().status,
+            KeyStatus::Revoked
+        );
         assert!(merged.key(&a_new.key_id()).is_some());
         assert!(merged.key(&b_new.key_id()).is_some());
 
@@ -417,7 +439,8 @@ mod tests {
     fn merge_keeps_the_earlier_expiry() {
         let k = ApiKey::generate(None).unwrap();
         let mut a = ServiceDocument::new("svc", vec![]);
-        a.keys.push(KeyRecord::for_key(&k, UnixTime(1), Some(UnixTime(500))));
+        a.keys
+            .push(KeyRecord::for_key(&k, UnixTime(1), Some(UnixTime(500))));
         let mut b = a.clone();
         b.keys[0].expires = Some(UnixTime(300));
         a.merge(&b);

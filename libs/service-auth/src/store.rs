@@ -50,7 +50,10 @@ pub enum StoreError {
     #[error("the legacy key map is not a JSON object of key to service name: {0}")]
     LegacyJson(String),
     #[error("legacy entry {index}: the key is not a valid API key ({reason})")]
-    LegacyKey { index: usize, reason: crate::key::KeyFormatError },
+    LegacyKey {
+        index: usize,
+        reason: crate::key::KeyFormatError,
+    },
     #[error("legacy entry {index}: service name {service:?} is invalid")]
     LegacyService { index: usize, service: String },
 }
@@ -68,7 +71,8 @@ impl KeyStore {
     /// Builds the index. Document records win over legacy entries for the same key, so
     /// a legacy key that was imported and later revoked stays revoked.
     pub fn build(docs: &[ServiceDocument], legacy: &[LegacyEntry]) -> Result<Self, StoreError> {
-        let mut by_hash = HashMap::with_capacity(docs.iter().map(|d| d.keys.len()).sum::<usize>() + legacy.len());
+        let mut by_hash =
+            HashMap::with_capacity(docs.iter().map(|d| d.keys.len()).sum::<usize>() + legacy.len());
         let mut grants: HashMap<&str, Arc<ServiceGrant>> = HashMap::with_capacity(docs.len());
         for doc in docs {
             doc.validate()?;
@@ -176,7 +180,8 @@ pub fn parse_legacy_map(json: &str) -> Result<Vec<LegacyEntry>, StoreError> {
         .into_iter()
         .enumerate()
         .map(|(index, (key, service))| {
-            let key = ApiKey::parse(&key).map_err(|reason| StoreError::LegacyKey { index, reason })?;
+            let key =
+                ApiKey::parse(&key).map_err(|reason| StoreError::LegacyKey { index, reason })?;
             if !valid_service_name(&service) {
                 return Err(StoreError::LegacyService { index, service });
             }
@@ -216,14 +221,17 @@ mod tests {
         let e = store.lookup(&a.hash()).unwrap();
         assert_eq!(e.grant.service, "a");
         assert_eq!(e.key_id, a.key_id());
-        assert!(store.lookup(&ApiKey::generate(None).unwrap().hash()).is_none());
+        assert!(store
+            .lookup(&ApiKey::generate(None).unwrap().hash())
+            .is_none());
     }
 
     #[test]
     fn duplicates_fail_the_whole_build() {
         let a = ApiKey::generate(None).unwrap();
         assert_eq!(
-            KeyStore::build(&[doc_with("a", &[], &[&a]), doc_with("b", &[], &[&a])], &[]).unwrap_err(),
+            KeyStore::build(&[doc_with("a", &[], &[&a]), doc_with("b", &[], &[&a])], &[])
+                .unwrap_err(),
             StoreError::DuplicateKey(a.key_id())
         );
         assert!(matches!(
@@ -232,7 +240,10 @@ mod tests {
         ));
         let mut bad = doc_with("a", &[], &[]);
         bad.permissions.push("nope".into());
-        assert!(matches!(KeyStore::build(&[bad], &[]), Err(StoreError::Document(_))));
+        assert!(matches!(
+            KeyStore::build(&[bad], &[]),
+            Err(StoreError::Document(_))
+        ));
     }
 
     #[test]
@@ -245,13 +256,28 @@ mod tests {
         assert_eq!(entries[0].hash, ApiKey::parse(&k1).unwrap().hash());
         assert!(!format!("{entries:?}").contains(&k1));
 
-        assert!(matches!(parse_legacy_map("[]"), Err(StoreError::LegacyJson(_))));
-        assert!(matches!(parse_legacy_map(r#"{"a": 1}"#), Err(StoreError::LegacyJson(_))));
-        assert!(matches!(parse_legacy_map(r#"{"short": "svc"}"#), Err(StoreError::LegacyKey { index: 0, .. })));
+        assert!(matches!(
+            parse_legacy_map("[]"),
+            Err(StoreError::LegacyJson(_))
+        ));
+        assert!(matches!(
+            parse_legacy_map(r#"{"a": 1}"#),
+            Err(StoreError::LegacyJson(_))
+        ));
+        assert!(matches!(
+            parse_legacy_map(r#"{"short": "svc"}"#),
+            Err(StoreError::LegacyKey { index: 0, .. })
+        ));
         let bad_service = format!(r#"{{"{k1}": "Not Valid"}}"#);
-        assert!(matches!(parse_legacy_map(&bad_service), Err(StoreError::LegacyService { .. })));
+        assert!(matches!(
+            parse_legacy_map(&bad_service),
+            Err(StoreError::LegacyService { .. })
+        ));
         let trailing = format!(r#"{{"{k1}": "svc"}} x"#);
-        assert!(matches!(parse_legacy_map(&trailing), Err(StoreError::LegacyJson(_))));
+        assert!(matches!(
+            parse_legacy_map(&trailing),
+            Err(StoreError::LegacyJson(_))
+        ));
     }
 
     #[test]
@@ -267,7 +293,8 @@ mod tests {
     fn legacy_keys_take_their_service_permissions_and_never_override_records() {
         let legacy_key = ApiKey::parse(&"L".repeat(64)).unwrap();
         let mut doc = doc_with("tutor-service", &["GET /internal/users/*"], &[]);
-        let entries = parse_legacy_map(&format!(r#"{{"{}": "tutor-service"}}"#, "L".repeat(64))).unwrap();
+        let entries =
+            parse_legacy_map(&format!(r#"{{"{}": "tutor-service"}}"#, "L".repeat(64))).unwrap();
         let store = KeyStore::build(std::slice::from_ref(&doc), &entries).unwrap();
         let e = store.lookup(&legacy_key.hash()).unwrap();
         assert!(e.legacy);
@@ -278,11 +305,22 @@ mod tests {
         rec.status = KeyStatus::Revoked;
         doc.keys.push(rec);
         let store = KeyStore::build(&[doc], &entries).unwrap();
-        assert_eq!(store.lookup(&legacy_key.hash()).unwrap().status, KeyStatus::Revoked);
+        assert_eq!(
+            store.lookup(&legacy_key.hash()).unwrap().status,
+            KeyStatus::Revoked
+        );
 
         // A legacy service with no document authenticates with no permissions.
         let store = KeyStore::build(&[], &entries).unwrap();
-        assert!(store.lookup(&legacy_key.hash()).unwrap().grant.permissions.is_empty());
-        assert_eq!(store.legacy_without_permissions, vec!["tutor-service".to_string()]);
+        assert!(store
+            .lookup(&legacy_key.hash())
+            .unwrap()
+            .grant
+            .permissions
+            .is_empty());
+        assert_eq!(
+            store.legacy_without_permissions,
+            vec!["tutor-service".to_string()]
+        );
     }
 }

@@ -66,7 +66,10 @@ impl MotoServer {
         while start.elapsed() < limit {
             if let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let req = format!("GET /moto-api/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+                let req = format!(
+                    "GET /moto-api/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    self.addr
+                );
                 if s.write_all(req.as_bytes()).is_ok() {
                     let mut buf = [0u8; 12];
                     if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
@@ -76,7 +79,10 @@ impl MotoServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("moto_server did not answer on {} within {limit:?}", self.addr);
+        panic!(
+            "moto_server did not answer on {} within {limit:?}",
+            self.addr
+        );
     }
 }
 

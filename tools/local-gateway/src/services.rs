@@ -1,0 +1,1 @@
+//! The real functions behind the template's routes.
