@@ -150,22 +150,7 @@ impl SsmKeyStore {
                 let name = p.name().unwrap_or_default();
                 let service = name.rsplit('/').next().unwrap_or_default();
                 require_secure(name, p.r#type())?;
-                let doc =
-                    ServiceDocument::from_json(p.value().unwrap_or_default()).map_err(|error| {
-                        SsmStoreError::Document {
-                            name: name.to_owned(),
-                            error,
-                        }
-                    })?;
-                if doc.service != service {
-                    return Err(SsmStoreError::Document {
-                        name: name.to_owned(),
-                        error: DocumentError::WrongService {
-                            expected: service.to_owned(),
-                            found: doc.service,
-                        },
-                    });
-                }
+                let doc = self.parse_named(name, service, p.value().unwrap_or_default())?;
                 docs.push(doc);
             }
         }

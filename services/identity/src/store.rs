@@ -5,8 +5,12 @@
 //! in one transaction, each conditional on not existing. Guard items have no `email`
 //! attribute (so they are not in the index) and their id cannot pass
 //! [`UserId::parse`](crate::user::UserId::parse), so the API never returns one.
+//!
+//! [`Users::in_memory`] keeps users in process instead, with the same answers (the
+//! local gateway's development store).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -43,8 +47,15 @@ pub enum StoreError {
 /// The users table.
 #[derive(Debug, Clone)]
 pub struct Users {
-    client: Client,
+    backend: Backend,
     table: String,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    DynamoDb(Client),
+    /// Local runs only: lost when the process ends.
+    Memory(Arc<Mutex<Vec<User>>>),
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -52,8 +63,23 @@ type Item = HashMap<String, AttributeValue>;
 impl Users {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
+            backend: Backend::DynamoDb(client),
             table: table.into(),
+        }
+    }
+
+    /// Users kept in memory, starting with `users` (local development, no AWS).
+    pub fn in_memory(users: Vec<User>) -> Self {
+        Self {
+            backend: Backend::Memory(Arc::new(Mutex::new(users))),
+            table: "(in memory)".into(),
+        }
+    }
+
+    fn client(&self) -> Result<&Client, &Mutex<Vec<User>>> {
+        match &self.backend {
+            Backend::DynamoDb(c) => Ok(c),
+            Backend::Memory(m) => Err(m),
         }
     }
 
@@ -71,8 +97,14 @@ impl Users {
 
     /// The user with this id (strongly consistent read).
     pub async fn get(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        let out = self
-            .client
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(m) => {
+                let users = m.lock().unwrap_or_else(|e| e.into_inner());
+                return Ok(users.iter().find(|u| u.id == id.as_str()).cloned());
+            }
+        };
+        let out = client
             .get_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(id.as_str().to_owned()))
@@ -86,8 +118,17 @@ impl Users {
     /// The user with this email, through the email index. Works with any index
     /// projection: a projected item missing attributes is completed by id.
     pub async fn by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
-        let out = self
-            .client
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(m) => {
+                let users = m.lock().unwrap_or_else(|e| e.into_inner());
+                return Ok(users
+                    .iter()
+                    .find(|u| u.email.eq_ignore_ascii_case(email.as_str()))
+                    .cloned());
+            }
+        };
+        let out = client
             .query()
             .table_name(&self.table)
             .index_name(EMAIL_INDEX)
@@ -127,6 +168,20 @@ impl Users {
 
     /// Writes a new user; [`StoreError::EmailTaken`] when the email is in use.
     pub async fn create(&self, user: &User) -> Result<(), StoreError> {
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(m) => {
+                let mut users = m.lock().unwrap_or_else(|e| e.into_inner());
+                if users
+                    .iter()
+                    .any(|u| u.email.eq_ignore_ascii_case(&user.email))
+                {
+                    return Err(StoreError::EmailTaken);
+                }
+                users.push(user.clone());
+                return Ok(());
+            }
+        };
         let item: Item = [
             ("id", AttributeValue::S(user.id.clone())),
             ("email", AttributeValue::S(user.email.clone())),
@@ -155,8 +210,7 @@ impl Users {
                 .map(|p| TransactWriteItem::builder().put(p).build())
                 .map_err(|e| self.backend("TransactWriteItems", e))
         };
-        let result = self
-            .client
+        let result = client
             .transact_write_items()
             .transact_items(put(item)?)
             .transact_items(put(guard)?)
@@ -252,4 +306,50 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .await
         .map_err(|e| backend(&DisplayErrorContext(e)))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_in_memory_store_answers_like_the_table() {
+        let ada = User {
+            id: "u1".into(),
+            email: "ada@example.com".into(),
+            role: "student".into(),
+            email_verified: true,
+        };
+        let users = Users::in_memory(vec![ada.clone()]);
+        assert_eq!(
+            users.get(&UserId::parse("u1").unwrap()).await.unwrap(),
+            Some(ada.clone())
+        );
+        assert_eq!(
+            users.get(&UserId::parse("u2").unwrap()).await.unwrap(),
+            None
+        );
+        let email = Email::parse("ADA@example.com").unwrap();
+        assert_eq!(users.by_email(&email).await.unwrap(), Some(ada.clone()));
+        let dup = User {
+            id: "u2".into(),
+            ..ada.clone()
+        };
+        assert!(matches!(
+            users.create(&dup).await,
+            Err(StoreError::EmailTaken)
+        ));
+        let bob = User {
+            id: "u3".into(),
+            email: "bob@example.com".into(),
+            ..ada
+        };
+        users.create(&bob).await.unwrap();
+        // Clones share the store.
+        let again = users.clone();
+        assert_eq!(
+            again.get(&UserId::parse("u3").unwrap()).await.unwrap(),
+            Some(bob)
+        );
+    }
 }

@@ -23,9 +23,12 @@ pub struct AuthorizerResult {
 /// Most entries kept; past it, expired entries are dropped, then everything.
 const MAX_ENTRIES: usize = 10_000;
 
+/// (authorizer, identity source values) → (result, expiry).
+type Entries = HashMap<(String, String), (Arc<AuthorizerResult>, UnixTime)>;
+
 #[derive(Default)]
 pub struct ResultCache {
-    entries: Mutex<HashMap<(String, String), (Arc<AuthorizerResult>, UnixTime)>>,
+    entries: Mutex<Entries>,
 }
 
 impl ResultCache {
@@ -69,7 +72,10 @@ impl ResultCache {
 
     /// Drops every entry (API Gateway's "flush authorizer cache").
     pub fn flush(&self) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     pub fn len(&self) -> usize {

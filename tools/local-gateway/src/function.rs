@@ -32,7 +32,8 @@ impl FunctionError {
     }
 }
 
-pub type FunctionFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, FunctionError>> + Send + 'a>>;
+pub type FunctionFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Value, FunctionError>> + Send + 'a>>;
 
 /// A function the gateway can invoke.
 pub trait Function: Send + Sync {
@@ -109,10 +110,12 @@ impl Function for LambdaHttp<LambdaService> {
             // A panic in the handler is a function error, as in Lambda.
             let task = tokio::spawn(
                 async move {
-                    let mut adapter = lambda_http::Adapter::from(service);
-                    adapter
-                        .call(lambda_runtime::LambdaEvent::new(request, ctx))
-                        .await
+                    // The adapter is not Send; its response future is.
+                    let fut = {
+                        let mut adapter = lambda_http::Adapter::from(service);
+                        adapter.call(lambda_runtime::LambdaEvent::new(request, ctx))
+                    };
+                    fut.await
                 }
                 .instrument(span),
             );

@@ -71,7 +71,13 @@ struct GatewayAnswer {
 }
 
 impl GatewayAnswer {
-    fn message(status: u16, key: &str, msg: Value, error_type: &'static str, response_type: &'static str) -> Self {
+    fn message(
+        status: u16,
+        key: &str,
+        msg: Value,
+        error_type: &'static str,
+        response_type: &'static str,
+    ) -> Self {
         let mut body = Map::new();
         body.insert(key.to_owned(), msg);
         Self {
@@ -93,7 +99,13 @@ impl GatewayAnswer {
     }
 
     fn unauthorized() -> Self {
-        Self::message(401, "message", json!("Unauthorized"), "UnauthorizedException", "UNAUTHORIZED")
+        Self::message(
+            401,
+            "message",
+            json!("Unauthorized"),
+            "UnauthorizedException",
+            "UNAUTHORIZED",
+        )
     }
 
     fn authorizer_error() -> Self {
@@ -220,9 +232,14 @@ pub fn read_proxy_response(v: &Value) -> Result<Response, String> {
     if let Some(m) = o.get("multiValueHeaders").filter(|v| !v.is_null()) {
         let m = m.as_object().ok_or("multiValueHeaders is not an object")?;
         for (k, vals) in m {
-            let vals = vals.as_array().ok_or("a multiValueHeaders entry is not a list")?;
+            let vals = vals
+                .as_array()
+                .ok_or("a multiValueHeaders entry is not a list")?;
             for v in vals {
-                headers.push((k.clone(), scalar_string(v).ok_or("a header value is not a string")?));
+                headers.push((
+                    k.clone(),
+                    scalar_string(v).ok_or("a header value is not a string")?,
+                ));
             }
         }
     }
@@ -232,7 +249,10 @@ pub fn read_proxy_response(v: &Value) -> Result<Response, String> {
             if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)) {
                 continue;
             }
-            headers.push((k.clone(), scalar_string(v).ok_or("a header value is not a string")?));
+            headers.push((
+                k.clone(),
+                scalar_string(v).ok_or("a header value is not a string")?,
+            ));
         }
     }
     let b64 = matches!(o.get("isBase64Encoded"), Some(Value::Bool(true)));
@@ -274,7 +294,11 @@ pub fn render_access_log(format: &str, vars: &BTreeMap<String, String>) -> Strin
             end -= 1;
         }
         let name = &after[..end];
-        let value = vars.get(name).filter(|v| !v.is_empty()).map(String::as_str).unwrap_or("-");
+        let value = vars
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .map(String::as_str)
+            .unwrap_or("-");
         // Inside a JSON string: escape as JSON does.
         let quoted = serde_json::to_string(value).unwrap_or_default();
         out.push_str(&quoted[1..quoted.len() - 1]);
@@ -342,12 +366,24 @@ impl Gateway {
         vars.set("domainName", req.header("host").unwrap_or(""));
 
         let (mut res, api) = self
-            .route_and_run(&req, &mut vars, now, now.0 * 1000 + subsec, &request_id, &extended_id, &trace_id)
+            .route_and_run(
+                &req,
+                &mut vars,
+                now,
+                now.0 * 1000 + subsec,
+                &request_id,
+                &extended_id,
+                &trace_id,
+            )
             .await;
-        res.headers.push(("x-amzn-RequestId".into(), request_id.clone()));
-        res.headers.push(("x-amz-apigw-id".into(), extended_id.clone()));
         res.headers
-            .push(("X-Amzn-Trace-Id".into(), format!("Root={trace_id};Sampled=0")));
+            .push(("x-amzn-RequestId".into(), request_id.clone()));
+        res.headers
+            .push(("x-amz-apigw-id".into(), extended_id.clone()));
+        res.headers.push((
+            "X-Amzn-Trace-Id".into(),
+            format!("Root={trace_id};Sampled=0"),
+        ));
         if res.header("content-type").is_none() {
             res.headers
                 .push(("Content-Type".into(), "application/json".into()));
@@ -385,7 +421,13 @@ impl Gateway {
             segs.next().unwrap_or(""),
         );
         let Some(api) = self.model.api_by_id(api_id).filter(|a| a.stage == stage) else {
-            let a = GatewayAnswer::message(403, "message", json!("Forbidden"), "ForbiddenException", "DEFAULT_4XX");
+            let a = GatewayAnswer::message(
+                403,
+                "message",
+                json!("Forbidden"),
+                "ForbiddenException",
+                "DEFAULT_4XX",
+            );
             return (self.answer(a, vars), None);
         };
         vars.set("apiId", &api.api_id);
@@ -426,7 +468,10 @@ impl Gateway {
         });
         headers.push(("X-Forwarded-Port".into(), self.port.to_string()));
         headers.push(("X-Forwarded-Proto".into(), "http".into()));
-        headers.push(("X-Amzn-Trace-Id".into(), format!("Root={trace_id};Sampled=0")));
+        headers.push((
+            "X-Amzn-Trace-Id".into(),
+            format!("Root={trace_id};Sampled=0"),
+        ));
 
         let call = Call {
             req,
@@ -508,19 +553,28 @@ impl Gateway {
 
     fn request_context(&self, call: &Call<'_>) -> Map<String, Value> {
         let mut ctx = Map::new();
-        ctx.insert("resourceId".into(), json!(util::resource_id(&call.route.path)));
+        ctx.insert(
+            "resourceId".into(),
+            json!(util::resource_id(&call.route.path)),
+        );
         ctx.insert("resourcePath".into(), json!(call.route.path));
         ctx.insert("httpMethod".into(), json!(call.req.method));
         ctx.insert("extendedRequestId".into(), json!(call.extended_id));
         ctx.insert("requestTime".into(), json!(util::clf_time(call.now)));
-        ctx.insert("path".into(), json!(format!("/{}{}", call.api.stage, call.path)));
+        ctx.insert(
+            "path".into(),
+            json!(format!("/{}{}", call.api.stage, call.path)),
+        );
         ctx.insert("accountId".into(), json!(self.account));
         ctx.insert("protocol".into(), json!("HTTP/1.1"));
         ctx.insert("stage".into(), json!(call.api.stage));
         ctx.insert("domainPrefix".into(), json!(call.api.api_id));
         ctx.insert("requestTimeEpoch".into(), json!(call.epoch_ms));
         ctx.insert("requestId".into(), json!(call.request_id));
-        ctx.insert("domainName".into(), json!(call.req.header("host").unwrap_or("")));
+        ctx.insert(
+            "domainName".into(),
+            json!(call.req.header("host").unwrap_or("")),
+        );
         ctx.insert("apiId".into(), json!(call.api.api_id));
         ctx
     }
@@ -539,7 +593,12 @@ impl Gateway {
     }
 
     /// Invokes a function with its timeout.
-    async fn invoke(&self, function: &str, event: Value, call: &Call<'_>) -> Result<Value, FunctionError> {
+    async fn invoke(
+        &self,
+        function: &str,
+        event: Value,
+        call: &Call<'_>,
+    ) -> Result<Value, FunctionError> {
         let Some(f) = self.functions.get(function) else {
             tracing::error!(function, "no local implementation for this function");
             return Err(FunctionError::new(
@@ -709,10 +768,21 @@ impl Gateway {
 
     /// `AWS_IAM`: SigV4, then the caller role's policies. `Ok` is the backend's
     /// `requestContext.identity` IAM fields.
-    fn authorize_iam(&self, call: &Call<'_>, vars: &mut Vars) -> Result<sigv4::Caller, GatewayAnswer> {
-        let caller = sigv4::verify(call.req, &self.credentials, &self.region, call.now).map_err(|e| {
-            GatewayAnswer::message(403, "message", json!(e.to_string()), e.error_type(), e.response_type())
-        })?;
+    fn authorize_iam(
+        &self,
+        call: &Call<'_>,
+        vars: &mut Vars,
+    ) -> Result<sigv4::Caller, GatewayAnswer> {
+        let caller =
+            sigv4::verify(call.req, &self.credentials, &self.region, call.now).map_err(|e| {
+                GatewayAnswer::message(
+                    403,
+                    "message",
+                    json!(e.to_string()),
+                    e.error_type(),
+                    e.response_type(),
+                )
+            })?;
         vars.set("identity.userArn", &caller.user_arn);
         vars.set("identity.caller", &caller.caller);
         vars.set("identity.user", &caller.caller);
@@ -772,7 +842,13 @@ impl Gateway {
                 json!(c.access_key),
                 json!(c.account),
             ),
-            None => (Value::Null, Value::Null, Value::Null, Value::Null, Value::Null),
+            None => (
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ),
         };
         ctx.insert(
             "identity".into(),
@@ -896,7 +972,11 @@ mod tests {
         let r = read_authorizer_response(&ok).unwrap();
         assert_eq!(
             r.context,
-            vec![("b".into(), "true".into()), ("n".into(), "1".into()), ("s".into(), "x".into())]
+            vec![
+                ("b".into(), "true".into()),
+                ("n".into(), "1".into()),
+                ("s".into(), "x".into())
+            ]
         );
         assert_eq!(r.usage_identifier_key.as_deref(), Some("k"));
         for (field, bad) in [
@@ -927,7 +1007,10 @@ mod tests {
                 ("set-cookie".into(), "y=2".into())
             ]
         );
-        let r = read_proxy_response(&json!({"statusCode": 200, "body": "aGk=", "isBase64Encoded": true})).unwrap();
+        let r = read_proxy_response(
+            &json!({"statusCode": 200, "body": "aGk=", "isBase64Encoded": true}),
+        )
+        .unwrap();
         assert_eq!(r.body, b"hi");
         for bad in [
             json!({"body": "x"}),
@@ -950,6 +1033,9 @@ mod tests {
         assert_eq!(v["requestId"], "r1");
         assert_eq!(v["serviceId"], "tutor\"x");
         assert_eq!(v["iamCaller"], "-");
-        assert_eq!(render_access_log("a $context.stage. b", &BTreeMap::new()), "a -. b");
+        assert_eq!(
+            render_access_log("a $context.stage. b", &BTreeMap::new()),
+            "a -. b"
+        );
     }
 }

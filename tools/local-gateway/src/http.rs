@@ -54,7 +54,10 @@ impl Request {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.header_values(name).next()
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -130,7 +133,9 @@ async fn connection(
                 let res = Response {
                     status,
                     headers: vec![("Content-Type".into(), "application/json".into())],
-                    body: serde_json::json!({ "message": msg }).to_string().into_bytes(),
+                    body: serde_json::json!({ "message": msg })
+                        .to_string()
+                        .into_bytes(),
                 };
                 write_response(&mut stream, &res, false, false).await?;
                 return Ok(());
@@ -254,7 +259,10 @@ async fn read_request(
 }
 
 /// A chunked body; `None` when it is over the limit.
-async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_chunked(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Vec<u8>>> {
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunked body");
     let mut body = Vec::new();
     loop {
@@ -347,12 +355,21 @@ mod tests {
     impl Handler for Echo {
         fn handle(&self, req: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
             Box::pin(async move {
-                let names: Vec<String> = req.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let names: Vec<String> = req
+                    .headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 Response {
                     status: 200,
                     headers: vec![("X-Names".into(), names.join("|"))],
-                    body: format!("{} {} {}", req.method, req.target, String::from_utf8_lossy(&req.body))
-                        .into_bytes(),
+                    body: format!(
+                        "{} {} {}",
+                        req.method,
+                        req.target,
+                        String::from_utf8_lossy(&req.body)
+                    )
+                    .into_bytes(),
                 }
             })
         }
@@ -382,7 +399,10 @@ mod tests {
             b"POST /a%40b?x=1&x=2 HTTP/1.1\r\nHost: h\r\nX-Service-Api-Key: a\r\nx-service-api-key: b\r\nContent-Length: 5\r\n\r\nhelloGET /second HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2;ext\r\nde\r\n0\r\n\r\n",
         )
         .await;
-        assert!(out.contains("X-Service-Api-Key=a|x-service-api-key=b"), "{out}");
+        assert!(
+            out.contains("X-Service-Api-Key=a|x-service-api-key=b"),
+            "{out}"
+        );
         assert!(out.contains("POST /a%40b?x=1&x=2 hello"), "{out}");
         assert!(out.contains("GET /second abcde"), "{out}");
         assert!(out.contains("Connection: close"), "{out}");
@@ -395,7 +415,11 @@ mod tests {
         assert!(out.starts_with("HTTP/1.1 400"), "{out}");
         let out = exchange(
             addr,
-            format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1).as_bytes(),
+            format!(
+                "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                MAX_BODY + 1
+            )
+            .as_bytes(),
         )
         .await;
         assert!(out.starts_with("HTTP/1.1 413"), "{out}");
@@ -410,6 +434,9 @@ mod tests {
             b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
         )
         .await;
-        assert!(out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"), "{out}");
+        assert!(
+            out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"),
+            "{out}"
+        );
     }
 }

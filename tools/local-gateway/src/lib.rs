@@ -19,7 +19,9 @@ authorizer and services ([`services::RealFunctions`]) or stubs in tests.
 */
 #![forbid(unsafe_code)]
 
+pub mod banner;
 pub mod cache;
+pub mod client;
 pub mod function;
 pub mod gateway;
 pub mod http;
@@ -76,7 +78,11 @@ impl Options {
             result_ttl: None,
             clock: authorizer::system_clock(),
             credentials: LocalCredentials::dev(),
-            access_log: Arc::new(|line| println!("{line}")),
+            // Never fails the request: a closed stdout loses the line, nothing else.
+            access_log: Arc::new(|line| {
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }),
         }
     }
 }
@@ -122,7 +128,10 @@ pub enum StartError {
     #[error("the gateway listens on loopback addresses only, not {0}")]
     NotLoopback(SocketAddr),
     #[error("binding {addr}: {error}")]
-    Bind { addr: SocketAddr, error: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     #[error("building the functions: {0}")]
     Functions(String),
 }
@@ -144,7 +153,9 @@ impl Running {
     pub fn url(&self, api_logical_id: &str) -> String {
         self.site
             .api_url(api_logical_id)
-            .unwrap_or_else(|| panic!("the template has no API {api_logical_id} for these parameters"))
+            .unwrap_or_else(|| {
+                panic!("the template has no API {api_logical_id} for these parameters")
+            })
             .to_owned()
     }
 

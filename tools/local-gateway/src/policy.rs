@@ -41,8 +41,7 @@ pub fn evaluate(statements: &[Statement], resource: &str) -> Outcome {
     let mut allowed = false;
     for s in statements {
         let applies = s.actions.iter().any(|a| action_matches(a, INVOKE_ACTION))
-            && s
-                .resources
+            && s.resources
                 .iter()
                 .any(|r| wildcard_match(r.as_bytes(), resource.as_bytes()));
         if !applies {
@@ -92,7 +91,9 @@ pub fn parse_document(doc: &Value) -> Result<Vec<Statement>, PolicyError> {
     };
     let mut out = Vec::with_capacity(list.len());
     for s in list {
-        let o = s.as_object().ok_or(PolicyError("a statement is not an object"))?;
+        let o = s
+            .as_object()
+            .ok_or(PolicyError("a statement is not an object"))?;
         let get = |k: &str| {
             o.iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(k))
@@ -112,7 +113,10 @@ pub fn parse_document(doc: &Value) -> Result<Vec<Statement>, PolicyError> {
         out.push(Statement {
             allow,
             actions: strings(get("Action"), "Action is not a string or list of strings")?,
-            resources: strings(get("Resource"), "Resource is not a string or list of strings")?,
+            resources: strings(
+                get("Resource"),
+                "Resource is not a string or list of strings",
+            )?,
         });
     }
     Ok(out)
@@ -123,7 +127,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:identitykey/v1/GET/internal/users/42";
+    const ARN: &str =
+        "arn:aws:execute-api:us-east-1:123456789012:identitykey/v1/GET/internal/users/42";
 
     fn st(allow: bool, action: &str, resource: &str) -> Statement {
         Statement {
@@ -140,7 +145,10 @@ mod tests {
             "execute-api:Invoke",
             "arn:aws:execute-api:us-east-1:123456789012:identitykey/v1/GET/internal/users/*",
         );
-        assert_eq!(evaluate(&[allow_users.clone()], ARN), Outcome::Allow);
+        assert_eq!(
+            evaluate(std::slice::from_ref(&allow_users), ARN),
+            Outcome::Allow
+        );
         assert_eq!(evaluate(&[], ARN), Outcome::ImplicitDeny);
         // `?` is one character.
         let q = st(
@@ -148,20 +156,30 @@ mod tests {
             "execute-api:*",
             "arn:aws:execute-api:us-east-1:123456789012:identitykey/v1/GET/internal/users/4?",
         );
-        assert_eq!(evaluate(&[q.clone()], ARN), Outcome::Allow);
+        assert_eq!(evaluate(std::slice::from_ref(&q), ARN), Outcome::Allow);
         assert_eq!(evaluate(&[q], &format!("{ARN}2")), Outcome::ImplicitDeny);
         // Another API or stage is not covered.
         assert_eq!(
-            evaluate(&[allow_users.clone()], &ARN.replace("identitykey", "tutorkey")),
+            evaluate(
+                std::slice::from_ref(&allow_users),
+                &ARN.replace("identitykey", "tutorkey")
+            ),
             Outcome::ImplicitDeny
         );
         // An explicit Deny wins, in any order.
-        let deny = st(false, "*", "arn:aws:execute-api:*:*:*/*/GET/internal/users/42");
+        let deny = st(
+            false,
+            "*",
+            "arn:aws:execute-api:*:*:*/*/GET/internal/users/42",
+        );
         assert_eq!(
             evaluate(&[allow_users.clone(), deny.clone()], ARN),
             Outcome::ExplicitDeny
         );
-        assert_eq!(evaluate(&[deny, allow_users.clone()], ARN), Outcome::ExplicitDeny);
+        assert_eq!(
+            evaluate(&[deny, allow_users.clone()], ARN),
+            Outcome::ExplicitDeny
+        );
         // Other actions do not grant invoke; action names ignore case.
         assert_eq!(
             evaluate(&[st(true, "execute-api:ManageConnections", "*")], ARN),

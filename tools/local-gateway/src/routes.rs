@@ -38,7 +38,9 @@ pub struct Matched<'a> {
 }
 
 /// Specificity of a match, compared segment by segment: 2 literal, 1 param, 0 greedy.
-fn score(pattern: &[Seg], path: &[&str]) -> Option<(Vec<u8>, Vec<(String, String)>)> {
+type Score = (Vec<u8>, Vec<(String, String)>);
+
+fn score(pattern: &[Seg], path: &[&str]) -> Option<Score> {
     let mut rank = Vec::new();
     let mut params = Vec::new();
     for (i, seg) in pattern.iter().enumerate() {

@@ -77,8 +77,8 @@ impl LocalCredentials {
             if k.starts_with('_') {
                 continue;
             }
-            let c: LocalCredential =
-                serde_json::from_value(v).map_err(|e| CredentialsError::Json(format!("{k}: {e}")))?;
+            let c: LocalCredential = serde_json::from_value(v)
+                .map_err(|e| CredentialsError::Json(format!("{k}: {e}")))?;
             if service_auth::identity::RoleArn::parse(&c.role_arn).is_err() {
                 return Err(CredentialsError::RoleArn(k));
             }
@@ -320,7 +320,10 @@ pub fn verify(
     let Some(cred) = credentials.by_access_key.get(auth.access_key) else {
         return Err(SigError::UnknownKey);
     };
-    let token_ok = match (req.header("x-amz-security-token"), cred.session_token.as_deref()) {
+    let token_ok = match (
+        req.header("x-amz-security-token"),
+        cred.session_token.as_deref(),
+    ) {
         (None, None) => true,
         (Some(sent), Some(stored)) => sent.as_bytes().ct_eq(stored.as_bytes()).into(),
         _ => false,
@@ -373,12 +376,16 @@ pub fn verify(
         return Err(SigError::Mismatch);
     }
 
-    let role = service_auth::identity::RoleArn::parse(&cred.role_arn).map_err(|_| SigError::UnknownKey)?;
+    let role =
+        service_auth::identity::RoleArn::parse(&cred.role_arn).map_err(|_| SigError::UnknownKey)?;
     let role_id = {
         use sha2::{Digest, Sha256};
         let h = Sha256::digest(role.name.as_bytes());
         let b32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        let body: String = h[..17].iter().map(|b| b32[(*b as usize) % 32] as char).collect();
+        let body: String = h[..17]
+            .iter()
+            .map(|b| b32[(*b as usize) % 32] as char)
+            .collect();
         format!("AROA{body}")
     };
     Ok(Caller {
@@ -503,10 +510,18 @@ mod tests {
 
         let auth = good.header("authorization").unwrap().to_owned();
         let mut r = good.clone();
-        set(&mut r, "Authorization", &auth.replace("AKIAIOSFODNN7EXAMPLE", "AKIAUNKNOWN0EXAMPLE"));
+        set(
+            &mut r,
+            "Authorization",
+            &auth.replace("AKIAIOSFODNN7EXAMPLE", "AKIAUNKNOWN0EXAMPLE"),
+        );
         assert_eq!(check(&r), Err(SigError::UnknownKey));
         let mut r = good.clone();
-        set(&mut r, "Authorization", &auth.replace("us-east-1", "eu-west-1"));
+        set(
+            &mut r,
+            "Authorization",
+            &auth.replace("us-east-1", "eu-west-1"),
+        );
         assert!(matches!(check(&r), Err(SigError::Scope(_))));
         let mut r = good.clone();
         set(&mut r, "Authorization", &auth.replace("execute-api", "s3"));
@@ -521,23 +536,31 @@ mod tests {
         set(&mut r, "Authorization", "Basic abc");
         assert!(matches!(check(&r), Err(SigError::Incomplete(_))));
         let mut r = good.clone();
-        r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        r.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
         assert_eq!(check(&r), Err(SigError::Missing));
         let mut r = good.clone();
-        r.headers.push(("X-Amz-Security-Token".into(), "tok".into()));
+        r.headers
+            .push(("X-Amz-Security-Token".into(), "tok".into()));
         assert_eq!(check(&r), Err(SigError::UnknownKey));
 
         // Too old, too new.
         let err = verify(&good, &creds(), "us-east-1", UnixTime(NOW.0 + 901)).unwrap_err();
         assert!(err.to_string().starts_with("Signature expired"), "{err}");
         let err = verify(&good, &creds(), "us-east-1", UnixTime(NOW.0 - 901)).unwrap_err();
-        assert!(err.to_string().starts_with("Signature not yet current"), "{err}");
+        assert!(
+            err.to_string().starts_with("Signature not yet current"),
+            "{err}"
+        );
         // A wrong secret.
         let other = LocalCredentials::from_json(
             r#"{"AKIAIOSFODNN7EXAMPLE": {"secretAccessKey": "another", "roleArn": "arn:aws:iam::123456789012:role/TutorServiceRole"}}"#,
         )
         .unwrap();
-        assert_eq!(verify(&good, &other, "us-east-1", NOW), Err(SigError::Mismatch));
+        assert_eq!(
+            verify(&good, &other, "us-east-1", NOW),
+            Err(SigError::Mismatch)
+        );
     }
 
     #[test]

@@ -126,7 +126,9 @@ pub enum EnvValue {
     Text(String),
     /// The invoke URL of one of the template's APIs (stage included): locally, that
     /// API's URL on the gateway.
-    ApiUrl { api: String },
+    ApiUrl {
+        api: String,
+    },
 }
 
 /// A Lambda function.
@@ -319,10 +321,13 @@ impl Ctx<'_> {
                 Ok(false)
             }
             "Condition" => {
-                let name = arg.as_str().ok_or_else(|| invalid(at, "Condition name"))?;
+                let name = raw_str(arg).ok_or_else(|| invalid(at, "Condition name"))?;
                 self.condition(name, at)
             }
-            other => Err(invalid(at, format!("Fn::{other} is not a condition function"))),
+            other => Err(invalid(
+                at,
+                format!("Fn::{other} is not a condition function"),
+            )),
         }
     }
 
@@ -331,7 +336,7 @@ impl Ctx<'_> {
         if let Some((func, arg)) = intrinsic(node) {
             return match func {
                 "Ref" => {
-                    let name = arg.as_str().ok_or_else(|| invalid(at, "Ref of a non-name"))?;
+                    let name = raw_str(arg).ok_or_else(|| invalid(at, "Ref of a non-name"))?;
                     self.reference(name, at)
                 }
                 "GetAtt" => {
@@ -441,7 +446,12 @@ impl Ctx<'_> {
     }
 
     /// `Fn::Sub` text with `${Name}`, `${Resource.Attr}` and `${!Literal}`.
-    fn sub(&self, text: &str, vars: &[(String, String)], at: &str) -> Result<String, TemplateError> {
+    fn sub(
+        &self,
+        text: &str,
+        vars: &[(String, String)],
+        at: &str,
+    ) -> Result<String, TemplateError> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(i) = rest.find("${") {
@@ -457,7 +467,8 @@ impl Ctx<'_> {
                 out.push('}');
             } else if let Some((_, v)) = vars.iter().find(|(k, _)| k == name) {
                 out.push_str(v);
-            } else if let Some((l, a)) = name.split_once('.').filter(|_| !name.starts_with("AWS::")) {
+            } else if let Some((l, a)) = name.split_once('.').filter(|_| !name.starts_with("AWS::"))
+            {
                 out.push_str(&self.get_att(l, a, at)?.into_string(at)?);
             } else {
                 out.push_str(&self.reference(name, at)?.into_string(at)?);
@@ -475,7 +486,10 @@ impl Ctx<'_> {
         };
         let text = match arg {
             Node::Scalar { value, .. } => value.as_str(),
-            _ => seq_items(arg).first().and_then(|n| n.as_str()).unwrap_or(""),
+            _ => seq_items(arg)
+                .first()
+                .and_then(|n| n.as_str())
+                .unwrap_or(""),
         };
         let mut out = Vec::new();
         let mut rest = text;
@@ -522,6 +536,14 @@ fn intrinsic(node: &Node) -> Option<(&str, &Node)> {
     None
 }
 
+/// The text of a scalar, tagged or not (`!Ref x` is a tagged scalar).
+fn raw_str(node: &Node) -> Option<&str> {
+    match node {
+        Node::Scalar { value, .. } => Some(value),
+        _ => None,
+    }
+}
+
 /// Items of a sequence, tagged or not (`!If [a, b, c]` is a tagged sequence).
 fn seq_items(node: &Node) -> Vec<&Node> {
     match node {
@@ -553,7 +575,12 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
         let p = root
             .get("Parameters")
             .and_then(|ps| ps.get(name))
-            .ok_or_else(|| invalid("parameters", format!("the template has no parameter {name}")))?;
+            .ok_or_else(|| {
+                invalid(
+                    "parameters",
+                    format!("the template has no parameter {name}"),
+                )
+            })?;
         let allowed: Vec<&str> = p
             .get("AllowedValues")
             .map(|a| a.items().iter().filter_map(Node::as_str).collect())
@@ -715,7 +742,7 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
             let p = ev.get("Properties").unwrap_or(&empty);
             let api = match p.get("RestApiId") {
                 Some(n) => match intrinsic(n) {
-                    Some(("Ref", a)) => a.as_str().map(str::to_owned),
+                    Some(("Ref", a)) => raw_str(a).map(str::to_owned),
                     _ => None,
                 }
                 .ok_or_else(|| invalid(&eat, "RestApiId must be !Ref <Api>"))?,
@@ -789,7 +816,10 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
             if !functions.contains_key(&a.function) {
                 return Err(invalid(
                     format!("authorizer {}", a.name),
-                    format!("its function {} does not exist for these parameters", a.function),
+                    format!(
+                        "its function {} does not exist for these parameters",
+                        a.function
+                    ),
                 ));
             }
         }
@@ -829,7 +859,10 @@ fn authorizer(
     let function = match intrinsic(arn) {
         Some(("GetAtt", n)) => match n {
             Node::Scalar { value, .. } => value.split('.').next().map(str::to_owned),
-            _ => seq_items(n).first().and_then(|n| n.as_str()).map(str::to_owned),
+            _ => seq_items(n)
+                .first()
+                .and_then(|n| n.as_str())
+                .map(str::to_owned),
         },
         _ => None,
     }
@@ -905,7 +938,8 @@ fn roles(
             if let Val::List(policies) = ctx.eval(p, &at)? {
                 for pol in policies {
                     if let Val::Map(entries) = pol {
-                        if let Some((_, doc)) = entries.into_iter().find(|(k, _)| k == "PolicyDocument")
+                        if let Some((_, doc)) =
+                            entries.into_iter().find(|(k, _)| k == "PolicyDocument")
                         {
                             add_statements(&mut role, doc, &at);
                         }
@@ -1096,14 +1130,22 @@ Resources:
         assert_eq!(b.timeout_secs, 10);
         assert_eq!(b.binary.as_deref(), Some("backend"));
         assert_eq!(b.role.as_deref(), Some("CallerRole"));
-        assert_eq!(b.env["URL"], EnvValue::ApiUrl { api: "KeyApi".into() });
+        assert_eq!(
+            b.env["URL"],
+            EnvValue::ApiUrl {
+                api: "KeyApi".into()
+            }
+        );
         assert_eq!(b.env["PLAIN"], EnvValue::Text("no-iam".into()));
         assert!(!b.env.contains_key("GONE"));
         assert!(m.roles["CallerRole"].statements.is_empty());
 
         let m = load(T, &env("both")).unwrap();
         assert_eq!(m.apis.len(), 2);
-        assert_eq!(m.routes.iter().filter(|r| r.auth == RouteAuth::Iam).count(), 1);
+        assert_eq!(
+            m.routes.iter().filter(|r| r.auth == RouteAuth::Iam).count(),
+            1
+        );
         let role = &m.roles["CallerRole"];
         assert_eq!(role.arn, "arn:aws:iam::123456789012:role/CallerRole");
         assert_eq!(role.statements.len(), 1);
@@ -1112,7 +1154,7 @@ Resources:
             vec!["arn:aws:execute-api:us-east-1:123456789012:iam/v1/GET/x/*".to_owned()]
         );
         let m = load(T, &env("iam")).unwrap();
-        assert!(m.functions.get("AuthFn").is_none());
+        assert!(!m.functions.contains_key("AuthFn"));
         assert_eq!(m.routes.len(), 1);
     }
 
@@ -1127,6 +1169,79 @@ Resources:
         assert!(err.contains("only REQUEST"), "{err}");
         let literal = T.replace("RestApiId: !Ref IamApi", "RestApiId: IamApi");
         assert!(load(&literal, &env("both")).is_err());
+    }
+
+    /// The project's own template, as the gateway reads it.
+    #[test]
+    fn the_project_template() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
+                .unwrap();
+        let m = load(&text, &env("both")).unwrap();
+        let ids: Vec<&str> = m.apis.iter().map(|a| a.api_id.as_str()).collect();
+        assert_eq!(ids, ["identitykey", "tutorkey", "identityiam", "tutoriam"]);
+        assert!(m
+            .apis
+            .iter()
+            .all(|a| a.stage == "v1" && a.access_log_format.is_some()));
+        let key_routes: Vec<String> = m
+            .routes
+            .iter()
+            .filter(|r| matches!(&r.auth, RouteAuth::Request(a) if a.headers == ["x-service-api-key"] && a.ttl_secs == 300 && a.function == "AuthorizerFunction"))
+            .map(|r| format!("{} {} {}", r.api, r.method, r.path))
+            .collect();
+        assert_eq!(
+            key_routes,
+            [
+                "IdentityKeyApi GET /internal/users/{id}",
+                "IdentityKeyApi GET /internal/users/by-email/{email}",
+                "IdentityKeyApi POST /internal/users",
+                "TutorKeyApi GET /internal/tutor/students/{id}/profile",
+            ]
+        );
+        assert_eq!(
+            m.routes.iter().filter(|r| r.auth == RouteAuth::Iam).count(),
+            4
+        );
+        let tutor = &m.functions["TutorServiceFunction"];
+        assert_eq!(tutor.binary.as_deref(), Some("tutor-service"));
+        assert_eq!(
+            tutor.env["IDENTITY_SERVICE_URL"],
+            EnvValue::ApiUrl {
+                api: "IdentityKeyApi".into()
+            }
+        );
+        assert_eq!(
+            tutor.env["SERVICE_AUTH_MODE"],
+            EnvValue::Text("api-key".into())
+        );
+        assert_eq!(
+            tutor.env["SVCAUTH_IAM_ROLES"],
+            EnvValue::Text("TutorServiceRole=tutor-service,AdminServiceRole=admin-service".into())
+        );
+        assert_eq!(tutor.role.as_deref(), Some("TutorServiceRole"));
+        assert_eq!(
+            m.functions["TutorServiceIamFunction"].env["IDENTITY_SERVICE_URL"],
+            EnvValue::ApiUrl {
+                api: "IdentityIamApi".into()
+            }
+        );
+        assert_eq!(m.functions["AuthorizerFunction"].timeout_secs, 5);
+        assert_eq!(m.functions["IdentityServiceFunction"].timeout_secs, 10);
+        let tutor_role = &m.roles["TutorServiceRole"];
+        assert_eq!(tutor_role.statements.len(), 1, "{tutor_role:?}");
+        assert_eq!(
+            tutor_role.statements[0].resources,
+            [
+                "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/*",
+                "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/by-email/*",
+            ]
+        );
+        assert_eq!(m.roles["AdminServiceRole"].statements[0].resources.len(), 2);
+        // api-key mode has no IAM APIs and no invoke policies.
+        let m = load(&text, &env("api-key")).unwrap();
+        assert_eq!(m.apis.len(), 2);
+        assert!(m.roles["TutorServiceRole"].statements.is_empty());
     }
 
     #[test]

@@ -203,14 +203,20 @@ mod tests {
         let Node::Seq { items, .. } = c else { panic!() };
         assert_eq!(items[0].as_str(), Some("x${Y}"));
         assert_eq!(items[1].get("Y").unwrap().tag(), Some("If"));
-        assert_eq!(a.get("D").unwrap().items()[1].get("k").unwrap().as_str(), Some("v"));
+        assert_eq!(
+            a.get("D").unwrap().items()[1].get("k").unwrap().as_str(),
+            Some("v")
+        );
         assert_eq!(a.get("E").unwrap().as_str(), Some("folded text"));
     }
 
     #[test]
     fn errors_are_reported() {
         assert!(matches!(parse("a: [b"), Err(YamlError::Syntax(_))));
-        assert!(matches!(parse("a: &x 1\nb: *x\n"), Err(YamlError::Unsupported(_))));
+        assert!(matches!(
+            parse("a: &x 1\nb: *x\n"),
+            Err(YamlError::Unsupported(_))
+        ));
         assert_eq!(parse(""), Err(YamlError::Empty));
     }
 }

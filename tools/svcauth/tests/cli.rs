@@ -39,6 +39,7 @@ const COMMANDS: &[(&[&str], &[&str])] = &[
             "--permissions",
             "--replace-permissions",
             "--expires-in",
+            "--usage-plan-key",
             "--deliver",
             "--delivery-parameter",
             "--overwrite-delivery",

@@ -51,6 +51,8 @@ async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
             "tutor-service",
             "--permissions",
             TUTOR_PERMS,
+            "--usage-plan-key",
+            "tutor-usage-plan-key-value",
         ]),
         &aws,
         NOW,
@@ -85,6 +87,11 @@ async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
     assert_accepted(&store, &key, "tutor-service").await;
     let resp = authorize(&store, &key).await.unwrap();
     assert_eq!(resp.context["keyId"], Value::String(key_id(&key)));
+    // The usage-plan key ties the caller to its usage plan (throttling).
+    assert_eq!(
+        resp.usage_identifier_key.as_deref(),
+        Some("tutor-usage-plan-key-value")
+    );
 
     // A second create refuses to overwrite the delivered key and writes nothing.
     let run = svcauth(

@@ -1,0 +1,220 @@
+//! What the gateway prints at start: its URLs, the development keys and credentials,
+//! and `curl` lines to paste, each with the answer it gets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::sigv4::LocalCredentials;
+use crate::template::{Model, RouteAuth};
+use crate::Site;
+
+/// A `curl` line and the status it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub what: String,
+    pub expect: u16,
+    pub command: String,
+}
+
+/// What the banner describes besides the model.
+pub struct BannerInput<'a> {
+    pub model: &'a Model,
+    pub site: &'a Site,
+    /// Clear development keys by name; empty when the key source is not `dev`.
+    pub keys: &'a BTreeMap<String, String>,
+    pub credentials: &'a LocalCredentials,
+    pub region: &'a str,
+    /// A user id that exists, for the examples.
+    pub user_id: Option<&'a str>,
+    /// How the key store and users are configured, one line each.
+    pub key_source: &'a str,
+    pub users: &'a str,
+    pub result_ttl: Option<u64>,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The examples for the APIs that exist.
+pub fn examples(i: &BannerInput<'_>) -> Vec<Example> {
+    let mut out = Vec::new();
+    let user = i.user_id.unwrap_or("6b1f0c52-3f0e-4a8e-9d55-2f1f4c3c9a10");
+    let url = |api: &str| i.site.api_url(api).map(str::to_owned);
+    let tutor = i.keys.get("tutor-service");
+    let admin = i.keys.get("admin-service");
+    if let Some(base) = url("IdentityKeyApi") {
+        let get = format!("{base}/internal/users/{user}");
+        if let Some(k) = tutor {
+            out.push(Example {
+                what: "tutor-service key: the user".into(),
+                expect: 200,
+                command: format!(
+                    "curl -i {} -H {}",
+                    quote(&get),
+                    quote(&format!("x-service-api-key: {k}"))
+                ),
+            });
+        }
+        out.push(Example {
+            what: "no key: refused by API Gateway, the authorizer is not invoked".into(),
+            expect: 401,
+            command: format!("curl -i {}", quote(&get)),
+        });
+        out.push(Example {
+            what: "wrong key: refused by the authorizer".into(),
+            expect: 401,
+            command: format!(
+                "curl -i {} -H {}",
+                quote(&get),
+                quote("x-service-api-key: svcauth_dev_not-a-real-key")
+            ),
+        });
+        if let Some(k) = tutor {
+            out.push(Example {
+                what: "tutor-service key on the admin-only route: the policy does not cover it".into(),
+                expect: 403,
+                command: format!(
+                    "curl -i -X POST {} -H {} -H 'content-type: application/json' -d '{{\"email\":\"new.student@example.com\",\"role\":\"student\"}}'",
+                    quote(&format!("{base}/internal/users")),
+                    quote(&format!("x-service-api-key: {k}"))
+                ),
+            });
+        }
+    }
+    if let (Some(base), Some(k)) = (url("TutorKeyApi"), admin) {
+        out.push(Example {
+            what: "admin-service calls tutor-service, which calls identity-service through this gateway with its own key".into(),
+            expect: 200,
+            command: format!(
+                "curl -i {} -H {} -H 'x-correlation-id: try-the-chain-1'",
+                quote(&format!("{base}/internal/tutor/students/{user}/profile")),
+                quote(&format!("x-service-api-key: {k}"))
+            ),
+        });
+    }
+    if let Some(base) = url("IdentityIamApi") {
+        let get = format!("{base}/internal/users/{user}");
+        if let Some((akid, c)) = i.credentials.for_role("TutorServiceRole") {
+            out.push(Example {
+                what: "SigV4 as TutorServiceRole: the user, the caller is the role".into(),
+                expect: 200,
+                command: format!(
+                    "curl -i --aws-sigv4 {} --user {} {}",
+                    quote(&format!("aws:amz:{}:execute-api", i.region)),
+                    quote(&format!("{akid}:{}", c.secret_access_key)),
+                    quote(&get)
+                ),
+            });
+            out.push(Example {
+                what: "SigV4 as TutorServiceRole on the admin-only route: denied by the role's IAM policy".into(),
+                expect: 403,
+                command: format!(
+                    "curl -i --aws-sigv4 {} --user {} -X POST {} -H 'content-type: application/json' -d '{{\"email\":\"new.student@example.com\",\"role\":\"student\"}}'",
+                    quote(&format!("aws:amz:{}:execute-api", i.region)),
+                    quote(&format!("{akid}:{}", c.secret_access_key)),
+                    quote(&format!("{base}/internal/users"))
+                ),
+            });
+        }
+        out.push(Example {
+            what: "unsigned call to an AWS_IAM route".into(),
+            expect: 403,
+            command: format!("curl -i {}", quote(&get)),
+        });
+    }
+    out
+}
+
+/// The whole start-up text.
+pub fn render(i: &BannerInput<'_>) -> String {
+    let mut s = String::new();
+    let mode = i
+        .model
+        .parameters
+        .get("AuthMode")
+        .map(String::as_str)
+        .unwrap_or("-");
+    let _ = writeln!(
+        s,
+        "local-gateway: the internal APIs of template.yaml (AuthMode={mode}), served like API Gateway REST on {} only",
+        i.site.addr
+    );
+    let _ = writeln!(s);
+    for api in &i.model.apis {
+        let url = i.site.api_url(&api.logical_id).unwrap_or("-");
+        let _ = writeln!(s, "{}  {url}", api.logical_id);
+        for r in i.model.routes.iter().filter(|r| r.api == api.logical_id) {
+            let auth = match &r.auth {
+                RouteAuth::Request(a) => format!(
+                    "{} on {} (results cached {} s)",
+                    a.name,
+                    a.headers.join(", "),
+                    i.result_ttl.unwrap_or(a.ttl_secs)
+                ),
+                other => other.describe(),
+            };
+            let _ = writeln!(
+                s,
+                "    {:<6} {:<44} {auth}  -> {}",
+                r.method, r.path, r.function
+            );
+        }
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Key store: {}", i.key_source);
+    if !i.keys.is_empty() {
+        let _ = writeln!(
+            s,
+            "Development keys (dev/dev-keys.json; accepted only with the development key store):"
+        );
+        for (name, key) in i.keys {
+            let _ = writeln!(s, "    {name:<26} {key}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "SigV4 development credentials (dev/local-credentials.json; fake, valid nowhere in AWS):"
+    );
+    for (akid, c) in &i.credentials.by_access_key {
+        let _ = writeln!(
+            s,
+            "    {:<26} {akid}:{}",
+            c.role_arn.rsplit('/').next().unwrap_or(""),
+            c.secret_access_key
+        );
+    }
+    let _ = writeln!(s, "Users: {}", i.users);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Try (each line works as written while the gateway runs):"
+    );
+    for e in examples(i) {
+        let _ = writeln!(s, "  # {} -> {}", e.what, e.expect);
+        let _ = writeln!(s, "  {}", e.command);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "One access log line per request follows on stdout (the template's access log format); function logs go to stderr. Ctrl-C stops."
+    );
+    s
+}
+
+/// The `(expected status, command)` pairs in a rendered banner, for tests.
+pub fn parse_examples(text: &str) -> Vec<(u16, String)> {
+    let mut out = Vec::new();
+    let mut expect = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(c) = t.strip_prefix("# ") {
+            expect = c.rsplit_once(" -> ").and_then(|(_, n)| n.parse().ok());
+        } else if t.starts_with("curl ") {
+            if let Some(e) = expect.take() {
+                out.push((e, t.to_owned()));
+            }
+        }
+    }
+    out
+}
