@@ -101,7 +101,8 @@ proptest! {
         name_case in prop::sample::select(vec!["x-service-api-key", "X-Service-API-Key"]),
         arn in arb_method_arn(),
         extra in prop::collection::btree_map(
-            prop::sample::select(vec!["type", "requestContext", "headers", "resource", "httpMethod"]),
+            // Not `headers`: the oracle below reads the header values as generated.
+            prop::sample::select(vec!["type", "requestContext", "resource", "httpMethod", "path"]),
             arb_json(),
             0..2,
         ),

@@ -324,17 +324,50 @@ impl Write for Logs {
     }
 }
 
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes to the capturing test's buffer, if the writing thread has one.
+struct ToCapture;
+
+impl Write for ToCapture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(logs) = &*c.borrow() {
+                logs.0.lock().unwrap().extend_from_slice(b);
+            }
+        });
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures this thread's log lines. A global subscriber, not a thread-local default:
+/// tracing caches each call site's interest process-wide, so a call site first hit by
+/// another test thread with no subscriber would be skipped here too (a flaky test).
+/// Tests run on current-thread runtimes, so the handler logs on the test's thread.
+fn capture_logs() -> Logs {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ToCapture)
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+    });
+    let logs = Logs::default();
+    CAPTURE.with(|c| *c.borrow_mut() = Some(logs.clone()));
+    logs
+}
+
 #[tokio::test]
 async fn logs_name_the_caller_and_correlation_id_and_never_the_email() {
     let f = fixture().await;
-    let logs = Logs::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = capture_logs();
 
     send(
         &f.app,

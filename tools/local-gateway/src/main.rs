@@ -46,7 +46,7 @@ struct Cli {
     key_source: String,
 
     /// The JSON array of service documents for --key-source file (as written by
-    /// `svcauth --store-file`).
+    /// `svcauth --store file --file PATH`).
     #[arg(long, env = "SVCAUTH_KEYS_FILE", value_name = "PATH")]
     keys_file: Option<PathBuf>,
 
