@@ -28,8 +28,9 @@ bash scripts/invoke-events.sh --check
 step "template checks"
 bash scripts/check-template.sh
 
-# `sam build` cross-compiles three release binaries for arm64 with fat LTO: about
-# 25 minutes on 2 cores, too much for every CI run on top of the above. It is a
+# `sam build` cross-compiles three release binaries for arm64 with fat LTO (and, on a
+# clean clone, the whole AWS SDK for arm64 first): too long for every CI run on top
+# of the above. It is a
 # separate command (scripts/sam-build.sh, README "Test"); SVCAUTH_SAM_BUILD=1 adds it.
 if [ "${SVCAUTH_SAM_BUILD:-0}" = 1 ]; then
   step "sam build"
