@@ -734,17 +734,8 @@ impl Gateway {
     fn authorizer_event(&self, call: &Call<'_>) -> Value {
         let (headers, multi) = header_maps(&call.headers);
         let (qs, mqs) = query_maps(call.req.query());
-        let params: Map<String, Value> = call
-            .path_parameters
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        let vars: Map<String, Value> = call
-            .api
-            .variables
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
+        let params = string_map(call.path_parameters.iter().map(|(k, v)| (k, v)));
+        let vars = string_map(&call.api.variables);
         let mut ctx = self.request_context(call);
         ctx.insert(
             "identity".into(),
@@ -822,17 +813,8 @@ impl Gateway {
     ) -> Value {
         let (headers, multi) = header_maps(&call.headers);
         let (qs, mqs) = query_maps(call.req.query());
-        let params: Map<String, Value> = call
-            .path_parameters
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        let vars: Map<String, Value> = call
-            .api
-            .variables
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
+        let params = string_map(call.path_parameters.iter().map(|(k, v)| (k, v)));
+        let vars = string_map(&call.api.variables);
         let mut ctx = self.request_context(call);
         let (caller, user, user_arn, access_key, account) = match &iam {
             Some(c) => (
@@ -942,6 +924,14 @@ impl Handler for Gateway {
     fn handle(&self, req: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
         Box::pin(self.handle_request(req))
     }
+}
+
+/// Path parameters and stage variables as the JSON objects both events carry.
+fn string_map<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> Map<String, Value> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect()
 }
 
 #[cfg(test)]
