@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 step() { echo; echo "==> $*"; }
+# Disk left and the size of target/ after each build step: a full disk shows up as
+# the linker dying with SIGBUS, which says nothing about the cause.
+disk() { echo "disk: $(df -Ph . | awk 'NR==2 {print $4 " free"}'), target/ $(du -sh target 2>/dev/null | cut -f1)"; }
 
 step "tools"
 bash scripts/setup-tools.sh
@@ -18,9 +21,11 @@ cargo fmt --all --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+disk
 
 step "cargo test"
 cargo test --workspace --locked
+disk
 
 step "sample events through cargo lambda"
 bash scripts/invoke-events.sh --check

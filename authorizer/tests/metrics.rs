@@ -1,9 +1,7 @@
 //! Decisions are counted as CloudWatch Embedded Metric Format, by outcome and service.
 
-mod common;
-
 use authorizer::handle;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 #[tokio::test]

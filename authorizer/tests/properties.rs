@@ -1,10 +1,8 @@
 //! Property tests: for arbitrary events and header values the authorizer never panics
 //! and never allows without a valid key.
 
-mod common;
-
 use authorizer::handle;
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

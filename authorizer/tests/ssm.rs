@@ -2,12 +2,10 @@
 //! keys stored as SecureString, loaded, decided on; broken parameters, SSM going away,
 //! and a failing first load.
 
-mod common;
-
 use std::time::Duration;
 
 use authorizer::{handle, KeySource};
-use common::*;
+use crate::common::*;
 use keystore_ssm::aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::aws_sdk_ssm::{self, Client};

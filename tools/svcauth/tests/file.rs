@@ -1,14 +1,12 @@
 //! svcauth on the local store file (`--store file`, the `SVCAUTH_KEY_SOURCE=file`
 //! format), checked with the real authorizer reading that file.
 
-mod common;
-
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 
 use authorizer::KeySource;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use svcauth::{exit, Aws};
 

@@ -2,9 +2,7 @@
 //! authorizer (`authorizer::handle`) and a clock the test moves: create, rotate with a
 //! grace period, revoke, list, import-legacy, check, and concurrent writers.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use serde_json::Value;
 use svcauth::{exit, Aws};
