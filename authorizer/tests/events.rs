@@ -1,8 +1,8 @@
 //! Every sample event in `events/` and the API Gateway fixtures shipped inside
 //! `aws_lambda_events`, through the real handler against the development store.
 
-use authorizer::handle;
 use crate::common::*;
+use authorizer::handle;
 use serde_json::{json, Value};
 use service_auth::permissions::wildcard_match;
 

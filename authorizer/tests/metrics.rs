@@ -1,7 +1,7 @@
 //! Decisions are counted as CloudWatch Embedded Metric Format, by outcome and service.
 
-use authorizer::handle;
 use crate::common::*;
+use authorizer::handle;
 use serde_json::Value;
 
 #[tokio::test]

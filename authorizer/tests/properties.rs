@@ -1,8 +1,8 @@
 //! Property tests: for arbitrary events and header values the authorizer never panics
 //! and never allows without a valid key.
 
-use authorizer::handle;
 use crate::common::*;
+use authorizer::handle;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use authorizer::{handle, KeySource};
 use crate::common::*;
+use authorizer::{handle, KeySource};
 use keystore_ssm::aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::aws_sdk_ssm::{self, Client};

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 
-use authorizer::KeySource;
 use crate::common::*;
+use authorizer::KeySource;
 use serde_json::Value;
 use svcauth::{exit, Aws};
 
