@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,32 +41,20 @@ pub fn dev_key(name: &str) -> String {
     dev_keys().into_iter().find(|(k, _)| k == name).unwrap().1
 }
 
-/// A clock the test moves by hand.
-#[derive(Clone)]
-pub struct TestClock(pub Arc<AtomicU64>);
+pub use test_support::TestClock;
 
-impl TestClock {
-    pub fn at(t: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(t)))
-    }
-    pub fn set(&self, t: u64) {
-        self.0.store(t, Ordering::SeqCst)
-    }
-    pub fn advance(&self, secs: u64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-    pub fn clock(&self) -> authorizer::Clock {
-        let t = self.0.clone();
-        Arc::new(move || UnixTime(t.load(Ordering::SeqCst)))
-    }
+/// The authorizer's clock reading a test clock.
+pub fn clock(test_clock: &TestClock) -> authorizer::Clock {
+    let t = test_clock.clone();
+    Arc::new(move || UnixTime(t.now()))
 }
 
-pub fn store(source: KeySource, clock: &TestClock) -> CachedStore {
+pub fn store(source: KeySource, test_clock: &TestClock) -> CachedStore {
     CachedStore::new(
         source,
         RefreshPolicy::default(),
         Duration::from_secs(30),
-        clock.clock(),
+        clock(test_clock),
     )
 }
 

@@ -2,6 +2,10 @@
 //! `aws_lambda_events`, through the real handler against the development store.
 
 use crate::common::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
 use authorizer::handle;
 use serde_json::{json, Value};
 use service_auth::permissions::wildcard_match;
@@ -158,29 +162,54 @@ async fn every_sample_event_has_a_tested_outcome() {
     }
 }
 
-/// The fixtures inside the `aws_lambda_events` package, found through `cargo metadata`.
+/// A fixture shipped inside the `aws_lambda_events` package this workspace builds.
 fn upstream_fixture(name: &str) -> Value {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let manifest = meta["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "aws_lambda_events")
-        .unwrap()["manifest_path"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let dir = std::path::Path::new(&manifest)
-        .parent()
-        .unwrap()
-        .join("src/fixtures");
-    read_json(&dir.join(name))
+    read_json(&upstream_fixtures_dir().join(name))
+}
+
+/// `src/fixtures` of `aws_lambda_events`, found through `cargo metadata`: offline
+/// (the build already fetched the package) and filtered to the host platform, since an
+/// unfiltered resolve wants crates of other platforms (wasm, Windows) that a build on
+/// this machine never downloads.
+fn upstream_fixtures_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let rustc = Command::new("rustc")
+            .arg("-vV")
+            .output()
+            .expect("rustc -vV");
+        let version = String::from_utf8_lossy(&rustc.stdout);
+        let host = version
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .expect("rustc -vV names the host triple");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .args(["--filter-platform", host])
+            .current_dir(repo_root())
+            .output()
+            .expect("cargo metadata");
+        assert!(
+            out.status.success(),
+            "cargo metadata: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let manifest = meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "aws_lambda_events")
+            .expect("aws_lambda_events in cargo metadata")["manifest_path"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        PathBuf::from(manifest)
+            .parent()
+            .unwrap()
+            .join("src/fixtures")
+    })
 }
 
 #[tokio::test]

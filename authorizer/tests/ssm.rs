@@ -2,35 +2,16 @@
 //! keys stored as SecureString, loaded, decided on; broken parameters, SSM going away,
 //! and a failing first load.
 
-use std::time::Duration;
-
 use crate::common::*;
 use authorizer::{handle, KeySource};
-use keystore_ssm::aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
-use keystore_ssm::aws_sdk_ssm::{self, Client};
+use keystore_ssm::aws_sdk_ssm::Client;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::{ApiKey, KeyRecord, ServiceDocument, UnixTime};
-use test_support::MotoServer;
+use test_support::{moto_ssm_client, MotoServer};
 
 const PATH: &str = "/svcauth/test/keys";
-
-fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_ssm::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .timeout_config(
-            aws_sdk_ssm::config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .retry_config(aws_sdk_ssm::config::retry::RetryConfig::standard().with_max_attempts(1))
-        .build();
-    Client::from_conf(conf)
-}
 
 async fn put(client: &Client, name: &str, value: &str, kind: ParameterType) {
     client
@@ -75,7 +56,7 @@ fn ssm_source(client: Client) -> KeySource {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
     let moto = MotoServer::start();
-    let c = client(&moto.endpoint());
+    let c = moto_ssm_client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
     put_doc(&c, &tutor_doc(&key)).await;
     // Enough services to need several GetParametersByPath pages (10 a page).
@@ -114,7 +95,7 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parameter_that_breaks_keeps_the_last_good_set_then_fails_closed_then_recovers() {
     let moto = MotoServer::start();
-    let c = client(&moto.endpoint());
+    let c = moto_ssm_client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
     put_doc(&c, &tutor_doc(&key)).await;
     let clock = TestClock::at(NOW);
@@ -157,7 +138,7 @@ async fn a_parameter_that_breaks_keeps_the_last_good_set_then_fails_closed_then_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_string_parameter_in_the_store_path_is_refused() {
     let moto = MotoServer::start();
-    let c = client(&moto.endpoint());
+    let c = moto_ssm_client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
     // A String parameter could be written by someone without the KMS key: never trust it.
     put(
@@ -175,7 +156,7 @@ async fn a_plain_string_parameter_in_the_store_path_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssm_going_away_mid_life_keeps_the_last_good_set_for_a_bounded_time() {
     let mut moto = MotoServer::start();
-    let c = client(&moto.endpoint());
+    let c = moto_ssm_client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
     put_doc(&c, &tutor_doc(&key)).await;
     let clock = TestClock::at(NOW);
@@ -198,7 +179,7 @@ async fn ssm_going_away_mid_life_keeps_the_last_good_set_for_a_bounded_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_first_load_refuses_everything_and_the_next_invocation_retries() {
     let moto = MotoServer::start();
-    let c = client(&moto.endpoint());
+    let c = moto_ssm_client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
     put(
         &c,
@@ -219,7 +200,7 @@ async fn a_failing_first_load_refuses_everything_and_the_next_invocation_retries
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_ssm_at_start_refuses_without_panicking() {
     let port = test_support::free_port();
-    let c = client(&format!("http://127.0.0.1:{port}"));
+    let c = moto_ssm_client(&format!("http://127.0.0.1:{port}"));
     let clock = TestClock::at(NOW);
     let store = store(ssm_source(c), &clock);
     store.reload_now().await;
@@ -231,7 +212,7 @@ async fn an_unreachable_ssm_at_start_refuses_without_panicking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_legacy_parameter_is_accepted_and_hashed() {
     let moto = MotoServer::start();
-    let c = client(&moto.endpoint());
+    let c = moto_ssm_client(&moto.endpoint());
     let legacy_key = "Q".repeat(32) + &"7".repeat(32);
     put(
         &c,

@@ -8,6 +8,9 @@ started by hand. The binary is found through `MOTO_SERVER`, then the workspace's
 `.venv/bin/moto_server` (made by `scripts/setup-tools.sh`), then `PATH`.
 
 It does not install moto: a missing binary fails the test with the command to run.
+
+[`TestClock`] is the hand-moved clock the cache and expiry tests share, and, with the
+`ssm` feature, [`moto_ssm_client`] is an SSM client for a `MotoServer`.
 */
 #![forbid(unsafe_code)]
 
@@ -15,6 +18,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A running `moto_server`, killed on drop.
@@ -120,4 +125,45 @@ fn moto_binary() -> PathBuf {
         return venv;
     }
     Path::new("moto_server").to_path_buf()
+}
+
+/// A clock the test moves by hand, in seconds since the Unix epoch. Clones share
+/// one time: the code under test reads a clone, the test moves another.
+#[derive(Clone, Debug)]
+pub struct TestClock(Arc<AtomicU64>);
+
+impl TestClock {
+    pub fn at(t: u64) -> Self {
+        Self(Arc::new(AtomicU64::new(t)))
+    }
+    pub fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn set(&self, t: u64) {
+        self.0.store(t, Ordering::SeqCst)
+    }
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+/// An SSM client for a [`MotoServer`] endpoint: fixed test credentials, one attempt
+/// and a generous timeout (moto's first call can take seconds).
+#[cfg(feature = "ssm")]
+pub fn moto_ssm_client(endpoint: &str) -> aws_sdk_ssm::Client {
+    use aws_sdk_ssm::config::{retry::RetryConfig, timeout::TimeoutConfig};
+    use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_ssm::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .build();
+    aws_sdk_ssm::Client::from_conf(conf)
 }

@@ -9,7 +9,6 @@ functions' log output captured, and plain HTTP calls.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -27,27 +26,12 @@ pub const STUDENT: &str = "6b1f0c52-3f0e-4a8e-9d55-2f1f4c3c9a10";
 pub const TUTOR_AKID: &str = "AKIAIOSFODNN7EXAMPLE";
 pub const ADMIN_AKID: &str = "AKIAI44QH8DHBEXAMPLE";
 
-/// A clock the test moves by hand.
-#[derive(Clone)]
-pub struct TestClock(Arc<AtomicU64>);
+pub use test_support::TestClock;
 
-impl TestClock {
-    pub fn at(t: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(t)))
-    }
-    pub fn now(&self) -> UnixTime {
-        UnixTime(self.0.load(Ordering::SeqCst))
-    }
-    pub fn set(&self, t: u64) {
-        self.0.store(t, Ordering::SeqCst)
-    }
-    pub fn advance(&self, secs: u64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-    pub fn clock(&self) -> authorizer::Clock {
-        let t = self.0.clone();
-        Arc::new(move || UnixTime(t.load(Ordering::SeqCst)))
-    }
+/// The authorizer's clock reading a test clock.
+pub fn authorizer_clock(test_clock: &TestClock) -> authorizer::Clock {
+    let t = test_clock.clone();
+    Arc::new(move || UnixTime(t.now()))
 }
 
 /// Where the authorizer's keys come from.
@@ -76,10 +60,10 @@ impl E2e {
         let access_log: Arc<Mutex<Vec<String>>> = Arc::default();
         let mut o = Options::new(default_template());
         o.bind = "127.0.0.1:0".parse().unwrap();
-        o.clock = clock.clock();
+        o.clock = authorizer_clock(&clock);
         let sink = access_log.clone();
         o.access_log = Arc::new(move |l| sink.lock().unwrap().push(l.to_owned()));
-        let mut functions = RealFunctions::dev(clock.clock());
+        let mut functions = RealFunctions::dev(authorizer_clock(&clock));
         if let Keys::File {
             path,
             store_ttl_secs,
@@ -169,7 +153,7 @@ impl E2e {
             body,
             &creds,
             "us-east-1",
-            self.clock.now(),
+            UnixTime(self.clock.now()),
         )
         .unwrap();
         let hs: Vec<(&str, &str)> = headers

@@ -3,6 +3,7 @@
 //! backend's caller taken from the signing role.
 
 use serde_json::json;
+use service_auth::UnixTime;
 use svcauth_e2e::{json, E2e, Keys, ADMIN_AKID, STUDENT, TUTOR_AKID};
 
 #[tokio::test]
@@ -92,7 +93,7 @@ async fn unsigned_and_badly_signed_calls_are_403() {
         .await;
     assert_eq!(r.status, 403);
     // A signature made 16 minutes ago.
-    let now = e.clock.now().0;
+    let now = e.clock.now();
     e.clock.set(now - 16 * 60);
     let creds = local_gateway::LocalCredentials::dev()
         .credentials(TUTOR_AKID)
@@ -106,7 +107,7 @@ async fn unsigned_and_badly_signed_calls_are_403() {
         b"",
         &creds,
         "us-east-1",
-        e.clock.now(),
+        UnixTime(e.clock.now()),
     )
     .unwrap();
     e.clock.set(now);
@@ -132,7 +133,7 @@ async fn unsigned_and_badly_signed_calls_are_403() {
         b"",
         &creds,
         "us-east-1",
-        e.clock.now(),
+        UnixTime(e.clock.now()),
     )
     .unwrap();
     let hs: Vec<(&str, &str)> = headers

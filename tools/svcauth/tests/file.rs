@@ -30,22 +30,7 @@ async fn create_rotate_revoke_on_the_file_store_as_the_authorizer_reads_it() {
     let dir = TempDir::new("lifecycle");
     let file = dir.path("keys.json");
     let aws = no_aws();
-    let run = svcauth(
-        &file_args(
-            &file,
-            &[
-                "keys",
-                "create",
-                "--service",
-                "tutor-service",
-                "--permissions",
-                TUTOR_PERMS,
-            ],
-        ),
-        &aws,
-        NOW,
-    )
-    .await;
+    let run = svcauth(&file_args(&file, &create_tutor(&[])), &aws, NOW).await;
     expect(&run, exit::OK);
     let old = run.delivered_key(); // the file store delivers to stdout by default
     assert!(!std::fs::read_to_string(&file).unwrap().contains(&old));
@@ -53,14 +38,7 @@ async fn create_rotate_revoke_on_the_file_store_as_the_authorizer_reads_it() {
     let run = svcauth(
         &file_args(
             &file,
-            &[
-                "keys",
-                "rotate",
-                "--service",
-                "tutor-service",
-                "--grace",
-                "2h",
-            ],
+            &words("keys rotate --service tutor-service --grace 2h"),
         ),
         &aws,
         NOW + 60,
@@ -119,17 +97,7 @@ async fn a_failed_delivery_revokes_the_record_it_just_stored() {
     let file = dir.path("keys.json");
     let aws = no_aws();
     let (code, stderr) = svcauth_with(
-        &file_args(
-            &file,
-            &[
-                "keys",
-                "create",
-                "--service",
-                "tutor-service",
-                "--permissions",
-                TUTOR_PERMS,
-            ],
-        ),
+        &file_args(&file, &create_tutor(&[])),
         &aws,
         NOW,
         "",
@@ -138,7 +106,7 @@ async fn a_failed_delivery_revokes_the_record_it_just_stored() {
     .await;
     assert_eq!(code, exit::DELIVERY, "{stderr}");
     assert!(stderr.contains("revoked again"), "{stderr}");
-    let list = svcauth(&file_args(&file, &["keys", "list", "--json"]), &aws, NOW).await;
+    let list = svcauth(&file_args(&file, &words("keys list --json")), &aws, NOW).await;
     let rows: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(
@@ -156,22 +124,7 @@ fn concurrent_writers_on_the_file_store_lose_no_key() {
         .build()
         .unwrap();
     let first = rt.block_on(async {
-        let run = svcauth(
-            &file_args(
-                &file,
-                &[
-                    "keys",
-                    "create",
-                    "--service",
-                    "tutor-service",
-                    "--permissions",
-                    TUTOR_PERMS,
-                ],
-            ),
-            &no_aws(),
-            NOW,
-        )
-        .await;
+        let run = svcauth(&file_args(&file, &create_tutor(&[])), &no_aws(), NOW).await;
         expect(&run, exit::OK);
         run.delivered_key()
     });
@@ -192,14 +145,9 @@ fn concurrent_writers_on_the_file_store_lose_no_key() {
                     svcauth(
                         &file_args(
                             &file,
-                            &[
-                                "keys",
-                                "revoke",
-                                "--service",
-                                "tutor-service",
-                                "--key-id",
-                                &first_id,
-                            ],
+                            &words(&format!(
+                                "keys revoke --service tutor-service --key-id {first_id}"
+                            )),
                         ),
                         &no_aws(),
                         NOW + 5,
@@ -207,7 +155,7 @@ fn concurrent_writers_on_the_file_store_lose_no_key() {
                     .await
                 } else {
                     svcauth(
-                        &file_args(&file, &["keys", "create", "--service", "tutor-service"]),
+                        &file_args(&file, &words("keys create --service tutor-service")),
                         &no_aws(),
                         NOW + 5,
                     )
@@ -233,7 +181,7 @@ fn concurrent_writers_on_the_file_store_lose_no_key() {
         }
         assert_refused(&store, &first).await;
         let list = svcauth(
-            &file_args(&file, &["keys", "list", "--json"]),
+            &file_args(&file, &words("keys list --json")),
             &no_aws(),
             NOW + 10,
         )
@@ -298,7 +246,7 @@ async fn import_legacy_from_a_file_takes_permissions_per_service_and_keeps_no_cl
     assert_eq!(resp.principal_id.as_deref(), Some("admin-service"));
 
     let check = svcauth_stdin(
-        &file_args(&file, &["keys", "check", "--service", "tutor-service"]),
+        &file_args(&file, &words("keys check --service tutor-service")),
         &aws,
         NOW,
         &tutor_key,

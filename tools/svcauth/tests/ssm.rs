@@ -23,35 +23,16 @@ async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
     let aws = Aws::Client(c.clone());
 
     // A dry run checks and writes nothing.
-    let run = svcauth(
-        &args(&[
-            "keys",
-            "create",
-            "--service",
-            "tutor-service",
-            "--permissions",
-            TUTOR_PERMS,
-            "--dry-run",
-        ]),
-        &aws,
-        NOW,
-    )
-    .await;
+    let run = svcauth(&args(&create_tutor(&["--dry-run"])), &aws, NOW).await;
     expect(&run, exit::OK);
     assert!(run.stderr.contains("dry run"), "{run:?}");
     assert!(all_params(&c).await.is_empty(), "a dry run wrote something");
 
     let run = svcauth(
-        &args(&[
-            "keys",
-            "create",
-            "--service",
-            "tutor-service",
-            "--permissions",
-            TUTOR_PERMS,
+        &args(&create_tutor(&[
             "--usage-plan-key",
             "tutor-usage-plan-key-value",
-        ]),
+        ])),
         &aws,
         NOW,
     )
@@ -93,7 +74,7 @@ async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
 
     // A second create refuses to overwrite the delivered key and writes nothing.
     let run = svcauth(
-        &args(&["keys", "create", "--service", "tutor-service"]),
+        &args(&words("keys create --service tutor-service")),
         &aws,
         NOW,
     )
@@ -129,25 +110,13 @@ async fn rotate_keeps_both_keys_for_the_grace_period_then_only_the_new_one() {
     let moto = MotoServer::start();
     let c = moto_client(&moto.endpoint());
     let aws = Aws::Client(c.clone());
-    let created = svcauth(
-        &args(&[
-            "keys",
-            "create",
-            "--service",
-            "tutor-service",
-            "--permissions",
-            TUTOR_PERMS,
-        ]),
-        &aws,
-        NOW,
-    )
-    .await;
+    let created = svcauth(&args(&create_tutor(&[])), &aws, NOW).await;
     expect(&created, exit::OK);
     let old_key = read_param(&c, TUTOR_PARAM).await;
 
     let rotated_at = NOW + 3600;
     let dry = svcauth(
-        &args(&["keys", "rotate", "--service", "tutor-service", "--dry-run"]),
+        &args(&words("keys rotate --service tutor-service --dry-run")),
         &aws,
         rotated_at,
     )
@@ -160,14 +129,7 @@ async fn rotate_keeps_both_keys_for_the_grace_period_then_only_the_new_one() {
     );
 
     let run = svcauth(
-        &args(&[
-            "keys",
-            "rotate",
-            "--service",
-            "tutor-service",
-            "--grace",
-            "24h",
-        ]),
+        &args(&words("keys rotate --service tutor-service --grace 24h")),
         &aws,
         rotated_at,
     )
@@ -191,7 +153,7 @@ async fn rotate_keeps_both_keys_for_the_grace_period_then_only_the_new_one() {
     assert_accepted(&store, &new_key, "tutor-service").await;
 
     let list = svcauth(
-        &args(&["keys", "list", "--json"]),
+        &args(&words("keys list --json")),
         &aws,
         rotated_at + 24 * 3600,
     )
@@ -202,7 +164,7 @@ async fn rotate_keeps_both_keys_for_the_grace_period_then_only_the_new_one() {
     assert_eq!(status(&key_id(&new_key)), "active");
 
     // A rotation of a service that has no document says so.
-    let run = svcauth(&args(&["keys", "rotate", "--service", "nobody"]), &aws, NOW).await;
+    let run = svcauth(&args(&words("keys rotate --service nobody")), &aws, NOW).await;
     expect(&run, exit::NOT_FOUND);
     assert!(run.stderr.contains("keys create"), "{run:?}");
 }
@@ -212,21 +174,7 @@ async fn revoke_stops_a_key_within_the_authorizer_cache_ttl() {
     let moto = MotoServer::start();
     let c = moto_client(&moto.endpoint());
     let aws = Aws::Client(c.clone());
-    let run = svcauth(
-        &args(&[
-            "keys",
-            "create",
-            "--service",
-            "tutor-service",
-            "--permissions",
-            TUTOR_PERMS,
-            "--deliver",
-            "stdout",
-        ]),
-        &aws,
-        NOW,
-    )
-    .await;
+    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
     expect(&run, exit::OK);
     let key = run.delivered_key();
     let id = key_id(&key);
@@ -236,29 +184,18 @@ async fn revoke_stops_a_key_within_the_authorizer_cache_ttl() {
     assert_accepted(&store, &key, "tutor-service").await;
 
     let dry = svcauth(
-        &args(&[
-            "keys",
-            "revoke",
-            "--service",
-            "tutor-service",
-            "--key-id",
-            &id,
-            "--dry-run",
-        ]),
+        &args(&words(&format!(
+            "keys revoke --service tutor-service --key-id {id} --dry-run"
+        ))),
         &aws,
         NOW + 20,
     )
     .await;
     expect(&dry, exit::OK);
     let run = svcauth(
-        &args(&[
-            "keys",
-            "revoke",
-            "--service",
-            "tutor-service",
-            "--key-id",
-            &id,
-        ]),
+        &args(&words(&format!(
+            "keys revoke --service tutor-service --key-id {id}"
+        ))),
         &aws,
         NOW + 20,
     )
@@ -278,14 +215,9 @@ async fn revoke_stops_a_key_within_the_authorizer_cache_ttl() {
     assert_refused(&store, &key).await;
 
     let again = svcauth(
-        &args(&[
-            "keys",
-            "revoke",
-            "--service",
-            "tutor-service",
-            "--key-id",
-            &id,
-        ]),
+        &args(&words(&format!(
+            "keys revoke --service tutor-service --key-id {id}"
+        ))),
         &aws,
         NOW + 30,
     )
@@ -293,14 +225,9 @@ async fn revoke_stops_a_key_within_the_authorizer_cache_ttl() {
     expect(&again, exit::NOT_ACCEPTED);
     assert!(again.stderr.contains("already revoked"), "{again:?}");
     let unknown = svcauth(
-        &args(&[
-            "keys",
-            "revoke",
-            "--service",
-            "tutor-service",
-            "--key-id",
-            "kid_0000000000000000",
-        ]),
+        &args(&words(
+            "keys revoke --service tutor-service --key-id kid_0000000000000000",
+        )),
         &aws,
         NOW,
     )
@@ -308,7 +235,9 @@ async fn revoke_stops_a_key_within_the_authorizer_cache_ttl() {
     expect(&unknown, exit::NOT_FOUND);
     assert!(unknown.stderr.contains("keys list"), "{unknown:?}");
     let no_service = svcauth(
-        &args(&["keys", "revoke", "--service", "nobody", "--key-id", &id]),
+        &args(&words(&format!(
+            "keys revoke --service nobody --key-id {id}"
+        ))),
         &aws,
         NOW,
     )
@@ -319,14 +248,7 @@ async fn revoke_stops_a_key_within_the_authorizer_cache_ttl() {
         "{no_service:?}"
     );
     let bad_id = svcauth(
-        &args(&[
-            "keys",
-            "revoke",
-            "--service",
-            "tutor-service",
-            "--key-id",
-            "abc",
-        ]),
+        &args(&words("keys revoke --service tutor-service --key-id abc")),
         &aws,
         NOW,
     )
@@ -364,10 +286,10 @@ async fn list_shows_every_key_and_no_secret() {
     }
     let table = svcauth(&args(&["keys", "list"]), &aws, NOW).await;
     expect(&table, exit::OK);
-    let json = svcauth(&args(&["keys", "list", "--json"]), &aws, NOW).await;
+    let json = svcauth(&args(&words("keys list --json")), &aws, NOW).await;
     expect(&json, exit::OK);
     let only_tutor = svcauth(
-        &args(&["keys", "list", "--service", "tutor-service", "--json"]),
+        &args(&words("keys list --service tutor-service --json")),
         &aws,
         NOW,
     )
@@ -407,7 +329,7 @@ async fn list_shows_every_key_and_no_secret() {
     assert_eq!(rows[0]["rotationDueInDays"], 10);
     assert_eq!(rows[0]["status"], "active");
 
-    let missing = svcauth(&args(&["keys", "list", "--service", "nobody"]), &aws, NOW).await;
+    let missing = svcauth(&args(&words("keys list --service nobody")), &aws, NOW).await;
     expect(&missing, exit::NOT_FOUND);
     let elsewhere = svcauth(&["--env", "prod", "keys", "list"], &aws, NOW).await;
     expect(&elsewhere, exit::OK);
@@ -435,21 +357,7 @@ async fn import_legacy_makes_the_old_keys_work_without_any_clear_value_in_a_para
         .await
         .unwrap();
     // tutor-service already has a document with its permissions (and a product key).
-    let run = svcauth(
-        &args(&[
-            "keys",
-            "create",
-            "--service",
-            "tutor-service",
-            "--permissions",
-            TUTOR_PERMS,
-            "--deliver",
-            "stdout",
-        ]),
-        &aws,
-        NOW,
-    )
-    .await;
+    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
     expect(&run, exit::OK);
 
     let dry = svcauth(
@@ -526,7 +434,7 @@ async fn import_legacy_makes_the_old_keys_work_without_any_clear_value_in_a_para
     expect(&again, exit::NOT_ACCEPTED);
     assert!(again.stderr.contains("nothing to do"), "{again:?}");
     let missing = svcauth(
-        &args(&["keys", "import-legacy", "--from-parameter", "/nope"]),
+        &args(&words("keys import-legacy --from-parameter /nope")),
         &aws,
         NOW,
     )
@@ -539,21 +447,7 @@ async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
     let moto = MotoServer::start();
     let c = moto_client(&moto.endpoint());
     let aws = Aws::Client(c.clone());
-    let run = svcauth(
-        &args(&[
-            "keys",
-            "create",
-            "--service",
-            "tutor-service",
-            "--permissions",
-            TUTOR_PERMS,
-            "--deliver",
-            "stdout",
-        ]),
-        &aws,
-        NOW,
-    )
-    .await;
+    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
     let key = run.delivered_key();
 
     let ok = svcauth_stdin(
@@ -600,7 +494,7 @@ async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
     );
 
     let other = svcauth_stdin(
-        &args(&["keys", "check", "--service", "admin-service"]),
+        &args(&words("keys check --service admin-service")),
         &aws,
         NOW,
         &key,
@@ -615,7 +509,7 @@ async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
         if key.ends_with('x') { 'y' } else { 'x' }
     );
     let bad = svcauth_stdin(
-        &args(&["keys", "check", "--service", "tutor-service"]),
+        &args(&words("keys check --service tutor-service")),
         &aws,
         NOW,
         &typo,
@@ -638,7 +532,7 @@ async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
     )
     .await;
     let revoked = svcauth_stdin(
-        &args(&["keys", "check", "--service", "tutor-service"]),
+        &args(&words("keys check --service tutor-service")),
         &aws,
         NOW,
         &key,
@@ -648,7 +542,7 @@ async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
     assert!(revoked.stdout.contains("revoked_key"), "{revoked:?}");
 
     let empty = svcauth_stdin(
-        &args(&["keys", "check", "--service", "tutor-service"]),
+        &args(&words("keys check --service tutor-service")),
         &aws,
         NOW,
         "",
@@ -666,16 +560,7 @@ async fn concurrent_writers_lose_no_key() {
     let endpoint = moto.endpoint();
     let c = moto_client(&endpoint);
     let setup = svcauth(
-        &args(&[
-            "keys",
-            "create",
-            "--service",
-            "tutor-service",
-            "--permissions",
-            TUTOR_PERMS,
-            "--deliver",
-            "stdout",
-        ]),
+        &args(&create_tutor(&["--deliver", "stdout"])),
         &Aws::Client(c.clone()),
         NOW,
     )
@@ -693,14 +578,9 @@ async fn concurrent_writers_lose_no_key() {
         tasks.push(tokio::spawn(async move {
             start.wait().await;
             svcauth(
-                &args(&[
-                    "keys",
-                    "create",
-                    "--service",
-                    "tutor-service",
-                    "--deliver",
-                    "stdout",
-                ]),
+                &args(&words(
+                    "keys create --service tutor-service --deliver stdout",
+                )),
                 &aws,
                 NOW + 5,
             )
@@ -714,14 +594,9 @@ async fn concurrent_writers_lose_no_key() {
         tokio::spawn(async move {
             start.wait().await;
             svcauth(
-                &args(&[
-                    "keys",
-                    "revoke",
-                    "--service",
-                    "tutor-service",
-                    "--key-id",
-                    &id,
-                ]),
+                &args(&words(&format!(
+                    "keys revoke --service tutor-service --key-id {id}"
+                ))),
                 &aws,
                 NOW + 5,
             )
@@ -747,7 +622,7 @@ async fn concurrent_writers_lose_no_key() {
     );
 
     let list = svcauth(
-        &args(&["keys", "list", "--json"]),
+        &args(&words("keys list --json")),
         &Aws::Client(c.clone()),
         NOW + 10,
     )

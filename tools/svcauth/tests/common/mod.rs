@@ -3,14 +3,12 @@
 #![allow(dead_code)]
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use authorizer::{handle, AuthorizerResponse, CachedStore, KeySource, Unauthorized};
 use clap::Parser;
-use keystore_ssm::aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
-use keystore_ssm::aws_sdk_ssm::{self, Client};
+use keystore_ssm::aws_sdk_ssm::Client;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::cache::RefreshPolicy;
@@ -22,22 +20,26 @@ pub const NOW: u64 = 1_795_953_600;
 pub const PATH: &str = "/svcauth/test/keys";
 pub const TUTOR_PERMS: &str = "GET /internal/users/*,GET /internal/users/by-email/*";
 
-/// An SSM client for moto_server with generous timeouts (moto's first call is slow).
-pub fn moto_client(endpoint: &str) -> Client {
-    let conf = aws_sdk_ssm::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .timeout_config(
-            aws_sdk_ssm::config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .retry_config(aws_sdk_ssm::config::retry::RetryConfig::standard().with_max_attempts(1))
-        .build();
-    Client::from_conf(conf)
+/// A command line split on whitespace, for arguments that hold no spaces.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
+
+/// `keys create --service tutor-service --permissions TUTOR_PERMS`, then `extra`.
+pub fn create_tutor<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "keys",
+        "create",
+        "--service",
+        "tutor-service",
+        "--permissions",
+        TUTOR_PERMS,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+pub use test_support::moto_ssm_client as moto_client;
 
 /// What one command did.
 #[derive(Debug)]
@@ -103,34 +105,17 @@ pub fn expect(run: &Run, code: u8) {
     assert_eq!(run.code, code, "{run:#?}");
 }
 
-/// A clock the test moves by hand.
-#[derive(Clone)]
-pub struct TestClock(pub Arc<AtomicU64>);
-
-impl TestClock {
-    pub fn at(t: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(t)))
-    }
-    pub fn set(&self, t: u64) {
-        self.0.store(t, Ordering::SeqCst)
-    }
-    pub fn advance(&self, secs: u64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-    pub fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use test_support::TestClock;
 
 /// The real authorizer over a key source, with the production refresh policy
 /// (300 s cache TTL) and the test's clock.
 pub fn authorizer(source: KeySource, clock: &TestClock) -> CachedStore {
-    let t = clock.0.clone();
+    let t = clock.clone();
     CachedStore::new(
         source,
         RefreshPolicy::default(),
         Duration::from_secs(30),
-        Arc::new(move || UnixTime(t.load(Ordering::SeqCst))),
+        Arc::new(move || UnixTime(t.now())),
     )
 }
 
