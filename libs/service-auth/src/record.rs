@@ -138,6 +138,19 @@ impl KeyRecord {
         self.status == KeyStatus::Active && self.expires.is_none_or(|e| now < e)
     }
 
+    /// When the key stopped being accepted, if it has by `now`: its revocation or its
+    /// expiry, whichever came first. A revocation with no recorded time counts from
+    /// the key's creation, the earliest it can have happened.
+    pub fn ended_at(&self, now: UnixTime) -> Option<UnixTime> {
+        let revoked =
+            (self.status == KeyStatus::Revoked).then(|| self.revoked_at.unwrap_or(self.created));
+        let expired = self.expires.filter(|e| *e <= now);
+        match (revoked, expired) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Joins two versions of the same key's record: revoked wins, the earlier expiry
     /// wins, the earlier creation time wins.
     fn merge(&mut self, other: &KeyRecord) {
@@ -291,6 +304,25 @@ impl ServiceDocument {
 
     pub fn key_mut(&mut self, key_id: &KeyId) -> Option<&mut KeyRecord> {
         self.keys.iter_mut().find(|k| &k.key_id == key_id)
+    }
+
+    /// Removes the records of keys that had stopped being accepted (revoked or expired)
+    /// by `cutoff`, and returns their ids. A key still usable at `now` is never removed.
+    ///
+    /// Safe beside concurrent writers: a writer that read this document before the
+    /// key ended merges the versions it overwrote from the store's history, which
+    /// include the revocation or expiry, so a removed record can come back only as
+    /// the ended record it was, never as a usable one.
+    pub fn remove_ended(&mut self, now: UnixTime, cutoff: UnixTime) -> Vec<KeyId> {
+        let mut removed = Vec::new();
+        self.keys.retain(|k| {
+            let ended = k.ended_at(now).is_some_and(|t| t <= cutoff);
+            if ended {
+                removed.push(k.key_id.clone());
+            }
+            !ended
+        });
+        removed
     }
 
     /// Folds another version of this document into this one without losing a key or
@@ -449,6 +481,87 @@ mod tests {
         c.keys.push(KeyRecord::for_key(&k, UnixTime(1), None));
         c.merge(&a);
         assert_eq!(c.keys[0].expires, Some(UnixTime(300)));
+    }
+
+    #[test]
+    fn a_key_ends_at_its_revocation_or_its_expiry_whichever_came_first() {
+        let k = ApiKey::generate(None).unwrap();
+        let now = UnixTime(1_000);
+        let mut r = KeyRecord::for_key(&k, UnixTime(100), None);
+        assert_eq!(r.ended_at(now), None);
+        r.expires = Some(UnixTime(2_000));
+        assert_eq!(r.ended_at(now), None, "expires later");
+        r.expires = Some(UnixTime(1_000));
+        assert_eq!(r.ended_at(now), Some(UnixTime(1_000)), "expires now");
+        assert!(!r.usable_at(now));
+        r.status = KeyStatus::Revoked;
+        r.revoked_at = Some(UnixTime(600));
+        assert_eq!(r.ended_at(now), Some(UnixTime(600)));
+        r.revoked_at = None;
+        assert_eq!(
+            r.ended_at(now),
+            Some(UnixTime(100)),
+            "unknown revocation time"
+        );
+        r.expires = Some(UnixTime(50));
+        assert_eq!(r.ended_at(now), Some(UnixTime(50)));
+    }
+
+    #[test]
+    fn remove_ended_keeps_usable_keys_and_recently_ended_ones() {
+        let keys: Vec<ApiKey> = (0..4).map(|_| ApiKey::generate(None).unwrap()).collect();
+        let now = UnixTime(10_000);
+        let mut doc = ServiceDocument::new("svc", vec![]);
+        // usable, never expires
+        doc.keys.push(record(&keys[0], 1));
+        // revoked long ago
+        let mut old = record(&keys[1], 1);
+        old.status = KeyStatus::Revoked;
+        old.revoked_at = Some(UnixTime(100));
+        doc.keys.push(old);
+        // expired long ago
+        doc.keys.push(KeyRecord::for_key(
+            &keys[2],
+            UnixTime(1),
+            Some(UnixTime(200)),
+        ));
+        // revoked after the cutoff
+        let mut recent = record(&keys[3], 1);
+        recent.status = KeyStatus::Revoked;
+        recent.revoked_at = Some(UnixTime(9_000));
+        doc.keys.push(recent);
+
+        let removed = doc.remove_ended(now, UnixTime(5_000));
+        assert_eq!(removed, vec![keys[1].key_id(), keys[2].key_id()]);
+        let left: Vec<KeyId> = doc.keys.iter().map(|k| k.key_id.clone()).collect();
+        assert_eq!(left, vec![keys[0].key_id(), keys[3].key_id()]);
+        // A cutoff at `now` also takes the recent one, never the usable one.
+        assert_eq!(doc.remove_ended(now, now), vec![keys[3].key_id()]);
+        assert_eq!(doc.remove_ended(now, now), Vec::<KeyId>::new());
+        assert_eq!(doc.keys.len(), 1);
+        assert!(doc.keys[0].usable_at(now));
+    }
+
+    #[test]
+    fn a_removed_record_comes_back_from_a_merge_only_as_ended() {
+        // An operator prunes a revoked key while another, who read the document before
+        // the revocation, writes: the writer merges the versions it overwrote.
+        let k = ApiKey::generate(None).unwrap();
+        let mut before_revocation = ServiceDocument::new("svc", vec![]);
+        before_revocation.keys.push(record(&k, 1));
+        let mut revoked = before_revocation.clone();
+        revoked.keys[0].status = KeyStatus::Revoked;
+        revoked.keys[0].revoked_at = Some(UnixTime(100));
+        let mut pruned = revoked.clone();
+        pruned.remove_ended(UnixTime(10_000), UnixTime(5_000));
+        assert!(pruned.keys.is_empty());
+
+        let mut writer = before_revocation.clone();
+        for overwritten in [&revoked, &pruned] {
+            writer.merge(overwritten);
+        }
+        assert_eq!(writer.keys.len(), 1);
+        assert!(!writer.keys[0].usable_at(UnixTime(10_000)));
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub enum StoreKind {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create, rotate, revoke, list, import and check service API keys.
+    /// Create, rotate, revoke, list, import, check and prune service API keys.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Keys(KeysCommand),
 }
@@ -90,6 +90,7 @@ pub enum KeysCommand {
     List(ListArgs),
     ImportLegacy(ImportLegacyArgs),
     Check(CheckArgs),
+    Prune(PruneArgs),
 }
 
 /// Where a new clear key goes: exactly one place, exactly once.
@@ -257,6 +258,29 @@ pub struct CheckArgs {
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Remove the records of keys that stopped working (revoked or expired) long ago.
+///
+/// A service's document holds at most 32 key records, and a record stays after its key
+/// is revoked or expires, for `keys list` and the audit trail. A service rotated often
+/// fills its document, and then `create` and `rotate` refuse to add a key. Prune
+/// removes the records of keys that stopped working more than --older-than ago; a key
+/// that still works is never removed. Safe beside concurrent writers: one that read
+/// the document before the key ended merges the revocation or expiry back in with it.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct PruneArgs {
+    /// Only this service [default: every service in the store].
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Remove a record only if its key stopped working at least this long ago,
+    /// e.g. `30d`, `12h`, `0s`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30d")]
+    pub older_than: Duration,
+    /// Say which records would go; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Parses `90d`, `24h`, `30m`... with humantime.

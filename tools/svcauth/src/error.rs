@@ -25,7 +25,8 @@ pub mod exit {
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  done
-  1  not accepted (keys check), or nothing to do (already revoked, already imported)
+  1  not accepted (keys check), or nothing to do (already revoked, already imported,
+     nothing to prune)
   2  usage: wrong arguments or input; nothing was written
   3  AWS access: credentials, IAM or KMS permission, region, endpoint or network
   4  not found: service, key id, parameter or file (also: wrong --env, --path or region)

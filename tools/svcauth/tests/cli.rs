@@ -30,6 +30,7 @@ const COMMANDS: &[(&[&str], &[&str])] = &[
             "list",
             "import-legacy",
             "check",
+            "prune",
         ],
     ),
     (
@@ -81,6 +82,10 @@ const COMMANDS: &[(&[&str], &[&str])] = &[
             "--permissions",
             "--dry-run",
         ],
+    ),
+    (
+        &["keys", "prune"],
+        &["--service", "--older-than", "30d", "--dry-run", "32"],
     ),
     (
         &["keys", "check"],

@@ -92,6 +92,89 @@ impl Write for BrokenPipe {
 }
 
 #[tokio::test]
+async fn a_full_document_refuses_a_rotation_until_prune_removes_ended_keys() {
+    let dir = TempDir::new("prune");
+    let file = dir.path("keys.json");
+    let aws = no_aws();
+    let day = 24 * 3600;
+    let run = svcauth(&file_args(&file, &create_tutor(&[])), &aws, NOW).await;
+    expect(&run, exit::OK);
+    // One rotation a day with a one-hour grace: the document fills up.
+    let rotate = words("keys rotate --service tutor-service --grace 1h");
+    let mut t = NOW;
+    let mut newest = run.delivered_key();
+    for _ in 1..32 {
+        t += day;
+        let run = svcauth(&file_args(&file, &rotate), &aws, t).await;
+        expect(&run, exit::OK);
+        newest = run.delivered_key();
+    }
+    t += day;
+    let full = svcauth(&file_args(&file, &rotate), &aws, t).await;
+    expect(&full, exit::STORE);
+    assert!(
+        full.stderr
+            .contains("svcauth keys prune --service tutor-service"),
+        "{full:?}"
+    );
+
+    // The default keeps 30 days of ended records: of the 31 old keys only the first
+    // (expired one hour after the first rotation) ended more than 30 days ago.
+    let prune = words("keys prune --service tutor-service");
+    let dry = svcauth(
+        &file_args(&file, &[&prune[..], &["--dry-run"]].concat()),
+        &aws,
+        t,
+    )
+    .await;
+    expect(&dry, exit::OK);
+    assert!(dry.stderr.contains("would remove 1 record(s)"), "{dry:?}");
+    let before = std::fs::read_to_string(&file).unwrap();
+    let run = svcauth(&file_args(&file, &prune), &aws, t).await;
+    expect(&run, exit::OK);
+    assert!(run.stderr.contains("removed 1 record(s)"), "{run:?}");
+    assert!(run.stderr.contains("31 left"), "{run:?}");
+    assert_ne!(std::fs::read_to_string(&file).unwrap(), before);
+    let again = svcauth(&file_args(&file, &prune), &aws, t).await;
+    expect(&again, exit::NOT_ACCEPTED);
+    assert!(again.stderr.contains("nothing to do"), "{again:?}");
+
+    // Room again: the rotation goes through, and the authorizer takes the new key and
+    // refuses a pruned one as unknown.
+    let run = svcauth(&file_args(&file, &rotate), &aws, t).await;
+    expect(&run, exit::OK);
+    let rotated = run.delivered_key();
+    let clock = TestClock::at(t + 60);
+    let store = file_authorizer(&file, &clock);
+    assert_accepted(&store, &rotated, "tutor-service").await;
+    assert_accepted(&store, &newest, "tutor-service").await; // its grace period
+    let everything = svcauth(
+        &file_args(&file, &words("keys prune --older-than 0s")),
+        &aws,
+        t + 2 * 3600,
+    )
+    .await;
+    expect(&everything, exit::OK);
+    assert!(everything.stderr.contains("1 left"), "{everything:?}");
+    let list = svcauth(&file_args(&file, &words("keys list --json")), &aws, t).await;
+    assert_eq!(
+        key_ids(&list.stdout, "tutor-service"),
+        vec![key_id(&rotated)]
+    );
+    clock.set(t + 2 * 3600);
+    assert_accepted(&store, &rotated, "tutor-service").await;
+    assert_refused(&store, &newest).await;
+
+    let nobody = svcauth(
+        &file_args(&file, &words("keys prune --service nobody")),
+        &aws,
+        t,
+    )
+    .await;
+    expect(&nobody, exit::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn a_failed_delivery_revokes_the_record_it_just_stored() {
     let dir = TempDir::new("delivery");
     let file = dir.path("keys.json");

@@ -554,6 +554,71 @@ async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
 /// Several operators create keys for the same service at the same moment, each with
 /// its own SSM client, while another revokes an existing key: every created key is in
 /// the final document and works, and the revocation stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_removes_only_records_of_keys_that_ended_before_the_cutoff() {
+    let moto = MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+    let day = 86_400;
+    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
+    let first = run.delivered_key();
+    let create_admin = words("keys create --service admin-service --deliver stdout");
+    let run = svcauth(
+        &args(&[&create_admin[..], &["--permissions", "* /internal/*"]].concat()),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::OK);
+    let admin = run.delivered_key();
+    let run = svcauth(
+        &args(&words(
+            "keys rotate --service tutor-service --grace 1h --deliver stdout",
+        )),
+        &aws,
+        NOW + 60,
+    )
+    .await;
+    expect(&run, exit::OK);
+    let second = run.delivered_key();
+    let revoke = format!(
+        "keys revoke --service tutor-service --key-id {}",
+        key_id(&second)
+    );
+    let run = svcauth(&args(&words(&revoke)), &aws, NOW + 2 * day + 3600).await;
+    expect(&run, exit::OK);
+
+    // At NOW + 3d with --older-than 1d: the first tutor key (expired NOW + 1h) goes,
+    // the second (revoked NOW + 2d 1h, less than a day before) stays, admin's is usable.
+    let t = NOW + 3 * day;
+    let prune = words("keys prune --older-than 1d");
+    let run = svcauth(&args(&prune), &aws, t).await;
+    expect(&run, exit::OK);
+    assert!(
+        run.stderr.contains(&format!(
+            "removed 1 record(s) of tutor-service: {}; 1 left",
+            key_id(&first)
+        )),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("admin-service"), "{run:?}");
+    let list = svcauth(&args(&words("keys list --json")), &aws, t).await;
+    assert_eq!(
+        key_ids(&list.stdout, "tutor-service"),
+        vec![key_id(&second)]
+    );
+    assert_eq!(key_ids(&list.stdout, "admin-service"), vec![key_id(&admin)]);
+    let run = svcauth(&args(&prune), &aws, t).await;
+    expect(&run, exit::NOT_ACCEPTED);
+
+    // The authorizer: admin's key works, tutor's pruned and revoked keys do not.
+    let clock = TestClock::at(t);
+    let store = ssm_authorizer(&c, &clock);
+    assert_accepted(&store, &admin, "admin-service").await;
+    assert_refused(&store, &first).await;
+    assert_refused(&store, &second).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_lose_no_key() {
     let moto = MotoServer::start();

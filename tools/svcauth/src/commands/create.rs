@@ -136,9 +136,10 @@ fn check_capacity(doc: &ServiceDocument) -> Result<(), Error> {
         return Ok(());
     }
     Err(Error::Store(format!(
-        "service {} already has {} key records, the most one document holds; revoked and expired records must be removed from its document before another key can be added (svcauth does not remove records yet)",
+        "service {} already has {} key records, the most one document holds: remove the records of its revoked and expired keys with `svcauth keys prune --service {}` (add `--older-than 1d` or less to take recent ones too), then try again",
         doc.service,
-        doc.keys.len()
+        doc.keys.len(),
+        doc.service
     )))
 }
 

@@ -4,6 +4,7 @@ pub mod check;
 pub mod create;
 pub mod import;
 pub mod list;
+pub mod prune;
 pub mod revoke;
 
 use service_auth::record::valid_service_name;

@@ -1,0 +1,73 @@
+//! `keys prune`: remove the records of keys that stopped working long ago, so a
+//! service that is rotated often never fills its document.
+
+use service_auth::{KeyId, UnixTime};
+
+use super::{checked_service, list_ids, service_not_found};
+use crate::cli::PruneArgs;
+use crate::error::Error;
+use crate::{Ctx, Outcome};
+
+pub async fn prune(ctx: &mut Ctx<'_, '_>, args: &PruneArgs) -> Result<Outcome, Error> {
+    let service = args.service.as_deref().map(checked_service).transpose()?;
+    let store = ctx.store().await?;
+    let docs = match service {
+        Some(s) => match store.read_document(s).await? {
+            Some(doc) => vec![doc],
+            None => return Err(service_not_found(s, &store)),
+        },
+        None => store.load_documents().await?,
+    };
+    let now = ctx.now;
+    let cutoff = UnixTime(now.0.saturating_sub(args.older_than.as_secs()));
+    // What would go, read first so that services with nothing to remove are not
+    // written at all.
+    let plan: Vec<(String, Vec<KeyId>)> = docs
+        .into_iter()
+        .filter_map(|mut doc| {
+            let ids = doc.remove_ended(now, cutoff);
+            (!ids.is_empty()).then_some((doc.service, ids))
+        })
+        .collect();
+    if plan.is_empty() {
+        ctx.status(format!(
+            "nothing to do: no key in the {} stopped working before {}",
+            store.describe(),
+            cutoff.to_rfc3339()
+        ));
+        return Ok(Outcome::NothingToDo);
+    }
+    for (service, ids) in &plan {
+        if args.dry_run {
+            ctx.status(format!(
+                "dry run: would remove {} record(s) of {service}: {}",
+                ids.len(),
+                list_ids(ids)
+            ));
+            continue;
+        }
+        // Runs again on a newer version after a concurrent write: the last run is
+        // what was written.
+        let mut removed = Vec::new();
+        let written = store
+            .update_document(service, |doc| {
+                removed = doc.remove_ended(now, cutoff);
+                Ok(())
+            })
+            .await?;
+        super::create::report_merges(ctx, &written);
+        ctx.status(format!(
+            "removed {} record(s) of {service}: {}; {} left",
+            removed.len(),
+            list_ids(&removed),
+            written.document.keys.len()
+        ));
+    }
+    if args.dry_run {
+        ctx.status(format!(
+            "dry run: nothing was written to the {}",
+            store.describe()
+        ));
+    }
+    Ok(Outcome::Done)
+}
