@@ -1,7 +1,9 @@
 //! Decisions are counted as CloudWatch Embedded Metric Format, by outcome and service.
 
-use crate::common::*;
+mod common;
+
 use authorizer::handle;
+use common::*;
 use serde_json::Value;
 
 #[tokio::test]
