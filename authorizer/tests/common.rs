@@ -2,13 +2,11 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use authorizer::{CachedStore, KeySource};
 use serde_json::Value;
 use service_auth::cache::RefreshPolicy;
-use service_auth::UnixTime;
 
 /// 2026-11-29T12:00:00Z: after the dev store's expired key expired.
 pub const NOW: u64 = 1_795_953_600;
@@ -43,18 +41,12 @@ pub fn dev_key(name: &str) -> String {
 
 pub use test_support::TestClock;
 
-/// The authorizer's clock reading a test clock.
-pub fn clock(test_clock: &TestClock) -> authorizer::Clock {
-    let t = test_clock.clone();
-    Arc::new(move || UnixTime(t.now()))
-}
-
-pub fn store(source: KeySource, test_clock: &TestClock) -> CachedStore {
+pub fn store(source: KeySource, clock: &TestClock) -> CachedStore {
     CachedStore::new(
         source,
         RefreshPolicy::default(),
         Duration::from_secs(30),
-        clock(test_clock),
+        clock.unix_clock(),
     )
 }
 

@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use service_auth::UnixTime;
+
 /// A running `moto_server`, killed on drop.
 pub struct MotoServer {
     child: Child,
@@ -144,6 +146,12 @@ impl TestClock {
     }
     pub fn advance(&self, secs: u64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+    /// The clock the authorizer and the local gateway take (`authorizer::Clock`),
+    /// reading this one.
+    pub fn unix_clock(&self) -> Arc<dyn Fn() -> UnixTime + Send + Sync> {
+        let t = self.clone();
+        Arc::new(move || UnixTime(t.now()))
     }
 }
 

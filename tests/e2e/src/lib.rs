@@ -28,12 +28,6 @@ pub const ADMIN_AKID: &str = "AKIAI44QH8DHBEXAMPLE";
 
 pub use test_support::TestClock;
 
-/// The authorizer's clock reading a test clock.
-pub fn authorizer_clock(test_clock: &TestClock) -> authorizer::Clock {
-    let t = test_clock.clone();
-    Arc::new(move || UnixTime(t.now()))
-}
-
 /// Where the authorizer's keys come from.
 pub enum Keys {
     /// The embedded development store.
@@ -60,10 +54,10 @@ impl E2e {
         let access_log: Arc<Mutex<Vec<String>>> = Arc::default();
         let mut o = Options::new(default_template());
         o.bind = "127.0.0.1:0".parse().unwrap();
-        o.clock = authorizer_clock(&clock);
+        o.clock = clock.unix_clock();
         let sink = access_log.clone();
         o.access_log = Arc::new(move |l| sink.lock().unwrap().push(l.to_owned()));
-        let mut functions = RealFunctions::dev(authorizer_clock(&clock));
+        let mut functions = RealFunctions::dev(clock.unix_clock());
         if let Keys::File {
             path,
             store_ttl_secs,

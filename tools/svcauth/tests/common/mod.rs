@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::io::{self, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use authorizer::{handle, AuthorizerResponse, CachedStore, KeySource, Unauthorized};
@@ -110,12 +109,11 @@ pub use test_support::TestClock;
 /// The real authorizer over a key source, with the production refresh policy
 /// (300 s cache TTL) and the test's clock.
 pub fn authorizer(source: KeySource, clock: &TestClock) -> CachedStore {
-    let t = clock.clone();
     CachedStore::new(
         source,
         RefreshPolicy::default(),
         Duration::from_secs(30),
-        Arc::new(move || UnixTime(t.now())),
+        clock.unix_clock(),
     )
 }
 
