@@ -10,23 +10,26 @@ Runtimes (each a process speaking the Runtime API, as in Lambda):
   python   python/guard.py under the AWS runtime interface client for Python (PyPI
            `awslambdaric`, installed by run.sh)
 All three read the same generated key store file (the development documents plus
---services synthetic services of 20 keys each) and answer the same events.
+--services synthetic services of 20 keys each; every size given is measured) and answer
+the same events.
 
 Measured per runtime:
   init     process spawn -> its first `GET /runtime/invocation/next`: runtime start, code
            loaded, key store read and checked. Median and p90 of --runs cold starts; the
            runtimes take turns in every round so load on the machine hits them alike.
   first    the first invocation of each cold start (/next answered -> result posted).
-  warm     per invocation, /next answered -> result posted, over --invocations (allowed
-           and refused alternating, after --warmup not counted); the runtime's own HTTP
-           client is part of it, as it is in Lambda.
-  max RSS  VmHWM of the process after the warm run.
+  warm     per invocation, /next answered -> result posted: --warm-rounds processes per
+           runtime (taking turns) of --invocations each, allowed and refused alternating,
+           the first --warmup of each not counted; the runtime's own HTTP client is part
+           of it, as it is in Lambda.
+  max RSS  VmHWM of the process after its warm run (the highest of the rounds).
 Before measuring, every events/authorizer-*.json goes through every runtime and the
 answers must be the same (policy, principal, context; or `Unauthorized`): the harness
 stops otherwise, so the three really run the same logic.
 
 usage: harness.py --rust BINARY --node-ric PATH --python PYTHON [--out results.json]
-                  [--runs 20] [--invocations 2000] [--warmup 200] [--services 500]
+                  [--runs 30] [--warm-rounds 3] [--invocations 2000] [--warmup 200]
+                  [--services 0,500]
 """
 import argparse
 import json
@@ -153,8 +156,12 @@ def run_process(cmd, cwd, env, events, timeout=300):
     t0 = time.perf_counter_ns()
     proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        if not rt.done.wait(timeout=timeout):
-            raise SystemExit(f"{cmd[0]} did not finish its {len(events)} events in {timeout} s")
+        deadline = time.monotonic() + timeout
+        while not rt.done.wait(timeout=0.05):
+            if proc.poll() is not None:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{cmd[0]} did not finish its {len(events)} events in {timeout} s")
         if rt.init_error is not None:
             raise SystemExit(f"{' '.join(cmd)} failed its init: {rt.init_error}")
         if proc.poll() is not None:
@@ -257,18 +264,24 @@ def main():
     ap.add_argument("--node-ric", required=True, help="aws-lambda-ric's bin/index.mjs")
     ap.add_argument("--python", required=True, help="a python with awslambdaric installed")
     ap.add_argument("--node", default="node")
-    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--invocations", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--services", type=int, default=500)
+    ap.add_argument("--warm-rounds", type=int, default=3)
+    ap.add_argument("--services", type=lambda v: [int(x) for x in v.split(",")], default=[0, 500],
+                    help="synthetic services in each store to measure with, comma-separated (default 0,500)")
     ap.add_argument("--out", type=Path, help="results JSON (default: print)")
     args = ap.parse_args()
-    if args.runs < 1 or args.invocations < 2 or not 0 <= args.warmup < args.invocations:
-        ap.error("need --runs >= 1 and 0 <= --warmup < --invocations")
+    if args.runs < 1 or args.warm_rounds < 1 or args.invocations < 2 or not 0 <= args.warmup < args.invocations:
+        ap.error("need --runs >= 1, --warm-rounds >= 1 and 0 <= --warmup < --invocations")
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="svcauth-runtimes-"))
-    store = work / "store.json"
-    keys, services = generate_store(store, args.services)
+    stores = []
+    for n in sorted(set(args.services)):
+        path = work / f"store-{n}.json"
+        keys, services = generate_store(path, n)
+        stores.append({"path": path, "services": services, "keys": keys, "bytes": path.stat().st_size})
     base_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "AWS_LAMBDA_FUNCTION_NAME": "authorizer",
@@ -277,7 +290,6 @@ def main():
         "AWS_LAMBDA_LOG_FORMAT": "json",
         "AWS_REGION": "us-east-1",
         "SVCAUTH_KEY_SOURCE": "file",
-        "SVCAUTH_KEYS_FILE": str(store),
         "LANG": "C.UTF-8",
     }
     node_dir, python_dir = HERE / "node", HERE / "python"
@@ -301,50 +313,55 @@ def main():
              [args.python, "-c", "import importlib.metadata as m; print(m.version('awslambdaric'))"])},
     ]
 
+    def run(r, store, events):
+        return run_process(r["cmd"], r["cwd"], dict(r["env"], SVCAUTH_KEYS_FILE=str(store["path"])), events)
+
     # Same logic: every sample event, same answer from every runtime.
     samples = sorted((ROOT / "events").glob("authorizer-*.json"))
     sample_events = [json.loads(p.read_text()) for p in samples]
-    answers = {}
-    for r in runtimes:
-        _, results, _ = run_process(r["cmd"], r["cwd"], r["env"], sample_events)
-        answers[r["name"]] = [answer(x) for x in results]
-    for r in runtimes[1:]:
-        for path, want, got in zip(samples, answers["rust"], answers[r["name"]]):
-            if want != got:
-                raise SystemExit(f"{r['label']} answers {path.name} differently from Rust:\n"
-                                 f"  rust: {json.dumps(want)}\n  {r['name']}: {json.dumps(got)}")
-    allowed_count = sum("error" not in a for a in answers["rust"])
-    print(f"same answers from all runtimes for {len(samples)} sample events "
-          f"({allowed_count} allowed)", file=sys.stderr)
+    for store in stores:
+        answers = {r["name"]: [answer(x) for x in run(r, store, sample_events)[1]] for r in runtimes}
+        for r in runtimes[1:]:
+            for path, want, got in zip(samples, answers["rust"], answers[r["name"]]):
+                if want != got:
+                    raise SystemExit(f"{r['label']} answers {path.name} differently from Rust:\n"
+                                     f"  rust: {json.dumps(want)}\n  {r['name']}: {json.dumps(got)}")
+        allowed_count = sum("error" not in a for a in answers["rust"])
+        print(f"{store['keys']} keys: same answers from all runtimes for {len(samples)} sample events "
+              f"({allowed_count} allowed)", file=sys.stderr)
 
     allowed = json.loads((ROOT / "events/authorizer-valid-key.json").read_text())
     refused = json.loads((ROOT / "events/authorizer-invalid-key.json").read_text())
-    init = {r["name"]: [] for r in runtimes}
-    first = {r["name"]: [] for r in runtimes}
-    for i in range(args.runs):
-        order = runtimes[i % 3:] + runtimes[:i % 3]
-        for r in order:
-            init_ns, results, _ = run_process(r["cmd"], r["cwd"], r["env"], [allowed])
-            init[r["name"]].append(init_ns / 1e6)
-            first[r["name"]].append(results[0][0] / 1e6)
-        print(f"cold starts: round {i + 1}/{args.runs}", file=sys.stderr)
-
     events = [allowed if i % 2 == 0 else refused for i in range(args.invocations)]
-    out_runtimes = []
-    for r in runtimes:
-        _, results, hwm_kib = run_process(r["cmd"], r["cwd"], r["env"], events)
-        kinds = [k for _, k, _ in results]
-        if kinds.count("response") != (args.invocations + 1) // 2:
-            raise SystemExit(f"{r['label']}: expected every other invocation allowed, got {kinds[:6]}...")
-        warm = [ns / 1e3 for ns, _, _ in results[args.warmup:]]
-        out_runtimes.append({
-            "name": r["name"], "label": r["label"], "version": r["version"], "client": r["client"],
+    for store in stores:
+        init = {r["name"]: [] for r in runtimes}
+        first = {r["name"]: [] for r in runtimes}
+        for i in range(args.runs):
+            for r in runtimes[i % 3:] + runtimes[:i % 3]:
+                init_ns, results, _ = run(r, store, [allowed])
+                init[r["name"]].append(init_ns / 1e6)
+                first[r["name"]].append(results[0][0] / 1e6)
+        print(f"{store['keys']} keys: {args.runs} rounds of cold starts done", file=sys.stderr)
+        warm = {r["name"]: [] for r in runtimes}
+        hwm = {r["name"]: 0 for r in runtimes}
+        for i in range(args.warm_rounds):
+            for r in runtimes[i % 3:] + runtimes[:i % 3]:
+                _, results, hwm_kib = run(r, store, events)
+                kinds = [k for _, k, _ in results]
+                if kinds.count("response") != (args.invocations + 1) // 2:
+                    raise SystemExit(f"{r['label']}: expected every other invocation allowed, got {kinds[:6]}...")
+                warm[r["name"]].extend(ns / 1e3 for ns, _, _ in results[args.warmup:])
+                hwm[r["name"]] = max(hwm[r["name"]], hwm_kib)
+        print(f"{store['keys']} keys: {args.warm_rounds} rounds of warm runs done", file=sys.stderr)
+        store["results"] = {r["name"]: {
             "init_ms": summary(init[r["name"]], 90),
             "first_invocation_ms": summary(first[r["name"]], 90),
-            "warm_us": summary(warm, 90, 99),
-            "max_rss_mib": round(hwm_kib / 1024, 2),
-        })
-        print(f"warm run: {r['label']} done", file=sys.stderr)
+            "warm_us": summary(warm[r["name"]], 90, 99),
+            "max_rss_mib": round(hwm[r["name"]] / 1024, 2),
+        } for r in runtimes}
+        store["path"].unlink()
+        del store["path"]
+    work.rmdir()
 
     result = {
         "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
@@ -353,16 +370,18 @@ def main():
             "cpus": os.cpu_count(),
             "cpu_model": cpu_model(),
             "kernel": platform.release(),
+            # Other work on the machine while measuring (1, 5, 15-minute load averages).
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
-        "store": {"services": services, "keys": keys, "bytes": store.stat().st_size},
         "runs": args.runs,
+        "warm_rounds": args.warm_rounds,
         "invocations": args.invocations,
         "warmup": args.warmup,
         "events": "authorizer-valid-key.json and authorizer-invalid-key.json alternating",
-        "runtimes": out_runtimes,
+        "runtimes": [{k: r[k] for k in ("name", "label", "version", "client")} for r in runtimes],
+        "stores": stores,
     }
-    store.unlink()
-    work.rmdir()
     text = json.dumps(result, indent=2) + "\n"
     if args.out:
         args.out.write_text(text)

@@ -18,14 +18,17 @@ deps="$root/target/bench-runtimes"
 out_dir="${OUT_DIR:-$root/docs/bench}"
 mkdir -p "$deps" "$out_dir"
 
-for tool in cargo node npm python3 cmake autoconf automake libtool make g++; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "run.sh: '$tool' is not installed; the comparison needs cargo, node and npm, python3," >&2
-    echo "  and cmake, autoconf, automake, libtool, make, g++ to build aws-lambda-ric's native client" >&2
-    echo "  (Debian/Ubuntu: apt-get install cmake autoconf automake libtool build-essential)" >&2
-    exit 1
-  fi
-done
+need() {
+  for tool in "$@"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      echo "run.sh: '$tool' is not installed; the comparison needs cargo, node and npm, python3," >&2
+      echo "  and cmake, autoconf, automake, libtool, make, g++ to build aws-lambda-ric's native client" >&2
+      echo "  once (Debian/Ubuntu: apt-get install cmake autoconf automake libtool build-essential)" >&2
+      exit 1
+    fi
+  done
+}
+need cargo node npm python3
 
 echo "== cargo build --release -p authorizer" >&2
 (cd "$root" && cargo build --release -p authorizer)
@@ -44,6 +47,7 @@ fi
 nd="$deps/node"
 if ! cmp -s "$here/node/package-lock.json" "$nd/package-lock.json" 2>/dev/null \
   || [ ! -f "$nd/node_modules/aws-lambda-ric/dist/rapid-client.node" ]; then
+  need cmake autoconf automake libtoolize make g++
   echo "== installing aws-lambda-ric into $nd (builds its native client: a few minutes)" >&2
   rm -rf "$nd"
   mkdir -p "$nd"
