@@ -4,7 +4,7 @@ peak memory of each runtime for each key store size, bars at the median with a w
 to p90 (p99 stays in the JSON: one slow outlier would squash every bar). Standard library only, so it runs wherever the harness
 runs.
 
-usage: plot.py RESULTS.json OUT.svg
+usage: plot.py RESULTS.json OUT.svg   (also prints the README's Markdown table)
 """
 import json
 import math
@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 
 COLOURS = {"rust": "#b7410e", "node": "#3c873a", "python": "#3776ab"}
-WIDTH, PANEL_W, LABEL_W, TOP = 960, 270, 80, 112
+WIDTH, PANEL_W, LABEL_W, TOP = 1000, 280, 80, 112
 BAR_H, BAR_GAP, ROW_GAP = 16, 3, 16
 PANELS = [
     # (title, value key, whisker key or None, unit)
@@ -83,7 +83,7 @@ def render(data):
         out.append(text(16, y + 5, r["label"], 13, weight="bold", fill=COLOURS.get(r["name"], "#444")))
     for p, (title, key, whisker, unit) in enumerate(PANELS):
         x0 = LABEL_W + 16 + p * (PANEL_W + 20)
-        bar_w = PANEL_W - 80
+        bar_w = PANEL_W - 110
         values = {}  # (runtime, store index) -> (median, high)
         for si, store in enumerate(stores):
             for r in runtimes:
@@ -91,7 +91,10 @@ def render(data):
                 median = v["median"] if isinstance(v, dict) else v
                 high = v[whisker] if whisker and isinstance(v, dict) else median
                 values[r["name"], si] = (median, high)
-        top_value, step = nice_max(max(h for _, h in values.values()))
+        # Whiskers longer than 3 × the largest median are cut at the axis end and their
+        # value written out, so that one noisy p90 does not squash every bar.
+        highest_median = max(m for m, _ in values.values())
+        top_value, step = nice_max(min(max(h for _, h in values.values()), 3 * highest_median))
         scale = bar_w / top_value
         out.append(text(x0, TOP, f"{title}, {unit}", 12, weight="bold"))
         tick = 0.0
@@ -109,17 +112,25 @@ def render(data):
                 out.append(f'<rect x="{x0}" y="{y}" width="{w:.1f}" height="{BAR_H}" fill="{colour}" '
                            f'fill-opacity="{opacity[si]}"/>')
                 cy = y + BAR_H / 2
-                if high > median:
-                    hx = x0 + high * scale
+                cut = high > top_value
+                shown_high = min(high, top_value)
+                if shown_high > median:
+                    hx = x0 + shown_high * scale
                     out.append(f'<line x1="{x0 + w:.1f}" y1="{cy:.1f}" x2="{hx:.1f}" y2="{cy:.1f}" stroke="#333"/>')
-                    out.append(f'<line x1="{hx:.1f}" y1="{cy - 4:.1f}" x2="{hx:.1f}" y2="{cy + 4:.1f}" '
-                               f'stroke="#333"/>')
+                    if cut:
+                        out.append(f'<path d="M{hx:.1f},{cy - 4:.1f} L{hx + 6:.1f},{cy:.1f} L{hx:.1f},{cy + 4:.1f} Z" '
+                                   f'fill="#333"/>')
+                    else:
+                        out.append(f'<line x1="{hx:.1f}" y1="{cy - 4:.1f}" x2="{hx:.1f}" y2="{cy + 4:.1f}" '
+                                   f'stroke="#333"/>')
                 label = number(median)
                 base = values["rust", si][0] if ("rust", si) in values else 0
                 if r["name"] != "rust" and base > 0:
                     ratio = median / base
                     label += f"  ×{ratio:.0f}" if ratio >= 10 else f"  ×{ratio:.1f}"
-                lx = x0 + max(w, high * scale) + 5
+                if cut:
+                    label += f" (p90 {number(high)})"
+                lx = x0 + max(w, shown_high * scale) + (11 if cut else 5)
                 out.append(text(lx, cy + 4, label, 11))
         out.append(f'<line x1="{x0}" y1="{rows_top - 4}" x2="{x0}" y2="{axis_y}" stroke="#999"/>')
     foot = axis_y + 38
@@ -135,11 +146,26 @@ def render(data):
     return "\n".join(out) + "\n"
 
 
+def table(data):
+    """The same numbers as a Markdown table, for the README."""
+    rows = ["| store | runtime | init median / p90 | first invocation | warm median / p90 / p99 | max RSS |",
+            "|---|---|---|---|---|---|"]
+    for store in data["stores"]:
+        for r in data["runtimes"]:
+            v = store["results"][r["name"]]
+            i, f, w = v["init_ms"], v["first_invocation_ms"], v["warm_us"]
+            rows.append(f"| {store_name(store)} | {r['label']} | {number(i['median'])} / {number(i['p90'])} ms "
+                        f"| {number(f['median'])} ms | {number(w['median'])} / {number(w['p90'])} / "
+                        f"{number(w['p99'])} µs | {number(v['max_rss_mib'])} MiB |")
+    return "\n".join(rows) + "\n"
+
+
 def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     data = json.loads(Path(sys.argv[1]).read_text())
     Path(sys.argv[2]).write_text(render(data))
+    sys.stdout.write(table(data))
 
 
 if __name__ == "__main__":
