@@ -5,6 +5,9 @@ to p90 (p99 stays in the JSON: one slow outlier would squash every bar). Standar
 runs.
 
 usage: plot.py RESULTS.json OUT.svg   (also prints the README's Markdown table)
+       plot.py --check RESULTS.json SVG README.md
+         exits 1 unless SVG is exactly what RESULTS.json draws and README.md holds its
+         table (CI runs this: the committed picture and numbers come from the results)
 """
 import json
 import math
@@ -160,11 +163,28 @@ def table(data):
     return "\n".join(rows) + "\n"
 
 
+def check(results, svg, readme):
+    data = json.loads(Path(results).read_text())
+    stale = []
+    if Path(svg).read_text() != render(data):
+        stale.append(f"{svg} is not what {results} draws")
+    if table(data) not in Path(readme).read_text():
+        stale.append(f"{readme} does not hold the table of {results}")
+    if stale:
+        raise SystemExit("; ".join(stale) + f": run `python3 authorizer/benches/runtimes/plot.py {results} {svg}` and paste "
+                         "the table it prints into the README (or re-run run.sh)")
+    print(f"{svg} and the README table match {results}")
+
+
 def main():
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    if len(args) == 4 and args[0] == "--check":
+        check(*args[1:])
+        return
+    if len(args) != 2:
         raise SystemExit(__doc__)
-    data = json.loads(Path(sys.argv[1]).read_text())
-    Path(sys.argv[2]).write_text(render(data))
+    data = json.loads(Path(args[0]).read_text())
+    Path(args[1]).write_text(render(data))
     sys.stdout.write(table(data))
 
 
