@@ -10,7 +10,9 @@
 // parses the `methodArn`, and answers the IAM policy for the service's routes with the
 // identity context, or throws `Unauthorized` (API Gateway's 401). One JSON audit line
 // and one EMF metrics line go to stdout per invocation, as the Rust authorizer writes
-// them.
+// them. Left out: the Rust authorizer's typed parse of the whole event (a malformed
+// event, a non-string key header or one repeated more than 8 times is `malformed_event`
+// there) and the legacy-parameter source.
 //
 // Runs under the AWS Lambda runtime interface client (`aws-lambda-ric guard.handler`).
 

@@ -9,7 +9,10 @@ values are refused), checks the key format and its CRC-32 checksum before any lo
 hashes the key with SHA-256, looks the hash up, checks status and expiry, parses the
 `methodArn`, and answers the IAM policy for the service's routes with the identity
 context, or raises `Unauthorized` (API Gateway's 401). One JSON audit line and one EMF
-metrics line go to stdout per invocation, as the Rust authorizer writes them.
+metrics line go to stdout per invocation, as the Rust authorizer writes them. Left out:
+the Rust authorizer's typed parse of the whole event (a malformed event, a non-string
+key header or one repeated more than 8 times is `malformed_event` there) and the
+legacy-parameter source.
 
 Runs under the AWS Lambda runtime interface client: `python -m awslambdaric guard.handler`.
 """
