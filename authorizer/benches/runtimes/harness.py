@@ -18,6 +18,9 @@ Measured per runtime:
            loaded, key store read and checked. Median and p90 of --runs cold starts; the
            runtimes take turns in every round so load on the machine hits them alike.
   first    the first invocation of each cold start (/next answered -> result posted).
+  CPU      CPU time (user + system, all threads) of each cold-start process: init and
+           its one invocation. Unlike the times above, it hardly moves with the load
+           other work puts on the machine.
   warm     per invocation, /next answered -> result posted: --warm-rounds processes per
            runtime (taking turns) of --invocations each, allowed and refused alternating,
            the first --warmup of each not counted; the runtime's own HTTP client is part
@@ -146,7 +149,8 @@ def make_handler(rt):
 
 
 def run_process(cmd, cwd, env, events, timeout=300):
-    """Starts one runtime process, feeds it `events`, returns (init_ns, results, hwm_kib)."""
+    """Starts one runtime process, feeds it `events`, returns (init_ns, results, hwm_kib,
+    cpu_ms): cpu_ms is the CPU time the process used in all (user + system, all threads)."""
     rt = Runtime(events)
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(rt))
     server.daemon_threads = True
@@ -177,11 +181,13 @@ def run_process(cmd, cwd, env, events, timeout=300):
             raise SystemExit(f"{cmd[0]} started child processes {children}: its memory would not be counted")
     finally:
         proc.kill()
-        proc.wait()
+        # wait4 for the child's own CPU time: it does not depend on how busy the machine is.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         server.shutdown()
         server.server_close()
         stderr.close()
-    return rt.first_next - t0, rt.results, hwm_kib
+    return rt.first_next - t0, rt.results, hwm_kib, (usage.ru_utime + usage.ru_stime) * 1000
 
 
 def answer(result):
@@ -336,17 +342,19 @@ def main():
     for store in stores:
         init = {r["name"]: [] for r in runtimes}
         first = {r["name"]: [] for r in runtimes}
+        cpu = {r["name"]: [] for r in runtimes}
         for i in range(args.runs):
             for r in runtimes[i % 3:] + runtimes[:i % 3]:
-                init_ns, results, _ = run(r, store, [allowed])
+                init_ns, results, _, cpu_ms = run(r, store, [allowed])
                 init[r["name"]].append(init_ns / 1e6)
                 first[r["name"]].append(results[0][0] / 1e6)
+                cpu[r["name"]].append(cpu_ms)
         print(f"{store['keys']} keys: {args.runs} rounds of cold starts done", file=sys.stderr)
         warm = {r["name"]: [] for r in runtimes}
         hwm = {r["name"]: 0 for r in runtimes}
         for i in range(args.warm_rounds):
             for r in runtimes[i % 3:] + runtimes[:i % 3]:
-                _, results, hwm_kib = run(r, store, events)
+                _, results, hwm_kib, _ = run(r, store, events)
                 kinds = [k for _, k, _ in results]
                 if kinds.count("response") != (args.invocations + 1) // 2:
                     raise SystemExit(f"{r['label']}: expected every other invocation allowed, got {kinds[:6]}...")
@@ -356,6 +364,7 @@ def main():
         store["results"] = {r["name"]: {
             "init_ms": summary(init[r["name"]], 90),
             "first_invocation_ms": summary(first[r["name"]], 90),
+            "cold_start_cpu_ms": summary(cpu[r["name"]], 90),
             "warm_us": summary(warm[r["name"]], 90, 99),
             "max_rss_mib": round(hwm[r["name"]] / 1024, 2),
         } for r in runtimes}

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Draws the cross-runtime results of harness.py as an SVG: start-up, warm latency and
-peak memory of each runtime for each key store size, bars at the median with a whisker
-to p90 (p99 stays in the JSON: one slow outlier would squash every bar). Standard library only, so it runs wherever the harness
-runs.
+"""Draws the cross-runtime results of harness.py as an SVG: start-up (wall clock and
+CPU time), warm latency and peak memory of each runtime for each key store size, bars
+at the median with a whisker to p90 (p99 stays in the JSON: one slow outlier would
+squash every bar). Standard library only, so it runs wherever the harness runs.
 
 usage: plot.py RESULTS.json OUT.svg   (also prints the README's Markdown table)
        plot.py --check RESULTS.json SVG README.md
@@ -16,11 +16,12 @@ from html import escape
 from pathlib import Path
 
 COLOURS = {"rust": "#b7410e", "node": "#3c873a", "python": "#3776ab"}
-WIDTH, PANEL_W, LABEL_W, TOP = 1000, 280, 80, 112
+WIDTH, PANEL_W, LABEL_W, TOP = 1180, 250, 80, 112
 BAR_H, BAR_GAP, ROW_GAP = 16, 3, 16
 PANELS = [
     # (title, value key, whisker key or None, unit)
     ("Start-up (init)", "init_ms", "p90", "ms"),
+    ("Cold start CPU time", "cold_start_cpu_ms", "p90", "ms"),
     ("Warm invocation", "warm_us", "p90", "µs"),
     ("Peak memory (max RSS)", "max_rss_mib", None, "MiB"),
 ]
@@ -86,7 +87,7 @@ def render(data):
         out.append(text(16, y + 5, r["label"], 13, weight="bold", fill=COLOURS.get(r["name"], "#444")))
     for p, (title, key, whisker, unit) in enumerate(PANELS):
         x0 = LABEL_W + 16 + p * (PANEL_W + 20)
-        bar_w = PANEL_W - 110
+        bar_w = PANEL_W - 120
         values = {}  # (runtime, store index) -> (median, high)
         for si, store in enumerate(stores):
             for r in runtimes:
@@ -151,14 +152,16 @@ def render(data):
 
 def table(data):
     """The same numbers as a Markdown table, for the README."""
-    rows = ["| store | runtime | init median / p90 | first invocation | warm median / p90 / p99 | max RSS |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| store | runtime | init median / p90 | first invocation | cold start CPU | "
+            "warm median / p90 / p99 | max RSS |",
+            "|---|---|---|---|---|---|---|"]
     for store in data["stores"]:
         for r in data["runtimes"]:
             v = store["results"][r["name"]]
-            i, f, w = v["init_ms"], v["first_invocation_ms"], v["warm_us"]
+            i, f, c, w = v["init_ms"], v["first_invocation_ms"], v["cold_start_cpu_ms"], v["warm_us"]
             rows.append(f"| {store_name(store)} | {r['label']} | {number(i['median'])} / {number(i['p90'])} ms "
-                        f"| {number(f['median'])} ms | {number(w['median'])} / {number(w['p90'])} / "
+                        f"| {number(f['median'])} ms | {number(c['median'])} ms "
+                        f"| {number(w['median'])} / {number(w['p90'])} / "
                         f"{number(w['p99'])} µs | {number(v['max_rss_mib'])} MiB |")
     return "\n".join(rows) + "\n"
 
