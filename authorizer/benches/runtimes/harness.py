@@ -2,6 +2,8 @@
 """The authorizer against the same API-key guard in Node.js and Python: start-up, warm
 latency and memory, run side by side on one machine through one emulated Lambda Runtime
 API (stdlib HTTP server on 127.0.0.1). Normally run by `run.sh` next to this file.
+It has its own Runtime API server rather than `../startup.py`'s (one runtime, start-up
+and memory): it times every invocation and keeps connections alive, as Lambda does.
 
 Runtimes (each a process speaking the Runtime API, as in Lambda):
   rust     the authorizer binary (`cargo build --release -p authorizer`), key source `file`
