@@ -169,9 +169,9 @@ def table(data):
 def check(results, svg, readme):
     data = json.loads(Path(results).read_text())
     stale = []
-    if Path(svg).read_text() != render(data):
+    if Path(svg).read_text(encoding="utf-8") != render(data):
         stale.append(f"{svg} is not what {results} draws")
-    if table(data) not in Path(readme).read_text():
+    if table(data) not in Path(readme).read_text(encoding="utf-8"):
         stale.append(f"{readme} does not hold the table of {results}")
     if stale:
         raise SystemExit("; ".join(stale) + f": run `python3 authorizer/benches/runtimes/plot.py {results} {svg}` and paste "
@@ -187,7 +187,7 @@ def main():
     if len(args) != 2:
         raise SystemExit(__doc__)
     data = json.loads(Path(args[0]).read_text())
-    Path(args[1]).write_text(render(data))
+    Path(args[1]).write_text(render(data), encoding="utf-8")
     sys.stdout.write(table(data))
 
 
