@@ -58,12 +58,15 @@ fn floor(c: &mut Criterion) {
         .collect();
     let key = format!("{:064}", SERVICES * KEYS_PER_SERVICE / 2);
     assert_eq!(key.len(), 64);
-    c.bench_function("floor: SHA-256 of a 64-byte key + one hash-map lookup", |b| {
-        b.iter(|| {
-            let digest: [u8; 32] = Sha256::digest(black_box(key.as_bytes())).into();
-            map.get(&digest).copied()
-        })
-    });
+    c.bench_function(
+        "floor: SHA-256 of a 64-byte key + one hash-map lookup",
+        |b| {
+            b.iter(|| {
+                let digest: [u8; 32] = Sha256::digest(black_box(key.as_bytes())).into();
+                map.get(&digest).copied()
+            })
+        },
+    );
 }
 
 fn bench(c: &mut Criterion) {
@@ -131,14 +134,17 @@ fn bench(c: &mut Criterion) {
     });
     // What the Lambda does: the event's JSON text read once, the response serialised.
     let text = serde_json::to_vec(&event).unwrap();
-    c.bench_function("handler: event JSON to serialised response (dev store)", |b| {
-        b.iter(|| {
-            let resp = rt
-                .block_on(authorizer::handle_json(&cached, black_box(&text)))
-                .unwrap();
-            serde_json::to_vec(&resp).unwrap()
-        })
-    });
+    c.bench_function(
+        "handler: event JSON to serialised response (dev store)",
+        |b| {
+            b.iter(|| {
+                let resp = rt
+                    .block_on(authorizer::handle_json(&cached, black_box(&text)))
+                    .unwrap();
+                serde_json::to_vec(&resp).unwrap()
+            })
+        },
+    );
 }
 
 fn store_docs_json() -> String {

@@ -177,9 +177,7 @@ impl<'a> RawEvent<'a> {
         let (request_id, source_ip) = match self.request_context {
             Some(ctx) => (
                 ctx.request_id.map(Text::into_inner),
-                ctx.identity
-                    .and_then(|i| i.source_ip)
-                    .map(Text::into_inner),
+                ctx.identity.and_then(|i| i.source_ip).map(Text::into_inner),
             ),
             None => (None, None),
         };
@@ -436,7 +434,8 @@ mod tests {
     #[test]
     fn a_json_key_repeated_in_one_map_is_two_values() {
         // serde_json::Value keeps the last of two equal keys; the raw text has both.
-        let json = br#"{"type":"REQUEST","headers":{"x-service-api-key":"a","x-service-api-key":"b"}}"#;
+        let json =
+            br#"{"type":"REQUEST","headers":{"x-service-api-key":"a","x-service-api-key":"b"}}"#;
         let v = RequestView::from_slice(json).unwrap();
         assert_eq!(v.api_key_values, ["a", "b"]);
     }
@@ -497,7 +496,10 @@ mod tests {
             both(&event(json!(null), json!({"x-service-api-key": many}))),
             Err(EventError::TooManyValues)
         );
-        assert_eq!(RequestView::from_slice(b"{\"type\":"), Err(EventError::Shape));
+        assert_eq!(
+            RequestView::from_slice(b"{\"type\":"),
+            Err(EventError::Shape)
+        );
         assert_eq!(RequestView::from_slice(b"{} x"), Err(EventError::Shape));
     }
 }

@@ -46,10 +46,7 @@ pub async fn key_source(config: &Config) -> KeySource {
 }
 
 /// [`key_source`] with the development store given (`None`: as in a deployed build).
-pub async fn key_source_with(
-    config: &Config,
-    dev_store: Option<fn() -> KeySource>,
-) -> KeySource {
+pub async fn key_source_with(config: &Config, dev_store: Option<fn() -> KeySource>) -> KeySource {
     match &config.source {
         SourceConfig::Dev => match dev_store {
             Some(dev) => dev(),

@@ -228,7 +228,10 @@ fn item6_malformed_event_logs_only_the_error_kind() {
         }
     });
     assert!(!logs.contains(&key), "a key appears in the logs: {logs}");
-    assert!(!logs.contains(&body), "a key body appears in the logs: {logs}");
+    assert!(
+        !logs.contains(&body),
+        "a key body appears in the logs: {logs}"
+    );
     let lines: Vec<Value> = logs
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

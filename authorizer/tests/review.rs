@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn item6_path_with_star_or_question_mark_gets_the_callers_policy() {
     let store = dev_store();
-    let plain = handle(&store, &event("authorizer-valid-key")).await.unwrap();
+    let plain = handle(&store, &event("authorizer-valid-key"))
+        .await
+        .unwrap();
     for path in [
         "internal/users/by-email/a*b@example.com",
         "internal/users/by-email/who?@example.com",
@@ -42,14 +44,25 @@ async fn item6_path_with_star_or_question_mark_gets_the_callers_policy() {
 /// `cargo tree` at the workspace root, offline and for this machine (see events.rs).
 fn cargo_tree(args: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let rustc = Command::new("rustc").arg("-vV").output().expect("rustc -vV");
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV");
     let version = String::from_utf8_lossy(&rustc.stdout).into_owned();
     let host = version
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
         .expect("rustc -vV names the host triple");
     let out = Command::new(cargo)
-        .args(["tree", "--offline", "--locked", "--prefix", "none", "--target", host])
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "--prefix",
+            "none",
+            "--target",
+            host,
+        ])
         .args(args)
         .current_dir(repo_root())
         .output()
@@ -95,8 +108,8 @@ fn item6_dev_store_is_not_in_the_deploy_build() {
 /// refuses every request and says why (the load error is logged on every attempt).
 #[tokio::test]
 async fn item6_without_the_dev_store_dev_refuses_everything_and_says_why() {
-    let config = Config::from_lookup(|k| (k == "SVCAUTH_KEY_SOURCE").then(|| "dev".into()))
-        .unwrap();
+    let config =
+        Config::from_lookup(|k| (k == "SVCAUTH_KEY_SOURCE").then(|| "dev".into())).unwrap();
     // `None`: what `authorizer::DEV_STORE` is in a build without the feature.
     let source = key_source_with(&config, None).await;
     match source.load().await {
@@ -123,7 +136,9 @@ async fn item7_event_read_once_from_its_json_sees_every_key_value() {
     let resp = handle_json(&store, text.as_bytes()).await.unwrap();
     assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
     // The same answer as through the Value entry point.
-    let via_value = handle(&store, &event("authorizer-valid-key")).await.unwrap();
+    let via_value = handle(&store, &event("authorizer-valid-key"))
+        .await
+        .unwrap();
     assert_eq!(
         serde_json::to_value(&resp).unwrap(),
         serde_json::to_value(&via_value).unwrap()
