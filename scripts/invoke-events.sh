@@ -3,7 +3,8 @@
 # emulator, on 127.0.0.1), invokes it with every events/authorizer-*.json exactly as a
 # user would with `cargo lambda invoke --data-file`, and prints each decision.
 # The authorizer uses the embedded development keys (SVCAUTH_KEY_SOURCE=dev, from
-# authorizer/Cargo.toml's [package.metadata.lambda.env]).
+# authorizer/Cargo.toml's [package.metadata.lambda.env]), so it is built with the
+# `dev-store` feature, which a build for deployment never has.
 #
 # usage: scripts/invoke-events.sh [--check]
 #   --check  also compare each decision with the expected one and exit 1 on a mismatch
@@ -15,7 +16,7 @@ bash scripts/setup-tools.sh >/dev/null
 check=${1:-}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp)
-setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes >"$log" 2>&1 &
+setsid cargo lambda watch --features authorizer/dev-store --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes >"$log" 2>&1 &
 watch_pid=$!
 trap 'kill -- -"$watch_pid" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do

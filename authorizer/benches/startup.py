@@ -4,12 +4,24 @@ Lambda Runtime API (stdlib only, served on 127.0.0.1).
 
   start-up: from process spawn to its first `GET /runtime/invocation/next`, i.e. the
             end of init (config, key store load, runtime ready) with the development
-            store; median and p90 over --runs cold starts.
+            store read as a file (dev/dev-store.json); median and p90 over --runs cold
+            starts.
   memory:   peak resident set (VmHWM) of one process after --invocations warm
             invocations (allowed and refused decisions alternating).
+  warm:     with --floor FLOOR: the time of one warm invocation, from the moment the
+            event is handed out (`/invocation/next` answered) to the moment its
+            response arrives, for BINARY and for FLOOR (a do-nothing Lambda on the
+            same runtime crate, `cargo build --release -p authorizer --example floor`)
+            in one run, interleaved round by round; reported as medians and as
+            BINARY minus FLOOR, per event kind (allowed key, unknown key). The harness
+            (Python, HTTP) costs the same for both, so the difference is what the
+            function itself adds. --baseline OLD adds an older build of the
+            authorizer to the same run (before/after figures).
 
 usage: authorizer/benches/startup.py BINARY [--runs 30] [--invocations 1000]
                                          [--env NAME=VALUE ...]
+                                         [--floor FLOOR [--baseline OLD]
+                                          [--warm-rounds 5] [--warm-invocations 2000]]
 `--env` adds to or overrides the function's environment, e.g. to time an SSM load
 against moto_server: --env SVCAUTH_KEY_SOURCE=ssm --env AWS_ENDPOINT_URL=http://...
 Build BINARY first, e.g. `cargo build --release -p authorizer` (native; the arm64
@@ -39,10 +51,20 @@ class Runtime:
         self.errors = 0
         self.done = threading.Event()
         self.lock = threading.Lock()
+        # Warm timing: when the current event was handed out, and per invocation the
+        # time until its response (or error) arrived, in seconds.
+        self.sent_at = None
+        self.latencies = []
 
 
-def make_handler(rt):
+def make_handler(rt, keep_alive=False):
     class H(BaseHTTPRequestHandler):
+        # HTTP/1.1 keeps the runtime's connection open between requests, so a warm
+        # invocation is not timed with a TCP connect in it.
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+        # Without TCP_NODELAY a kept-alive connection waits for delayed ACKs (~40 ms).
+        disable_nagle_algorithm = keep_alive
+
         def log_message(self, *a):
             pass
 
@@ -70,14 +92,21 @@ def make_handler(rt):
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                self.wfile.flush()
+                rt.sent_at = time.perf_counter()
             else:
                 self.send_response(404)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
         def do_POST(self):
+            arrived = time.perf_counter()
             n = int(self.headers.get("Content-Length", 0))
             self.rfile.read(n)
             with rt.lock:
+                if rt.sent_at is not None:
+                    rt.latencies.append(arrived - rt.sent_at)
+                    rt.sent_at = None
                 if self.path.endswith("/response"):
                     rt.responses += 1
                 elif self.path.endswith("/error"):
@@ -89,9 +118,12 @@ def make_handler(rt):
     return H
 
 
-def run_once(binary, events, extra_env=()):
+def run_once(binary, events, extra_env=(), keep_alive=False):
+    """Runs BINARY until it has asked for one event more than `events` holds.
+    Returns (start-up ms, peak RSS KiB, responses, errors); the Runtime's per
+    invocation latencies are in `run_once.last_latencies`."""
     rt = Runtime(events)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(rt))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(rt, keep_alive))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {
@@ -101,11 +133,18 @@ def run_once(binary, events, extra_env=()):
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_LOG_FORMAT": "json",
-        "SVCAUTH_KEY_SOURCE": "dev",
+        # The development store as a file: a build for deployment (no `dev-store`
+        # feature) refuses SVCAUTH_KEY_SOURCE=dev.
+        "SVCAUTH_KEY_SOURCE": "file",
+        "SVCAUTH_KEYS_FILE": str(ROOT / "dev/dev-store.json"),
     }
     env.update(dict(kv.split("=", 1) for kv in extra_env))
     t0 = time.perf_counter()
-    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Logs go to a pipe read by another process, as in Lambda (a write to /dev/null
+    # costs less; a reader thread here would compete with the server for the GIL).
+    drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([binary], env=env, stdout=drain.stdin, stderr=drain.stdin)
+    drain.stdin.close()
     if not rt.done.wait(timeout=120):
         proc.kill()
         raise SystemExit("the authorizer did not finish its events in time")
@@ -117,8 +156,44 @@ def run_once(binary, events, extra_env=()):
                 hwm_kb = int(line.split()[1])
     proc.kill()
     proc.wait()
+    drain.wait()
     server.shutdown()
+    run_once.last_latencies = rt.latencies
     return startup_ms, hwm_kb, rt.responses, rt.errors
+
+
+run_once.last_latencies = []
+
+
+def warm_latencies_us(binary, event, invocations, extra_env=(), skip=50):
+    """Per-invocation latencies (µs) of `invocations` warm invocations with the same
+    event, without the first `skip` (connection set-up, first-use allocations)."""
+    _, _, ok, err = run_once(binary, [event] * invocations, extra_env, keep_alive=True)
+    if ok + err != invocations:
+        raise SystemExit(f"{binary}: {ok + err} of {invocations} invocations answered")
+    return [x * 1e6 for x in run_once.last_latencies[skip:]]
+
+
+def compare_warm(binaries, events, rounds=5, invocations=2000, extra_env=()):
+    """Median warm invocation time (µs) of each named binary for each named event,
+    measured in one run: rounds interleave the binaries so a busy machine slows them
+    alike. `binaries` and `events` are dicts name -> path / event."""
+    samples = {(b, e): [] for b in binaries for e in events}
+    for _ in range(rounds):
+        for ename, event in events.items():
+            for bname, path in binaries.items():
+                samples[(bname, ename)] += warm_latencies_us(path, event, invocations, extra_env)
+    return {
+        ename: {
+            bname: {
+                "median_us": round(statistics.median(samples[(bname, ename)]), 1),
+                "p90_us": round(sorted(samples[(bname, ename)])[int(len(samples[(bname, ename)]) * 0.9)], 1),
+                "samples": len(samples[(bname, ename)]),
+            }
+            for bname in binaries
+        }
+        for ename in events
+    }
 
 
 def main():
@@ -127,6 +202,10 @@ def main():
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--invocations", type=int, default=1000)
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--floor", metavar="FLOOR", help="the do-nothing runtime (examples/floor.rs) for the warm figure")
+    ap.add_argument("--baseline", metavar="OLD", help="an older authorizer build measured in the same run")
+    ap.add_argument("--warm-rounds", type=int, default=5)
+    ap.add_argument("--warm-invocations", type=int, default=2000)
     args = ap.parse_args()
 
     allowed = json.loads((ROOT / "events/authorizer-valid-key.json").read_text())
@@ -136,7 +215,7 @@ def main():
     starts.sort()
     events = [allowed if i % 2 == 0 else refused for i in range(args.invocations)]
     _, hwm_kb, ok, err = run_once(args.binary, events, args.env)
-    print(json.dumps({
+    report = {
         "startup_ms_median": round(statistics.median(starts), 2),
         "startup_ms_p90": round(starts[int(len(starts) * 0.9) - 1], 2),
         "startup_runs": len(starts),
@@ -144,7 +223,20 @@ def main():
         "responses": ok,
         "errors_unauthorized": err,
         "peak_rss_mib": round(hwm_kb / 1024, 2),
-    }, indent=2))
+    }
+    if args.floor:
+        binaries = {"floor": args.floor, "authorizer": args.binary}
+        if args.baseline:
+            binaries["baseline"] = args.baseline
+        warm = compare_warm(binaries, {"allowed_key": allowed, "unknown_key": refused},
+                            args.warm_rounds, args.warm_invocations, args.env)
+        for per_event in warm.values():
+            floor = per_event["floor"]["median_us"]
+            for name in binaries:
+                if name != "floor":
+                    per_event[name]["above_floor_us"] = round(per_event[name]["median_us"] - floor, 1)
+        report["warm"] = warm
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,23 @@
 //! The REQUEST authorizer event, reduced to what a decision and its audit line need.
 //!
-//! The API key header is read from the raw JSON, not from `aws_lambda_events`'
-//! `HeaderMap`: that map keeps only one of two `headers` entries whose names differ in
-//! case, and a duplicated key must be seen to be refused.
+//! The event is read once, straight from its JSON, into [`RequestView`]: only the
+//! fields below are kept, every other field is skipped without being built, and the
+//! strings kept borrow from the payload where it has no escapes. No
+//! `serde_json::Value`, no `HeaderMap`, no error values on the way of a good event.
+//!
+//! Headers are read from both `headers` and `multiValueHeaders`, with their names
+//! compared without case, and every value of the API key header is kept: a key
+//! presented twice must be seen to be refused (a `HeaderMap` keeps only one of two
+//! entries whose names differ in case).
+//!
+//! A malformed event is refused with an [`EventError`] whose message is fixed text:
+//! serde's own messages can quote the offending value (a whole header value, a key),
+//! so they are never kept, logged or returned.
 
-use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -13,93 +26,351 @@ pub const API_KEY_HEADER: &str = "x-service-api-key";
 /// The caller's correlation id header.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// More header values than this for the key is not a real request.
-const MAX_KEY_VALUES: usize = 8;
+pub const MAX_KEY_VALUES: usize = 8;
 const MAX_CORRELATION_LEN: usize = 128;
 
-/// What the handler needs from one event.
-#[derive(Debug, Default)]
-pub struct RequestView {
-    pub api_key_values: Vec<String>,
-    pub method_arn: Option<String>,
-    pub http_method: Option<String>,
+/// What the handler needs from one event, borrowed from the payload where possible.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestView<'a> {
+    /// Every value of the API key header, from `headers` then `multiValueHeaders`.
+    pub api_key_values: Vec<Cow<'a, str>>,
+    // A second credential (a Bearer token in `authorization`) is collected the same
+    // way: a field here, a match arm in `HeadersVisitor::visit_map`.
+    pub method_arn: Option<Cow<'a, str>>,
+    pub http_method: Option<Cow<'a, str>>,
     /// The route template (`/internal/users/{id}`), never the concrete path, which can
     /// hold personal data such as an email address.
-    pub resource: Option<String>,
-    pub source_ip: Option<String>,
-    pub request_id: Option<String>,
-    pub correlation_id: String,
+    pub resource: Option<Cow<'a, str>>,
+    pub source_ip: Option<Cow<'a, str>>,
+    pub request_id: Option<Cow<'a, str>>,
+    /// The caller's `x-correlation-id` when it is short and plain, else the request
+    /// id when it is, else `none`: it is echoed into logs.
+    pub correlation_id: Cow<'a, str>,
 }
 
-/// Why an event cannot be read. Refused as `Unauthorized`.
-#[derive(Debug, thiserror::Error)]
+/// Why an event cannot be read. Refused as `Unauthorized`. The messages are fixed
+/// text and carry no part of the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EventError {
-    #[error("the event is not a REST REQUEST authorizer event: {0}")]
-    Shape(String),
+    #[error("the event is not a REST REQUEST authorizer event: it is not a JSON object, or a field the authorizer reads has the wrong type")]
+    Shape,
+    #[error("the event's type is not REQUEST (a TOKEN authorizer is not supported)")]
+    NotRequest,
     #[error("the API key header has a value that is not a string")]
     HeaderType,
     #[error("the API key header is repeated more than {MAX_KEY_VALUES} times")]
     TooManyValues,
 }
 
-impl RequestView {
-    pub fn from_event(event: &Value) -> Result<Self, EventError> {
-        let typed = ApiGatewayCustomAuthorizerRequestTypeRequest::deserialize(event)
-            .map_err(|e| EventError::Shape(e.to_string()))?;
-        if typed.type_.as_deref().is_some_and(|t| t != "REQUEST") {
-            return Err(EventError::Shape("type is not REQUEST".into()));
+impl EventError {
+    /// Stable code for logs: the only thing about a malformed event that is logged.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Shape => "shape",
+            Self::NotRequest => "not_request",
+            Self::HeaderType => "header_type",
+            Self::TooManyValues => "too_many_values",
         }
-        let api_key_values = header_values(event, API_KEY_HEADER)?;
-        let ctx = &typed.request_context;
-        let request_id = ctx.request_id.clone();
-        let correlation_id = header_values(event, CORRELATION_HEADER)
-            .ok()
-            .and_then(|v| v.into_iter().next())
+    }
+}
+
+impl<'a> RequestView<'a> {
+    /// Reads an event from its JSON text, borrowing from it.
+    pub fn from_slice(json: &'a [u8]) -> Result<Self, EventError> {
+        serde_json::from_slice::<RawEvent<'a>>(json)
+            .map_err(|_| EventError::Shape)?
+            .into_view()
+    }
+
+    /// Reads an event already parsed into a `serde_json::Value` (the local gateway and
+    /// tests), borrowing from it.
+    pub fn from_event(event: &'a Value) -> Result<Self, EventError> {
+        RawEvent::deserialize(event)
+            .map_err(|_| EventError::Shape)?
+            .into_view()
+    }
+
+    /// The same view with every string owned.
+    pub fn into_owned(self) -> RequestView<'static> {
+        fn own(c: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(c.into_owned())
+        }
+        RequestView {
+            api_key_values: self.api_key_values.into_iter().map(own).collect(),
+            method_arn: self.method_arn.map(own),
+            http_method: self.http_method.map(own),
+            resource: self.resource.map(own),
+            source_ip: self.source_ip.map(own),
+            request_id: self.request_id.map(own),
+            correlation_id: own(self.correlation_id),
+        }
+    }
+}
+
+/// The Lambda payload type of the authorizer: the event read once by the runtime's own
+/// deserialisation, never failing there (a runtime-level failure would be a 500 and a
+/// log line quoting serde's message), so the handler refuses a malformed event itself.
+#[derive(Debug)]
+pub struct Payload(pub Result<RequestView<'static>, EventError>);
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Payload(match RawEvent::deserialize(d) {
+            Ok(raw) => raw.into_view().map(RequestView::into_owned),
+            Err(_) => Err(EventError::Shape),
+        }))
+    }
+}
+
+/// The fields read from the event; serde skips every other one without building it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    type_: Option<Text<'a>>,
+    #[serde(borrow)]
+    method_arn: Option<Text<'a>>,
+    #[serde(borrow)]
+    http_method: Option<Text<'a>>,
+    #[serde(borrow)]
+    resource: Option<Text<'a>>,
+    #[serde(borrow)]
+    headers: Option<Headers<'a>>,
+    #[serde(borrow)]
+    multi_value_headers: Option<Headers<'a>>,
+    #[serde(borrow)]
+    request_context: Option<RawContext<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawContext<'a> {
+    #[serde(borrow)]
+    request_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    identity: Option<RawIdentity<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawIdentity<'a> {
+    #[serde(borrow)]
+    source_ip: Option<Text<'a>>,
+}
+
+impl<'a> RawEvent<'a> {
+    fn into_view(self) -> Result<RequestView<'a>, EventError> {
+        if self.type_.as_ref().is_some_and(|t| t.0 != "REQUEST") {
+            return Err(EventError::NotRequest);
+        }
+        let headers = self.headers.unwrap_or_default();
+        let multi = self.multi_value_headers.unwrap_or_default();
+        if headers.key_type_error || multi.key_type_error {
+            return Err(EventError::HeaderType);
+        }
+        if headers.api_key.len() + multi.api_key.len() > MAX_KEY_VALUES {
+            return Err(EventError::TooManyValues);
+        }
+        let mut api_key_values = headers.api_key;
+        api_key_values.extend(multi.api_key);
+        let (request_id, source_ip) = match self.request_context {
+            Some(ctx) => (
+                ctx.request_id.map(Text::into_inner),
+                ctx.identity.and_then(|i| i.source_ip).map(Text::into_inner),
+            ),
+            None => (None, None),
+        };
+        // The first correlation header value, as before: from `headers`, else from
+        // `multiValueHeaders`; ignored when any of its values is not a string.
+        let correlation = if headers.correlation_type_error || multi.correlation_type_error {
+            None
+        } else {
+            headers.correlation.or(multi.correlation)
+        };
+        let correlation_id = correlation
             .filter(|v| valid_correlation_id(v))
             .or_else(|| request_id.clone().filter(|v| valid_correlation_id(v)))
-            .unwrap_or_else(|| "none".to_owned());
-        Ok(Self {
+            .unwrap_or(Cow::Borrowed("none"));
+        let http_method = self.http_method.map(Text::into_inner);
+        if http_method.as_deref().is_some_and(|m| !valid_method(m)) {
+            return Err(EventError::Shape);
+        }
+        Ok(RequestView {
             api_key_values,
-            method_arn: typed.method_arn.clone(),
-            http_method: typed.http_method.as_ref().map(|m| m.to_string()),
-            resource: typed.resource.clone(),
-            source_ip: ctx.identity.as_ref().and_then(|i| i.source_ip.clone()),
+            method_arn: self.method_arn.map(Text::into_inner),
+            http_method,
+            resource: self.resource.map(Text::into_inner),
+            source_ip,
             request_id,
             correlation_id,
         })
     }
 }
 
-/// Every value of header `name` (any case) in `headers` and `multiValueHeaders`.
-fn header_values(event: &Value, name: &str) -> Result<Vec<String>, EventError> {
-    let mut out = Vec::new();
-    for map in ["headers", "multiValueHeaders"] {
-        let Some(obj) = event.get(map).and_then(Value::as_object) else {
-            continue;
-        };
-        for (k, v) in obj {
-            if !k.eq_ignore_ascii_case(name) {
-                continue;
+/// A JSON string, borrowed when it has no escapes. Anything else is a type error.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    fn into_inner(self) -> Cow<'a, str> {
+        self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
             }
-            match v {
-                Value::Null => {}
-                Value::String(s) => out.push(s.clone()),
-                Value::Array(items) => {
-                    for item in items {
-                        match item {
-                            Value::String(s) => out.push(s.clone()),
-                            Value::Null => {}
-                            _ => return Err(EventError::HeaderType),
-                        }
-                    }
-                }
-                _ => return Err(EventError::HeaderType),
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
             }
-            if out.len() > MAX_KEY_VALUES {
-                return Err(EventError::TooManyValues);
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
             }
         }
+        d.deserialize_str(V)
     }
-    Ok(out)
+}
+
+/// What one of the two header maps holds for the headers the authorizer reads.
+#[derive(Default)]
+struct Headers<'a> {
+    api_key: Vec<Cow<'a, str>>,
+    key_type_error: bool,
+    correlation: Option<Cow<'a, str>>,
+    correlation_type_error: bool,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Headers<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(HeadersVisitor)
+    }
+}
+
+struct HeadersVisitor;
+
+impl<'de> Visitor<'de> for HeadersVisitor {
+    type Value = Headers<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of header names to values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Headers::default();
+        while let Some(name) = map.next_key::<Text<'de>>()? {
+            if name.0.eq_ignore_ascii_case(API_KEY_HEADER) {
+                let values = map.next_value::<HeaderValues<'de>>()?;
+                out.key_type_error |= values.type_error;
+                // Bounded: a flood of values is refused, not collected.
+                if out.api_key.len() <= MAX_KEY_VALUES {
+                    out.api_key.extend(values.values);
+                }
+            } else if name.0.eq_ignore_ascii_case(CORRELATION_HEADER) {
+                let values = map.next_value::<HeaderValues<'de>>()?;
+                out.correlation_type_error |= values.type_error;
+                if out.correlation.is_none() {
+                    out.correlation = values.values.into_iter().next();
+                }
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The values of one header entry: a string, a list of strings, or null. Any other
+/// shape is noted, not failed on, so the refusal says what was wrong.
+struct HeaderValues<'a> {
+    values: Vec<Cow<'a, str>>,
+    type_error: bool,
+    /// Read from a list (inside a list, that is a type error).
+    list: bool,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for HeaderValues<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HeaderValuesVisitor)
+    }
+}
+
+struct HeaderValuesVisitor;
+
+impl HeaderValuesVisitor {
+    fn one<'a>(v: Cow<'a, str>) -> HeaderValues<'a> {
+        HeaderValues {
+            values: vec![v],
+            type_error: false,
+            list: false,
+        }
+    }
+    fn none<'a>(type_error: bool) -> HeaderValues<'a> {
+        HeaderValues {
+            values: Vec::new(),
+            type_error,
+            list: false,
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for HeaderValuesVisitor {
+    type Value = HeaderValues<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a header value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Self::one(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Self::one(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Self::one(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Self::none(false))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Self::none(false))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Self::none(true))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Self::none(true))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Self::none(true))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Self::none(true))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Self::none(true))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Self::none(false);
+        out.list = true;
+        while let Some(item) = seq.next_element::<HeaderValues<'de>>()? {
+            // A list holds strings (or nulls, skipped), not lists.
+            if item.type_error || item.list {
+                out.type_error = true;
+            } else if out.values.len() <= MAX_KEY_VALUES {
+                out.values.extend(item.values);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Correlation ids are echoed into logs: keep them short and plain.
@@ -108,6 +379,15 @@ fn valid_correlation_id(v: &str) -> bool {
         && v.len() <= MAX_CORRELATION_LEN
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// An HTTP method token (RFC 9110), as the `http` crate accepted it before: it is
+/// logged.
+fn valid_method(m: &str) -> bool {
+    !m.is_empty()
+        && m.len() <= 32
+        && m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -126,9 +406,20 @@ mod tests {
         })
     }
 
+    /// Both entry points agree, and the bytes one borrows.
+    fn both(ev: &Value) -> Result<RequestView<'static>, EventError> {
+        let bytes = serde_json::to_vec(ev).unwrap();
+        let from_bytes = RequestView::from_slice(&bytes).map(RequestView::into_owned);
+        let from_value = RequestView::from_event(ev).map(RequestView::into_owned);
+        assert_eq!(from_bytes, from_value);
+        let payload: Payload = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(payload.0, from_value);
+        from_value
+    }
+
     #[test]
     fn header_values_are_found_in_any_case_and_both_maps() {
-        let v = RequestView::from_event(&event(
+        let v = both(&event(
             json!({"X-Service-Api-Key": "a", "x-service-api-key": "b"}),
             json!({"X-SERVICE-API-KEY": ["a", "c"]}),
         ))
@@ -141,36 +432,74 @@ mod tests {
     }
 
     #[test]
+    fn a_json_key_repeated_in_one_map_is_two_values() {
+        // serde_json::Value keeps the last of two equal keys; the raw text has both.
+        let json =
+            br#"{"type":"REQUEST","headers":{"x-service-api-key":"a","x-service-api-key":"b"}}"#;
+        let v = RequestView::from_slice(json).unwrap();
+        assert_eq!(v.api_key_values, ["a", "b"]);
+    }
+
+    #[test]
+    fn strings_borrow_from_the_payload_unless_escaped() {
+        let json = br#"{"type":"REQUEST","resource":"/a\/b","headers":{"x-service-api-key":"k"},"methodArn":"arn"}"#;
+        let v = RequestView::from_slice(json).unwrap();
+        assert!(matches!(v.api_key_values[0], Cow::Borrowed("k")));
+        assert!(matches!(v.method_arn, Some(Cow::Borrowed("arn"))));
+        assert_eq!(v.resource.as_deref(), Some("/a/b"));
+    }
+
+    #[test]
     fn correlation_id_is_taken_when_plain_else_the_request_id() {
-        let v =
-            RequestView::from_event(&event(json!({"X-Correlation-Id": "abc-123"}), json!(null)))
-                .unwrap();
+        let v = both(&event(json!({"X-Correlation-Id": "abc-123"}), json!(null))).unwrap();
         assert_eq!(v.correlation_id, "abc-123");
-        let v = RequestView::from_event(&event(
+        let v = both(&event(
             json!({"x-correlation-id": "bad value; DROP"}),
             json!(null),
         ))
         .unwrap();
         assert_eq!(v.correlation_id, "req-1");
+        let v = both(&event(json!({"x-correlation-id": 7}), json!(null))).unwrap();
+        assert_eq!(v.correlation_id, "req-1");
     }
 
     #[test]
     fn malformed_events_are_errors() {
-        assert!(RequestView::from_event(&json!("hello")).is_err());
-        assert!(RequestView::from_event(&json!({"type": "TOKEN", "requestContext": {}})).is_err());
-        assert!(
-            RequestView::from_event(&event(json!(null), json!({"x-service-api-key": [1]})))
-                .is_err()
+        assert_eq!(both(&json!("hello")), Err(EventError::Shape));
+        assert_eq!(
+            both(&json!({"type": "TOKEN", "requestContext": {}})),
+            Err(EventError::NotRequest)
         );
-        assert!(RequestView::from_event(&event(
-            json!({"x-service-api-key": {"a": 1}}),
-            json!(null)
-        ))
-        .is_err());
+        assert_eq!(
+            both(&event(json!(null), json!({"x-service-api-key": [1]}))),
+            Err(EventError::HeaderType)
+        );
+        assert_eq!(
+            both(&event(json!({"x-service-api-key": {"a": 1}}), json!(null))),
+            Err(EventError::HeaderType)
+        );
+        assert_eq!(
+            both(&event(json!(null), json!({"x-service-api-key": [["a"]]}))),
+            Err(EventError::HeaderType)
+        );
+        assert_eq!(
+            both(&json!({"methodArn": 5, "headers": {}})),
+            Err(EventError::Shape)
+        );
+        assert_eq!(both(&json!({"headers": "x"})), Err(EventError::Shape));
+        assert_eq!(
+            both(&json!({"httpMethod": "GET /x"})),
+            Err(EventError::Shape)
+        );
         let many: Vec<String> = (0..20).map(|i| i.to_string()).collect();
-        assert!(matches!(
-            RequestView::from_event(&event(json!(null), json!({"x-service-api-key": many}))),
+        assert_eq!(
+            both(&event(json!(null), json!({"x-service-api-key": many}))),
             Err(EventError::TooManyValues)
-        ));
+        );
+        assert_eq!(
+            RequestView::from_slice(b"{\"type\":"),
+            Err(EventError::Shape)
+        );
+        assert_eq!(RequestView::from_slice(b"{} x"), Err(EventError::Shape));
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use service_auth::policy::{Effect, Policy, INVOKE_ACTION, POLICY_VERSION};
 use service_auth::{context, decide, AuthRequest, Decision, Grant, UnauthorizedReason};
 
-use crate::event::RequestView;
+use crate::event::{EventError, RequestView, MAX_KEY_VALUES};
 use crate::source::CachedStore;
 
 /// The response API Gateway reads.
@@ -30,31 +30,64 @@ impl From<Unauthorized> for Diagnostic {
     }
 }
 
-/// Handles one REQUEST authorizer event.
+/// Handles one REQUEST authorizer event given as a `serde_json::Value` (the local
+/// gateway, tests).
 pub async fn handle(
     store: &CachedStore,
     event: &Value,
 ) -> Result<AuthorizerResponse, Unauthorized> {
-    let view = match RequestView::from_event(event) {
+    handle_view(store, RequestView::from_event(event)).await
+}
+
+/// Handles one REQUEST authorizer event given as its JSON text, read once.
+pub async fn handle_json(
+    store: &CachedStore,
+    json: &[u8],
+) -> Result<AuthorizerResponse, Unauthorized> {
+    handle_view(store, RequestView::from_slice(json)).await
+}
+
+/// Handles one event already read into a [`RequestView`] (or refused while reading:
+/// see [`crate::event::Payload`]). The one place that decides, answers and audits.
+pub async fn handle_view(
+    store: &CachedStore,
+    view: Result<RequestView<'_>, EventError>,
+) -> Result<AuthorizerResponse, Unauthorized> {
+    let view = match view {
         Ok(v) => v,
         Err(e) => {
-            tracing::warn!(event = "malformed_event", error = %e, "refusing an event that is not a REST REQUEST authorizer event");
-            let view = RequestView::default();
+            // Only the kind: serde's messages can quote a header value, a key included.
+            tracing::warn!(
+                event = "malformed_event",
+                error_kind = e.kind(),
+                "refusing an event that is not a REST REQUEST authorizer event: {e}"
+            );
             let decision = Decision::Unauthorized {
                 reason: UnauthorizedReason::MalformedEvent,
                 key_id: None,
                 service: None,
             };
-            audit(&view, &decision);
+            audit(&RequestView::default(), &decision);
             return Err(Unauthorized);
         }
     };
     let current = store.current().await;
-    let values: Vec<&str> = view.api_key_values.iter().map(String::as_str).collect();
+    // The values as `&str`, on the stack: the reader refuses more than MAX_KEY_VALUES.
+    let mut slots = [""; MAX_KEY_VALUES];
+    let spilled: Vec<&str>;
+    let values: &[&str] = if view.api_key_values.len() <= MAX_KEY_VALUES {
+        for (slot, v) in slots.iter_mut().zip(&view.api_key_values) {
+            *slot = v.as_ref();
+        }
+        &slots[..view.api_key_values.len()]
+    } else {
+        spilled = view.api_key_values.iter().map(|v| v.as_ref()).collect();
+        &spilled
+    };
     let decision = decide(
         current.as_deref(),
         &AuthRequest {
-            api_key_values: &values,
+            api_key_values: values,
             method_arn: view.method_arn.as_deref(),
         },
         store.now(),
@@ -70,7 +103,7 @@ pub async fn handle(
 pub fn response(grant: &Grant) -> AuthorizerResponse {
     let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
     policy.version = Some(POLICY_VERSION.to_owned());
-    policy.statement = iam_statements(&grant.policy());
+    policy.statement = iam_statements(grant.policy());
     let context: Map<String, Value> = context::for_grant(grant)
         .into_iter()
         .map(|(k, v)| (k.to_owned(), Value::String(v)))
@@ -83,12 +116,13 @@ pub fn response(grant: &Grant) -> AuthorizerResponse {
     resp
 }
 
-/// Our policy as `aws_lambda_events` statements. The effect is always set from ours:
-/// `IamPolicyEffect::default()` is Allow, so no statement is ever built from Default.
-fn iam_statements(policy: &Policy) -> Vec<IamPolicyStatement> {
+/// Our policy as `aws_lambda_events` statements, moving its resource strings. The
+/// effect is always set from ours: `IamPolicyEffect::default()` is Allow, so no
+/// statement is ever built from Default.
+fn iam_statements(policy: Policy) -> Vec<IamPolicyStatement> {
     policy
         .statements
-        .iter()
+        .into_iter()
         .map(|s| {
             let mut st = IamPolicyStatement::default();
             st.effect = match s.effect {
@@ -96,14 +130,14 @@ fn iam_statements(policy: &Policy) -> Vec<IamPolicyStatement> {
                 Effect::Deny => IamPolicyEffect::Deny,
             };
             st.action = vec![INVOKE_ACTION.to_owned()];
-            st.resource = s.resources.clone();
+            st.resource = s.resources;
             st
         })
         .collect()
 }
 
 /// The one audit line per decision, and its metrics. Never the key: only its id.
-fn audit(view: &RequestView, decision: &Decision) {
+fn audit(view: &RequestView<'_>, decision: &Decision) {
     let (outcome, reason, service, key_id, legacy) = match decision {
         Decision::Allow(g) => (
             if g.route_permitted { "allow" } else { "deny" },
@@ -139,7 +173,7 @@ fn audit(view: &RequestView, decision: &Decision) {
         resource_path = view.resource.as_deref().unwrap_or(""),
         source_ip = view.source_ip.as_deref().unwrap_or(""),
         request_id = view.request_id.as_deref().unwrap_or(""),
-        correlation_id = view.correlation_id.as_str(),
+        correlation_id = view.correlation_id.as_ref(),
         "authorizer decision"
     );
     let service_dim = service.unwrap_or("unknown").to_owned();

@@ -14,23 +14,44 @@ The library is public so the local gateway runs exactly this code.
 pub mod config;
 pub mod event;
 pub mod handler;
+pub mod output;
 pub mod source;
 
 use std::sync::Arc;
 
 pub use config::{Config, ConfigError, SourceConfig};
-pub use handler::{handle, response, AuthorizerResponse, Unauthorized};
+
+pub use handler::{handle, handle_json, handle_view, response, AuthorizerResponse, Unauthorized};
 pub use source::{CachedStore, Clock, KeySource, LoadError};
 
 use keystore_ssm::SsmKeyStore;
 use service_auth::UnixTime;
 
+/// The development key store of this build: `Some` only with the cargo feature
+/// `dev-store`. A build for deployment has none: started with `SVCAUTH_KEY_SOURCE=dev`,
+/// it refuses every request and logs [`NO_DEV_STORE`].
+#[cfg(feature = "dev-store")]
+pub const DEV_STORE: Option<fn() -> KeySource> = Some(|| KeySource::Dev);
+#[cfg(not(feature = "dev-store"))]
+pub const DEV_STORE: Option<fn() -> KeySource> = None;
+
+/// Why a build without the development store refuses `SVCAUTH_KEY_SOURCE=dev`.
+pub const NO_DEV_STORE: &str = "SVCAUTH_KEY_SOURCE=dev, but this build has no development key store (a build for deployment never has one): set SVCAUTH_KEY_SOURCE=ssm (or file); for local runs build with `--features dev-store`";
+
 /// Builds the key source a configuration names. The SDK is set up only for `ssm`, with
 /// the per-attempt timeout, two attempts at most and the whole load bounded by the
 /// caller, so a slow SSM cannot eat Lambda's 10-second init.
 pub async fn key_source(config: &Config) -> KeySource {
+    key_source_with(config, DEV_STORE).await
+}
+
+/// [`key_source`] with the development store given (`None`: as in a deployed build).
+pub async fn key_source_with(config: &Config, dev_store: Option<fn() -> KeySource>) -> KeySource {
     match &config.source {
-        SourceConfig::Dev => KeySource::Dev,
+        SourceConfig::Dev => match dev_store {
+            Some(dev) => dev(),
+            None => KeySource::Misconfigured(NO_DEV_STORE.to_owned()),
+        },
         SourceConfig::Invalid(e) => KeySource::Misconfigured(e.clone()),
         SourceConfig::File(p) => KeySource::File(p.clone()),
         SourceConfig::Ssm {

@@ -1,13 +1,16 @@
 //! Lambda entry point: configuration, key store, runtime. Everything else is in the
-//! library (`authorizer::handle`).
+//! library (`authorizer::handle_view`).
 
-use authorizer::{handle, key_source, system_clock, CachedStore, Config};
+use authorizer::event::Payload;
+use authorizer::output::InvocationOutput;
+use authorizer::{handle_view, key_source, system_clock, CachedStore, Config};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    // The runtime's JSON logs, written once per invocation with the metrics.
+    let output = InvocationOutput::default();
+    lambda_runtime::tracing::init_default_subscriber_with_writer(output.clone());
     let config = Config::from_env();
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(config.metrics_namespace.clone())
@@ -22,9 +25,15 @@ async fn main() -> Result<(), Error> {
     // first invocation retries.
     store.reload_now().await;
     let store = &store;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let result = handle(store, &event.payload).await;
-        let _ = metrics.flush(std::io::stdout());
+    // The runtime reads the event once, into the fields the decision needs.
+    let output = &output;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Payload>| async move {
+        output.begin();
+        let result = handle_view(store, event.payload.0).await;
+        // The audit line and the metrics documents go out in one write.
+        let _ = output.end(&mut std::io::stdout().lock(), |buf| {
+            let _ = metrics.flush(buf);
+        });
         result
     }))
     .await

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use keystore_ssm::{SsmKeyStore, SsmStoreError};
 use service_auth::cache::{Action, RefreshPolicy, Slot};
-use service_auth::dev::{dev_documents, parse_documents};
+#[cfg(feature = "dev-store")]
+use service_auth::dev::dev_documents;
+use service_auth::dev::parse_documents;
 use service_auth::record::DocumentError;
 use service_auth::store::StoreError;
 use service_auth::{KeyStore, UnixTime};
@@ -17,6 +19,8 @@ use tokio::sync::Mutex;
 pub enum KeySource {
     Ssm(SsmKeyStore),
     File(PathBuf),
+    /// The development store: only in builds with the `dev-store` feature.
+    #[cfg(feature = "dev-store")]
     Dev,
     /// The configuration is unusable: every load fails with this message, so every
     /// request is refused and the reason is logged, instead of a crash loop.
@@ -44,6 +48,7 @@ impl KeySource {
         match self {
             Self::Ssm(_) => "ssm",
             Self::File(_) => "file",
+            #[cfg(feature = "dev-store")]
             Self::Dev => "dev",
             Self::Misconfigured(_) => "misconfigured",
         }
@@ -62,6 +67,7 @@ impl KeySource {
                         })?;
                 Ok(KeyStore::build(&parse_documents(&json)?, &[])?)
             }
+            #[cfg(feature = "dev-store")]
             Self::Dev => Ok(KeyStore::build(&dev_documents()?, &[])?),
             Self::Misconfigured(msg) => Err(LoadError::Misconfigured(msg.clone())),
         }

@@ -197,3 +197,56 @@ fn store_with_broken_file() -> authorizer::CachedStore {
     .unwrap();
     store(authorizer::KeySource::File(path), &TestClock::at(NOW))
 }
+
+/// Issue 9 item 6: a malformed event was logged with serde's message, which can quote a
+/// whole header value: a key with a trailing control character reached the logs. Only
+/// the error's kind is logged now.
+#[test]
+fn item6_malformed_event_logs_only_the_error_kind() {
+    let key = dev_key("tutor-service");
+    let body = key[key.len() - 49..].to_owned();
+    let mut events = Vec::new();
+    // The key with a control character, in each header map.
+    let mut ev = event("authorizer-valid-key");
+    ev["headers"]["x-service-api-key"] = Value::String(format!("{key}\u{1}"));
+    events.push(ev);
+    let mut ev = event("authorizer-valid-key");
+    ev["multiValueHeaders"]["x-service-api-key"] = serde_json::json!([format!("{key}\u{0}")]);
+    events.push(ev);
+    // The key where the event has another type, and in another header.
+    let mut ev = event("authorizer-valid-key");
+    ev["requestContext"]["identity"] = Value::String(key.clone());
+    events.push(ev);
+    let mut ev = event("authorizer-valid-key");
+    ev["headers"]["x-other"] = Value::String(format!("{key}\u{7f}\n"));
+    ev["methodArn"] = serde_json::json!({ "arn": key });
+    events.push(ev);
+    let logs = capture(async {
+        let store = dev_store();
+        for ev in &events {
+            assert!(handle(&store, ev).await.is_err());
+        }
+    });
+    assert!(!logs.contains(&key), "a key appears in the logs: {logs}");
+    assert!(
+        !logs.contains(&body),
+        "a key body appears in the logs: {logs}"
+    );
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    let malformed: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["fields"]["event"] == "malformed_event")
+        .collect();
+    assert!(malformed.len() >= 2, "{logs}");
+    for line in malformed {
+        let kind = line["fields"]["error_kind"].as_str().unwrap_or_default();
+        assert!(
+            ["shape", "not_request", "header_type", "too_many_values"].contains(&kind),
+            "{line}"
+        );
+    }
+    assert_eq!(decisions(&logs).len(), events.len());
+}

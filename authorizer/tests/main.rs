@@ -7,4 +7,5 @@
 mod common;
 mod events;
 mod properties;
+mod review;
 mod ssm;

@@ -99,12 +99,12 @@ impl MethodArn {
         }
         let path = path.ok_or(MethodArnError::BadPart("path"))?;
         // API Gateway puts the request path here as received (already URL-decoded
-        // segments may hold many characters); only control characters and the policy
-        // wildcards, which would change what a policy matches, are refused.
-        if path
-            .bytes()
-            .any(|b| b.is_ascii_control() || b == b'*' || b == b'?')
-        {
+        // segments may hold many characters, `*` and `?` too: both are legal in an
+        // email's local part). The policy never depends on the path, so they are
+        // accepted; refusing them made a valid key's answer depend on the route, which
+        // API Gateway's per-key result cache cannot honour. Control characters are
+        // refused.
+        if path.bytes().any(|b| b.is_ascii_control()) {
             return Err(MethodArnError::BadPart("path"));
         }
         Ok(Self {
@@ -175,6 +175,20 @@ mod tests {
         assert_eq!(arn.path, "");
     }
 
+    /// Issue 9 item 6: `*` and `?` are legal in a path (an email's local part).
+    #[test]
+    fn path_with_star_or_question_mark_is_accepted() {
+        let arn = MethodArn::parse(
+            "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/internal/users/by-email/a*b?c@example.com",
+        )
+        .unwrap();
+        assert_eq!(arn.path, "internal/users/by-email/a*b?c@example.com");
+        assert_eq!(
+            arn.stage_prefix(),
+            "arn:aws:execute-api:us-east-1:123456789012:abc/prod/"
+        );
+    }
+
     #[test]
     fn rejects_malformed_arns() {
         let long = format!(
@@ -222,11 +236,11 @@ mod tests {
                 MethodArnError::BadPart("path"),
             ),
             (
-                "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x/*",
+                "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x\n",
                 MethodArnError::BadPart("path"),
             ),
             (
-                "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x\n",
+                "arn:aws:execute-api:us-east-1:123456789012:abc/prod/GET/x\u{7f}",
                 MethodArnError::BadPart("path"),
             ),
         ];
