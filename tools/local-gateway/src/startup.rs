@@ -27,25 +27,25 @@ pub fn parameters_and_auth_mode(
     let from_parameter = pairs
         .iter()
         .filter(|(k, _)| k == "AuthMode")
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v.clone())
         .last();
-    let mode = match (auth_mode_flag, from_parameter) {
+    let mode: String = match (auth_mode_flag, from_parameter.as_deref()) {
         (Some(flag), Some(param)) if flag != param => {
             return Err(format!(
                 "--auth-mode {flag} and --parameter AuthMode={param} disagree: give one of them (--auth-mode is the short form)"
             ))
         }
-        (Some(m), _) | (None, Some(m)) => m,
-        (None, None) => "both",
+        (Some(m), _) | (None, Some(m)) => m.to_owned(),
+        (None, None) => "both".to_owned(),
     };
-    if !AUTH_MODES.contains(&mode) {
+    if !AUTH_MODES.contains(&mode.as_str()) {
         return Err(format!(
             "AuthMode {mode:?} is not one of the template's values: {}",
             AUTH_MODES.join(", ")
         ));
     }
     pairs.retain(|(k, _)| k != "AuthMode");
-    Ok((pairs, mode.to_owned()))
+    Ok((pairs, mode))
 }
 
 /// `--service-key-file NAME=PATH` options: the clear key each named calling service

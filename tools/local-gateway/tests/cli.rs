@@ -332,7 +332,15 @@ fn the_chain_works_with_the_ssm_store_reading_tutors_delivered_key() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = test_support::moto_ssm_client(&endpoint);
+        let conf = aws_sdk_ssm::Config::builder()
+            .endpoint_url(&endpoint)
+            .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .behavior_version_latest()
+            .build();
+        let c = aws_sdk_ssm::Client::from_conf(conf);
         let mut put = vec![(
             "/dev/tutor-service/identity-service-api-key".to_owned(),
             tutor.clone(),
