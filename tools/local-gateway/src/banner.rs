@@ -56,7 +56,9 @@ pub fn caller_key_lines(i: &BannerInput<'_>) -> Vec<String> {
         };
         let parameter = text(service_client::API_KEY_PARAMETER_ENV).unwrap_or("-");
         let line = if i.given_service_keys.contains_key(service) {
-            format!("{service} ({id}) calls through this gateway with the key from --service-key-file")
+            format!(
+                "{service} ({id}) calls through this gateway with the key from --service-key-file"
+            )
         } else {
             match i.key_source_kind {
                 "dev" => format!(

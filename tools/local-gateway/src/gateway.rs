@@ -300,8 +300,9 @@ pub fn local_location(res: &mut Response, api: &ApiDef) {
         if !(k.eq_ignore_ascii_case("location") || k.eq_ignore_ascii_case("content-location")) {
             continue;
         }
-        let under_stage =
-            v.as_str() == stage || v.strip_prefix(&stage).is_some_and(|r| r.starts_with(['/', '?']));
+        let under_stage = v.as_str() == stage
+            || v.strip_prefix(&stage)
+                .is_some_and(|r| r.starts_with(['/', '?']));
         if under_stage {
             *v = format!("/{}{v}", api.api_id);
         }
@@ -1054,10 +1055,18 @@ mod tests {
             body: Vec::new(),
         };
         local_location(&mut res, &api);
-        assert_eq!(res.header("location"), Some("/identitykey/v1/internal/users/42"));
+        assert_eq!(
+            res.header("location"),
+            Some("/identitykey/v1/internal/users/42")
+        );
         assert_eq!(res.header("content-location"), Some("/identitykey/v1"));
         assert_eq!(res.header("x-other"), Some("/v1/internal"));
-        for untouched in ["/internal/users/42", "/v10/x", "https://example.com/v1/x", "users/42"] {
+        for untouched in [
+            "/internal/users/42",
+            "/v10/x",
+            "https://example.com/v1/x",
+            "users/42",
+        ] {
             let mut r = Response {
                 status: 201,
                 headers: vec![("Location".into(), untouched.into())],

@@ -163,7 +163,11 @@ impl RealFunctions {
     /// tutor-service's client for identity-service, as `ClientConfig::from_env` builds
     /// it from the function's environment, with local credentials. `None`: the service
     /// has no key to send (see [`RealFunctions::caller_keys_from_ssm`]).
-    async fn client(&self, def: &FunctionDef, site: &Site) -> Result<Option<ServiceClient>, String> {
+    async fn client(
+        &self,
+        def: &FunctionDef,
+        site: &Site,
+    ) -> Result<Option<ServiceClient>, String> {
         let id = &def.logical_id;
         let base_url = match def.env.get(tutor_service::IDENTITY_SERVICE_URL_ENV) {
             Some(EnvValue::ApiUrl { api }) => site
@@ -186,8 +190,8 @@ impl RealFunctions {
                     ApiKey::parse(key).map_err(|e| format!("{id}: the key of {caller}: {e}"))?,
                 ),
                 None if self.caller_keys_from_ssm => {
-                    let parameter = text(def, service_client::API_KEY_PARAMETER_ENV)
-                        .ok_or_else(|| {
+                    let parameter =
+                        text(def, service_client::API_KEY_PARAMETER_ENV).ok_or_else(|| {
                             format!("{id}: no {}", service_client::API_KEY_PARAMETER_ENV)
                         })?;
                     let sdk =

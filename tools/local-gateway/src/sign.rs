@@ -102,7 +102,10 @@ pub fn curl_line(req: &SignRequest<'_>, credentials: &Credentials) -> Result<Str
         req.region,
         req.at,
     )?;
-    let mut line = format!("curl -i -X {method} {}", quote(&format!("http://{host}{target}")));
+    let mut line = format!(
+        "curl -i -X {method} {}",
+        quote(&format!("http://{host}{target}"))
+    );
     for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
         line.push_str(&format!(" -H {}", quote(&format!("{k}: {v}"))));
     }
@@ -209,7 +212,12 @@ mod tests {
             .contains("TutorServiceRole"));
         assert!(pick_credentials(&all, Some("AKIANOPE"), "x").is_err());
         let (_, creds) = pick_credentials(&all, None, "TutorServiceRole").unwrap();
-        for url in ["https://x/y", "127.0.0.1:3000/a", "http:///a", "http://u@h/a"] {
+        for url in [
+            "https://x/y",
+            "127.0.0.1:3000/a",
+            "http:///a",
+            "http://u@h/a",
+        ] {
             let r = SignRequest {
                 method: "GET",
                 url,

@@ -96,9 +96,11 @@ mod tests {
         assert_eq!(p, vec![("Environment".to_owned(), "test".to_owned())]);
         let (_, m) = parameters_and_auth_mode(Some("iam"), &strings(&["AuthMode=iam"])).unwrap();
         assert_eq!(m, "iam");
-        let e = parameters_and_auth_mode(Some("api-key"), &strings(&["AuthMode=iam"]))
-            .unwrap_err();
-        assert!(e.contains("--auth-mode api-key") && e.contains("AuthMode=iam"), "{e}");
+        let e = parameters_and_auth_mode(Some("api-key"), &strings(&["AuthMode=iam"])).unwrap_err();
+        assert!(
+            e.contains("--auth-mode api-key") && e.contains("AuthMode=iam"),
+            "{e}"
+        );
         let e = parameters_and_auth_mode(None, &strings(&["AuthMode=sometimes"])).unwrap_err();
         assert!(e.contains("api-key, iam, both"), "{e}");
         let e = parameters_and_auth_mode(None, &strings(&["Environment"])).unwrap_err();

@@ -198,7 +198,10 @@ impl Drop for TempDir {
 #[test]
 fn contradictory_missing_or_broken_options_are_refused_by_name() {
     let e = refused(&["--auth-mode", "api-key", "--parameter", "AuthMode=iam"]);
-    assert!(e.contains("--auth-mode api-key") && e.contains("AuthMode=iam"), "{e}");
+    assert!(
+        e.contains("--auth-mode api-key") && e.contains("AuthMode=iam"),
+        "{e}"
+    );
     let e = refused(&["--parameter", "AuthMode=sometimes"]);
     assert!(e.contains("api-key, iam, both"), "{e}");
     let e = refused(&["--parameter", "Environment"]);
@@ -216,7 +219,8 @@ fn contradictory_missing_or_broken_options_are_refused_by_name() {
     let e = refused(&["--service-key-file", "tutor-service"]);
     assert!(e.contains("SERVICE=PATH"), "{e}");
     // Agreeing options are fine: only the key APIs.
-    let (_child, banner, _log) = start(&["--auth-mode", "api-key", "--parameter", "AuthMode=api-key"]);
+    let (_child, banner, _log) =
+        start(&["--auth-mode", "api-key", "--parameter", "AuthMode=api-key"]);
     assert!(banner.contains("(AuthMode=api-key)"), "{banner}");
 }
 
@@ -259,9 +263,11 @@ fn store_with_fresh_keys() -> (Vec<service_auth::ServiceDocument>, String, Strin
             "GET /internal/users/by-email/*".into(),
         ],
     );
-    t.keys.push(KeyRecord::for_key(&tutor, UnixTime::now(), None));
+    t.keys
+        .push(KeyRecord::for_key(&tutor, UnixTime::now(), None));
     let mut a = ServiceDocument::new("admin-service", vec!["* /internal/*".into()]);
-    a.keys.push(KeyRecord::for_key(&admin, UnixTime::now(), None));
+    a.keys
+        .push(KeyRecord::for_key(&admin, UnixTime::now(), None));
     (
         vec![t, a],
         tutor.expose_secret().to_owned(),
@@ -298,7 +304,10 @@ fn the_chain_works_with_a_file_store_when_tutors_key_is_given() {
         "--service-key-file",
         &format!("tutor-service={key_file}"),
     ]);
-    assert!(banner.contains("with the key from --service-key-file"), "{banner}");
+    assert!(
+        banner.contains("with the key from --service-key-file"),
+        "{banner}"
+    );
     assert!(!banner.contains(&tutor), "the key is not printed");
     assert_eq!(status_of(&chain_call(&banner, &admin)), 200, "{banner}");
     drop(_child);
@@ -311,10 +320,14 @@ fn the_chain_works_with_a_file_store_when_tutors_key_is_given() {
         "--keys-file",
         &store,
     ]);
-    assert!(banner.contains("tutor-service (TutorServiceFunction) has no key to send"), "{banner}");
     assert!(
-        banner.contains(&format!("svcauth --store file --file {store} keys create --service tutor-service"))
-            && banner.contains("--service-key-file tutor-service=tutor-service.key"),
+        banner.contains("tutor-service (TutorServiceFunction) has no key to send"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!(
+            "svcauth --store file --file {store} keys create --service tutor-service"
+        )) && banner.contains("--service-key-file tutor-service=tutor-service.key"),
         "{banner}"
     );
     assert_eq!(status_of(&chain_call(&banner, &admin)), 502);
@@ -363,7 +376,14 @@ fn the_chain_works_with_the_ssm_store_reading_tutors_delivered_key() {
     });
     let port = test_support::free_port().to_string();
     let child = Command::new(BIN)
-        .args(["--port", &port, "--auth-mode", "api-key", "--key-source", "ssm"])
+        .args([
+            "--port",
+            &port,
+            "--auth-mode",
+            "api-key",
+            "--key-source",
+            "ssm",
+        ])
         .env_remove("SVCAUTH_KEYS_FILE")
         .env_remove("USERS_TABLE")
         .env_remove("SVCAUTH_SSM_PATH")
@@ -405,7 +425,11 @@ fn sign_prints_a_curl_line_that_works_for_an_email_path() {
     assert!(email.contains('@'));
     let url = format!("{users}/by-email/{email}");
     let out = Command::new(BIN).args(["sign", &url]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = String::from_utf8(out.stdout).unwrap();
     assert!(line.starts_with("curl ") && line.contains("%40"), "{line}");
     assert_eq!(status_of(line.trim()), 200, "{line}");
@@ -423,7 +447,11 @@ fn sign_prints_a_curl_line_that_works_for_an_email_path() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = String::from_utf8(out.stdout).unwrap();
     assert_eq!(status_of(line.trim()), 201, "{line}");
     // Refusals name what is wrong.
@@ -471,7 +499,10 @@ fn the_location_of_a_created_user_leads_back_to_it() {
                 .map(|(_, v)| v.trim().to_owned())
         })
         .unwrap_or_else(|| panic!("no Location: {text}"));
-    assert!(location.starts_with("/identitykey/v1/internal/users/"), "{location}");
+    assert!(
+        location.starts_with("/identitykey/v1/internal/users/"),
+        "{location}"
+    );
     let origin = base.split("/identitykey").next().unwrap();
     let get = format!(
         "curl -i '{origin}{location}' -H 'x-service-api-key: {}'",

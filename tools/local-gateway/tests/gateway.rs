@@ -786,7 +786,10 @@ async fn header_and_method_arn_quotas_are_applied() {
         )
         .await;
     assert_eq!(r.status, 431, "{}", body(&r));
-    assert_eq!(body(&r), json!({"message": "Request Header Fields Too Large"}));
+    assert_eq!(
+        body(&r),
+        json!({"message": "Request Header Fields Too Large"})
+    );
     assert_eq!(h.seen.authorizer_calls(), calls);
     // A path that makes the method ARN longer than 1600 bytes: 414.
     let long = "x".repeat(1600);

@@ -343,7 +343,10 @@ mod tests {
         assert!(neg.contains("negative"), "{neg}");
         assert!(parse_duration("soon").unwrap_err().contains("like 90d"));
         let zero = parse_positive_duration("0s").unwrap_err();
-        assert!(zero.contains("zero") && zero.contains("more than zero"), "{zero}");
+        assert!(
+            zero.contains("zero") && zero.contains("more than zero"),
+            "{zero}"
+        );
         assert!(parse_positive_duration("-1h")
             .unwrap_err()
             .contains("more than zero"));
@@ -353,7 +356,10 @@ mod tests {
             human_duration(Duration::from_secs(2 * 86_400 + 3 * 3600)),
             "2 days 3 hours"
         );
-        assert_eq!(human_duration(Duration::from_secs(90)), "1 minute 30 seconds");
+        assert_eq!(
+            human_duration(Duration::from_secs(90)),
+            "1 minute 30 seconds"
+        );
         assert_eq!(human_duration(Duration::ZERO), "0 seconds");
     }
 }

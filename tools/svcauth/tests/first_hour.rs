@@ -50,7 +50,10 @@ async fn check_on_a_refused_key_shows_the_records_real_values() {
     let text = svcauth_stdin(&file_args(&file, &check(false)), &aws, later, &old).await;
     expect(&text, exit::NOT_ACCEPTED);
     assert!(text.stdout.contains("expired_key"), "{text:?}");
-    assert!(text.stdout.contains(&format!("expires:     {expiry}")), "{text:?}");
+    assert!(
+        text.stdout.contains(&format!("expires:     {expiry}")),
+        "{text:?}"
+    );
     assert!(
         text.stdout
             .contains("permissions: GET /internal/users/*, GET /internal/users/by-email/*"),
@@ -119,14 +122,20 @@ async fn non_positive_durations_are_refused_with_what_is_accepted() {
     assert!(!std::path::Path::new(&file).exists(), "nothing was written");
     svcauth(&file_args(&file, &create_tutor(&[])), &aws, NOW).await;
     let after = svcauth(
-        &file_args(&file, &words("keys revoke --service tutor-service --key-id kid_0123456789abcdef --after 0s")),
+        &file_args(
+            &file,
+            &words("keys revoke --service tutor-service --key-id kid_0123456789abcdef --after 0s"),
+        ),
         &aws,
         NOW,
     )
     .await;
     expect(&after, exit::USAGE);
     let grace = svcauth(
-        &file_args(&file, &words("keys rotate --service tutor-service --grace -1h")),
+        &file_args(
+            &file,
+            &words("keys rotate --service tutor-service --grace -1h"),
+        ),
         &aws,
         NOW,
     )
@@ -160,7 +169,8 @@ async fn a_missing_store_file_is_not_found_and_named() {
         let run = svcauth(&file_args(&file, &cmd), &aws, NOW).await;
         expect(&run, exit::NOT_FOUND);
         assert!(
-            run.stderr.contains(&format!("store file {file} does not exist")),
+            run.stderr
+                .contains(&format!("store file {file} does not exist")),
             "{cmd:?}: {run:?}"
         );
         assert!(run.stderr.contains("--file"), "{run:?}");
@@ -209,7 +219,11 @@ async fn dry_runs_fail_where_the_real_run_fails() {
         assert!(run.stdout.is_empty(), "no key was delivered");
     }
     let legacy = dir.path("legacy.json");
-    std::fs::write(&legacy, format!("{{\"{}\": \"tutor-service\"}}", "a".repeat(64))).unwrap();
+    std::fs::write(
+        &legacy,
+        format!("{{\"{}\": \"tutor-service\"}}", "a".repeat(64)),
+    )
+    .unwrap();
     let import = svcauth(
         &file_args(
             &file,
@@ -244,7 +258,12 @@ async fn messages_say_what_is_true() {
     // The rotation countdown of a key made a minute ago.
     let list = svcauth(&file_args(&file, &words("keys list")), &aws, NOW + 60).await;
     assert!(list.stdout.contains("in 90 days"), "{list:?}");
-    let json = svcauth(&file_args(&file, &words("keys list --json")), &aws, NOW + 60).await;
+    let json = svcauth(
+        &file_args(&file, &words("keys list --json")),
+        &aws,
+        NOW + 60,
+    )
+    .await;
     let rows: Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(rows[0]["rotationDueInDays"], 90);
 
@@ -322,13 +341,19 @@ async fn messages_say_what_is_true() {
     assert!(dry.stderr.contains("deliver it to stdout, then"), "{dry:?}");
     assert!(!dry.stderr.contains("replacing"), "{dry:?}");
     let real = svcauth(
-        &file_args(&file, &words("keys rotate --service tutor-service --grace 90m")),
+        &file_args(
+            &file,
+            &words("keys rotate --service tutor-service --grace 90m"),
+        ),
         &aws,
         NOW,
     )
     .await;
     expect(&real, exit::OK);
-    assert!(real.stderr.contains("(grace 1 hour 30 minutes)"), "{real:?}");
+    assert!(
+        real.stderr.contains("(grace 1 hour 30 minutes)"),
+        "{real:?}"
+    );
     assert!(!real.stderr.contains("1day"), "{real:?}");
 
     // import-legacy: entries counted from 1 with their service; after --from-file no
@@ -354,8 +379,15 @@ async fn messages_say_what_is_true() {
             .contains("legacy entry 2 (of service \"report-service\")"),
         "{bad:?}"
     );
-    assert!(!bad.stderr.contains("short"), "no key text in messages: {bad:?}");
-    std::fs::write(&legacy, format!("{{\"{}\": \"admin-service\"}}", "b".repeat(64))).unwrap();
+    assert!(
+        !bad.stderr.contains("short"),
+        "no key text in messages: {bad:?}"
+    );
+    std::fs::write(
+        &legacy,
+        format!("{{\"{}\": \"admin-service\"}}", "b".repeat(64)),
+    )
+    .unwrap();
     let ok = svcauth(
         &file_args(
             &file,

@@ -64,7 +64,14 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
             }
             None => revoke_in(&mut after, &id, now),
         }
-        warn_if_last(ctx, service, &id, &after, until.unwrap_or(now), until.is_some());
+        warn_if_last(
+            ctx,
+            service,
+            &id,
+            &after,
+            until.unwrap_or(now),
+            until.is_some(),
+        );
         return Ok(Outcome::Done);
     }
     let written = store
