@@ -26,9 +26,9 @@ pub fn parameters_and_auth_mode(
     }
     let from_parameter = pairs
         .iter()
-        .filter(|(k, _)| k == "AuthMode")
-        .map(|(_, v)| v.clone())
-        .last();
+        .rev()
+        .find(|(k, _)| k == "AuthMode")
+        .map(|(_, v)| v.clone());
     let mode: String = match (auth_mode_flag, from_parameter.as_deref()) {
         (Some(flag), Some(param)) if flag != param => {
             return Err(format!(
