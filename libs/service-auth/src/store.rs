@@ -49,12 +49,14 @@ pub enum StoreError {
     DuplicateKey(KeyId),
     #[error("the legacy key map is not a JSON object of key to service name: {0}")]
     LegacyJson(String),
-    #[error("legacy entry {index}: the key is not a valid API key ({reason})")]
+    /// `index` counts from 0; messages count entries from 1, as people do.
+    #[error("legacy entry {} (of service {service:?}): the key is not a valid API key ({reason})", .index + 1)]
     LegacyKey {
         index: usize,
+        service: String,
         reason: crate::key::KeyFormatError,
     },
-    #[error("legacy entry {index}: service name {service:?} is invalid")]
+    #[error("legacy entry {}: service name {service:?} is invalid", .index + 1)]
     LegacyService { index: usize, service: String },
 }
 
@@ -180,8 +182,11 @@ pub fn parse_legacy_map(json: &str) -> Result<Vec<LegacyEntry>, StoreError> {
         .into_iter()
         .enumerate()
         .map(|(index, (key, service))| {
-            let key =
-                ApiKey::parse(&key).map_err(|reason| StoreError::LegacyKey { index, reason })?;
+            let key = ApiKey::parse(&key).map_err(|reason| StoreError::LegacyKey {
+                index,
+                service: service.clone(),
+                reason,
+            })?;
             if !valid_service_name(&service) {
                 return Err(StoreError::LegacyService { index, service });
             }

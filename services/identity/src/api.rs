@@ -8,6 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use lambda_http::request::RequestContext;
 use service_identity_http::{correlate, json_error, Caller, Correlation, IdentityConfig};
 
 use crate::store::{StoreError, Users};
@@ -131,6 +132,7 @@ async fn create_user(
     caller: Caller,
     Correlation(cid): Correlation,
     State(state): State<AppState>,
+    context: Option<axum::Extension<RequestContext>>,
     body: Result<Json<NewUser>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     // The authorizer's policy (or IAM) already limits this route to admin services;
@@ -158,13 +160,30 @@ async fn create_user(
         created = outcome.is_ok(), "create user"
     );
     outcome?;
-    let location = format!("/internal/users/{}", user.id);
+    let location = location(context.as_ref().map(|c| &c.0), &user.id);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(user),
     )
         .into_response())
+}
+
+/// The new user's URL path as the caller sees it. Behind API Gateway the function's
+/// own path (`/internal/users`) lacks the stage (`/v1`) or a custom domain's base
+/// path, and API Gateway passes `Location` through unchanged: so it is built from
+/// `requestContext.path`, the path the client called, when there is one.
+fn location(context: Option<&RequestContext>, id: &str) -> String {
+    let called = match context {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.path.as_deref(),
+        _ => None,
+    };
+    match called.map(|p| p.trim_end_matches('/')) {
+        Some(p) if p.starts_with('/') && p.bytes().all(|b| b.is_ascii_graphic()) => {
+            format!("{p}/{id}")
+        }
+        _ => format!("/internal/users/{id}"),
+    }
 }
 
 async fn no_route() -> Response {
@@ -177,4 +196,34 @@ async fn no_method() -> Response {
         "method_not_allowed",
         "method not allowed on this route",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext;
+
+    fn called(path: Option<&str>) -> RequestContext {
+        let mut ctx = ApiGatewayProxyRequestContext::default();
+        ctx.path = path.map(str::to_owned);
+        RequestContext::ApiGatewayV1(ctx)
+    }
+
+    #[test]
+    fn location_is_the_path_the_client_called() {
+        let id = "6b1f0c52-3f0e-4a8e-9d55-2f1f4c3c9a10";
+        // Behind API Gateway: the stage (or a custom domain's base path) stays.
+        assert_eq!(
+            location(Some(&called(Some("/v1/internal/users"))), id),
+            format!("/v1/internal/users/{id}")
+        );
+        assert_eq!(
+            location(Some(&called(Some("/v1/internal/users/"))), id),
+            format!("/v1/internal/users/{id}")
+        );
+        // No context (not behind API Gateway) or an unusable path: the route's own.
+        for ctx in [None, Some(called(None)), Some(called(Some("v1 x\n")))] {
+            assert_eq!(location(ctx.as_ref(), id), format!("/internal/users/{id}"));
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::sigv4::LocalCredentials;
-use crate::template::{Model, RouteAuth};
+use crate::template::{EnvValue, Model, RouteAuth};
 use crate::Site;
 
 /// A `curl` line and the status it gets.
@@ -30,6 +30,56 @@ pub struct BannerInput<'a> {
     pub key_source: &'a str,
     pub users: &'a str,
     pub result_ttl: Option<u64>,
+    /// `dev`, `file` or `ssm`.
+    pub key_source_kind: &'a str,
+    /// The store file with `file`.
+    pub keys_file: Option<&'a str>,
+    /// Clear keys given with `--service-key-file`, by service.
+    pub given_service_keys: &'a BTreeMap<String, String>,
+}
+
+/// Which key a calling service's function (tutor-service) sends through the gateway,
+/// and, when it has none, why and what to run. Empty when no function calls with a
+/// key in this `AuthMode`.
+pub fn caller_key_lines(i: &BannerInput<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (id, def) in &i.model.functions {
+        let text = |name: &str| match def.env.get(name) {
+            Some(EnvValue::Text(t)) => Some(t.as_str()),
+            _ => None,
+        };
+        if text(service_client::AUTH_MODE_ENV) != Some("api-key") {
+            continue;
+        }
+        let Some(service) = text(service_client::SERVICE_NAME_ENV) else {
+            continue;
+        };
+        let parameter = text(service_client::API_KEY_PARAMETER_ENV).unwrap_or("-");
+        let line = if i.given_service_keys.contains_key(service) {
+            format!(
+                "{service} ({id}) calls through this gateway with the key from --service-key-file"
+            )
+        } else {
+            match i.key_source_kind {
+                "dev" => format!(
+                    "{service} ({id}) calls through this gateway with its development key"
+                ),
+                "ssm" => format!(
+                    "{service} ({id}) calls through this gateway with the key in SSM parameter {parameter} (its SERVICE_API_KEY_PARAMETER, where `svcauth keys create --service {service}` delivers it), read as in Lambda"
+                ),
+                _ => {
+                    let file = i.keys_file.unwrap_or("PATH");
+                    format!(
+                        "{service} ({id}) has no key to send: the store file holds only hashes, so its routes answer 502 and no example calls them. To call them, create its key and give it here:
+      svcauth --store file --file {file} keys create --service {service} > {service}.key
+      then add --service-key-file {service}={service}.key"
+                    )
+                }
+            }
+        };
+        out.push(line);
+    }
+    out
 }
 
 fn quote(s: &str) -> String {
@@ -183,6 +233,9 @@ pub fn render(i: &BannerInput<'_>) -> String {
             c.role_arn.rsplit('/').next().unwrap_or(""),
             c.secret_access_key
         );
+    }
+    for line in caller_key_lines(i) {
+        let _ = writeln!(s, "Calling services: {line}");
     }
     let _ = writeln!(s, "Users: {}", i.users);
     let _ = writeln!(s);

@@ -36,6 +36,14 @@ pub type AccessLogSink = Arc<dyn Fn(&str) + Send + Sync>;
 /// The access log format used when an API sets none: the template's fields.
 pub const DEFAULT_ACCESS_LOG_FORMAT: &str = r#"{"requestId":"$context.requestId", "extendedRequestId":"$context.extendedRequestId", "time":"$context.requestTime", "apiId":"$context.apiId", "stage":"$context.stage", "httpMethod":"$context.httpMethod", "route":"$context.resourcePath", "path":"$context.path", "status":"$context.status", "latencyMs":"$context.responseLatency", "integrationLatencyMs":"$context.integration.latency", "serviceId":"$context.authorizer.serviceId", "authenticatedBy":"$context.authorizer.authenticatedBy", "keyId":"$context.authorizer.keyId", "authorizerStatus":"$context.authorizer.status", "authorizerLatencyMs":"$context.authorizer.latency", "iamCaller":"$context.identity.userArn", "usagePlanKeyId":"$context.identity.apiKeyId", "vpceId":"$context.identity.vpceId", "sourceIp":"$context.identity.sourceIp", "errorType":"$context.error.responseType", "xrayTraceId":"$context.xrayTraceId"}"#;
 
+/// API Gateway's REST quota "Total combined size of all header values": 10240 bytes.
+/// AWS documents the quota, not the answer to a request over it: locally 431.
+pub const MAX_HEADER_VALUES_BYTES: usize = 10_240;
+
+/// API Gateway's quota on the method ARN of a method with authorization: 1600 bytes;
+/// AWS documents a 414 for a request whose path makes it longer.
+pub const MAX_METHOD_ARN_BYTES: usize = 1600;
+
 /// The gateway: the template's model, the functions behind it, and its state.
 pub struct Gateway {
     pub(crate) model: Arc<Model>,
@@ -280,6 +288,27 @@ fn scalar_string(v: &Value) -> Option<String> {
     }
 }
 
+/// API Gateway passes a backend's `Location` through unchanged; on an execute-api host
+/// (one API per host) a path that starts with the stage (`/v1/...`, built from
+/// `requestContext.path`) then leads back to the API. Locally every API lives under
+/// its id on one host (`/{apiId}/v1/...`), so such a path gets the `/{apiId}` prefix:
+/// the client that follows it reaches what it would reach in AWS. Any other value
+/// (a full URL, a path outside the stage) is left as it is.
+pub fn local_location(res: &mut Response, api: &ApiDef) {
+    let stage = format!("/{}", api.stage);
+    for (k, v) in &mut res.headers {
+        if !(k.eq_ignore_ascii_case("location") || k.eq_ignore_ascii_case("content-location")) {
+            continue;
+        }
+        let under_stage = v.as_str() == stage
+            || v.strip_prefix(&stage)
+                .is_some_and(|r| r.starts_with(['/', '?']));
+        if under_stage {
+            *v = format!("/{}{v}", api.api_id);
+        }
+    }
+}
+
 /// Replaces `$context.x.y` in an access log format.
 pub fn render_access_log(format: &str, vars: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(format.len() + 128);
@@ -414,6 +443,17 @@ impl Gateway {
         if path == "/" && req.method == "GET" {
             return (self.index(), None);
         }
+        let header_bytes: usize = req.headers.iter().map(|(_, v)| v.len()).sum();
+        if header_bytes > MAX_HEADER_VALUES_BYTES {
+            let a = GatewayAnswer::message(
+                431,
+                "message",
+                json!("Request Header Fields Too Large"),
+                "",
+                "DEFAULT_4XX",
+            );
+            return (self.answer(a, vars), None);
+        }
         let mut segs = path.trim_start_matches('/').splitn(3, '/');
         let (api_id, stage, rest) = (
             segs.next().unwrap_or(""),
@@ -450,6 +490,16 @@ impl Gateway {
             "arn:aws:execute-api:{}:{}:{}/{}/{}/{}",
             self.region, self.account, api.api_id, api.stage, req.method, rest
         );
+        if !matches!(m.route.auth, RouteAuth::None) && method_arn.len() > MAX_METHOD_ARN_BYTES {
+            let a = GatewayAnswer::message(
+                414,
+                "message",
+                json!("Request URI too long"),
+                "",
+                "DEFAULT_4XX",
+            );
+            return (self.answer(a, vars), Some(api));
+        }
 
         // Headers API Gateway adds before the authorizer and the backend see them.
         let mut headers = req.headers.clone();
@@ -517,12 +567,14 @@ impl Gateway {
             .to_owned();
         vars.set("error.message", &msg);
         vars.set("error.messageString", format!("\"{msg}\""));
+        let mut headers = vec![("Content-Type".into(), "application/json".into())];
+        // No `x-amzn-ErrorType` where AWS documents none.
+        if !a.error_type.is_empty() {
+            headers.push(("x-amzn-ErrorType".into(), a.error_type.into()));
+        }
         Response {
             status: a.status,
-            headers: vec![
-                ("Content-Type".into(), "application/json".into()),
-                ("x-amzn-ErrorType".into(), a.error_type.into()),
-            ],
+            headers,
             body: a.body.to_string().into_bytes(),
         }
     }
@@ -897,9 +949,10 @@ impl Gateway {
         vars.set("integrationLatency", &ms);
         match out {
             Ok(v) => match read_proxy_response(&v) {
-                Ok(res) => {
+                Ok(mut res) => {
                     vars.set("integration.status", "200");
                     vars.set("integrationStatus", "200");
+                    local_location(&mut res, call.api);
                     res
                 }
                 Err(why) => {
@@ -979,6 +1032,48 @@ mod tests {
             let mut v = ok.clone();
             v[field] = bad.clone();
             assert!(read_authorizer_response(&v).is_err(), "{field}: {bad}");
+        }
+    }
+
+    #[test]
+    fn a_location_under_the_stage_gets_the_local_api_prefix() {
+        let api = ApiDef {
+            logical_id: "IdentityKeyApi".into(),
+            api_id: "identitykey".into(),
+            stage: "v1".into(),
+            description: String::new(),
+            variables: BTreeMap::new(),
+            access_log_format: None,
+        };
+        let mut res = Response {
+            status: 201,
+            headers: vec![
+                ("location".into(), "/v1/internal/users/42".into()),
+                ("Content-Location".into(), "/v1".into()),
+                ("x-other".into(), "/v1/internal".into()),
+            ],
+            body: Vec::new(),
+        };
+        local_location(&mut res, &api);
+        assert_eq!(
+            res.header("location"),
+            Some("/identitykey/v1/internal/users/42")
+        );
+        assert_eq!(res.header("content-location"), Some("/identitykey/v1"));
+        assert_eq!(res.header("x-other"), Some("/v1/internal"));
+        for untouched in [
+            "/internal/users/42",
+            "/v10/x",
+            "https://example.com/v1/x",
+            "users/42",
+        ] {
+            let mut r = Response {
+                status: 201,
+                headers: vec![("Location".into(), untouched.into())],
+                body: Vec::new(),
+            };
+            local_location(&mut r, &api);
+            assert_eq!(r.header("location"), Some(untouched));
         }
     }
 

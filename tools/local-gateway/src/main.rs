@@ -4,25 +4,29 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use local_gateway::banner::{self, BannerInput};
 use local_gateway::services::{dev_keys, RealFunctions, UsersSource};
-use local_gateway::{default_template, start, LocalCredentials, Options};
+use local_gateway::{default_template, sign, start, startup, LocalCredentials, Options};
 
 /// The svcauth internal APIs on 127.0.0.1, served like API Gateway REST: routes and
 /// their authorization from template.yaml, the real REQUEST authorizer (with result
 /// caching and policy evaluation), SigV4 for AWS_IAM routes, and the real
 /// identity-service and tutor-service in process. Needs no AWS and no configuration.
 #[derive(Parser, Debug)]
-#[command(name = "local-gateway", version, about, long_about = None)]
+#[command(name = "local-gateway", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+
     /// Port on 127.0.0.1 (0 = any free port).
     #[arg(short, long, default_value_t = 3000)]
     port: u16,
 
-    /// Which APIs exist (the template's AuthMode): api-key, iam or both.
-    #[arg(long, default_value = "both", value_parser = ["api-key", "iam", "both"])]
-    auth_mode: String,
+    /// Which APIs exist (the template's AuthMode): api-key, iam or both [default: both].
+    /// Same as --parameter AuthMode=...; giving both with different values is refused.
+    #[arg(long, value_parser = ["api-key", "iam", "both"])]
+    auth_mode: Option<String>,
 
     /// The SAM template [default: ./template.yaml, else the repository's].
     #[arg(long)]
@@ -49,6 +53,14 @@ struct Cli {
     /// `svcauth --store file --file PATH`).
     #[arg(long, env = "SVCAUTH_KEYS_FILE", value_name = "PATH")]
     keys_file: Option<PathBuf>,
+
+    /// The clear key a calling service sends through the gateway (tutor-service to
+    /// identity-service), from a file holding it alone, as `svcauth keys create
+    /// --deliver stdout` prints it (repeatable). Needed with --key-source file, whose
+    /// store holds only hashes; with --key-source ssm the key is read from the
+    /// service's delivery parameter unless given here.
+    #[arg(long, value_name = "SERVICE=PATH")]
+    service_key_file: Vec<String>,
 
     /// How long the authorizer keeps its loaded key store (SVCAUTH_CACHE_TTL_SECS).
     #[arg(
@@ -79,14 +91,95 @@ struct Cli {
     log_format: String,
 }
 
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Print a `curl` line signed with SigV4 as the AWS SDKs sign it (valid for 15
+    /// minutes), for paths `curl --aws-sigv4` signs differently from AWS, such as an
+    /// email's `@`: `eval "$(local-gateway sign URL)"` runs it.
+    Sign(SignArgs),
+}
+
+#[derive(Args, Debug)]
+struct SignArgs {
+    /// The gateway URL, e.g.
+    /// http://127.0.0.1:3000/identityiam/v1/internal/users/by-email/ada@example.com
+    url: String,
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    method: String,
+    /// Request body (sent with --data-binary).
+    #[arg(short, long)]
+    data: Option<String>,
+    /// Content type of the body [default with --data: application/json].
+    #[arg(long)]
+    content_type: Option<String>,
+    /// Sign as this role's development credentials.
+    #[arg(long, default_value = "TutorServiceRole")]
+    role: String,
+    /// Sign with this access key id instead of --role's.
+    #[arg(long, value_name = "AKID")]
+    access_key_id: Option<String>,
+    /// SigV4 credentials file [default: the embedded dev/local-credentials.json].
+    #[arg(long, value_name = "PATH")]
+    credentials: Option<PathBuf>,
+    /// Region of the credential scope (the gateway's --region).
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+}
+
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("local-gateway: {msg}");
     std::process::exit(2)
 }
 
+fn credentials(path: Option<&PathBuf>) -> LocalCredentials {
+    let Some(path) = path else {
+        return LocalCredentials::dev();
+    };
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| fail(format!("--credentials: reading {}: {e}", path.display())));
+    LocalCredentials::from_json(&text)
+        .unwrap_or_else(|e| fail(format!("--credentials {}: {e}", path.display())))
+}
+
+fn print_signed(args: &SignArgs) {
+    let all = credentials(args.credentials.as_ref());
+    let (_, creds) = sign::pick_credentials(&all, args.access_key_id.as_deref(), &args.role)
+        .unwrap_or_else(|e| fail(e));
+    let content_type = args
+        .content_type
+        .as_deref()
+        .or(args.data.as_ref().map(|_| "application/json"));
+    let line = sign::curl_line(
+        &sign::SignRequest {
+            method: &args.method,
+            url: &args.url,
+            body: args.data.as_deref(),
+            content_type,
+            region: &args.region,
+            at: service_auth::UnixTime::now(),
+        },
+        &creds,
+    )
+    .unwrap_or_else(|e| fail(e));
+    println!("{line}");
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    if let Some(Sub::Sign(args)) = &cli.command {
+        print_signed(args);
+        return;
+    }
+    let (parameters, auth_mode) =
+        startup::parameters_and_auth_mode(cli.auth_mode.as_deref(), &cli.parameters)
+            .unwrap_or_else(|e| fail(e));
+    if cli.key_source == "file" && cli.keys_file.is_none() {
+        fail("--key-source file needs --keys-file PATH (or SVCAUTH_KEYS_FILE): the store file `svcauth --store file --file PATH keys create ...` writes");
+    }
+    let service_keys =
+        startup::service_key_files(&cli.service_key_file).unwrap_or_else(|e| fail(e));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -103,24 +196,11 @@ async fn main() {
     let mut options = Options::new(cli.template.clone().unwrap_or_else(default_template));
     options.bind = SocketAddr::from(([127, 0, 0, 1], cli.port));
     options.env.region = cli.region.clone();
-    options
-        .env
-        .parameters
-        .insert("AuthMode".into(), cli.auth_mode.clone());
-    for p in &cli.parameters {
-        let Some((k, v)) = p.split_once('=') else {
-            fail(format!("--parameter {p:?} is not NAME=VALUE"));
-        };
-        options.env.parameters.insert(k.to_owned(), v.to_owned());
-    }
+    options.env.parameters.insert("AuthMode".into(), auth_mode);
+    options.env.parameters.extend(parameters);
     options.result_ttl = cli.authorizer_ttl;
     options.clock = clock.clone();
-    if let Some(path) = &cli.credentials {
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| fail(format!("reading {}: {e}", path.display())));
-        options.credentials = LocalCredentials::from_json(&text)
-            .unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
-    }
+    options.credentials = credentials(cli.credentials.as_ref());
 
     let mut functions = RealFunctions::dev(clock);
     functions.region = cli.region.clone();
@@ -134,6 +214,26 @@ async fn main() {
         other => std::env::var(other).ok(),
     })
     .unwrap_or_else(|e| fail(e));
+    if cli.key_source != "dev" {
+        // Only the development store holds clear keys; the others hold hashes.
+        functions.service_keys = service_keys.clone();
+        functions.caller_keys_from_ssm = cli.key_source == "ssm";
+    } else {
+        functions.service_keys.extend(service_keys.clone());
+    }
+    if let (Some(path), "file") = (&keys_file, cli.key_source.as_str()) {
+        // Loaded once now, so that a missing or broken file stops the start with its
+        // name instead of refusing every request later.
+        if let Err(e) = authorizer::key_source(&functions.authorizer)
+            .await
+            .load()
+            .await
+        {
+            fail(format!(
+                "--keys-file {path}: {e}; it must be a JSON array of service documents, as `svcauth --store file --file {path}` writes"
+            ));
+        }
+    }
     let key_source_text = match cli.key_source.as_str() {
         "dev" => "development keys embedded in the authorizer (SVCAUTH_KEY_SOURCE=dev)".to_owned(),
         "file" => format!(
@@ -187,6 +287,9 @@ async fn main() {
         key_source: &key_source_text,
         users: &users_text,
         result_ttl: cli.authorizer_ttl,
+        key_source_kind: &cli.key_source,
+        keys_file: keys_file.as_deref(),
+        given_service_keys: &service_keys,
     });
     print!("{text}");
     let _ = tokio::signal::ctrl_c().await;

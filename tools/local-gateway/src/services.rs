@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `authorizer` | `authorizer::handle` with a `CachedStore` over the chosen key source |
 //! | `identity-service` | `identity_service::router`, users in memory (`dev/dev-users.json`) or in DynamoDB when `USERS_TABLE` is set |
-//! | `tutor-service` | `tutor_service::router`, its identity-service client pointed at the gateway's URL of the API the template names, signing with its own development key (`api-key`) or its role's development credentials (`iam`) |
+//! | `tutor-service` | `tutor_service::router`, its identity-service client pointed at the gateway's URL of the API the template names, sending its key (`api-key`: the development key, a key given with `--service-key-file`, or with `--key-source ssm` the key delivered to its `SERVICE_API_KEY_PARAMETER`) or signing with its role's development credentials (`iam`) |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,6 +65,12 @@ pub struct RealFunctions {
     pub users: UsersSource,
     /// Clear keys by service name, for services calling with `api-key`.
     pub service_keys: BTreeMap<String, String>,
+    /// For a calling service with no entry in `service_keys`: read its key from the
+    /// SSM parameter its function's `SERVICE_API_KEY_PARAMETER` names (the parameter
+    /// `svcauth keys create` delivers to), as it does in Lambda. With `false` such a
+    /// service has no key to send: its function is not built (its routes answer 502)
+    /// and a warning says why.
+    pub caller_keys_from_ssm: bool,
     /// Credentials by role, for services calling with `iam`.
     pub credentials: LocalCredentials,
     pub region: String,
@@ -83,6 +89,7 @@ impl RealFunctions {
             clock,
             users: UsersSource::Memory(dev_users()),
             service_keys: dev_keys(),
+            caller_keys_from_ssm: false,
             credentials: LocalCredentials::dev(),
             region: "us-east-1".into(),
         }
@@ -133,7 +140,9 @@ impl RealFunctions {
                     Arc::new(LambdaHttp::router(identity_service::router(state)))
                 }
                 Some("tutor-service") => {
-                    let client = self.client(def, site)?;
+                    let Some(client) = self.client(def, site).await? else {
+                        continue;
+                    };
                     let state = tutor_service::AppState {
                         identity: IdentityConfig::new(roles(def)?),
                         users: client,
@@ -152,8 +161,13 @@ impl RealFunctions {
     }
 
     /// tutor-service's client for identity-service, as `ClientConfig::from_env` builds
-    /// it from the function's environment, with local credentials.
-    fn client(&self, def: &FunctionDef, site: &Site) -> Result<ServiceClient, String> {
+    /// it from the function's environment, with local credentials. `None`: the service
+    /// has no key to send (see [`RealFunctions::caller_keys_from_ssm`]).
+    async fn client(
+        &self,
+        def: &FunctionDef,
+        site: &Site,
+    ) -> Result<Option<ServiceClient>, String> {
         let id = &def.logical_id;
         let base_url = match def.env.get(tutor_service::IDENTITY_SERVICE_URL_ENV) {
             Some(EnvValue::ApiUrl { api }) => site
@@ -171,15 +185,25 @@ impl RealFunctions {
         let caller = text(def, service_client::SERVICE_NAME_ENV)
             .ok_or_else(|| format!("{id}: no {}", service_client::SERVICE_NAME_ENV))?;
         let auth = match text(def, service_client::AUTH_MODE_ENV).as_deref() {
-            Some("api-key") => {
-                let key = self
-                    .service_keys
-                    .get(&caller)
-                    .ok_or_else(|| format!("{id}: no development key for {caller}"))?;
-                AuthConfig::api_key(
+            Some("api-key") => match self.service_keys.get(&caller) {
+                Some(key) => AuthConfig::api_key(
                     ApiKey::parse(key).map_err(|e| format!("{id}: the key of {caller}: {e}"))?,
-                )
-            }
+                ),
+                None if self.caller_keys_from_ssm => {
+                    let parameter =
+                        text(def, service_client::API_KEY_PARAMETER_ENV).ok_or_else(|| {
+                            format!("{id}: no {}", service_client::API_KEY_PARAMETER_ENV)
+                        })?;
+                    let sdk =
+                        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                    AuthConfig::api_key_from_ssm(aws_sdk_ssm::Client::new(&sdk), parameter)
+                }
+                None => {
+                    tracing::warn!(function = %id, service = %caller,
+                        "{caller} has no key to send to identity-service: the key store holds only hashes; give its clear key with --service-key-file {caller}=PATH. Its routes answer 502 until then");
+                    return Ok(None);
+                }
+            },
             Some("iam") => {
                 let role = def
                     .role
@@ -210,6 +234,7 @@ impl RealFunctions {
             caller,
             auth,
         ))
+        .map(Some)
         .map_err(|e| format!("{id}: {e}"))
     }
 }

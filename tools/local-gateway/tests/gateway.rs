@@ -710,3 +710,98 @@ async fn only_loopback_addresses_are_served() {
     let err = start(o, &Stubs(Seen::default())).await.err().unwrap();
     assert!(err.to_string().contains("loopback"), "{err}");
 }
+
+/// A trailing slash: API Gateway REST ignores it when matching the resource, passes
+/// the path on as sent (`path`, `requestContext.path`) and the path parameter without
+/// it. As recorded against AWS in LocalStack's snapshot tests
+/// (`test_lambda_aws_proxy_integration`: `/proxy-value/` gives `path` `/proxy-value/`,
+/// `pathParameters.proxy` `proxy-value`) and its router ("trailing slashes are
+/// ignored in APIGW").
+#[tokio::test]
+async fn a_trailing_slash_matches_the_resource_and_reaches_the_backend_as_sent() {
+    let h = Harness::start(None).await;
+    let r = h
+        .call(
+            "GET",
+            "IdentityKeyApi",
+            "/internal/users/42/",
+            &[("x-service-api-key", "allow-users")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", body(&r));
+    let ev = h.seen.last_backend_event();
+    assert_eq!(ev["resource"], "/internal/users/{id}");
+    assert_eq!(ev["path"], "/internal/users/42/");
+    assert_eq!(ev["pathParameters"], json!({"id": "42"}));
+    assert_eq!(ev["requestContext"]["path"], "/v1/internal/users/42/");
+    assert_eq!(ev["requestContext"]["resourcePath"], "/internal/users/{id}");
+    // The authorizer's method ARN carries the path as sent; the tutor policy's
+    // `users/*` still covers it.
+    let auth = h.seen.authorizer.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        auth["methodArn"],
+        format!("{ARN_PREFIX}identitykey/v1/GET/internal/users/42/")
+    );
+    // A trailing slash on the collection resource too.
+    let r = h
+        .call(
+            "POST",
+            "IdentityKeyApi",
+            "/internal/users/",
+            &[("x-service-api-key", "allow-then-deny")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", body(&r));
+    assert_eq!(h.seen.last_backend_event()["resource"], "/internal/users");
+}
+
+/// API Gateway's REST quotas that a request can hit: "Total combined size of all
+/// header values" 10240 bytes, and the 1600-byte method ARN of a method with
+/// authorization (AWS: 414).
+#[tokio::test]
+async fn header_and_method_arn_quotas_are_applied() {
+    let h = Harness::start(None).await;
+    let key = ("x-service-api-key", "allow-users");
+    // Just within the quota: served.
+    let used = "allow-users".len() + "127.0.0.1:65535".len();
+    let pad = "a".repeat(10_240 - used - 200);
+    let r = h
+        .call(
+            "GET",
+            "IdentityKeyApi",
+            "/internal/users/42",
+            &[key, ("x-pad", &pad)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", body(&r));
+    let calls = h.seen.authorizer_calls();
+    // Over it: refused before the authorizer.
+    let pad = "a".repeat(10_241);
+    let r = h
+        .call(
+            "GET",
+            "IdentityKeyApi",
+            "/internal/users/42",
+            &[key, ("x-pad", &pad)],
+        )
+        .await;
+    assert_eq!(r.status, 431, "{}", body(&r));
+    assert_eq!(
+        body(&r),
+        json!({"message": "Request Header Fields Too Large"})
+    );
+    assert_eq!(h.seen.authorizer_calls(), calls);
+    // A path that makes the method ARN longer than 1600 bytes: 414.
+    let long = "x".repeat(1600);
+    let r = h
+        .call(
+            "GET",
+            "IdentityKeyApi",
+            &format!("/internal/users/{long}"),
+            &[key],
+        )
+        .await;
+    assert_eq!(r.status, 414, "{}", body(&r));
+    assert_eq!(h.seen.authorizer_calls(), calls);
+    assert_eq!(h.seen.last_log()["status"], "414");
+}

@@ -129,9 +129,9 @@ pub struct CreateArgs {
     /// credential: callers never send it.
     #[arg(long, value_name = "VALUE")]
     pub usage_plan_key: Option<String>,
-    /// Let the key expire after this long, e.g. `90d`, `12h` [default: no expiry;
-    /// `keys list` shows when the 90-day rotation is due].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Let the key expire after this long, more than zero, e.g. `90d`, `12h`
+    /// [default: no expiry; `keys list` shows when the 90-day rotation is due].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub expires_in: Option<Duration>,
     /// Where the clear key goes [default: `ssm` with --store ssm, `stdout` with --store file].
     #[arg(long, value_enum, value_name = "WHERE")]
@@ -162,8 +162,9 @@ pub struct RotateArgs {
     /// The calling service whose key is rotated.
     #[arg(long, value_name = "NAME")]
     pub service: String,
-    /// How long the old keys keep working, e.g. `24h`, `30m`, `7d`.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+    /// How long the old keys keep working, e.g. `24h`, `30m`, `7d` (`0s` stops them
+    /// at once).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h", allow_hyphen_values = true)]
     pub grace: Duration,
     /// Where the new clear key goes [default: `ssm` with --store ssm, `stdout` with --store file].
     #[arg(long, value_enum, value_name = "WHERE")]
@@ -187,8 +188,9 @@ pub struct RevokeArgs {
     /// The key's id (`kid_` and 16 hex digits), as `keys list` shows it.
     #[arg(long, value_name = "ID")]
     pub key_id: String,
-    /// Instead of revoking now, let the key expire after this long, e.g. `24h`.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Instead of revoking now, let the key expire after this long, more than zero,
+    /// e.g. `24h`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub after: Option<Duration>,
     /// Check everything and say what would be written; write nothing.
     #[arg(long)]
@@ -276,14 +278,88 @@ pub struct PruneArgs {
     pub service: Option<String>,
     /// Remove a record only if its key stopped working at least this long ago,
     /// e.g. `30d`, `12h`, `0s`.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30d")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30d", allow_hyphen_values = true)]
     pub older_than: Duration,
     /// Say which records would go; write nothing.
     #[arg(long)]
     pub dry_run: bool,
 }
 
-/// Parses `90d`, `24h`, `30m`... with humantime.
+/// Parses `90d`, `24h`, `30m`... with humantime. A leading `-` is read here (not by
+/// clap as another option) so that a negative duration gets a message about durations.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.starts_with('-') {
+        return Err(format!(
+            "{s:?} is negative: a duration is zero or more, written like 90d, 24h or 30m"
+        ));
+    }
     humantime::parse_duration(s).map_err(|e| format!("{e} (write a duration like 90d, 24h or 30m)"))
+}
+
+/// A duration of more than zero (`--expires-in`, `--after`): zero would make a key
+/// that is expired from the start.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s).map_err(|e| e.replace("zero or more", "more than zero"))?;
+    if d.is_zero() {
+        return Err(format!(
+            "{:?} is zero, which would end the key at once: give more than zero, like 90d, 24h or 30m (to stop a key now, revoke it without --after)",
+            s.trim()
+        ));
+    }
+    Ok(d)
+}
+
+/// A duration for people: `1 day`, `2 days 3 hours`, `30 minutes`, `0 seconds`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let parts = [
+        (secs / 86_400, "day"),
+        (secs % 86_400 / 3600, "hour"),
+        (secs % 3600 / 60, "minute"),
+        (secs % 60, "second"),
+    ];
+    let words: Vec<String> = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n} {unit}{}", if *n == 1 { "" } else { "s" }))
+        .collect();
+    if words.is_empty() {
+        "0 seconds".into()
+    } else {
+        words.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_read_and_shown_for_people() {
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        let neg = parse_duration("-5d").unwrap_err();
+        assert!(neg.contains("negative"), "{neg}");
+        assert!(parse_duration("soon").unwrap_err().contains("like 90d"));
+        let zero = parse_positive_duration("0s").unwrap_err();
+        assert!(
+            zero.contains("zero") && zero.contains("more than zero"),
+            "{zero}"
+        );
+        assert!(parse_positive_duration("-1h")
+            .unwrap_err()
+            .contains("more than zero"));
+        assert_eq!(parse_positive_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(human_duration(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(
+            human_duration(Duration::from_secs(2 * 86_400 + 3 * 3600)),
+            "2 days 3 hours"
+        );
+        assert_eq!(
+            human_duration(Duration::from_secs(90)),
+            "1 minute 30 seconds"
+        );
+        assert_eq!(human_duration(Duration::ZERO), "0 seconds");
+    }
 }

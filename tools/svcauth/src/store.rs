@@ -46,6 +46,86 @@ impl Store {
         }
     }
 
+    /// What to check when something is not in this store: the options that name it.
+    pub fn where_to_look(&self) -> &'static str {
+        match self {
+            Self::Ssm { .. } => "--env, --path and the region",
+            Self::File(_) => "--file (or SVCAUTH_KEYS_FILE)",
+        }
+    }
+
+    /// For commands that read what must already be there (`list`, `check`, `revoke`,
+    /// `rotate`, `prune`): a store file that does not exist is "not found", not an
+    /// empty store (a typo in --file would otherwise look like a store with no keys).
+    pub fn require_existing(&self) -> Result<(), Error> {
+        match self {
+            Self::Ssm { .. } => Ok(()),
+            Self::File(f) => match fs::metadata(&f.path) {
+                Ok(m) if m.is_file() => Ok(()),
+                Ok(_) => Err(Error::Usage(format!(
+                    "{} is not a file: --file names the store file itself, e.g. dev/my-store.json",
+                    f.path.display()
+                ))),
+                Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::NotFound(format!(
+                    "store file {} does not exist: check --file (or SVCAUTH_KEYS_FILE); `svcauth --store file --file {} keys create --service NAME --permissions 'METHOD /path'` creates it",
+                    f.path.display(),
+                    f.path.display()
+                ))),
+                Err(e) => Err(Error::Store(format!("reading {}: {e}", f.path.display()))),
+            },
+        }
+    }
+
+    /// What a write needs before it starts, checked by real runs and dry runs alike
+    /// (a dry run must fail where the real run would): for a store file, that its
+    /// directory exists and is writable, and that the file, if there, is a valid
+    /// store and writable.
+    pub fn check_writable(&self) -> Result<(), Error> {
+        let Self::File(f) = self else { return Ok(()) };
+        let dir = match f.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() && !m.permissions().readonly() => {}
+            Ok(m) if m.is_dir() => {
+                return Err(Error::Store(format!(
+                    "the directory {} of store file {} is read-only: choose another --file or make it writable",
+                    dir.display(),
+                    f.path.display()
+                )))
+            }
+            Ok(_) => {
+                return Err(Error::Usage(format!(
+                    "{} is not a directory, so store file {} cannot be written there: check --file",
+                    dir.display(),
+                    f.path.display()
+                )))
+            }
+            Err(_) => {
+                return Err(Error::NotFound(format!(
+                    "the directory {} of store file {} does not exist: create it (mkdir -p {}) or check --file",
+                    dir.display(),
+                    f.path.display(),
+                    dir.display()
+                )))
+            }
+        }
+        match fs::metadata(&f.path) {
+            Ok(m) if m.is_dir() => Err(Error::Usage(format!(
+                "{} is a directory: --file names the store file itself, e.g. {}/keys.json",
+                f.path.display(),
+                f.path.display()
+            ))),
+            Ok(m) if m.permissions().readonly() => Err(Error::Store(format!(
+                "store file {} is read-only: make it writable or choose another --file",
+                f.path.display()
+            ))),
+            // Also parses it: a broken file fails here, before anything is planned.
+            _ => f.read_all().map(drop),
+        }
+    }
+
     /// Every service document. A missing store file is an empty store.
     pub async fn load_documents(&self) -> Result<Vec<ServiceDocument>, Error> {
         match self {

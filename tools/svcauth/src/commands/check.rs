@@ -27,6 +27,9 @@ pub struct CheckAnswer {
     pub service: Option<String>,
     pub permissions: Vec<String>,
     pub expires: Option<UnixTime>,
+    /// When the key was revoked, for a revoked key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<UnixTime>,
     pub legacy: bool,
     /// With `--route`: whether that route is permitted (false means API Gateway 403).
     pub route_permitted: Option<bool>,
@@ -43,6 +46,7 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
         )));
     }
     let store = ctx.store().await?;
+    store.require_existing()?;
     let docs = store.load_documents().await?;
     let legacy = match &args.legacy_parameter {
         Some(name) if !name.is_empty() => {
@@ -93,6 +97,7 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
                     .map(ToString::to_string)
                     .collect(),
                 expires: grant.expires,
+                revoked_at: None,
                 legacy: grant.legacy,
                 route_permitted,
             }
@@ -101,16 +106,25 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
             reason,
             key_id,
             service: owner,
-        } => CheckAnswer {
-            accepted: false,
-            reason: reason.code().into(),
-            key_id: key_id.map(|k| k.to_string()),
-            service: owner,
-            permissions: Vec::new(),
-            expires: None,
-            legacy: false,
-            route_permitted: None,
-        },
+        } => {
+            // A refused key that has a record (expired, revoked): show the record's
+            // own values, not defaults.
+            let doc = owner
+                .as_deref()
+                .and_then(|o| docs.iter().find(|d| d.service == o));
+            let record = doc.zip(key_id.as_ref()).and_then(|(d, id)| d.key(id));
+            CheckAnswer {
+                accepted: false,
+                reason: reason.code().into(),
+                key_id: key_id.map(|k| k.to_string()),
+                service: owner,
+                permissions: doc.map(|d| d.permissions.clone()).unwrap_or_default(),
+                expires: record.and_then(|r| r.expires),
+                revoked_at: record.and_then(|r| r.revoked_at),
+                legacy: false,
+                route_permitted: None,
+            }
+        }
     };
     let text = if args.json {
         serde_json::to_string_pretty(&answer).unwrap_or_default() + "\n"
@@ -158,6 +172,9 @@ fn human(a: &CheckAnswer, asked: &str) -> String {
             a.permissions.join(", ")
         };
         out.push_str(&format!("permissions: {perms}\n"));
+    }
+    if let Some(t) = a.revoked_at {
+        out.push_str(&format!("revoked:     {}\n", t.to_rfc3339()));
     }
     if a.legacy {
         out.push_str("legacy:      yes (from the legacy map; import and rotate it)\n");

@@ -15,6 +15,9 @@ use crate::error::Error;
 use crate::store::{Store, Written};
 use crate::{Ctx, Outcome};
 
+const GRACE_ZERO_WARNING: &str =
+    "warning: --grace 0: the old keys stop now, before callers can pick up the new key";
+
 /// Where a new clear key goes.
 enum Target {
     Ssm { client: Client, parameter: String },
@@ -161,6 +164,7 @@ pub async fn create(ctx: &mut Ctx<'_, '_>, args: &CreateArgs) -> Result<Outcome,
     let permissions = checked_permissions(&args.permissions)?;
     let set_permissions = (!permissions.is_empty()).then_some(permissions);
     let store = ctx.store().await?;
+    store.check_writable()?;
     let existing = store.read_document(service).await?;
     let mut preview = existing
         .clone()
@@ -239,13 +243,15 @@ pub async fn create(ctx: &mut Ctx<'_, '_>, args: &CreateArgs) -> Result<Outcome,
 pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome, Error> {
     let service = checked_service(&args.service)?;
     let store = ctx.store().await?;
+    store.require_existing()?;
+    store.check_writable()?;
     let Some(doc) = store.read_document(service).await? else {
         return Err(service_not_found(service, &store));
     };
     check_capacity(&doc)?;
     let now = ctx.now;
     let until = now.plus(args.grace);
-    let grace = humantime::format_duration(args.grace).to_string();
+    let grace = crate::cli::human_duration(args.grace);
     // Fixed now, so a key another operator adds meanwhile is never phased out by us.
     let old: Vec<KeyId> = doc
         .keys
@@ -261,20 +267,25 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
     )
     .await?;
     if args.dry_run {
+        let replacing = match &target {
+            Target::Ssm { .. } => " (overwriting the key it holds)",
+            Target::Stdout => "",
+        };
         ctx.status(format!(
-            "dry run: would store a new key for {service} in the {} (permissions: {}), deliver it to {} (replacing what it holds), then let the old keys [{}] expire at {} (grace {grace}); nothing was written",
+            "dry run: would store a new key for {service} in the {} (permissions: {}), deliver it to {}{replacing}, then let the old keys [{}] expire at {} (grace {grace}); nothing was written",
             store.describe(),
             permissions_text(&doc.permissions),
             target.describe(),
             list_ids(&old),
             until.to_rfc3339()
         ));
+        if args.grace.is_zero() {
+            ctx.status(GRACE_ZERO_WARNING);
+        }
         return Ok(Outcome::Done);
     }
     if args.grace.is_zero() {
-        ctx.status(
-            "warning: --grace 0: the old keys stop now, before callers can pick up the new key",
-        );
+        ctx.status(GRACE_ZERO_WARNING);
     }
 
     // 1. The new record. 2. Its delivery. 3. Only then the old keys' expiry: if the
@@ -314,7 +325,8 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
         .await
         .map_err(|e| {
             e.with_note(format!(
-                "the new key {id} is stored and delivered, but the old keys were not given their expiry: run `svcauth keys revoke --service {service} --key-id ID --after {grace}` for each of: {}",
+                "the new key {id} is stored and delivered, but the old keys were not given their expiry: run `svcauth keys revoke --service {service} --key-id ID --after {}s` for each of: {}",
+                args.grace.as_secs().max(1),
                 list_ids(&old)
             ))
         })?;

@@ -35,6 +35,7 @@ pub async fn import_legacy(
     }
 
     let store = ctx.store().await?;
+    store.check_writable()?;
     let docs = store.load_documents().await?;
     // A key the store already has under another service: the store would refuse to
     // load. Stop before writing anything.
@@ -147,8 +148,17 @@ pub async fn import_legacy(
             store.describe()
         ));
     } else {
+        let left = if args.from_file.is_some() {
+            format!(
+                "{source} was left in place (the authorizer never reads a file; it reads the legacy map only from the SSM parameter SVCAUTH_LEGACY_PARAMETER names): it holds clear keys, so delete it"
+            )
+        } else {
+            format!(
+                "{source} was left in place: the authorizer reads it only while SVCAUTH_LEGACY_PARAMETER names it, and the imported records work without it; delete it once every caller uses a new key"
+            )
+        };
         ctx.status(format!(
-            "no clear key was written anywhere. {source} was left in place: the authorizer reads it only while SVCAUTH_LEGACY_PARAMETER names it, and the imported records work without it. Delete it once every caller uses a new key, and rotate the imported keys (`svcauth keys rotate --service NAME`): a rotation moves each caller to a product key"
+            "no clear key was written anywhere. {left}. Rotate the imported keys (`svcauth keys rotate --service NAME`): a rotation moves each caller to a product key"
         ));
     }
     Ok(Outcome::Done)

@@ -22,7 +22,8 @@ pub struct KeyRow {
     /// When the 90-day rotation policy is due (for usable keys that do not expire
     /// before then).
     pub rotation_due: Option<UnixTime>,
-    /// Whole days until then; negative when overdue.
+    /// Days until then, a part of a day counted as a day (a key made a minute ago is
+    /// due in 90 days); 0 when due within the last day, negative when overdue.
     pub rotation_due_in_days: Option<i64>,
 }
 
@@ -44,9 +45,14 @@ impl KeyRow {
             status,
             revoked_at: k.revoked_at,
             rotation_due: due,
-            rotation_due_in_days: due.map(|d| now.seconds_until(d).div_euclid(86_400)),
+            rotation_due_in_days: due.map(|d| days_rounded_up(now.seconds_until(d))),
         }
     }
+}
+
+/// Whole days, rounded up: 89 days and 23 hours is 90, -1.5 days is -1.
+fn days_rounded_up(seconds: i64) -> i64 {
+    -(-seconds).div_euclid(86_400)
 }
 
 pub fn rows(docs: &[ServiceDocument], now: UnixTime) -> Vec<KeyRow> {
@@ -65,6 +71,7 @@ pub fn rows(docs: &[ServiceDocument], now: UnixTime) -> Vec<KeyRow> {
 
 pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Error> {
     let store = ctx.store().await?;
+    store.require_existing()?;
     let docs = match &args.service {
         Some(service) => {
             let service = checked_service(service)?;
@@ -77,8 +84,9 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Err
     };
     if docs.is_empty() {
         ctx.status(format!(
-            "no service documents in the {}: if there should be, check --env, --path and the region",
-            store.describe()
+            "no service documents in the {}: if there should be, check {}",
+            store.describe(),
+            store.where_to_look()
         ));
     }
     let rows = rows(&docs, ctx.now);
@@ -114,7 +122,10 @@ fn table(rows: &[KeyRow]) -> String {
                 when(r.expires),
                 r.status.to_owned(),
                 match r.rotation_due_in_days {
-                    Some(d) if d < 0 => format!("overdue by {} days", -d),
+                    Some(d) if d < -1 => format!("overdue by {} days", -d),
+                    Some(-1) => "overdue by 1 day".into(),
+                    Some(0) => "due today".into(),
+                    Some(1) => "in 1 day".into(),
                     Some(d) => format!("in {d} days"),
                     None => "-".into(),
                 },
@@ -185,6 +196,23 @@ mod tests {
             assert!(text.contains(k.key_id().as_str()));
         }
         assert!(text.contains("in 80 days"), "{text}");
+    }
+
+    #[test]
+    fn a_key_made_a_minute_ago_is_due_in_90_days() {
+        let created = UnixTime(1_000_000);
+        let k = ApiKey::generate(None).unwrap();
+        let mut doc = ServiceDocument::new("svc", vec![]);
+        doc.keys.push(KeyRecord::for_key(&k, created, None));
+        let at = |secs: u64| rows(std::slice::from_ref(&doc), UnixTime(created.0 + secs));
+        assert_eq!(at(60)[0].rotation_due_in_days, Some(90));
+        assert!(table(&at(60)).contains("in 90 days"));
+        assert!(table(&at(89 * 86_400 + 60)).contains("in 1 day"));
+        assert!(table(&at(90 * 86_400)).contains("due today"));
+        assert!(table(&at(90 * 86_400 + 3600)).contains("due today"));
+        assert!(table(&at(91 * 86_400 + 3600)).contains("overdue by 1 day"));
+        assert_eq!(days_rounded_up(-36 * 3600), -1);
+        assert_eq!(days_rounded_up(1), 1);
     }
 
     #[test]

@@ -47,8 +47,9 @@ pub(crate) fn same_permissions(a: &[String], b: &[String]) -> bool {
 
 pub(crate) fn service_not_found(service: &str, store: &Store) -> Error {
     Error::NotFound(format!(
-        "service {service} has no document in the {}: check --service, --env, --path and the region; `svcauth keys list` shows the services there, `svcauth keys create` makes a service's first key",
-        store.describe()
+        "service {service} has no document in the {}: check --service, {}; `svcauth keys list` shows the services there, `svcauth keys create` makes a service's first key",
+        store.describe(),
+        store.where_to_look()
     ))
 }
 

@@ -11,6 +11,8 @@ use crate::{Ctx, Outcome};
 pub async fn prune(ctx: &mut Ctx<'_, '_>, args: &PruneArgs) -> Result<Outcome, Error> {
     let service = args.service.as_deref().map(checked_service).transpose()?;
     let store = ctx.store().await?;
+    store.require_existing()?;
+    store.check_writable()?;
     let docs = match service {
         Some(s) => match store.read_document(s).await? {
             Some(doc) => vec![doc],

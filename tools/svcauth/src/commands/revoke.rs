@@ -1,6 +1,6 @@
 //! `keys revoke`: a key stops being accepted (now, or after `--after`).
 
-use service_auth::{KeyId, KeyStatus};
+use service_auth::{KeyId, KeyStatus, ServiceDocument, UnixTime};
 
 use super::{checked_service, revoke_in, service_not_found, usable_keys};
 use crate::cli::{RevokeArgs, REVOCATION_BOUND};
@@ -16,6 +16,8 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         )));
     };
     let store = ctx.store().await?;
+    store.require_existing()?;
+    store.check_writable()?;
     let Some(doc) = store.read_document(service).await? else {
         return Err(service_not_found(service, &store));
     };
@@ -52,6 +54,24 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
             "dry run: would {action} in the {}; nothing was written",
             store.describe()
         ));
+        // The same warning the real run gives, from the document as read now.
+        let mut after = doc.clone();
+        match until {
+            Some(t) => {
+                if let Some(k) = after.key_mut(&id) {
+                    k.expires = Some(t);
+                }
+            }
+            None => revoke_in(&mut after, &id, now),
+        }
+        warn_if_last(
+            ctx,
+            service,
+            &id,
+            &after,
+            until.unwrap_or(now),
+            until.is_some(),
+        );
         return Ok(Outcome::Done);
     }
     let written = store
@@ -74,11 +94,39 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
     if until.is_none() {
         ctx.status(REVOCATION_BOUND.replace('\n', " "));
     }
-    let left = usable_keys(&written.document, until.unwrap_or(now));
-    if left.iter().all(|k| k == &id) {
-        ctx.status(format!(
-            "warning: {service} has no other usable key: its callers are refused until it gets one (`svcauth keys create --service {service}`)"
-        ));
-    }
+    warn_if_last(
+        ctx,
+        service,
+        &id,
+        &written.document,
+        until.unwrap_or(now),
+        until.is_some(),
+    );
     Ok(Outcome::Done)
+}
+
+/// Warns when `doc` leaves the service no usable key at `at`. With `--after` the key
+/// still works until then, so the warning speaks of that time, not of now.
+fn warn_if_last(
+    ctx: &mut Ctx<'_, '_>,
+    service: &str,
+    id: &KeyId,
+    doc: &ServiceDocument,
+    at: UnixTime,
+    later: bool,
+) {
+    if usable_keys(doc, at).iter().any(|k| k != id) {
+        return;
+    }
+    let when = if later {
+        format!(
+            "from {} (the key works until then), its callers are refused unless it gets a new key before",
+            at.to_rfc3339()
+        )
+    } else {
+        "its callers are refused until it gets one".to_owned()
+    };
+    ctx.status(format!(
+        "warning: {service} has no other usable key: {when} (`svcauth keys create --service {service}`, or `svcauth keys rotate --service {service}` while a key still works)"
+    ));
 }
