@@ -50,12 +50,14 @@ pub async fn handle(
         }
     };
     let current = store.current().await;
+    let api_name = store.api_name(view.method_arn.as_deref()).await;
     let values: Vec<&str> = view.api_key_values.iter().map(String::as_str).collect();
     let decision = decide(
         current.as_deref(),
         &AuthRequest {
             api_key_values: &values,
             method_arn: view.method_arn.as_deref(),
+            api_name: api_name.as_deref(),
         },
         store.now(),
     );

@@ -11,6 +11,7 @@ The library is public so the local gateway runs exactly this code.
 */
 #![forbid(unsafe_code)]
 
+pub mod apis;
 pub mod config;
 pub mod event;
 pub mod handler;
@@ -18,6 +19,7 @@ pub mod source;
 
 use std::sync::Arc;
 
+pub use apis::{ApiNames, ApiNamesConfig};
 pub use config::{Config, ConfigError, SourceConfig};
 pub use handler::{handle, response, AuthorizerResponse, Unauthorized};
 pub use source::{CachedStore, Clock, KeySource, LoadError};
@@ -52,6 +54,19 @@ pub async fn key_source(config: &Config) -> KeySource {
                 Err(e) => KeySource::Misconfigured(e.to_string()),
             }
         }
+    }
+}
+
+/// Where the authorizer reads API names (see [`apis`]): SSM through the key source's
+/// client for `ssm`, else the configured map.
+pub fn api_names(config: &Config, source: &KeySource) -> ApiNames {
+    match (&config.api_names, source) {
+        (ApiNamesConfig::Static(map), _) => ApiNames::fixed(map.clone()),
+        (ApiNamesConfig::Ssm { path }, KeySource::Ssm(store)) => {
+            ApiNames::ssm(store.client().clone(), path, config.refresh)
+        }
+        // Misconfigured source: nothing is loaded, nothing is named.
+        (ApiNamesConfig::Ssm { .. }, _) => ApiNames::none(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Lambda entry point: configuration, key store, runtime. Everything else is in the
 //! library (`authorizer::handle`).
 
-use authorizer::{handle, key_source, system_clock, CachedStore, Config};
+use authorizer::{api_names, handle, key_source, system_clock, CachedStore, Config};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -12,12 +12,10 @@ async fn main() -> Result<(), Error> {
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(config.metrics_namespace.clone())
         .init()?;
-    let store = CachedStore::new(
-        key_source(&config).await,
-        config.refresh,
-        config.load_timeout,
-        system_clock(),
-    );
+    let source = key_source(&config).await;
+    let apis = api_names(&config, &source);
+    let store = CachedStore::new(source, config.refresh, config.load_timeout, system_clock())
+        .with_api_names(apis);
     // Load during init, before the first request waits; a failure is logged and the
     // first invocation retries.
     store.reload_now().await;
