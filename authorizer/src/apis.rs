@@ -51,7 +51,8 @@ pub fn parse_api_names(text: &str) -> Result<BTreeMap<String, String>, String> {
         };
         let (id, name) = pair.split_once('=').ok_or_else(bad)?;
         let (id, name) = (id.trim(), name.trim());
-        let id_ok = !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        let id_ok =
+            !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !id_ok || !valid_api_name(name) {
             return Err(bad());
         }
@@ -223,7 +224,14 @@ mod tests {
         let m = parse_api_names(" a1b2c3d4e5=identity, tutorkey=tutor ,").unwrap();
         assert_eq!(m.get("a1b2c3d4e5").map(String::as_str), Some("identity"));
         assert_eq!(m.len(), 2);
-        for bad in ["identity", "a-b=identity", "abc=Identity", "abc=", "=x", "a=x,a=y"] {
+        for bad in [
+            "identity",
+            "a-b=identity",
+            "abc=Identity",
+            "abc=",
+            "=x",
+            "a=x,a=y",
+        ] {
             assert!(parse_api_names(bad).is_err(), "{bad}");
         }
         assert!(parse_api_names("").unwrap().is_empty());
@@ -241,6 +249,9 @@ mod tests {
         assert_eq!(names.name_for(Some(&arn("other1")), now).await, None);
         assert_eq!(names.name_for(Some("not an arn"), now).await, None);
         assert_eq!(names.name_for(None, now).await, None);
-        assert_eq!(ApiNames::none().name_for(Some(&arn("abc123")), now).await, None);
+        assert_eq!(
+            ApiNames::none().name_for(Some(&arn("abc123")), now).await,
+            None
+        );
     }
 }

@@ -114,15 +114,14 @@ impl Config {
             )?),
         };
         let api_names = match (get("SVCAUTH_API_NAMES"), &source) {
-            (Some(text), _) => ApiNamesConfig::Static(
-                parse_api_names(&text).map_err(ConfigError::ApiNames)?,
-            ),
+            (Some(text), _) => {
+                ApiNamesConfig::Static(parse_api_names(&text).map_err(ConfigError::ApiNames)?)
+            }
             (None, SourceConfig::Ssm { .. }) => ApiNamesConfig::Ssm {
                 path: get("SVCAUTH_API_PATH").unwrap_or_else(|| DEFAULT_API_PATH.to_owned()),
             },
             (None, SourceConfig::Dev) => ApiNamesConfig::Static(
-                parse_api_names(service_auth::dev::DEV_API_NAMES)
-                    .map_err(ConfigError::ApiNames)?,
+                parse_api_names(service_auth::dev::DEV_API_NAMES).map_err(ConfigError::ApiNames)?,
             ),
             (None, _) => ApiNamesConfig::Static(Default::default()),
         };

@@ -231,9 +231,9 @@ async fn the_legacy_parameter_is_accepted_and_hashed() {
     put_doc(
         &c,
         &ServiceDocument::new(
-        "tutor-service",
-        vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
-    ),
+            "tutor-service",
+            vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+        ),
     )
     .await;
     let source = KeySource::Ssm(

@@ -304,7 +304,10 @@ mod tests {
             panic!()
         };
         assert_eq!(g.routes().len(), 2);
-        assert_eq!(g.policy().statements[0].effect, crate::policy::Effect::Allow);
+        assert_eq!(
+            g.policy().statements[0].effect,
+            crate::policy::Effect::Allow
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub enum PatternError {
     Brace,
     #[error("a permission's path has an empty segment (`//` or a trailing `/`) or a `.`/`..` segment: API Gateway routes neither")]
     EmptySegment,
-    #[error("`%` in a permission's path must start a percent-encoding of two hex digits, e.g. `%40`")]
+    #[error(
+        "`%` in a permission's path must start a percent-encoding of two hex digits, e.g. `%40`"
+    )]
     Percent,
 }
 
@@ -78,9 +80,11 @@ impl RoutePattern {
     /// `*`: `GET /internal/users/{id}` → `GET /internal/users/*`. Every `*` in it
     /// matches any run of characters, `/` included.
     pub fn effective(&self) -> String {
-        let (method, path) = self
-            .resource_suffix
-            .split_at(self.resource_suffix.find('/').unwrap_or(self.resource_suffix.len()));
+        let (method, path) = self.resource_suffix.split_at(
+            self.resource_suffix
+                .find('/')
+                .unwrap_or(self.resource_suffix.len()),
+        );
         format!("{method} {path}")
     }
 
@@ -316,7 +320,11 @@ mod tests {
             ("GET /caf\u{e9}", PatternError::Path),
         ];
         for (pattern, want) in cases {
-            assert_eq!(RoutePattern::parse(pattern), Err(want.clone()), "{pattern:?}");
+            assert_eq!(
+                RoutePattern::parse(pattern),
+                Err(want.clone()),
+                "{pattern:?}"
+            );
         }
     }
 

@@ -180,6 +180,9 @@ impl KeyRecord {
     }
 }
 
+/// A parsed grant: its API names and its routes.
+pub type ScopedRoutes = (Vec<String>, Vec<RoutePattern>);
+
 /// Routes a service may call on some APIs, named as their stacks registered them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -398,7 +401,7 @@ impl ServiceDocument {
 
     /// The parsed grants: each grant's APIs with its routes. Schema-1 permissions
     /// are not here: they name no API (see [`ServiceDocument::route_patterns`]).
-    pub fn scoped_routes(&self) -> Result<Vec<(Vec<String>, Vec<RoutePattern>)>, DocumentError> {
+    pub fn scoped_routes(&self) -> Result<Vec<ScopedRoutes>, DocumentError> {
         let total: usize = self.grants.iter().map(|g| g.routes.len()).sum();
         if total > MAX_PERMISSIONS {
             return Err(DocumentError::TooManyPermissions(self.service.clone()));
@@ -418,13 +421,13 @@ impl ServiceDocument {
             }
             let mut routes = Vec::with_capacity(g.routes.len());
             for r in &g.routes {
-                routes.push(RoutePattern::parse(r).map_err(|error| {
-                    DocumentError::Permission {
+                routes.push(
+                    RoutePattern::parse(r).map_err(|error| DocumentError::Permission {
                         service: self.service.clone(),
                         index,
                         error,
-                    }
-                })?);
+                    })?,
+                );
                 index += 1;
             }
             out.push((g.apis.clone(), routes));

@@ -31,7 +31,8 @@ use lambda_http::request::RequestContext;
 use serde_json::{json, Value};
 use service_auth::identity::IamRoleMap;
 use service_auth::{
-    context, decide, ApiGrant, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument, UnixTime,
+    context, decide, ApiGrant, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument,
+    UnixTime,
 };
 use service_client::{AuthConfig, ClientConfig, CredentialsSource, RetryPolicy, ServiceClient};
 use service_identity_http::testing::{api_key_context, authorizer_context, iam_context};

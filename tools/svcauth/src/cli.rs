@@ -126,7 +126,12 @@ pub struct CreateArgs {
     /// The APIs --permissions apply to, by the name their stack registered
     /// (`identity`, `tutor` for template.yaml's own APIs). Repeat or separate with
     /// commas. Required with --permissions: a permission applies on no other API.
-    #[arg(long, value_name = "NAME", value_delimiter = ',', requires = "permissions")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        requires = "permissions"
+    )]
     pub api: Vec<String>,
     /// Replace the service's existing permissions with --permissions on --api (for
     /// every key of the service).
@@ -242,7 +247,12 @@ pub struct ImportLegacyArgs {
     #[arg(long, value_name = "PATTERN", value_delimiter = ',', requires = "api")]
     pub permissions: Vec<String>,
     /// The APIs --permissions apply to (by registered name, e.g. `identity`).
-    #[arg(long, value_name = "NAME", value_delimiter = ',', requires = "permissions")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        requires = "permissions"
+    )]
     pub api: Vec<String>,
     /// Check everything and say what would be written; write nothing.
     #[arg(long)]
@@ -319,7 +329,13 @@ pub struct GrantArgs {
     /// Routes to grant on --api, `METHOD /path`, e.g. `GET /internal/billing/*`. `*` and
     /// a `{param}` segment match any characters, `/` included. Repeat or separate with
     /// commas.
-    #[arg(long, value_name = "PATTERN", value_delimiter = ',', required_unless_present = "remove", conflicts_with = "remove")]
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        value_delimiter = ',',
+        required_unless_present = "remove",
+        conflicts_with = "remove"
+    )]
     pub permissions: Vec<String>,
     /// Take --api away instead: the service is allowed nothing there any more.
     #[arg(long)]

@@ -89,9 +89,7 @@ pub async fn run(cli: &Cli, aws: &Aws, now: UnixTime, io: &mut Io<'_>) -> Result
         Command::Keys(KeysCommand::Check(args)) => commands::check::check(&mut ctx, args).await,
         Command::Keys(KeysCommand::Prune(args)) => commands::prune::prune(&mut ctx, args).await,
         Command::Keys(KeysCommand::Grant(args)) => commands::grant::grant(&mut ctx, args).await,
-        Command::Keys(KeysCommand::Migrate(args)) => {
-            commands::grant::migrate(&mut ctx, args).await
-        }
+        Command::Keys(KeysCommand::Migrate(args)) => commands::grant::migrate(&mut ctx, args).await,
     }
 }
 

@@ -47,7 +47,11 @@ fn deployed_authorizer(keys: &Client, apis: &Client, clock: &TestClock) -> Cache
         Duration::from_secs(30),
         clock.unix_clock(),
     )
-    .with_api_names(ApiNames::ssm(apis.clone(), API_PATH, RefreshPolicy::default()))
+    .with_api_names(ApiNames::ssm(
+        apis.clone(),
+        API_PATH,
+        RefreshPolicy::default(),
+    ))
 }
 
 fn method_arn(api_id: &str, route: &str) -> String {
@@ -68,14 +72,15 @@ fn gateway_allows(resp: &AuthorizerResponse, arn: &str) -> bool {
     // Read back from the JSON API Gateway receives.
     let policy = serde_json::to_value(resp).unwrap()["policyDocument"].clone();
     let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
-    let matching = |effect: &str| {
-        statements.iter().any(|s| {
-            s["Effect"] == effect
-                && s["Resource"].as_array().into_iter().flatten().any(|r| {
-                    wildcard_match(r.as_str().unwrap_or("").as_bytes(), arn.as_bytes())
-                })
-        })
-    };
+    let matching =
+        |effect: &str| {
+            statements.iter().any(|s| {
+                s["Effect"] == effect
+                    && s["Resource"].as_array().into_iter().flatten().any(|r| {
+                        wildcard_match(r.as_str().unwrap_or("").as_bytes(), arn.as_bytes())
+                    })
+            })
+        };
     !matching("Deny") && matching("Allow")
 }
 
@@ -170,13 +175,21 @@ async fn item4_an_existing_key_does_not_reach_a_new_api_until_granted_there() {
     clock.advance(301);
     assert!(allowed(&store, &admin, BILLING_API, invoices).await);
     assert!(
-        !allowed(&store, &admin, BILLING_API, "POST /internal/billing/invoices").await,
+        !allowed(
+            &store,
+            &admin,
+            BILLING_API,
+            "POST /internal/billing/invoices"
+        )
+        .await,
         "only the routes granted on billing"
     );
     assert!(allowed(&store, &admin, IDENTITY_API, "POST /internal/users").await);
 
     let remove = svcauth(
-        &args(&words("keys grant --service admin-service --api billing --remove")),
+        &args(&words(
+            "keys grant --service admin-service --api billing --remove",
+        )),
         &aws,
         NOW + 800,
     )
@@ -318,7 +331,10 @@ async fn item3_malformed_patterns_are_refused_and_effective_patterns_are_shown()
         expect(&run, exit::USAGE);
         assert!(run.stdout.is_empty(), "{run:?}");
     }
-    assert!(all_params(&c).await.is_empty(), "a refused pattern wrote something");
+    assert!(
+        all_params(&c).await.is_empty(),
+        "a refused pattern wrote something"
+    );
 
     let run = svcauth(
         &args(&[
@@ -345,7 +361,10 @@ async fn item3_malformed_patterns_are_refused_and_effective_patterns_are_shown()
         .lines()
         .find(|l| l.contains("{id}"))
         .unwrap_or_else(|| panic!("{list:?}"));
-    assert!(line.contains("identity") && line.ends_with("GET /internal/users/*"), "{line}");
+    assert!(
+        line.contains("identity") && line.ends_with("GET /internal/users/*"),
+        "{line}"
+    );
     assert!(list.stdout.contains("`/` included"), "{list:?}");
     let json = svcauth(&args(&words("keys list --json")), &aws, NOW).await;
     let rows: Value = serde_json::from_str(&json.stdout).unwrap();

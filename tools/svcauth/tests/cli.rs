@@ -102,7 +102,13 @@ const COMMANDS: &[(&[&str], &[&str])] = &[
     ),
     (
         &["keys", "migrate"],
-        &["--service", "--api", "--dry-run", "schema-1", "unscoped_documents"],
+        &[
+            "--service",
+            "--api",
+            "--dry-run",
+            "schema-1",
+            "unscoped_documents",
+        ],
     ),
     (
         &["keys", "prune"],

@@ -3,9 +3,7 @@
 
 use service_auth::ServiceDocument;
 
-use super::{
-    checked_apis, checked_permissions, checked_service, grants_text, service_not_found,
-};
+use super::{checked_apis, checked_permissions, checked_service, grants_text, service_not_found};
 use crate::cli::{GrantArgs, MigrateArgs};
 use crate::error::Error;
 use crate::{Ctx, Outcome};

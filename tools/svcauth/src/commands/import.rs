@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use service_auth::store::{parse_legacy_map, LegacyEntry};
 use service_auth::record::SCHEMA_VERSION;
+use service_auth::store::{parse_legacy_map, LegacyEntry};
 use service_auth::{ApiGrant, KeyRecord, KeyStatus};
 use zeroize::Zeroizing;
 

@@ -1,7 +1,9 @@
 //! `keys list`: what keys exist, never a key or a hash.
 
 use serde::Serialize;
-use service_auth::{KeyId, KeyRecord, KeyStatus, RoutePattern, ServiceDocument, ServiceGrant, UnixTime};
+use service_auth::{
+    KeyId, KeyRecord, KeyStatus, RoutePattern, ServiceDocument, ServiceGrant, UnixTime,
+};
 
 use super::{checked_service, service_not_found, when};
 use crate::cli::ListArgs;
