@@ -13,7 +13,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use service_auth::cache::RefreshPolicy;
 use service_auth::{
-    decide, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument, UnixTime,
+    decide, ApiGrant, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument, UnixTime,
 };
 use sha2::{Digest, Sha256};
 
@@ -28,11 +28,14 @@ fn build_store() -> (KeyStore, String) {
     for s in 0..SERVICES {
         let mut doc = ServiceDocument::new(
             &format!("service-{s:03}"),
-            vec![
-                "GET /internal/users/*".into(),
-                "GET /internal/users/by-email/*".into(),
-                format!("POST /internal/service-{s:03}/*"),
-            ],
+            vec![ApiGrant {
+                apis: vec!["identity".into()],
+                routes: vec![
+                    "GET /internal/users/*".into(),
+                    "GET /internal/users/by-email/*".into(),
+                    format!("POST /internal/service-{s:03}/*"),
+                ],
+            }],
         );
         for _ in 0..KEYS_PER_SERVICE {
             let key = ApiKey::generate(Some("prod")).unwrap();
@@ -76,6 +79,7 @@ fn bench(c: &mut Criterion) {
     let req = AuthRequest {
         api_key_values: &values,
         method_arn: Some(METHOD_ARN),
+        api_name: Some("identity"),
     };
     let now = UnixTime(1_795_953_600);
 
@@ -102,6 +106,7 @@ fn bench(c: &mut Criterion) {
     let unknown_req = AuthRequest {
         api_key_values: &unknown_values,
         method_arn: Some(METHOD_ARN),
+        api_name: Some("identity"),
     };
     c.bench_function("decide unknown key", |b| {
         b.iter(|| decide(Some(black_box(&store)), black_box(&unknown_req), now))
@@ -119,7 +124,10 @@ fn bench(c: &mut Criterion) {
         RefreshPolicy::default(),
         Duration::from_secs(5),
         Arc::new(move || now),
-    );
+    )
+    .with_api_names(authorizer::ApiNames::fixed(
+        authorizer::apis::parse_api_names(service_auth::dev::DEV_API_NAMES).unwrap(),
+    ));
     let key = dev_tutor_key();
     let mut event: serde_json::Value =
         serde_json::from_str(include_str!("../../events/authorizer-valid-key.json")).unwrap();

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use service_auth::cache::RefreshPolicy;
 
+use crate::apis::{parse_api_names, ApiNamesConfig, DEFAULT_API_PATH};
+
 /// Where keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceConfig {
@@ -32,6 +34,9 @@ pub struct Config {
     /// Whole store load.
     pub load_timeout: Duration,
     pub metrics_namespace: String,
+    /// Where the name of each API comes from (`SVCAUTH_API_NAMES`, else SSM under
+    /// `SVCAUTH_API_PATH` for `ssm`, the development defaults for `dev`, none for `file`).
+    pub api_names: ApiNamesConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +47,8 @@ pub enum ConfigError {
     UnknownSource(String),
     #[error("SVCAUTH_KEY_SOURCE=file needs SVCAUTH_KEYS_FILE, the path of a JSON array of service documents")]
     MissingFile,
+    #[error("{0}")]
+    ApiNames(String),
     #[error("{name}={value:?} is not a whole number {unit}")]
     Number {
         name: &'static str,
@@ -61,6 +68,7 @@ impl Config {
             ssm_attempt_timeout: Duration::from_millis(1500),
             load_timeout: Duration::from_millis(4000),
             metrics_namespace: "ServiceAuth".to_owned(),
+            api_names: ApiNamesConfig::Static(Default::default()),
         })
     }
 
@@ -105,7 +113,20 @@ impl Config {
                 "of seconds",
             )?),
         };
+        let api_names = match (get("SVCAUTH_API_NAMES"), &source) {
+            (Some(text), _) => {
+                ApiNamesConfig::Static(parse_api_names(&text).map_err(ConfigError::ApiNames)?)
+            }
+            (None, SourceConfig::Ssm { .. }) => ApiNamesConfig::Ssm {
+                path: get("SVCAUTH_API_PATH").unwrap_or_else(|| DEFAULT_API_PATH.to_owned()),
+            },
+            (None, SourceConfig::Dev) => ApiNamesConfig::Static(
+                parse_api_names(service_auth::dev::DEV_API_NAMES).map_err(ConfigError::ApiNames)?,
+            ),
+            (None, _) => ApiNamesConfig::Static(Default::default()),
+        };
         Ok(Self {
+            api_names,
             source,
             refresh,
             ssm_attempt_timeout: Duration::from_millis(number(
@@ -152,6 +173,43 @@ mod tests {
             cfg(&[("SVCAUTH_KEY_SOURCE", "file")]),
             Err(ConfigError::MissingFile)
         );
+    }
+
+    #[test]
+    fn api_names_come_from_ssm_the_environment_or_the_dev_defaults() {
+        let c = cfg(&[("SVCAUTH_KEY_SOURCE", "ssm")]).unwrap();
+        assert_eq!(
+            c.api_names,
+            ApiNamesConfig::Ssm {
+                path: "/svcauth/dev/apis".into()
+            }
+        );
+        let c = cfg(&[
+            ("SVCAUTH_KEY_SOURCE", "ssm"),
+            ("SVCAUTH_API_PATH", "/svcauth/prod/apis"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.api_names,
+            ApiNamesConfig::Ssm {
+                path: "/svcauth/prod/apis".into()
+            }
+        );
+        let c = cfg(&[
+            ("SVCAUTH_KEY_SOURCE", "file"),
+            ("SVCAUTH_KEYS_FILE", "k.json"),
+            ("SVCAUTH_API_NAMES", "abc=identity"),
+        ])
+        .unwrap();
+        assert!(matches!(c.api_names, ApiNamesConfig::Static(m) if m["abc"] == "identity"));
+        let c = cfg(&[("SVCAUTH_KEY_SOURCE", "file"), ("SVCAUTH_KEYS_FILE", "k")]).unwrap();
+        assert_eq!(c.api_names, ApiNamesConfig::Static(Default::default()));
+        let c = cfg(&[("SVCAUTH_KEY_SOURCE", "dev")]).unwrap();
+        assert!(matches!(c.api_names, ApiNamesConfig::Static(m) if m["a1b2c3d4e5"] == "identity"));
+        assert!(matches!(
+            cfg(&[("SVCAUTH_KEY_SOURCE", "dev"), ("SVCAUTH_API_NAMES", "nope")]),
+            Err(ConfigError::ApiNames(_))
+        ));
     }
 
     #[test]

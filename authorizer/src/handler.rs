@@ -72,6 +72,7 @@ pub async fn handle_view(
         }
     };
     let current = store.current().await;
+    let api_name = store.api_name(view.method_arn.as_deref()).await;
     // The values as `&str`, on the stack: the reader refuses more than MAX_KEY_VALUES.
     let mut slots = [""; MAX_KEY_VALUES];
     let spilled: Vec<&str>;
@@ -89,6 +90,7 @@ pub async fn handle_view(
         &AuthRequest {
             api_key_values: values,
             method_arn: view.method_arn.as_deref(),
+            api_name: api_name.as_deref(),
         },
         store.now(),
     );

@@ -11,6 +11,7 @@ The library is public so the local gateway runs exactly this code.
 */
 #![forbid(unsafe_code)]
 
+pub mod apis;
 pub mod config;
 pub mod event;
 pub mod handler;
@@ -19,6 +20,7 @@ pub mod source;
 
 use std::sync::Arc;
 
+pub use apis::{ApiNames, ApiNamesConfig};
 pub use config::{Config, ConfigError, SourceConfig};
 
 pub use handler::{handle, handle_json, handle_view, response, AuthorizerResponse, Unauthorized};
@@ -73,6 +75,19 @@ pub async fn key_source_with(config: &Config, dev_store: Option<fn() -> KeySourc
                 Err(e) => KeySource::Misconfigured(e.to_string()),
             }
         }
+    }
+}
+
+/// Where the authorizer reads API names (see [`apis`]): SSM through the key source's
+/// client for `ssm`, else the configured map.
+pub fn api_names(config: &Config, source: &KeySource) -> ApiNames {
+    match (&config.api_names, source) {
+        (ApiNamesConfig::Static(map), _) => ApiNames::fixed(map.clone()),
+        (ApiNamesConfig::Ssm { path }, KeySource::Ssm(store)) => {
+            ApiNames::ssm(store.client().clone(), path, config.refresh)
+        }
+        // Misconfigured source: nothing is loaded, nothing is named.
+        (ApiNamesConfig::Ssm { .. }, _) => ApiNames::none(),
     }
 }
 

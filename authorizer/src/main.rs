@@ -3,7 +3,7 @@
 
 use authorizer::event::Payload;
 use authorizer::output::InvocationOutput;
-use authorizer::{handle_view, key_source, system_clock, CachedStore, Config};
+use authorizer::{api_names, handle_view, key_source, system_clock, CachedStore, Config};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main(flavor = "current_thread")]
@@ -15,12 +15,10 @@ async fn main() -> Result<(), Error> {
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(config.metrics_namespace.clone())
         .init()?;
-    let store = CachedStore::new(
-        key_source(&config).await,
-        config.refresh,
-        config.load_timeout,
-        system_clock(),
-    );
+    let source = key_source(&config).await;
+    let apis = api_names(&config, &source);
+    let store = CachedStore::new(source, config.refresh, config.load_timeout, system_clock())
+        .with_api_names(apis);
     // Load during init, before the first request waits; a failure is logged and the
     // first invocation retries.
     store.reload_now().await;

@@ -85,6 +85,7 @@ pub struct CachedStore {
     slot: Mutex<Slot<KeyStore>>,
     load_timeout: Duration,
     clock: Clock,
+    apis: crate::apis::ApiNames,
 }
 
 impl CachedStore {
@@ -99,7 +100,20 @@ impl CachedStore {
             slot: Mutex::new(Slot::new(policy)),
             load_timeout,
             clock,
+            apis: crate::apis::ApiNames::none(),
         }
+    }
+
+    /// Where API names come from (without it, no API is named: every policy allows
+    /// nothing). See [`crate::apis`].
+    pub fn with_api_names(mut self, apis: crate::apis::ApiNames) -> Self {
+        self.apis = apis;
+        self
+    }
+
+    /// The name of the API a method ARN is for (`None`: allow nothing there).
+    pub async fn api_name(&self, method_arn: Option<&str>) -> Option<Arc<str>> {
+        self.apis.name_for(method_arn, self.now()).await
     }
 
     pub fn now(&self) -> UnixTime {
@@ -147,6 +161,13 @@ impl CachedStore {
                         event = "legacy_keys_without_permissions",
                         services = ?store.legacy_without_permissions,
                         "legacy keys of these services have no service document, so they are granted no route; create one with `svcauth keys import-legacy` or `svcauth keys create`"
+                    );
+                }
+                if !store.unscoped_services.is_empty() {
+                    tracing::warn!(
+                        event = "unscoped_documents",
+                        services = ?store.unscoped_services,
+                        "these services' documents are schema 1: their permissions name no API, so their keys are allowed nothing until you run `svcauth keys migrate --api NAME` (e.g. `--api identity --api tutor` for this stack's own APIs)"
                     );
                 }
                 slot.loaded(store, now);

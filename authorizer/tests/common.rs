@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use authorizer::{CachedStore, KeySource};
+use authorizer::apis::parse_api_names;
+use authorizer::{ApiNames, CachedStore, KeySource};
 use serde_json::Value;
 use service_auth::cache::RefreshPolicy;
 
@@ -41,6 +42,8 @@ pub fn dev_key(name: &str) -> String {
 
 pub use test_support::TestClock;
 
+/// A cached store over `source`, naming API ids as the development store does
+/// (the sample events' `a1b2c3d4e5` is `identity`).
 pub fn store(source: KeySource, clock: &TestClock) -> CachedStore {
     CachedStore::new(
         source,
@@ -48,6 +51,9 @@ pub fn store(source: KeySource, clock: &TestClock) -> CachedStore {
         Duration::from_secs(30),
         clock.unix_clock(),
     )
+    .with_api_names(ApiNames::fixed(
+        parse_api_names(service_auth::dev::DEV_API_NAMES).unwrap(),
+    ))
 }
 
 pub fn dev_store() -> CachedStore {

@@ -192,7 +192,7 @@ fn store_with_broken_file() -> authorizer::CachedStore {
     let key = dev_key("tutor-service");
     std::fs::write(
         &path,
-        format!(r#"[{{"schema":1,"service":"tutor-service","permissions":["{key}"],"keys":[]}}]"#),
+        format!(r#"[{{"schema":2,"service":"tutor-service","grants":[{{"apis":["identity"],"routes":["{key}"]}}],"keys":[]}}]"#),
     )
     .unwrap();
     store(authorizer::KeySource::File(path), &TestClock::at(NOW))

@@ -8,7 +8,7 @@ use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::aws_sdk_ssm::Client;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
-use service_auth::{ApiKey, KeyRecord, ServiceDocument, UnixTime};
+use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument, UnixTime};
 use test_support::{moto_ssm_client, MotoServer};
 
 const PATH: &str = "/svcauth/test/keys";
@@ -36,7 +36,10 @@ async fn put_doc(client: &Client, doc: &ServiceDocument) {
 }
 
 fn tutor_doc(key: &ApiKey) -> ServiceDocument {
-    let mut doc = ServiceDocument::new("tutor-service", vec!["GET /internal/users/*".into()]);
+    let mut doc = ServiceDocument::new(
+        "tutor-service",
+        vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+    );
     doc.keys
         .push(KeyRecord::for_key(key, UnixTime(NOW - 3600), None));
     doc
@@ -62,7 +65,10 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
     // Enough services to need several GetParametersByPath pages (10 a page).
     for i in 0..24 {
         let k = ApiKey::generate(None).unwrap();
-        let mut d = ServiceDocument::new(&format!("svc-{i:02}"), vec!["GET /x/*".into()]);
+        let mut d = ServiceDocument::new(
+            &format!("svc-{i:02}"),
+            vec![ApiGrant::new(&["identity"], &["GET /x/*"])],
+        );
         d.keys.push(KeyRecord::for_key(&k, UnixTime(1), None));
         put_doc(&c, &d).await;
     }
@@ -224,7 +230,10 @@ async fn the_legacy_parameter_is_accepted_and_hashed() {
     // The service's document gives the legacy key its permissions.
     put_doc(
         &c,
-        &ServiceDocument::new("tutor-service", vec!["GET /internal/users/*".into()]),
+        &ServiceDocument::new(
+            "tutor-service",
+            vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+        ),
     )
     .await;
     let source = KeySource::Ssm(

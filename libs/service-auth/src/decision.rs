@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::key::{ApiKey, KeyFormatError, KeyId};
 use crate::method_arn::{MethodArn, MethodArnError};
+use crate::permissions::RoutePattern;
 use crate::policy::Policy;
 use crate::record::{KeyStatus, UnixTime};
 use crate::store::{KeyStore, ServiceGrant};
@@ -17,6 +18,10 @@ pub struct AuthRequest<'a> {
     pub api_key_values: &'a [&'a str],
     /// The event's `methodArn`, if any.
     pub method_arn: Option<&'a str>,
+    /// The name the method ARN's API id is registered under (`{SVCAUTH_API_PATH}/{apiId}`,
+    /// see `docs/contracts.md`); `None` when it is not registered, and then the policy
+    /// allows nothing on that API.
+    pub api_name: Option<&'a str>,
 }
 
 /// Why a request is answered `Unauthorized` (API Gateway's 401).
@@ -59,15 +64,24 @@ pub struct Grant {
     pub expires: Option<UnixTime>,
     pub legacy: bool,
     pub method_arn: MethodArn,
+    /// Where the called API's routes are in the service's grant
+    /// ([`ServiceGrant::api_index`]); `None` when it may call nothing on this API.
+    pub api_index: Option<usize>,
     /// Whether the policy covers the route being called: false means API Gateway
     /// will answer 403. Logged only: the policy never depends on it.
     pub route_permitted: bool,
 }
 
 impl Grant {
-    /// The policy for this caller on this API stage: the same for every route.
+    /// The routes this caller may call on the called API.
+    pub fn routes(&self) -> &[RoutePattern] {
+        self.service.routes_at(self.api_index)
+    }
+
+    /// The policy for this caller on this API stage: the same for every route, and
+    /// an explicit Deny of the stage on an API the caller is not granted.
     pub fn policy(&self) -> Policy {
-        Policy::for_service(&self.service.permissions, &self.method_arn)
+        Policy::for_service(self.routes(), &self.method_arn)
     }
 }
 
@@ -128,10 +142,11 @@ pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) ->
     if entry.expires.is_some_and(|e| now >= e) {
         return unauthorized(UnauthorizedReason::ExpiredKey, service);
     }
+    let api_index = req.api_name.and_then(|a| entry.grant.api_index(a));
     let suffix = method_arn.route_suffix();
     let route_permitted = entry
         .grant
-        .permissions
+        .routes_at(api_index)
         .iter()
         .any(|p| p.matches_suffix(&suffix));
     Decision::Allow(Grant {
@@ -140,6 +155,7 @@ pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) ->
         expires: entry.expires,
         legacy: entry.legacy,
         method_arn,
+        api_index,
         route_permitted,
     })
 }
@@ -166,7 +182,7 @@ fn distinct_value<'a>(values: &[&'a str]) -> Result<Option<&'a str>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{KeyRecord, ServiceDocument};
+    use crate::record::{ApiGrant, KeyRecord, ServiceDocument};
 
     const ARN: &str =
         "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/internal/users/42";
@@ -187,10 +203,10 @@ mod tests {
         let expiring = ApiKey::generate(Some("test")).unwrap();
         let mut doc = ServiceDocument::new(
             "tutor-service",
-            vec![
-                "GET /internal/users/*".into(),
-                "GET /internal/users/by-email/*".into(),
-            ],
+            vec![ApiGrant::new(
+                &["identity"],
+                &["GET /internal/users/*", "GET /internal/users/by-email/*"],
+            )],
         );
         doc.usage_plan_key = Some("tutor-usage-plan-key".into());
         doc.keys
@@ -213,11 +229,16 @@ mod tests {
     }
 
     fn run(f: &Fixture, values: &[&str], arn: &str, now: u64) -> Decision {
+        run_on(f, values, arn, Some("identity"), now)
+    }
+
+    fn run_on(f: &Fixture, values: &[&str], arn: &str, api: Option<&str>, now: u64) -> Decision {
         decide(
             Some(&f.store),
             &AuthRequest {
                 api_key_values: values,
                 method_arn: Some(arn),
+                api_name: api,
             },
             UnixTime(now),
         )
@@ -257,6 +278,36 @@ mod tests {
         assert!(!outside.route_permitted);
         // The cache-safety property: same caller, same policy, whatever the route.
         assert_eq!(inside.policy(), outside.policy());
+    }
+
+    /// Issue 9 item 4: permissions used to apply on every API the authorizer was
+    /// attached to. On an API the caller is not granted (or one whose id is not
+    /// registered under a name), the policy now allows nothing, for every route.
+    #[test]
+    fn item4_a_caller_is_allowed_nothing_on_an_api_it_is_not_granted() {
+        let f = fixture();
+        let key = f.active.expose_secret();
+        for api in [Some("billing"), None] {
+            let Decision::Allow(g) = run_on(&f, &[key], ARN, api, 500) else {
+                panic!("the key itself is valid")
+            };
+            assert!(!g.route_permitted, "{api:?}");
+            assert!(g.routes().is_empty());
+            assert_eq!(
+                g.policy(),
+                Policy::deny_stage(&MethodArn::parse(ARN).unwrap()),
+                "{api:?}"
+            );
+        }
+        // The same caller on the API it is granted: its routes, whatever the route.
+        let Decision::Allow(g) = run_on(&f, &[key], ADMIN_ARN, Some("identity"), 500) else {
+            panic!()
+        };
+        assert_eq!(g.routes().len(), 2);
+        assert_eq!(
+            g.policy().statements[0].effect,
+            crate::policy::Effect::Allow
+        );
     }
 
     #[test]
@@ -315,7 +366,8 @@ mod tests {
                 Some(&f.store),
                 &AuthRequest {
                     api_key_values: &[active],
-                    method_arn: None
+                    method_arn: None,
+                    api_name: Some("identity"),
                 },
                 UnixTime(500)
             )),
@@ -326,7 +378,8 @@ mod tests {
                 None,
                 &AuthRequest {
                     api_key_values: &[active],
-                    method_arn: Some(ARN)
+                    method_arn: Some(ARN),
+                    api_name: Some("identity"),
                 },
                 UnixTime(500)
             )),

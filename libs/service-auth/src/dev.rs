@@ -9,6 +9,12 @@ use crate::record::{DocumentError, ServiceDocument};
 /// `dev/dev-store.json`: hashed records of the development keys.
 pub const DEV_STORE_JSON: &str = include_str!("../../../dev/dev-store.json");
 
+/// API id → name for the development store (`SVCAUTH_API_NAMES` overrides it): the
+/// API id of the sample events in `events/`, and the local gateway's ids for the key
+/// APIs of template.yaml (`IdentityKeyApi` → `identitykey`, named `identity` as the
+/// template registers it; `TutorKeyApi` → `tutorkey`, `tutor`).
+pub const DEV_API_NAMES: &str = "a1b2c3d4e5=identity,identitykey=identity,tutorkey=tutor";
+
 /// Parses a JSON array of service documents and validates each.
 pub fn parse_documents(json: &str) -> Result<Vec<ServiceDocument>, DocumentError> {
     let docs: Vec<ServiceDocument> =

@@ -35,5 +35,5 @@ pub use key::{ApiKey, KeyFormat, KeyFormatError, KeyHash, KeyId};
 pub use method_arn::MethodArn;
 pub use permissions::RoutePattern;
 pub use policy::{Effect, Policy, Statement};
-pub use record::{KeyRecord, KeyStatus, ServiceDocument, UnixTime};
-pub use store::{KeyStore, LegacyEntry, ServiceGrant};
+pub use record::{ApiGrant, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
+pub use store::{ApiRoutes, KeyStore, LegacyEntry, ServiceGrant};

@@ -118,6 +118,16 @@ impl MethodArn {
         })
     }
 
+    /// The API id of a method ARN without parsing the rest, for looking up the API's
+    /// name before the decision: the text between the fifth `:` and the next `/`, if
+    /// it is a well-formed API id. [`MethodArn::parse`] still checks the whole ARN.
+    pub fn api_id_of(arn: &str) -> Option<&str> {
+        let resource = arn.splitn(6, ':').nth(5)?;
+        let id = resource.split('/').next()?;
+        (!id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then_some(id)
+    }
+
     /// The ARN prefix every policy resource for this API stage starts with:
     /// `arn:aws:execute-api:us-east-1:123456789012:abc123/prod/`.
     pub fn stage_prefix(&self) -> String {
@@ -166,6 +176,25 @@ mod tests {
             "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/"
         );
         assert_eq!(arn.route(), "GET /internal/users/42");
+    }
+
+    #[test]
+    fn api_id_of_reads_only_a_well_formed_id() {
+        let arn = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/GET/x";
+        assert_eq!(MethodArn::api_id_of(arn), Some("a1b2c3d4e5"));
+        assert_eq!(
+            MethodArn::api_id_of(arn),
+            Some(MethodArn::parse(arn).unwrap().api_id.as_str())
+        );
+        for bad in [
+            "",
+            "arn:aws:execute-api:eu-west-1:123456789012",
+            "arn:aws:execute-api:eu-west-1:123456789012:/prod/GET/x",
+            "arn:aws:execute-api:eu-west-1:123456789012:a*/prod/GET/x",
+            "arn:aws:execute-api:eu-west-1:123456789012:../prod/GET/x",
+        ] {
+            assert_eq!(MethodArn::api_id_of(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,9 +1,20 @@
-//! A service's permissions: `METHOD /path` patterns with `*` wildcards, the same shape
-//! as the `execute-api:Invoke` resources of the original design's IAM policies.
+//! A service's permissions: `METHOD /path` patterns, the same shape as the
+//! `execute-api:Invoke` resources of the original design's IAM policies.
 //!
 //! `GET /internal/users/*` lets a service call every GET below `/internal/users/`;
-//! `* /internal/*` lets it call every method below `/internal/`. As in IAM, `*`
-//! matches any run of characters, `/` included.
+//! `* /internal/*` lets it call every method below `/internal/`.
+//!
+//! **`*` and `{param}` cross `/`.** A pattern becomes an IAM policy resource, and IAM
+//! has only two wildcards: `*` (any run of characters, `/` included) and `?`. A
+//! `{param}` segment therefore becomes `*` too: `GET /internal/users/{id}` grants
+//! `GET /internal/users/42` *and* `GET /internal/users/42/anything/below`. The
+//! effective resource ([`RoutePattern::effective`]) is what `svcauth keys list` and
+//! `keys check` show next to what was written.
+//!
+//! Patterns are parsed strictly so they never grant more than they read: braces must
+//! close within one whole segment (`{id}`, or `{proxy+}` as the last segment), no
+//! segment is empty (`//`, a trailing `/`) or `.`/`..`, `%` is followed by two hex
+//! digits, and only characters an API Gateway resource path can hold are accepted.
 
 use std::fmt;
 
@@ -21,8 +32,16 @@ pub enum PatternError {
     Shape,
     #[error("unknown HTTP method in a permission (use GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or *)")]
     Method,
-    #[error("a permission's path must start with `/`, be at most {MAX_PATTERN_PATH_LEN} characters, and use only URL path characters and `*`")]
+    #[error("a permission's path must start with `/`, be at most {MAX_PATTERN_PATH_LEN} characters, and use only A-Z a-z 0-9 - . _ ~ % + @ : = , and `*`")]
     Path,
+    #[error("a path parameter must be a whole segment with balanced braces, `/users/{{id}}` (or `{{proxy+}}` as the last segment), named with A-Z a-z 0-9 _ -")]
+    Brace,
+    #[error("a permission's path has an empty segment (`//` or a trailing `/`) or a `.`/`..` segment: API Gateway routes neither")]
+    EmptySegment,
+    #[error(
+        "`%` in a permission's path must start a percent-encoding of two hex digits, e.g. `%40`"
+    )]
+    Percent,
 }
 
 /// One `METHOD /path` pattern.
@@ -48,17 +67,31 @@ impl RoutePattern {
         ) {
             return Err(PatternError::Method);
         }
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"/-._~*{}%+@:=,".contains(&b);
-        if !path.starts_with('/') || path.len() > MAX_PATTERN_PATH_LEN || !path.bytes().all(allowed)
-        {
-            return Err(PatternError::Path);
-        }
+        check_path(path)?;
         let resource_suffix = resource_suffix(&method, path);
         Ok(Self {
             method,
             path: path.to_owned(),
             resource_suffix,
         })
+    }
+
+    /// The pattern as the policy applies it, `METHOD /path` with every `{param}` as
+    /// `*`: `GET /internal/users/{id}` → `GET /internal/users/*`. Every `*` in it
+    /// matches any run of characters, `/` included.
+    pub fn effective(&self) -> String {
+        let (method, path) = self.resource_suffix.split_at(
+            self.resource_suffix
+                .find('/')
+                .unwrap_or(self.resource_suffix.len()),
+        );
+        format!("{method} {path}")
+    }
+
+    /// Whether the pattern holds a wildcard or a parameter, that is whether it covers
+    /// more than one path (any depth below it, as `*` crosses `/`).
+    pub fn is_wildcard(&self) -> bool {
+        self.resource_suffix.contains('*')
     }
 
     /// The policy resource for this pattern on the API stage of `stage_prefix`
@@ -83,21 +116,72 @@ impl RoutePattern {
     }
 }
 
-/// `{param}` segments become `*`, as API Gateway puts the concrete value in the method
-/// ARN.
+/// Checks a pattern's path (see the module doc): every segment non-empty, braces only
+/// as a whole `{name}` segment (or `{name+}` last), valid percent-encodings, and only
+/// characters an API Gateway resource path can hold.
+fn check_path(path: &str) -> Result<(), PatternError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(PatternError::Path);
+    };
+    if path.len() > MAX_PATTERN_PATH_LEN {
+        return Err(PatternError::Path);
+    }
+    if rest.is_empty() {
+        return Ok(()); // the root resource
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    for (i, seg) in segments.iter().enumerate() {
+        if seg.is_empty() || *seg == "." || *seg == ".." {
+            return Err(PatternError::EmptySegment);
+        }
+        if seg.contains(['{', '}']) {
+            let name = seg
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .ok_or(PatternError::Brace)?;
+            let name = match name.strip_suffix('+') {
+                Some(greedy) if i == last => greedy,
+                Some(_) => return Err(PatternError::Brace),
+                None => name,
+            };
+            let name_ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+            if name.is_empty() || !name.bytes().all(name_ok) {
+                return Err(PatternError::Brace);
+            }
+            continue;
+        }
+        let bytes = seg.as_bytes();
+        for (j, &b) in bytes.iter().enumerate() {
+            let ok = b.is_ascii_alphanumeric() || b"-._~*%+@:=,".contains(&b);
+            if !ok {
+                return Err(PatternError::Path);
+            }
+            if b == b'%'
+                && !(bytes.get(j + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && bytes.get(j + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return Err(PatternError::Percent);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `METHOD/path` with each `{param}` segment as `*`, as API Gateway puts the concrete
+/// value in the method ARN. Called only on paths [`check_path`] accepted, so every
+/// brace is a whole segment.
 fn resource_suffix(method: &str, path: &str) -> String {
     let mut out = String::with_capacity(method.len() + path.len());
     out.push_str(method);
-    let mut in_param = false;
-    for c in path.chars() {
-        match c {
-            '{' => {
-                in_param = true;
-                out.push('*');
-            }
-            '}' => in_param = false,
-            c if !in_param => out.push(c),
-            _ => {}
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if seg.starts_with('{') {
+            out.push('*');
+        } else {
+            out.push_str(seg);
         }
     }
     out
@@ -205,6 +289,75 @@ mod tests {
         assert_eq!(RoutePattern::parse("GET /a\"b"), Err(PatternError::Path));
         let long = format!("GET /{}", "a".repeat(MAX_PATTERN_PATH_LEN));
         assert_eq!(RoutePattern::parse(&long), Err(PatternError::Path));
+    }
+
+    /// Issue 9 item 3: an unclosed `{` used to swallow the rest of the pattern
+    /// (`GET /internal/users/{id/profile` granted `GET /internal/users/*`), and empty
+    /// segments and stray braces were accepted. Each is now refused.
+    #[test]
+    fn item3_malformed_patterns_are_rejected_not_widened() {
+        let cases: &[(&str, PatternError)] = &[
+            ("GET /internal/users/{id/profile", PatternError::Brace),
+            ("GET /internal/users/{id", PatternError::Brace),
+            ("GET /internal/users/id}", PatternError::Brace),
+            ("GET /internal/users/{}", PatternError::Brace),
+            ("GET /internal/users/x{id}", PatternError::Brace),
+            ("GET /internal/users/{id}x", PatternError::Brace),
+            ("GET /internal/users/{{id}}", PatternError::Brace),
+            ("GET /internal/users/{a b}", PatternError::Brace),
+            ("GET /internal/{proxy+}/x", PatternError::Brace),
+            ("GET /internal/{id.x}", PatternError::Brace),
+            ("GET /internal//users", PatternError::EmptySegment),
+            ("GET /internal/users/", PatternError::EmptySegment),
+            ("GET //", PatternError::EmptySegment),
+            ("GET /internal/../admin", PatternError::EmptySegment),
+            ("GET /internal/./x", PatternError::EmptySegment),
+            ("GET /a%4", PatternError::Percent),
+            ("GET /a%zz", PatternError::Percent),
+            ("GET /a#b", PatternError::Path),
+            ("GET /a\\b", PatternError::Path),
+            ("GET /a|b", PatternError::Path),
+            ("GET /caf\u{e9}", PatternError::Path),
+        ];
+        for (pattern, want) in cases {
+            assert_eq!(
+                RoutePattern::parse(pattern),
+                Err(want.clone()),
+                "{pattern:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn well_formed_parameters_and_wildcards_are_accepted() {
+        for ok in [
+            "GET /",
+            "GET /internal/users/{id}",
+            "GET /internal/users/{user_id}/profile",
+            "GET /internal/users/{user-id}",
+            "ANY /internal/{proxy+}",
+            "GET /internal/users/by-email/a%40b.com",
+            "* /internal/*",
+            "GET /internal/users*",
+        ] {
+            let ok = ok.replace("ANY", "*");
+            assert!(RoutePattern::parse(&ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn the_effective_pattern_shows_that_parameters_become_wildcards() {
+        let p = RoutePattern::parse("GET /internal/users/{id}/profile").unwrap();
+        assert_eq!(p.effective(), "GET /internal/users/*/profile");
+        assert!(p.is_wildcard());
+        // ... and that `*` crosses `/`: the parameter also matches deeper paths.
+        assert!(p.matches(&arn("GET /internal/users/42/x/profile")));
+        let p = RoutePattern::parse("* /internal/{proxy+}").unwrap();
+        assert_eq!(p.effective(), "* /internal/*");
+        let p = RoutePattern::parse("POST /internal/users").unwrap();
+        assert_eq!(p.effective(), "POST /internal/users");
+        assert!(!p.is_wildcard());
+        assert_eq!(RoutePattern::parse("GET /").unwrap().effective(), "GET /");
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! Key records and the per-service document they are stored in.
 //!
-//! One [`ServiceDocument`] per calling service holds its permissions, its optional
-//! usage-plan key and the hashed records of all its keys (normally one, two during a
-//! rotation). Documents are JSON:
+//! One [`ServiceDocument`] per calling service holds its grants (which routes it may
+//! call on which APIs), its optional usage-plan key and the hashed records of all its
+//! keys (normally one, two during a rotation). Documents are JSON (schema 2):
 //!
 //! ```json
-//! {"schema":1,"service":"tutor-service","permissions":["GET /internal/users/*"],
+//! {"schema":2,"service":"tutor-service",
+//!  "grants":[{"apis":["identity"],"routes":["GET /internal/users/*"]}],
 //!  "keys":[{"keyId":"kid_0123456789abcdef","sha256":"<64 hex>",
 //!           "created":"2026-11-29T10:00:00Z","expires":null,"status":"active"}]}
 //! ```
+//!
+//! An API is named, not identified: the stack that attaches the authorizer to an API
+//! writes the API's name under its id (see `docs/contracts.md`), so a grant never
+//! holds a hand-copied API id. A schema-1 document (`"permissions": [...]`, no API)
+//! still loads, but its permissions apply to **no** API until `svcauth keys migrate`
+//! names the APIs they were meant for: an old document never grants every API.
 //!
 //! Changes to a key are monotonic (a key is added; its expiry only moves earlier; it
 //! goes from active to revoked, never back), so two versions of a document written by
@@ -23,14 +30,18 @@ use serde::{Deserialize, Serialize};
 use crate::key::{ApiKey, KeyHash, KeyId};
 use crate::permissions::{PatternError, RoutePattern};
 
-/// The document schema this crate reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The document schema this crate writes. It also reads [`SCHEMA_UNSCOPED`].
+pub const SCHEMA_VERSION: u32 = 2;
+/// The schema before API scoping: `permissions` apply to no API until migrated.
+pub const SCHEMA_UNSCOPED: u32 = 1;
 /// Most keys one service may have at once. A record is about 230 bytes, so 32 fit
 /// SSM's 8 KB advanced-tier limit (writes use Intelligent-Tiering, which moves a
 /// parameter past 4 KB to the advanced tier by itself).
 pub const MAX_KEYS_PER_SERVICE: usize = 32;
-/// Most permissions one service may have.
+/// Most permissions (routes, over all grants) one service may have.
 pub const MAX_PERMISSIONS: usize = 32;
+/// Most APIs one grant may name.
+pub const MAX_APIS_PER_GRANT: usize = 16;
 
 /// Seconds since the Unix epoch. Time is passed in everywhere, never read inside the
 /// decisions, so expiry and TTLs are testable without sleeping.
@@ -169,14 +180,45 @@ impl KeyRecord {
     }
 }
 
+/// A parsed grant: its API names and its routes.
+pub type ScopedRoutes = (Vec<String>, Vec<RoutePattern>);
+
+/// Routes a service may call on some APIs, named as their stacks registered them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiGrant {
+    pub apis: Vec<String>,
+    pub routes: Vec<String>,
+}
+
+impl ApiGrant {
+    pub fn new(apis: &[&str], routes: &[&str]) -> Self {
+        Self {
+            apis: apis.iter().map(|a| a.to_string()).collect(),
+            routes: routes.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+}
+
+/// Valid API names: the same rule as service names (they are SSM parameter values
+/// and log fields), e.g. `identity`, `billing-internal`.
+pub fn valid_api_name(name: &str) -> bool {
+    valid_service_name(name)
+}
+
 /// Everything the store knows about one calling service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceDocument {
     pub schema: u32,
     pub service: String,
-    #[serde(default)]
+    /// Schema 1 only: routes that name no API, so they apply to none (see the module
+    /// doc). Empty, and not written, in schema 2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<String>,
+    /// Schema 2: which routes the service may call on which APIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<ApiGrant>,
     /// Value of the API Gateway API key tied to this service's usage plan; returned as
     /// `usageIdentifierKey`. Not a credential: with `apiKeySource: AUTHORIZER` callers
     /// never send it.
@@ -191,8 +233,14 @@ pub struct ServiceDocument {
 pub enum DocumentError {
     #[error("not a service document: {0}")]
     Json(String),
-    #[error("schema {0} is not supported (this build reads schema {SCHEMA_VERSION}); upgrade the authorizer")]
+    #[error("schema {0} is not supported (this build reads schemas {SCHEMA_UNSCOPED} and {SCHEMA_VERSION}); upgrade the authorizer")]
     Schema(u32),
+    #[error("service {0:?}: a schema-2 document keeps its routes in `grants`, each naming its APIs; `permissions` belongs to schema 1 (run `svcauth keys migrate`)")]
+    UnscopedPermissions(String),
+    #[error("service {0:?}: a schema-1 document has no `grants`; write schema 2 (run `svcauth keys migrate`)")]
+    GrantsInSchema1(String),
+    #[error("grant {index} of service {service:?} must name 1-{MAX_APIS_PER_GRANT} APIs (1-64 of a-z, 0-9, -) and at least one route")]
+    Grant { service: String, index: usize },
     #[error("service name {0:?} is invalid: use 1-64 characters of a-z, 0-9 and -, starting with a letter or digit")]
     ServiceName(String),
     #[error("document names service {found:?} but is stored as {expected:?}")]
@@ -226,14 +274,77 @@ pub fn valid_service_name(name: &str) -> bool {
 }
 
 impl ServiceDocument {
-    pub fn new(service: &str, permissions: Vec<String>) -> Self {
+    /// A schema-2 document with these grants and no key.
+    pub fn new(service: &str, grants: Vec<ApiGrant>) -> Self {
         Self {
             schema: SCHEMA_VERSION,
             service: service.to_owned(),
-            permissions,
+            permissions: Vec::new(),
+            grants,
             usage_plan_key: None,
             keys: Vec::new(),
         }
+    }
+
+    /// Whether this is a schema-1 document, whose permissions apply to no API.
+    pub fn is_unscoped(&self) -> bool {
+        self.schema == SCHEMA_UNSCOPED
+    }
+
+    /// Turns a schema-1 document into schema 2, its permissions granted on `apis`.
+    /// Does nothing to a schema-2 document (so it is idempotent).
+    pub fn migrate(&mut self, apis: &[String]) {
+        if !self.is_unscoped() {
+            return;
+        }
+        self.schema = SCHEMA_VERSION;
+        let routes = std::mem::take(&mut self.permissions);
+        if !routes.is_empty() && !apis.is_empty() {
+            self.grants = vec![ApiGrant {
+                apis: apis.to_vec(),
+                routes,
+            }];
+        }
+    }
+
+    /// Grants `routes` on `api` (schema 2), adding only what is missing, so doing it
+    /// twice changes nothing. Routes go to the grant that names exactly this API.
+    pub fn grant(&mut self, api: &str, routes: &[String]) {
+        let i = match self.grants.iter().position(|g| g.apis == [api]) {
+            Some(i) => i,
+            None => {
+                self.grants.push(ApiGrant {
+                    apis: vec![api.to_owned()],
+                    routes: Vec::new(),
+                });
+                self.grants.len() - 1
+            }
+        };
+        for r in routes {
+            if !self.grants[i].routes.contains(r) {
+                self.grants[i].routes.push(r.clone());
+            }
+        }
+    }
+
+    /// Removes `api` from every grant (dropping grants left with no API).
+    pub fn ungrant(&mut self, api: &str) {
+        for g in &mut self.grants {
+            g.apis.retain(|a| a != api);
+        }
+        self.grants.retain(|g| !g.apis.is_empty());
+    }
+
+    /// The APIs any grant names, sorted, without repeats.
+    pub fn api_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .grants
+            .iter()
+            .flat_map(|g| g.apis.iter().map(String::as_str))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Parses and validates a stored document.
@@ -253,13 +364,21 @@ impl ServiceDocument {
 
     /// Checks everything the authorizer relies on.
     pub fn validate(&self) -> Result<(), DocumentError> {
-        if self.schema != SCHEMA_VERSION {
-            return Err(DocumentError::Schema(self.schema));
+        match self.schema {
+            SCHEMA_VERSION if !self.permissions.is_empty() => {
+                return Err(DocumentError::UnscopedPermissions(self.service.clone()))
+            }
+            SCHEMA_UNSCOPED if !self.grants.is_empty() => {
+                return Err(DocumentError::GrantsInSchema1(self.service.clone()))
+            }
+            SCHEMA_VERSION | SCHEMA_UNSCOPED => {}
+            other => return Err(DocumentError::Schema(other)),
         }
         if !valid_service_name(&self.service) {
             return Err(DocumentError::ServiceName(self.service.clone()));
         }
         self.route_patterns()?;
+        self.scoped_routes()?;
         if self.keys.len() > MAX_KEYS_PER_SERVICE {
             return Err(DocumentError::TooManyKeys(self.service.clone()));
         }
@@ -280,7 +399,43 @@ impl ServiceDocument {
         Ok(())
     }
 
-    /// The parsed permissions.
+    /// The parsed grants: each grant's APIs with its routes. Schema-1 permissions
+    /// are not here: they name no API (see [`ServiceDocument::route_patterns`]).
+    pub fn scoped_routes(&self) -> Result<Vec<ScopedRoutes>, DocumentError> {
+        let total: usize = self.grants.iter().map(|g| g.routes.len()).sum();
+        if total > MAX_PERMISSIONS {
+            return Err(DocumentError::TooManyPermissions(self.service.clone()));
+        }
+        let mut index = 0;
+        let mut out = Vec::with_capacity(self.grants.len());
+        for (g_index, g) in self.grants.iter().enumerate() {
+            if g.apis.is_empty()
+                || g.apis.len() > MAX_APIS_PER_GRANT
+                || g.routes.is_empty()
+                || !g.apis.iter().all(|a| valid_api_name(a))
+            {
+                return Err(DocumentError::Grant {
+                    service: self.service.clone(),
+                    index: g_index,
+                });
+            }
+            let mut routes = Vec::with_capacity(g.routes.len());
+            for r in &g.routes {
+                routes.push(
+                    RoutePattern::parse(r).map_err(|error| DocumentError::Permission {
+                        service: self.service.clone(),
+                        index,
+                        error,
+                    })?,
+                );
+                index += 1;
+            }
+            out.push((g.apis.clone(), routes));
+        }
+        Ok(out)
+    }
+
+    /// The parsed schema-1 permissions (which apply to no API).
     pub fn route_patterns(&self) -> Result<Vec<RoutePattern>, DocumentError> {
         if self.permissions.len() > MAX_PERMISSIONS {
             return Err(DocumentError::TooManyPermissions(self.service.clone()));
@@ -327,8 +482,8 @@ impl ServiceDocument {
 
     /// Folds another version of this document into this one without losing a key or
     /// a revocation from either: keys are united by id and each key's record joined
-    /// (revoked wins, earlier expiry wins). Service-level fields (permissions,
-    /// usage-plan key) are taken from `self`, the version being written.
+    /// (revoked wins, earlier expiry wins). Service-level fields (schema, permissions,
+    /// grants, usage-plan key) are taken from `self`, the version being written.
     pub fn merge(&mut self, other: &ServiceDocument) {
         let mut by_id: BTreeMap<KeyId, KeyRecord> =
             self.keys.drain(..).map(|k| (k.key_id.clone(), k)).collect();
@@ -355,7 +510,10 @@ mod tests {
     #[test]
     fn documents_round_trip_and_hold_no_secret() {
         let key = ApiKey::generate(Some("dev")).unwrap();
-        let mut doc = ServiceDocument::new("tutor-service", vec!["GET /internal/users/*".into()]);
+        let mut doc = ServiceDocument::new(
+            "tutor-service",
+            vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+        );
         doc.keys.push(KeyRecord::for_key(
             &key,
             UnixTime(1_700_000_000),
@@ -374,7 +532,35 @@ mod tests {
         assert!(ServiceDocument::from_json(ok).is_ok());
         let cases = [
             ("{", "not a service document"),
-            (r#"{"schema":2,"service":"a","keys":[]}"#, "schema 2"),
+            (r#"{"schema":3,"service":"a","keys":[]}"#, "schema 3"),
+            (
+                r#"{"schema":2,"service":"a","permissions":["GET /x"]}"#,
+                "keeps its routes in `grants`",
+            ),
+            (
+                r#"{"schema":1,"service":"a","grants":[{"apis":["x"],"routes":["GET /x"]}]}"#,
+                "schema-1 document has no `grants`",
+            ),
+            (
+                r#"{"schema":2,"service":"a","grants":[{"apis":[],"routes":["GET /x"]}]}"#,
+                "grant 0",
+            ),
+            (
+                r#"{"schema":2,"service":"a","grants":[{"apis":["Identity"],"routes":["GET /x"]}]}"#,
+                "grant 0",
+            ),
+            (
+                r#"{"schema":2,"service":"a","grants":[{"apis":["x"],"routes":[]}]}"#,
+                "grant 0",
+            ),
+            (
+                r#"{"schema":2,"service":"a","grants":[{"apis":["x"],"routes":["GET /x"]},{"apis":["y"],"routes":["GET /internal/users/{id/profile"]}]}"#,
+                "permission 1",
+            ),
+            (
+                r#"{"schema":2,"service":"a","grants":[{"apis":["x"],"routes":["GET /x"],"extra":1}]}"#,
+                "unknown field",
+            ),
             (
                 r#"{"schema":1,"service":"Bad Name","keys":[]}"#,
                 "service name",
@@ -404,6 +590,69 @@ mod tests {
             let err = ServiceDocument::from_json(json).unwrap_err().to_string();
             assert!(err.contains(want), "{json}: {err}");
         }
+    }
+
+    /// Issue 9 item 3, at the document: a malformed pattern fails the document's parse
+    /// with a typed error (the loader refuses that service only, the CLI writes nothing).
+    #[test]
+    fn item3_a_document_with_a_malformed_pattern_is_refused() {
+        for json in [
+            r#"{"schema":1,"service":"a","permissions":["GET /internal/users/{id/profile"]}"#,
+            r#"{"schema":2,"service":"a","grants":[{"apis":["identity"],"routes":["GET /internal//users"]}]}"#,
+        ] {
+            assert!(
+                matches!(
+                    ServiceDocument::from_json(json),
+                    Err(DocumentError::Permission { index: 0, .. })
+                ),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn schema_1_migrates_to_grants_on_the_named_apis_and_only_once() {
+        let json = r#"{"schema":1,"service":"admin-service","permissions":["* /internal/*"]}"#;
+        let mut doc = ServiceDocument::from_json(json).unwrap();
+        assert!(doc.is_unscoped());
+        assert!(doc.scoped_routes().unwrap().is_empty(), "applies to no API");
+        doc.migrate(&["identity".into(), "tutor".into()]);
+        assert_eq!(doc.schema, SCHEMA_VERSION);
+        assert!(doc.permissions.is_empty());
+        assert_eq!(
+            doc.grants,
+            vec![ApiGrant::new(&["identity", "tutor"], &["* /internal/*"])]
+        );
+        let again = doc.clone();
+        doc.migrate(&["other".into()]);
+        assert_eq!(doc, again);
+        let written = doc.to_json();
+        assert!(written.contains(r#""schema":2"#), "{written}");
+        assert!(!written.contains("permissions"), "{written}");
+        assert_eq!(ServiceDocument::from_json(&written).unwrap(), doc);
+    }
+
+    #[test]
+    fn grant_and_ungrant_are_idempotent() {
+        let mut doc = ServiceDocument::new(
+            "tutor-service",
+            vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+        );
+        doc.grant("billing", &["GET /internal/billing/*".into()]);
+        doc.grant("billing", &["GET /internal/billing/*".into()]);
+        doc.grant("identity", &["GET /internal/users/*".into()]);
+        assert_eq!(
+            doc.grants,
+            vec![
+                ApiGrant::new(&["identity"], &["GET /internal/users/*"]),
+                ApiGrant::new(&["billing"], &["GET /internal/billing/*"]),
+            ]
+        );
+        assert_eq!(doc.api_names(), ["billing", "identity"]);
+        doc.validate().unwrap();
+        doc.ungrant("billing");
+        doc.ungrant("billing");
+        assert_eq!(doc.api_names(), ["identity"]);
     }
 
     #[test]
@@ -440,7 +689,7 @@ mod tests {
         let old = ApiKey::generate(None).unwrap();
         let a_new = ApiKey::generate(None).unwrap();
         let b_new = ApiKey::generate(None).unwrap();
-        let mut base = ServiceDocument::new("svc", vec!["GET /x".into()]);
+        let mut base = ServiceDocument::new("svc", vec![ApiGrant::new(&["api"], &["GET /x"])]);
         base.keys.push(record(&old, 10));
 
         // Operator A adds a key; operator B revokes the old key and adds another.

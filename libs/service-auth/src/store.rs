@@ -15,8 +15,78 @@ use crate::record::{valid_service_name, DocumentError, KeyStatus, ServiceDocumen
 #[derive(Debug, PartialEq, Eq)]
 pub struct ServiceGrant {
     pub service: String,
-    pub permissions: Vec<RoutePattern>,
+    /// The routes granted on each API the service's document names, one entry per API.
+    pub apis: Vec<ApiRoutes>,
+    /// Permissions of a schema-1 document: they name no API, so no policy uses them
+    /// (kept for tools and logs, which say to run `svcauth keys migrate`).
+    pub unscoped: Vec<RoutePattern>,
     pub usage_plan_key: Option<String>,
+}
+
+/// The routes a service may call on one API.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ApiRoutes {
+    pub api: String,
+    pub routes: Vec<RoutePattern>,
+}
+
+impl ServiceGrant {
+    /// A grant with no route on any API (a legacy key whose service has no document).
+    pub fn nothing(service: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            apis: Vec::new(),
+            unscoped: Vec::new(),
+            usage_plan_key: None,
+        }
+    }
+
+    fn from_document(doc: &ServiceDocument) -> Result<Self, DocumentError> {
+        let mut apis: Vec<ApiRoutes> = Vec::new();
+        for (names, routes) in doc.scoped_routes()? {
+            for name in names {
+                let i = match apis.iter().position(|a| a.api == name) {
+                    Some(i) => i,
+                    None => {
+                        apis.push(ApiRoutes {
+                            api: name,
+                            routes: Vec::new(),
+                        });
+                        apis.len() - 1
+                    }
+                };
+                for r in &routes {
+                    if !apis[i].routes.contains(r) {
+                        apis[i].routes.push(r.clone());
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            service: doc.service.clone(),
+            apis,
+            unscoped: doc.route_patterns()?,
+            usage_plan_key: doc.usage_plan_key.clone(),
+        })
+    }
+
+    /// Where `api`'s routes are in [`ServiceGrant::apis`]; `None` when the service may
+    /// call nothing there. A handful of short string compares: services name few APIs.
+    pub fn api_index(&self, api: &str) -> Option<usize> {
+        self.apis.iter().position(|a| a.api == api)
+    }
+
+    /// The routes at an index from [`ServiceGrant::api_index`]; none for `None`.
+    pub fn routes_at(&self, index: Option<usize>) -> &[RoutePattern] {
+        index
+            .and_then(|i| self.apis.get(i))
+            .map_or(&[], |a| a.routes.as_slice())
+    }
+
+    /// The routes the service may call on `api`.
+    pub fn routes_on(&self, api: &str) -> &[RoutePattern] {
+        self.routes_at(self.api_index(api))
+    }
 }
 
 /// One indexed key.
@@ -67,6 +137,10 @@ pub struct KeyStore {
     services: usize,
     /// Services named only by legacy keys: they authenticate but have no permissions.
     pub legacy_without_permissions: Vec<String>,
+    /// Services whose document is still schema 1: their keys authenticate, but their
+    /// permissions name no API, so every policy for them allows nothing until
+    /// `svcauth keys migrate` names the APIs.
+    pub unscoped_services: Vec<String>,
 }
 
 impl KeyStore {
@@ -76,13 +150,13 @@ impl KeyStore {
         let mut by_hash =
             HashMap::with_capacity(docs.iter().map(|d| d.keys.len()).sum::<usize>() + legacy.len());
         let mut grants: HashMap<&str, Arc<ServiceGrant>> = HashMap::with_capacity(docs.len());
+        let mut unscoped_services = Vec::new();
         for doc in docs {
             doc.validate()?;
-            let grant = Arc::new(ServiceGrant {
-                service: doc.service.clone(),
-                permissions: doc.route_patterns()?,
-                usage_plan_key: doc.usage_plan_key.clone(),
-            });
+            let grant = Arc::new(ServiceGrant::from_document(doc)?);
+            if doc.is_unscoped() {
+                unscoped_services.push(doc.service.clone());
+            }
             if grants.insert(doc.service.as_str(), grant.clone()).is_some() {
                 return Err(StoreError::DuplicateService(doc.service.clone()));
             }
@@ -110,11 +184,7 @@ impl KeyStore {
                     if !legacy_without_permissions.contains(&entry.service) {
                         legacy_without_permissions.push(entry.service.clone());
                     }
-                    let g = Arc::new(ServiceGrant {
-                        service: entry.service.clone(),
-                        permissions: Vec::new(),
-                        usage_plan_key: None,
-                    });
+                    let g = Arc::new(ServiceGrant::nothing(&entry.service));
                     grants.insert(entry.service.as_str(), g.clone());
                     g
                 }
@@ -134,6 +204,7 @@ impl KeyStore {
             by_hash,
             services: grants.len(),
             legacy_without_permissions,
+            unscoped_services,
         })
     }
 
@@ -202,10 +273,15 @@ pub fn parse_legacy_map(json: &str) -> Result<Vec<LegacyEntry>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::KeyRecord;
+    use crate::record::{ApiGrant, KeyRecord};
 
     fn doc_with(service: &str, perms: &[&str], keys: &[&ApiKey]) -> ServiceDocument {
-        let mut d = ServiceDocument::new(service, perms.iter().map(|s| s.to_string()).collect());
+        let grants = if perms.is_empty() {
+            Vec::new()
+        } else {
+            vec![ApiGrant::new(&["identity"], perms)]
+        };
+        let mut d = ServiceDocument::new(service, grants);
         for k in keys {
             d.keys.push(KeyRecord::for_key(k, UnixTime(1), None));
         }
@@ -244,11 +320,39 @@ mod tests {
             Err(StoreError::DuplicateService(_))
         ));
         let mut bad = doc_with("a", &[], &[]);
-        bad.permissions.push("nope".into());
+        bad.grants.push(ApiGrant::new(&["identity"], &["nope"]));
         assert!(matches!(
             KeyStore::build(&[bad], &[]),
             Err(StoreError::Document(_))
         ));
+    }
+
+    #[test]
+    fn grants_are_indexed_by_api_and_schema_1_permissions_apply_to_none() {
+        let k = ApiKey::generate(None).unwrap();
+        let old = ApiKey::generate(None).unwrap();
+        let mut admin = doc_with("admin-service", &[], &[&k]);
+        admin.grants = vec![
+            ApiGrant::new(&["identity", "tutor"], &["* /internal/*"]),
+            ApiGrant::new(&["identity"], &["GET /x", "* /internal/*"]),
+        ];
+        let unscoped = ServiceDocument::from_json(&format!(
+            r#"{{"schema":1,"service":"old-service","permissions":["* /internal/*"],"keys":[{}]}}"#,
+            serde_json::to_string(&KeyRecord::for_key(&old, UnixTime(1), None)).unwrap()
+        ))
+        .unwrap();
+        let store = KeyStore::build(&[admin, unscoped], &[]).unwrap();
+        let g = &store.lookup(&k.hash()).unwrap().grant;
+        let shown = |api: &str| -> Vec<String> {
+            g.routes_on(api).iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(shown("identity"), ["* /internal/*", "GET /x"]);
+        assert_eq!(shown("tutor"), ["* /internal/*"]);
+        assert!(shown("billing").is_empty());
+        let g = &store.lookup(&old.hash()).unwrap().grant;
+        assert!(g.apis.is_empty());
+        assert_eq!(g.unscoped.len(), 1);
+        assert_eq!(store.unscoped_services, ["old-service"]);
     }
 
     #[test]
@@ -303,7 +407,7 @@ mod tests {
         let store = KeyStore::build(std::slice::from_ref(&doc), &entries).unwrap();
         let e = store.lookup(&legacy_key.hash()).unwrap();
         assert!(e.legacy);
-        assert_eq!(e.grant.permissions.len(), 1);
+        assert_eq!(e.grant.routes_on("identity").len(), 1);
 
         // Imported and then revoked: the record wins.
         let mut rec = KeyRecord::for_key(&legacy_key, UnixTime(1), None);
@@ -321,7 +425,7 @@ mod tests {
             .lookup(&legacy_key.hash())
             .unwrap()
             .grant
-            .permissions
+            .apis
             .is_empty());
         assert_eq!(
             store.legacy_without_permissions,

@@ -31,7 +31,8 @@ use lambda_http::request::RequestContext;
 use serde_json::{json, Value};
 use service_auth::identity::IamRoleMap;
 use service_auth::{
-    context, decide, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument, UnixTime,
+    context, decide, ApiGrant, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument,
+    UnixTime,
 };
 use service_client::{AuthConfig, ClientConfig, CredentialsSource, RetryPolicy, ServiceClient};
 use service_identity_http::testing::{api_key_context, authorizer_context, iam_context};
@@ -176,6 +177,7 @@ impl Gate {
             let ask = AuthRequest {
                 api_key_values: &values,
                 method_arn: Some(&arn),
+                api_name: Some("identity"),
             };
             match decide(Some(&self.keys), &ask, UnixTime::now()) {
                 Decision::Allow(grant) if grant.route_permitted => {
@@ -298,10 +300,10 @@ async fn chain() -> Chain {
     let tutor_key = ApiKey::generate(Some("dev")).unwrap();
     let mut doc = ServiceDocument::new(
         "tutor-service",
-        vec![
-            "GET /internal/users/*".into(),
-            "GET /internal/users/by-email/*".into(),
-        ],
+        vec![ApiGrant::new(
+            &["identity"],
+            &["GET /internal/users/*", "GET /internal/users/by-email/*"],
+        )],
     );
     doc.keys
         .push(KeyRecord::for_key(&tutor_key, UnixTime::now(), None));

@@ -69,6 +69,7 @@ impl E2e {
                 "SVCAUTH_KEY_SOURCE" => Some("file".into()),
                 "SVCAUTH_KEYS_FILE" => Some(path.clone()),
                 "SVCAUTH_CACHE_TTL_SECS" => Some(ttl.clone()),
+                "SVCAUTH_API_NAMES" => Some(service_auth::dev::DEV_API_NAMES.into()),
                 _ => None,
             })
             .unwrap();

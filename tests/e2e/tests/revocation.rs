@@ -23,6 +23,8 @@ async fn a_revoked_key_works_until_the_ttls_end_then_fails() {
         "tutor-service",
         "--permissions",
         "GET /internal/users/*",
+        "--api",
+        "identity",
         "--deliver",
         "stdout",
     ];

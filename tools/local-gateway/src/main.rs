@@ -211,6 +211,11 @@ async fn main() {
         "SVCAUTH_KEY_SOURCE" => Some(cli.key_source.clone()),
         "SVCAUTH_KEYS_FILE" => keys_file.clone(),
         "SVCAUTH_CACHE_TTL_SECS" => Some(store_ttl.clone()),
+        // Local API ids are not real ones, so no SSM parameter names them: default to
+        // the names the template registers for its key APIs, whatever the key source.
+        "SVCAUTH_API_NAMES" => std::env::var(k)
+            .ok()
+            .or_else(|| Some(service_auth::dev::DEV_API_NAMES.to_owned())),
         other => std::env::var(other).ok(),
     })
     .unwrap_or_else(|e| fail(e));

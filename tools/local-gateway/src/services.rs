@@ -112,12 +112,14 @@ impl RealFunctions {
             let f: Arc<dyn Function> = match def.binary.as_deref() {
                 Some("authorizer") => {
                     let source = authorizer::key_source(&self.authorizer).await;
+                    let apis = authorizer::api_names(&self.authorizer, &source);
                     let store = authorizer::CachedStore::new(
                         source,
                         self.authorizer.refresh,
                         self.authorizer.load_timeout,
                         self.clock.clone(),
-                    );
+                    )
+                    .with_api_names(apis);
                     // Loaded at start, as in Lambda's init phase.
                     store.reload_now().await;
                     Arc::new(RequestAuthorizer::new(store))

@@ -77,7 +77,8 @@ pub enum StoreKind {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create, rotate, revoke, list, import, check and prune service API keys.
+    /// Create, rotate, revoke, list, import, check and prune service API keys; grant
+    /// routes on APIs; migrate old documents.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Keys(KeysCommand),
 }
@@ -91,6 +92,8 @@ pub enum KeysCommand {
     ImportLegacy(ImportLegacyArgs),
     Check(CheckArgs),
     Prune(PruneArgs),
+    Grant(GrantArgs),
+    Migrate(MigrateArgs),
 }
 
 /// Where a new clear key goes: exactly one place, exactly once.
@@ -113,14 +116,25 @@ pub struct CreateArgs {
     /// The calling service (1-64 of a-z, 0-9, `-`), e.g. `tutor-service`.
     #[arg(long, value_name = "NAME")]
     pub service: String,
-    /// Routes the service may call, `METHOD /path` with `*` wildcards, e.g.
-    /// `GET /internal/users/*`. Repeat the option or separate with commas. A service's
-    /// keys share its permissions: for a service that already has some, leave this out
-    /// (or give the same set, or add --replace-permissions).
-    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    /// Routes the service may call on the --api APIs, `METHOD /path`, e.g.
+    /// `GET /internal/users/*`. Repeat the option or separate with commas. `*` and a
+    /// `{param}` segment match any characters, `/` included. A service's keys share its
+    /// permissions: for a service that already has some, leave this out (or give the
+    /// same set, or add --replace-permissions; `keys grant` adds routes on an API).
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',', requires = "api")]
     pub permissions: Vec<String>,
-    /// Replace the service's existing permissions with --permissions (for every key of
-    /// the service).
+    /// The APIs --permissions apply to, by the name their stack registered
+    /// (`identity`, `tutor` for template.yaml's own APIs). Repeat or separate with
+    /// commas. Required with --permissions: a permission applies on no other API.
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        requires = "permissions"
+    )]
+    pub api: Vec<String>,
+    /// Replace the service's existing permissions with --permissions on --api (for
+    /// every key of the service).
     #[arg(long, requires = "permissions")]
     pub replace_permissions: bool,
     /// Value of the API Gateway API key tied to this service's usage plan (stack
@@ -232,8 +246,16 @@ pub struct ImportLegacyArgs {
     /// Permissions for imported services that have none yet (no document, or one
     /// without permissions); existing permissions are never changed. Use with
     /// --service when services need different permissions.
-    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',', requires = "api")]
     pub permissions: Vec<String>,
+    /// The APIs --permissions apply to (by registered name, e.g. `identity`).
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        requires = "permissions"
+    )]
+    pub api: Vec<String>,
     /// Check everything and say what would be written; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -250,9 +272,13 @@ pub struct CheckArgs {
     /// The service the key should belong to.
     #[arg(long, value_name = "NAME")]
     pub service: String,
-    /// Also tell whether this route is permitted, e.g. `GET /internal/users/42`.
-    #[arg(long, value_name = "ROUTE")]
+    /// Also tell whether this route is permitted on --api, e.g. `GET /internal/users/42`.
+    #[arg(long, value_name = "ROUTE", requires = "api")]
     pub route: Option<String>,
+    /// The API (registered name, e.g. `identity`) the --route is called on: the key is
+    /// allowed only the routes granted on that API.
+    #[arg(long, value_name = "NAME")]
+    pub api: Option<String>,
     /// Also accept keys of the original design's map in this parameter, as the
     /// authorizer does when SVCAUTH_LEGACY_PARAMETER is set.
     #[arg(long, value_name = "NAME", env = "SVCAUTH_LEGACY_PARAMETER")]
@@ -281,6 +307,65 @@ pub struct PruneArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30d", allow_hyphen_values = true)]
     pub older_than: Duration,
     /// Say which records would go; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Grant a service routes on an API, or take an API away from it.
+///
+/// Each permission applies only on the APIs its grant names; an API is named by the
+/// String parameter `{SVCAUTH_API_PATH}/{apiId}` its stack writes (e.g.
+/// /svcauth/prod/apis/a1b2c3d4e5 = billing). A caller attached to a new API is allowed
+/// nothing there until granted. Adds only what is missing, so running it twice changes
+/// nothing. The authorizer picks the change up within its store TTL; API Gateway's
+/// cached policies for the caller on that API within AuthorizerResultTtl more.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct GrantArgs {
+    /// The calling service.
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+    /// The API, by the name its stack registered, e.g. `billing`.
+    #[arg(long, value_name = "NAME")]
+    pub api: String,
+    /// Routes to grant on --api, `METHOD /path`, e.g. `GET /internal/billing/*`. `*` and
+    /// a `{param}` segment match any characters, `/` included. Repeat or separate with
+    /// commas.
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        value_delimiter = ',',
+        required_unless_present = "remove",
+        conflicts_with = "remove"
+    )]
+    pub permissions: Vec<String>,
+    /// Take --api away instead: the service is allowed nothing there any more.
+    #[arg(long)]
+    pub remove: bool,
+    /// Say what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Move schema-1 documents (permissions that name no API) to schema 2.
+///
+/// Before API scoping, a permission applied on every API the authorizer protected. An
+/// authorizer of this version loads schema-1 documents but applies their permissions
+/// on no API (their keys are allowed nothing) and logs `unscoped_documents` naming
+/// them. This writes each one's permissions as a grant on the --api APIs: give the
+/// APIs they were meant for, e.g. `--api identity --api tutor` for template.yaml's
+/// own APIs. Documents already on schema 2 are left alone.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct MigrateArgs {
+    /// Only this service [default: every schema-1 document in the store].
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// The APIs (registered names) the old permissions apply to. Repeat or separate
+    /// with commas.
+    #[arg(long, value_name = "NAME", value_delimiter = ',', required = true)]
+    pub api: Vec<String>,
+    /// Say which documents would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

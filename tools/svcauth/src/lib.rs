@@ -8,7 +8,8 @@ caller's clear key, once, in that caller's own `SecureString` parameter
 (`/{env}/{service}/identity-service-api-key`) or on stdout. It also works on the local
 store file (`SVCAUTH_KEY_SOURCE=file`).
 
-The commands (`keys create | rotate | revoke | list | import-legacy | check | prune`) live here
+The commands (`keys create | rotate | revoke | list | import-legacy | check | prune |
+grant | migrate`) live here
 as a library that takes the time ([`UnixTime`]), the SSM client ([`Aws`]) and the
 standard streams ([`Io`]) from its caller, so tests drive them against `moto_server`
 with a clock they move by hand. `main.rs` is glue: parse, run, map to an exit code.
@@ -87,6 +88,8 @@ pub async fn run(cli: &Cli, aws: &Aws, now: UnixTime, io: &mut Io<'_>) -> Result
         }
         Command::Keys(KeysCommand::Check(args)) => commands::check::check(&mut ctx, args).await,
         Command::Keys(KeysCommand::Prune(args)) => commands::prune::prune(&mut ctx, args).await,
+        Command::Keys(KeysCommand::Grant(args)) => commands::grant::grant(&mut ctx, args).await,
+        Command::Keys(KeysCommand::Migrate(args)) => commands::grant::migrate(&mut ctx, args).await,
     }
 }
 

@@ -391,7 +391,7 @@ mod tests {
         assert!(store.read_all().unwrap().is_empty());
         store
             .update("svc", |d| {
-                d.permissions = vec!["GET /x".into()];
+                d.grant("identity", &["GET /x".into()]);
                 Ok(())
             })
             .await
@@ -412,7 +412,7 @@ mod tests {
         let store = FileStore::new(&path);
         let err = store
             .update("svc", |d| {
-                d.permissions = vec!["nope".into()];
+                d.grant("identity", &["nope".into()]);
                 Ok(())
             })
             .await

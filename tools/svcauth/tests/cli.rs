@@ -31,6 +31,8 @@ const COMMANDS: &[(&[&str], &[&str])] = &[
             "import-legacy",
             "check",
             "prune",
+            "grant",
+            "migrate",
         ],
     ),
     (
@@ -38,6 +40,8 @@ const COMMANDS: &[(&[&str], &[&str])] = &[
         &[
             "--service",
             "--permissions",
+            "--api",
+            "`/` included",
             "--replace-permissions",
             "--expires-in",
             "--usage-plan-key",
@@ -80,7 +84,30 @@ const COMMANDS: &[(&[&str], &[&str])] = &[
             "--from-file",
             "--service",
             "--permissions",
+            "--api",
             "--dry-run",
+        ],
+    ),
+    (
+        &["keys", "grant"],
+        &[
+            "--service",
+            "--api",
+            "--permissions",
+            "--remove",
+            "--dry-run",
+            "SVCAUTH_API_PATH",
+            "`/` included",
+        ],
+    ),
+    (
+        &["keys", "migrate"],
+        &[
+            "--service",
+            "--api",
+            "--dry-run",
+            "schema-1",
+            "unscoped_documents",
         ],
     ),
     (
@@ -205,6 +232,8 @@ fn the_binary_against_moto_pipes_the_key_alone_and_exits_with_the_documented_cod
             "tutor-service",
             "--permissions",
             "GET /internal/users/*",
+            "--api",
+            "identity",
             "--deliver",
             "stdout",
         ],

@@ -299,6 +299,8 @@ async fn import_legacy_from_a_file_takes_permissions_per_service_and_keeps_no_cl
                 "tutor-service",
                 "--permissions",
                 TUTOR_PERMS,
+                "--api",
+                "identity",
             ],
         ),
         &aws,

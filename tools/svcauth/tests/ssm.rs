@@ -93,6 +93,8 @@ async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
             "tutor-service",
             "--permissions",
             "* /internal/*",
+            "--api",
+            "identity",
             "--deliver",
             "stdout",
         ]),
@@ -274,6 +276,8 @@ async fn list_shows_every_key_and_no_secret() {
                 service,
                 "--permissions",
                 "* /internal/*",
+                "--api",
+                "identity",
                 "--deliver",
                 "stdout",
             ]),
@@ -385,6 +389,8 @@ async fn import_legacy_makes_the_old_keys_work_without_any_clear_value_in_a_para
             legacy,
             "--permissions",
             "* /internal/*",
+            "--api",
+            "identity",
         ]),
         &aws,
         NOW,
@@ -402,15 +408,15 @@ async fn import_legacy_makes_the_old_keys_work_without_any_clear_value_in_a_para
     let tutor_doc = read_param(&c, &format!("{PATH}/tutor-service")).await;
     let doc: Value = serde_json::from_str(&tutor_doc).unwrap();
     assert_eq!(
-        doc["permissions"].as_array().unwrap().len(),
+        doc["grants"][0]["routes"].as_array().unwrap().len(),
         2,
         "tutor-service keeps its permissions"
     );
     let admin_doc: Value =
         serde_json::from_str(&read_param(&c, &format!("{PATH}/admin-service")).await).unwrap();
     assert_eq!(
-        admin_doc["permissions"],
-        serde_json::json!(["* /internal/*"])
+        admin_doc["grants"],
+        serde_json::json!([{"apis": ["identity"], "routes": ["* /internal/*"]}])
     );
 
     // No parameter but the legacy one (left in place) holds a clear legacy key.
@@ -459,6 +465,8 @@ async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
             "--json",
             "--route",
             "GET /internal/users/42",
+            "--api",
+            "identity",
         ]),
         &aws,
         NOW,
@@ -481,6 +489,8 @@ async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
             "tutor-service",
             "--route",
             "POST /internal/users",
+            "--api",
+            "identity",
         ]),
         &aws,
         NOW,
@@ -564,7 +574,13 @@ async fn prune_removes_only_records_of_keys_that_ended_before_the_cutoff() {
     let first = run.delivered_key();
     let create_admin = words("keys create --service admin-service --deliver stdout");
     let run = svcauth(
-        &args(&[&create_admin[..], &["--permissions", "* /internal/*"]].concat()),
+        &args(
+            &[
+                &create_admin[..],
+                &["--permissions", "* /internal/*", "--api", "identity"],
+            ]
+            .concat(),
+        ),
         &aws,
         NOW,
     )

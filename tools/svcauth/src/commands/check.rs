@@ -6,7 +6,8 @@ use service_auth::store::parse_legacy_map;
 use service_auth::{decide, AuthRequest, Decision, KeyStore, UnixTime};
 use zeroize::Zeroizing;
 
-use super::checked_service;
+use super::list::{grant_views, service_grant_views, GrantView, RouteView, WILDCARD_NOTE};
+use super::{checked_apis, checked_service};
 use crate::aws;
 use crate::cli::CheckArgs;
 use crate::error::Error;
@@ -25,7 +26,17 @@ pub struct CheckAnswer {
     pub reason: String,
     pub key_id: Option<String>,
     pub service: Option<String>,
+    /// With `--api`, the routes granted on it; without, every route granted on any
+    /// API. As written.
     pub permissions: Vec<String>,
+    /// The `--api` asked about.
+    pub api: Option<String>,
+    /// The routes per API, as written and as the policy applies them (`*` and
+    /// `{param}` match any characters, `/` included).
+    pub grants: Vec<GrantView>,
+    /// A schema-1 document's permissions, which apply on no API.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unscoped_permissions: Vec<RouteView>,
     pub expires: Option<UnixTime>,
     /// When the key was revoked, for a revoked key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,6 +48,10 @@ pub struct CheckAnswer {
 
 pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, Error> {
     let service = checked_service(&args.service)?;
+    let api = match &args.api {
+        Some(a) => checked_apis(std::slice::from_ref(a))?.pop(),
+        None => None,
+    };
     let method_arn = synthetic_method_arn(args.route.as_deref())?;
     let key = read_key(ctx)?;
     if key.is_empty() {
@@ -69,6 +84,7 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
         &AuthRequest {
             api_key_values: &values,
             method_arn: Some(&method_arn),
+            api_name: api.as_deref(),
         },
         ctx.now,
     );
@@ -78,23 +94,43 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
             let owner = grant.service.service.clone();
             let right_service = owner == service;
             let route_permitted = args.route.as_ref().map(|_| grant.route_permitted);
+            let api_granted = api.is_none() || grant.api_index.is_some();
             let reason = if !right_service {
                 "other_service"
+            } else if !api_granted {
+                "api_not_granted"
             } else if route_permitted == Some(false) {
                 "route_not_permitted"
             } else {
                 "permitted"
             };
+            let permissions: Vec<String> = match &api {
+                Some(_) => grant.routes().iter().map(ToString::to_string).collect(),
+                None => {
+                    let mut all: Vec<String> = grant
+                        .service
+                        .apis
+                        .iter()
+                        .flat_map(|a| a.routes.iter().map(ToString::to_string))
+                        .collect();
+                    all.sort();
+                    all.dedup();
+                    all
+                }
+            };
             CheckAnswer {
-                accepted: right_service && route_permitted != Some(false),
+                accepted: right_service && api_granted && route_permitted != Some(false),
                 reason: reason.into(),
                 key_id: Some(grant.key_id.to_string()),
                 service: Some(owner),
-                permissions: grant
+                permissions,
+                api: api.clone(),
+                grants: service_grant_views(&grant.service),
+                unscoped_permissions: grant
                     .service
-                    .permissions
+                    .unscoped
                     .iter()
-                    .map(ToString::to_string)
+                    .map(|p| RouteView::new(&p.to_string()))
                     .collect(),
                 expires: grant.expires,
                 revoked_at: None,
@@ -113,12 +149,22 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
                 .as_deref()
                 .and_then(|o| docs.iter().find(|d| d.service == o));
             let record = doc.zip(key_id.as_ref()).and_then(|(d, id)| d.key(id));
+            let mut permissions: Vec<String> = doc
+                .map(|d| d.grants.iter().flat_map(|g| g.routes.iter().cloned()).collect())
+                .unwrap_or_default();
+            permissions.sort();
+            permissions.dedup();
             CheckAnswer {
                 accepted: false,
                 reason: reason.code().into(),
                 key_id: key_id.map(|k| k.to_string()),
-                service: owner,
-                permissions: doc.map(|d| d.permissions.clone()).unwrap_or_default(),
+                service: owner.clone(),
+                permissions,
+                api: api.clone(),
+                grants: doc.map(grant_views).unwrap_or_default(),
+                unscoped_permissions: doc
+                    .map(|d| d.permissions.iter().map(|p| RouteView::new(p)).collect())
+                    .unwrap_or_default(),
                 expires: record.and_then(|r| r.expires),
                 revoked_at: record.and_then(|r| r.revoked_at),
                 legacy: false,
@@ -166,12 +212,39 @@ fn human(a: &CheckAnswer, asked: &str) -> String {
             a.expires
                 .map_or_else(|| "never".into(), UnixTime::to_rfc3339)
         ));
-        let perms = if a.permissions.is_empty() {
-            "none".to_owned()
+        if a.grants.is_empty() && a.unscoped_permissions.is_empty() {
+            out.push_str("permissions: none\n");
         } else {
-            a.permissions.join(", ")
-        };
-        out.push_str(&format!("permissions: {perms}\n"));
+            out.push_str("permissions: (API: as written -> effective)\n");
+        }
+        for g in &a.grants {
+            for r in &g.routes {
+                out.push_str(&format!(
+                    "  {}: {} -> {}\n",
+                    g.apis.join(","),
+                    r.written,
+                    r.effective
+                ));
+            }
+        }
+        for r in &a.unscoped_permissions {
+            out.push_str(&format!(
+                "  no API (schema 1: run `svcauth keys migrate --service {} --api NAME`): {} -> {}\n",
+                a.service.as_deref().unwrap_or("?"),
+                r.written,
+                r.effective
+            ));
+        }
+        if !a.grants.is_empty() || !a.unscoped_permissions.is_empty() {
+            out.push_str(&format!("note:        {WILDCARD_NOTE}\n"));
+        }
+    }
+    if a.reason == "api_not_granted" {
+        out.push_str(&format!(
+            "api:         {} is not granted on {}: API Gateway answers 403 there for every route (grant it with `svcauth keys grant`)\n",
+            a.service.as_deref().unwrap_or("?"),
+            a.api.as_deref().unwrap_or("?")
+        ));
     }
     if let Some(t) = a.revoked_at {
         out.push_str(&format!("revoked:     {}\n", t.to_rfc3339()));

@@ -2,12 +2,12 @@
 //! one delivery; a failed delivery revokes the record again.
 
 use keystore_ssm::aws_sdk_ssm::Client;
-use service_auth::record::MAX_KEYS_PER_SERVICE;
-use service_auth::{ApiKey, KeyId, KeyRecord, ServiceDocument};
+use service_auth::record::{MAX_KEYS_PER_SERVICE, SCHEMA_VERSION};
+use service_auth::{ApiGrant, ApiKey, KeyId, KeyRecord, ServiceDocument};
 
 use super::{
-    checked_permissions, checked_service, list_ids, revoke_in, same_permissions, service_not_found,
-    when,
+    checked_apis, checked_permissions, checked_service, grants_text, has_permissions, list_ids,
+    revoke_in, same_permissions, service_not_found, when,
 };
 use crate::aws;
 use crate::cli::{CreateArgs, DeliverTo, RotateArgs, StoreKind};
@@ -115,22 +115,28 @@ async fn deliver_or_roll_back(
     }))
 }
 
-/// Sets the permissions a create asked for, unless the service has different ones
-/// and replacing them was not asked for.
+/// Sets the permissions a create asked for (routes on APIs), unless the service has
+/// different ones and replacing them was not asked for.
 fn apply_permissions(
     doc: &mut ServiceDocument,
-    set: Option<&Vec<String>>,
+    set: Option<&ApiGrant>,
     replace: bool,
 ) -> Result<(), Error> {
     let Some(set) = set else { return Ok(()) };
-    if doc.permissions.is_empty() || replace || same_permissions(&doc.permissions, set) {
-        doc.permissions = set.clone();
+    let same = doc.grants.len() == 1
+        && same_permissions(&doc.grants[0].apis, &set.apis)
+        && same_permissions(&doc.grants[0].routes, &set.routes);
+    if !has_permissions(doc) || replace || same {
+        doc.schema = SCHEMA_VERSION;
+        doc.permissions.clear();
+        doc.grants = vec![set.clone()];
         return Ok(());
     }
     Err(Error::Usage(format!(
-        "service {} already has the permissions [{}] and every key of a service shares them: leave out --permissions to add a key with those, or add --replace-permissions to change them for all its keys",
+        "service {} already has the permissions {} and every key of a service shares them: leave out --permissions to add a key with those, use `svcauth keys grant --service {} --api NAME --permissions ...` to add routes on an API, or add --replace-permissions to change them for all its keys",
         doc.service,
-        doc.permissions.join(", ")
+        grants_text(doc),
+        doc.service
     )))
 }
 
@@ -151,18 +157,19 @@ fn generate(ctx: &Ctx<'_, '_>) -> Result<ApiKey, Error> {
         .map_err(|e| Error::Store(format!("could not generate a key: {e}")))
 }
 
-fn permissions_text(p: &[String]) -> String {
-    if p.is_empty() {
-        "none".into()
-    } else {
-        p.join(", ")
-    }
-}
-
 pub async fn create(ctx: &mut Ctx<'_, '_>, args: &CreateArgs) -> Result<Outcome, Error> {
     let service = checked_service(&args.service)?;
     let permissions = checked_permissions(&args.permissions)?;
-    let set_permissions = (!permissions.is_empty()).then_some(permissions);
+    let apis = checked_apis(&args.api)?;
+    if !permissions.is_empty() && apis.is_empty() {
+        return Err(Error::Usage(
+            "--permissions needs --api: name the APIs they apply to, e.g. --api identity (a permission applies on no other API)".into(),
+        ));
+    }
+    let set_permissions = (!permissions.is_empty()).then(|| ApiGrant {
+        apis,
+        routes: permissions,
+    });
     let store = ctx.store().await?;
     store.check_writable()?;
     let existing = store.read_document(service).await?;
@@ -200,7 +207,7 @@ pub async fn create(ctx: &mut Ctx<'_, '_>, args: &CreateArgs) -> Result<Outcome,
     let plan = format!(
         "a new key for {service} in the {} (permissions: {}; expires: {})",
         store.describe(),
-        permissions_text(&preview.permissions),
+        grants_text(&preview),
         when(expires)
     );
     if args.dry_run {
@@ -232,9 +239,13 @@ pub async fn create(ctx: &mut Ctx<'_, '_>, args: &CreateArgs) -> Result<Outcome,
     deliver_or_roll_back(ctx, &store, service, &key, &target, args.overwrite_delivery).await?;
     drop(key);
     ctx.status(format!("delivered key {id} to {}", target.describe()));
-    if written.document.permissions.is_empty() {
+    if written.document.is_unscoped() {
         ctx.status(format!(
-            "warning: {service} has no permissions: its keys authenticate but may call no route; add them with --permissions ... --replace-permissions on the next create"
+            "warning: {service}'s document is schema 1: its permissions name no API, so its keys are allowed nothing until you run `svcauth keys migrate --service {service} --api NAME`"
+        ));
+    } else if !has_permissions(&written.document) {
+        ctx.status(format!(
+            "warning: {service} has no permissions: its keys authenticate but may call no route; grant some with `svcauth keys grant --service {service} --api NAME --permissions 'METHOD /path'`"
         ));
     }
     Ok(Outcome::Done)
@@ -274,7 +285,7 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
         ctx.status(format!(
             "dry run: would store a new key for {service} in the {} (permissions: {}), deliver it to {}{replacing}, then let the old keys [{}] expire at {} (grace {grace}); nothing was written",
             store.describe(),
-            permissions_text(&doc.permissions),
+            grants_text(&doc),
             target.describe(),
             list_ids(&old),
             until.to_rfc3339()

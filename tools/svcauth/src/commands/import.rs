@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use service_auth::record::SCHEMA_VERSION;
 use service_auth::store::{parse_legacy_map, LegacyEntry};
-use service_auth::{KeyRecord, KeyStatus};
+use service_auth::{ApiGrant, KeyRecord, KeyStatus};
 use zeroize::Zeroizing;
 
-use super::{checked_permissions, checked_service, list_ids};
+use super::{checked_apis, checked_permissions, checked_service, has_permissions, list_ids};
 use crate::aws;
 use crate::cli::ImportLegacyArgs;
 use crate::error::Error;
@@ -20,6 +21,12 @@ pub async fn import_legacy(
 ) -> Result<Outcome, Error> {
     let only = args.service.as_deref().map(checked_service).transpose()?;
     let permissions = checked_permissions(&args.permissions)?;
+    let apis = checked_apis(&args.api)?;
+    if !permissions.is_empty() && apis.is_empty() {
+        return Err(Error::Usage(
+            "--permissions needs --api: name the APIs they apply to, e.g. --api identity".into(),
+        ));
+    }
     let (source, entries) = read_map(ctx, args).await?;
     let mut by_service: BTreeMap<String, Vec<LegacyEntry>> = BTreeMap::new();
     for e in entries {
@@ -66,7 +73,7 @@ pub async fn import_legacy(
         let (new, present): (Vec<_>, Vec<_>) = entries
             .into_iter()
             .partition(|e| doc.is_none_or(|d| d.key(&e.key_id).is_none()));
-        let has_permissions = doc.is_some_and(|d| !d.permissions.is_empty());
+        let has_permissions = doc.is_some_and(has_permissions);
         plans.push(Plan {
             service,
             new,
@@ -106,8 +113,12 @@ pub async fn import_legacy(
                         }
                     }
                     // Existing permissions are never changed.
-                    if doc.permissions.is_empty() && !permissions.is_empty() {
-                        doc.permissions = permissions.clone();
+                    if !has_permissions(doc) && !permissions.is_empty() {
+                        doc.schema = SCHEMA_VERSION;
+                        doc.grants = vec![ApiGrant {
+                            apis: apis.clone(),
+                            routes: permissions.clone(),
+                        }];
                     }
                     Ok(())
                 })
@@ -121,7 +132,11 @@ pub async fn import_legacy(
             super::create::report_merges(ctx, &written);
         }
         let perms = if plan.set_permissions {
-            format!("; permissions set to [{}]", permissions.join(", "))
+            format!(
+                "; permissions set to [{}] on {}",
+                permissions.join(", "),
+                apis.join(", ")
+            )
         } else {
             String::new()
         };
@@ -134,10 +149,10 @@ pub async fn import_legacy(
         ));
         let had_permissions = docs
             .iter()
-            .any(|d| d.service == plan.service && !d.permissions.is_empty());
+            .any(|d| d.service == plan.service && has_permissions(d));
         if !had_permissions && !plan.set_permissions {
             ctx.status(format!(
-                "warning: {} has no permissions: its keys authenticate but may call no route; run again with --service {} --permissions 'METHOD /path'",
+                "warning: {} has no permissions: its keys authenticate but may call no route; run again with --service {} --permissions 'METHOD /path' --api NAME",
                 plan.service, plan.service
             ));
         }

@@ -1,7 +1,9 @@
 //! `keys list`: what keys exist, never a key or a hash.
 
 use serde::Serialize;
-use service_auth::{KeyId, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
+use service_auth::{
+    KeyId, KeyRecord, KeyStatus, RoutePattern, ServiceDocument, ServiceGrant, UnixTime,
+};
 
 use super::{checked_service, service_not_found, when};
 use crate::cli::ListArgs;
@@ -25,10 +27,83 @@ pub struct KeyRow {
     /// Days until then, a part of a day counted as a day (a key made a minute ago is
     /// due in 90 days); 0 when due within the last day, negative when overdue.
     pub rotation_due_in_days: Option<i64>,
+    /// The service's document schema: 1 means its permissions name no API (allowed
+    /// nothing until `svcauth keys migrate`).
+    pub schema: u32,
+    /// What the service's keys may call: routes per API, as written and as applied.
+    pub grants: Vec<GrantView>,
+    /// Schema 1 only: permissions that name no API, so apply nowhere.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unscoped_permissions: Vec<RouteView>,
 }
 
+/// Routes on some APIs, for display.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantView {
+    pub apis: Vec<String>,
+    pub routes: Vec<RouteView>,
+}
+
+/// A permission as written and as the policy applies it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteView {
+    /// As written in the document, e.g. `GET /internal/users/{id}`.
+    pub written: String,
+    /// As the policy applies it, e.g. `GET /internal/users/*`: every `*` matches any
+    /// characters, `/` included.
+    pub effective: String,
+}
+
+impl RouteView {
+    pub fn new(written: &str) -> Self {
+        let effective = RoutePattern::parse(written)
+            .map(|p| p.effective())
+            .unwrap_or_else(|e| format!("invalid: {e}"));
+        Self {
+            written: written.to_owned(),
+            effective,
+        }
+    }
+
+    fn from_pattern(p: &RoutePattern) -> Self {
+        Self {
+            written: p.to_string(),
+            effective: p.effective(),
+        }
+    }
+}
+
+/// A document's grants for display.
+pub fn grant_views(doc: &ServiceDocument) -> Vec<GrantView> {
+    doc.grants
+        .iter()
+        .map(|g| GrantView {
+            apis: g.apis.clone(),
+            routes: g.routes.iter().map(|r| RouteView::new(r)).collect(),
+        })
+        .collect()
+}
+
+/// A loaded service grant's routes on each API, for display.
+pub fn service_grant_views(grant: &ServiceGrant) -> Vec<GrantView> {
+    grant
+        .apis
+        .iter()
+        .map(|a| GrantView {
+            apis: vec![a.api.clone()],
+            routes: a.routes.iter().map(RouteView::from_pattern).collect(),
+        })
+        .collect()
+}
+
+/// The note printed under every permissions table.
+pub const WILDCARD_NOTE: &str = "EFFECTIVE is what the policy allows: `*` and a `{param}` segment match any characters, `/` included (GET /internal/users/{id} also allows GET /internal/users/42/anything). A permission applies only on the APIs named beside it.";
+
 impl KeyRow {
-    fn new(service: &str, k: &KeyRecord, now: UnixTime) -> Self {
+    fn new(doc: &ServiceDocument, k: &KeyRecord, now: UnixTime) -> Self {
+        let service = doc.service.as_str();
         let status = match k.status {
             KeyStatus::Revoked => "revoked",
             KeyStatus::Active if k.usable_at(now) => "active",
@@ -46,6 +121,9 @@ impl KeyRow {
             revoked_at: k.revoked_at,
             rotation_due: due,
             rotation_due_in_days: due.map(|d| days_rounded_up(now.seconds_until(d))),
+            schema: doc.schema,
+            grants: grant_views(doc),
+            unscoped_permissions: doc.permissions.iter().map(|r| RouteView::new(r)).collect(),
         }
     }
 }
@@ -58,7 +136,7 @@ fn days_rounded_up(seconds: i64) -> i64 {
 pub fn rows(docs: &[ServiceDocument], now: UnixTime) -> Vec<KeyRow> {
     let mut rows: Vec<KeyRow> = docs
         .iter()
-        .flat_map(|d| d.keys.iter().map(move |k| KeyRow::new(&d.service, k, now)))
+        .flat_map(|d| d.keys.iter().map(move |k| KeyRow::new(d, k, now)))
         .collect();
     rows.sort_by(|a, b| {
         a.service
@@ -93,7 +171,12 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Err
     let out = if args.json {
         serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
     } else {
-        table(&rows)
+        let mut out = table(&rows);
+        if !docs.is_empty() {
+            out.push('\n');
+            out.push_str(&permissions_table(&docs));
+        }
+        out
     };
     ctx.io
         .stdout
@@ -101,6 +184,38 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Err
         .and_then(|()| ctx.io.stdout.flush())
         .map_err(|e| Error::Usage(format!("writing to stdout failed: {e}")))?;
     Ok(Outcome::Done)
+}
+
+/// One line per permission: service, the APIs it applies on, as written, as applied.
+pub fn permissions_table(docs: &[ServiceDocument]) -> String {
+    let mut docs: Vec<&ServiceDocument> = docs.iter().collect();
+    docs.sort_by(|a, b| a.service.cmp(&b.service));
+    let mut cells: Vec<[String; 4]> = Vec::new();
+    for d in docs {
+        let mut any = false;
+        for g in grant_views(d) {
+            for r in g.routes {
+                any = true;
+                cells.push([d.service.clone(), g.apis.join(","), r.written, r.effective]);
+            }
+        }
+        for r in d.permissions.iter().map(|r| RouteView::new(r)) {
+            any = true;
+            cells.push([
+                d.service.clone(),
+                "none (schema 1: run `svcauth keys migrate`)".into(),
+                r.written,
+                r.effective,
+            ]);
+        }
+        if !any {
+            cells.push([d.service.clone(), "-".into(), "none".into(), "-".into()]);
+        }
+    }
+    let mut out = render(&["SERVICE", "APIS", "PERMISSION", "EFFECTIVE"], &cells);
+    out.push_str(WILDCARD_NOTE);
+    out.push('\n');
+    out
 }
 
 fn table(rows: &[KeyRow]) -> String {
@@ -132,8 +247,13 @@ fn table(rows: &[KeyRow]) -> String {
             ]
         })
         .collect();
+    render(&header, &cells)
+}
+
+/// Left-aligned columns, two spaces apart, no trailing spaces.
+fn render<const N: usize>(header: &[&str; N], cells: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
-    for row in &cells {
+    for row in cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.len());
         }
@@ -151,8 +271,8 @@ fn table(rows: &[KeyRow]) -> String {
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&header);
-    for row in &cells {
+    line(header);
+    for row in cells {
         line(&row.each_ref().map(String::as_str));
     }
     out
@@ -196,6 +316,45 @@ mod tests {
             assert!(text.contains(k.key_id().as_str()));
         }
         assert!(text.contains("in 80 days"), "{text}");
+    }
+
+    /// Issue 9 item 3: the list shows what each permission really allows beside what
+    /// was written, and on which APIs.
+    #[test]
+    fn item3_permissions_show_the_effective_pattern_next_to_the_written_one() {
+        let mut doc = ServiceDocument::new(
+            "tutor-service",
+            vec![service_auth::ApiGrant::new(
+                &["identity"],
+                &["GET /internal/users/{id}", "POST /internal/users"],
+            )],
+        );
+        doc.keys.push(KeyRecord::for_key(
+            &ApiKey::generate(None).unwrap(),
+            UnixTime(1),
+            None,
+        ));
+        let old = ServiceDocument::from_json(
+            r#"{"schema":1,"service":"old-service","permissions":["* /internal/*"]}"#,
+        )
+        .unwrap();
+        let text = permissions_table(&[doc.clone(), old]);
+        let line = text
+            .lines()
+            .find(|l| l.contains("{id}"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains("identity"), "{line}");
+        assert!(line.ends_with("GET /internal/users/*"), "{line}");
+        assert!(text.contains("none (schema 1"), "{text}");
+        assert!(text.contains("`/` included"), "{text}");
+        let rows = rows(&[doc], UnixTime(2));
+        let json = serde_json::to_value(&rows).unwrap();
+        assert_eq!(json[0]["schema"], 2);
+        assert_eq!(json[0]["grants"][0]["apis"][0], "identity");
+        assert_eq!(
+            json[0]["grants"][0]["routes"][0],
+            serde_json::json!({"written": "GET /internal/users/{id}", "effective": "GET /internal/users/*"})
+        );
     }
 
     #[test]

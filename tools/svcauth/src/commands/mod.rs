@@ -2,12 +2,13 @@
 
 pub mod check;
 pub mod create;
+pub mod grant;
 pub mod import;
 pub mod list;
 pub mod prune;
 pub mod revoke;
 
-use service_auth::record::valid_service_name;
+use service_auth::record::{valid_api_name, valid_service_name};
 use service_auth::{KeyId, KeyStatus, RoutePattern, ServiceDocument, UnixTime};
 
 use crate::error::Error;
@@ -34,6 +35,46 @@ pub(crate) fn checked_permissions(patterns: &[String]) -> Result<Vec<String>, Er
         }
     }
     Ok(out)
+}
+
+/// API names as typed, trimmed, each checked, without repeats.
+pub(crate) fn checked_apis(names: &[String]) -> Result<Vec<String>, Error> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if !valid_api_name(n) {
+            return Err(Error::Usage(format!(
+                "API name {n:?} is invalid: use the name the API's stack registered (1-64 of a-z, 0-9 and -), e.g. identity"
+            )));
+        }
+        if !out.iter().any(|q| q == n) {
+            out.push(n.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a document grants any route (or, schema 1, lists any permission).
+pub(crate) fn has_permissions(doc: &ServiceDocument) -> bool {
+    !doc.grants.is_empty() || !doc.permissions.is_empty()
+}
+
+/// A document's permissions for messages: `GET /a, GET /b on identity; ...`.
+pub(crate) fn grants_text(doc: &ServiceDocument) -> String {
+    if doc.is_unscoped() && !doc.permissions.is_empty() {
+        return format!(
+            "[{}] on no API (schema 1: run `svcauth keys migrate --service {} --api NAME`)",
+            doc.permissions.join(", "),
+            doc.service
+        );
+    }
+    if doc.grants.is_empty() {
+        return "none".into();
+    }
+    doc.grants
+        .iter()
+        .map(|g| format!("{} on {}", g.routes.join(", "), g.apis.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Whether two permission lists are the same set.
@@ -103,6 +144,29 @@ mod tests {
             &["b".into(), "a".into()],
             &["a".into(), "b".into()]
         ));
+    }
+
+    /// Issue 9 item 3, on write: a malformed pattern is a usage error, nothing written.
+    #[test]
+    fn item3_malformed_permissions_are_refused_on_write() {
+        for bad in [
+            "GET /internal/users/{id/profile",
+            "GET /internal//users",
+            "GET /internal/users/",
+            "GET /a%zz",
+        ] {
+            let err = checked_permissions(&[bad.into()]).unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn api_names_are_checked_and_deduplicated() {
+        assert_eq!(
+            checked_apis(&["identity".into(), " tutor ".into(), "identity".into()]).unwrap(),
+            ["identity", "tutor"]
+        );
+        assert!(checked_apis(&["Identity".into()]).is_err());
     }
 
     #[test]

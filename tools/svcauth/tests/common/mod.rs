@@ -24,7 +24,8 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
-/// `keys create --service tutor-service --permissions TUTOR_PERMS`, then `extra`.
+/// `keys create --service tutor-service --permissions TUTOR_PERMS --api identity`, then
+/// `extra`.
 pub fn create_tutor<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "keys",
@@ -33,6 +34,8 @@ pub fn create_tutor<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         "tutor-service",
         "--permissions",
         TUTOR_PERMS,
+        "--api",
+        "identity",
     ];
     v.extend_from_slice(extra);
     v
@@ -108,6 +111,8 @@ pub use test_support::TestClock;
 
 /// The real authorizer over a key source, with the production refresh policy
 /// (300 s cache TTL) and the test's clock.
+/// The authorizer over `source`, naming API ids as the development store does (the
+/// sample event's `a1b2c3d4e5` is `identity`).
 pub fn authorizer(source: KeySource, clock: &TestClock) -> CachedStore {
     CachedStore::new(
         source,
@@ -115,6 +120,9 @@ pub fn authorizer(source: KeySource, clock: &TestClock) -> CachedStore {
         Duration::from_secs(30),
         clock.unix_clock(),
     )
+    .with_api_names(authorizer::ApiNames::fixed(
+        authorizer::apis::parse_api_names(service_auth::dev::DEV_API_NAMES).unwrap(),
+    ))
 }
 
 pub fn ssm_authorizer(client: &Client, clock: &TestClock) -> CachedStore {

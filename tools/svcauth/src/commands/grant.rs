@@ -1,0 +1,133 @@
+//! `keys grant` (routes on an API, or `--remove` an API) and `keys migrate` (schema-1
+//! documents, whose permissions name no API, to schema 2 with the APIs named).
+
+use service_auth::ServiceDocument;
+
+use super::{checked_apis, checked_permissions, checked_service, grants_text, service_not_found};
+use crate::cli::{GrantArgs, MigrateArgs};
+use crate::error::Error;
+use crate::{Ctx, Outcome};
+
+pub async fn grant(ctx: &mut Ctx<'_, '_>, args: &GrantArgs) -> Result<Outcome, Error> {
+    let service = checked_service(&args.service)?;
+    let api = checked_apis(std::slice::from_ref(&args.api))?
+        .pop()
+        .ok_or_else(|| Error::Usage("--api is empty: name the API, e.g. --api billing".into()))?;
+    let routes = checked_permissions(&args.permissions)?;
+    let store = ctx.store().await?;
+    let Some(doc) = store.read_document(service).await? else {
+        return Err(service_not_found(service, &store));
+    };
+    if doc.is_unscoped() {
+        return Err(Error::Usage(format!(
+            "{service}'s document is schema 1 (its permissions name no API): run `svcauth keys migrate --service {service} --api NAME` first, naming the APIs its permissions are for"
+        )));
+    }
+    let change = |d: &mut ServiceDocument| {
+        if args.remove {
+            d.ungrant(&api);
+        } else {
+            d.grant(&api, &routes);
+        }
+    };
+    let mut preview = doc.clone();
+    change(&mut preview);
+    if preview == doc {
+        ctx.status(format!(
+            "nothing to do: {service} already has that on {api} ({})",
+            grants_text(&doc)
+        ));
+        return Ok(Outcome::NothingToDo);
+    }
+    preview
+        .validate()
+        .map_err(|e| Error::Usage(format!("{service}: {e}")))?;
+    if args.dry_run {
+        ctx.status(format!(
+            "dry run: {service} would have: {}; nothing was written to the {}",
+            grants_text(&preview),
+            store.describe()
+        ));
+        return Ok(Outcome::Done);
+    }
+    let written = store
+        .update_document(service, |d| {
+            if d.is_unscoped() {
+                return Err(Error::Usage(format!(
+                    "{service}'s document became schema 1 meanwhile: run `svcauth keys migrate --service {service} --api NAME`"
+                )));
+            }
+            change(d);
+            Ok(())
+        })
+        .await?;
+    super::create::report_merges(ctx, &written);
+    ctx.status(format!(
+        "{service} now has: {}. The authorizer applies it within its store TTL (SVCAUTH_CACHE_TTL_SECS), API Gateway's cached policies within AuthorizerResultTtl more",
+        grants_text(&written.document)
+    ));
+    Ok(Outcome::Done)
+}
+
+pub async fn migrate(ctx: &mut Ctx<'_, '_>, args: &MigrateArgs) -> Result<Outcome, Error> {
+    let apis = checked_apis(&args.api)?;
+    if apis.is_empty() {
+        return Err(Error::Usage(
+            "--api is empty: name the APIs the old permissions are for, e.g. --api identity --api tutor".into(),
+        ));
+    }
+    let store = ctx.store().await?;
+    let docs = match &args.service {
+        Some(s) => {
+            let s = checked_service(s)?;
+            match store.read_document(s).await? {
+                Some(d) => vec![d],
+                None => return Err(service_not_found(s, &store)),
+            }
+        }
+        None => store.load_documents().await?,
+    };
+    let old: Vec<&ServiceDocument> = docs.iter().filter(|d| d.is_unscoped()).collect();
+    if old.is_empty() {
+        ctx.status(format!(
+            "nothing to do: every document in the {} is already on schema 2",
+            store.describe()
+        ));
+        return Ok(Outcome::NothingToDo);
+    }
+    for doc in old {
+        let service = doc.service.as_str();
+        let mut preview = doc.clone();
+        preview.migrate(&apis);
+        if args.dry_run {
+            ctx.status(format!(
+                "dry run: {service} would have: {}",
+                grants_text(&preview)
+            ));
+            continue;
+        }
+        let written = store
+            .update_document(service, |d| {
+                d.migrate(&apis);
+                Ok(())
+            })
+            .await
+            .map_err(|e| {
+                e.with_note(format!(
+                    "services before {service} in name order were migrated; run the command again to finish (it skips schema-2 documents)"
+                ))
+            })?;
+        super::create::report_merges(ctx, &written);
+        ctx.status(format!(
+            "{service}: schema 2, {}",
+            grants_text(&written.document)
+        ));
+    }
+    if args.dry_run {
+        ctx.status(format!(
+            "dry run: nothing was written to the {}",
+            store.describe()
+        ));
+    }
+    Ok(Outcome::Done)
+}
