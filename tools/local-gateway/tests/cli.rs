@@ -253,19 +253,22 @@ const USER: &str = "6b1f0c52-3f0e-4a8e-9d55-2f1f4c3c9a10";
 /// Service documents for tutor-service (reads users) and admin-service (calls the
 /// tutor API), each with one fresh key: (documents, tutor key, admin key).
 fn store_with_fresh_keys() -> (Vec<service_auth::ServiceDocument>, String, String) {
-    use service_auth::{ApiKey, KeyRecord, ServiceDocument, UnixTime};
+    use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument, UnixTime};
     let tutor = ApiKey::generate(Some("dev")).unwrap();
     let admin = ApiKey::generate(Some("dev")).unwrap();
     let mut t = ServiceDocument::new(
         "tutor-service",
-        vec![
-            "GET /internal/users/*".into(),
-            "GET /internal/users/by-email/*".into(),
-        ],
+        vec![ApiGrant::new(
+            &["identity"],
+            &["GET /internal/users/*", "GET /internal/users/by-email/*"],
+        )],
     );
     t.keys
         .push(KeyRecord::for_key(&tutor, UnixTime::now(), None));
-    let mut a = ServiceDocument::new("admin-service", vec!["* /internal/*".into()]);
+    let mut a = ServiceDocument::new(
+        "admin-service",
+        vec![ApiGrant::new(&["identity", "tutor"], &["* /internal/*"])],
+    );
     a.keys
         .push(KeyRecord::for_key(&admin, UnixTime::now(), None));
     (

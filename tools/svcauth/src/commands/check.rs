@@ -150,7 +150,12 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
                 .and_then(|o| docs.iter().find(|d| d.service == o));
             let record = doc.zip(key_id.as_ref()).and_then(|(d, id)| d.key(id));
             let mut permissions: Vec<String> = doc
-                .map(|d| d.grants.iter().flat_map(|g| g.routes.iter().cloned()).collect())
+                .map(|d| {
+                    d.grants
+                        .iter()
+                        .flat_map(|g| g.routes.iter().cloned())
+                        .collect()
+                })
                 .unwrap_or_default();
             permissions.sort();
             permissions.dedup();

@@ -166,7 +166,7 @@ pub async fn create(ctx: &mut Ctx<'_, '_>, args: &CreateArgs) -> Result<Outcome,
             "--permissions needs --api: name the APIs they apply to, e.g. --api identity (a permission applies on no other API)".into(),
         ));
     }
-    let set_permissions = (!permissions.is_empty()).then(|| ApiGrant {
+    let set_permissions = (!permissions.is_empty()).then_some(ApiGrant {
         apis,
         routes: permissions,
     });
