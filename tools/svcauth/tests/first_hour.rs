@@ -56,7 +56,7 @@ async fn check_on_a_refused_key_shows_the_records_real_values() {
     );
     assert!(
         text.stdout
-            .contains("permissions: GET /internal/users/*, GET /internal/users/by-email/*"),
+            .contains("identity: GET /internal/users/by-email/* -> GET /internal/users/by-email/*"),
         "{text:?}"
     );
     assert!(!text.stdout.contains("never") && !text.stdout.contains("none"));
@@ -396,6 +396,8 @@ async fn messages_say_what_is_true() {
                 &legacy,
                 "--permissions",
                 "POST /internal/users",
+                "--api",
+                "identity",
             ],
         ),
         &aws,
