@@ -4,4 +4,5 @@
 mod cli;
 mod common;
 mod file;
+mod lifecycle;
 mod ssm;
