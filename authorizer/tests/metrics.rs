@@ -53,8 +53,16 @@ async fn item5_a_rejected_parameter_is_logged_by_name_and_counted_for_an_alarm()
     let moto = test_support::MotoServer::start();
     let c = test_support::moto_ssm_client(&moto.endpoint());
     for (name, value, kind) in [
-        ("/t/keys/good", r#"{"schema":1,"service":"good","keys":[]}"#, ParameterType::SecureString),
-        ("/t/keys/bad", r#"{"schema":1,"service":"bad","keys":[]}"#, ParameterType::String),
+        (
+            "/t/keys/good",
+            r#"{"schema":1,"service":"good","keys":[]}"#,
+            ParameterType::SecureString,
+        ),
+        (
+            "/t/keys/bad",
+            r#"{"schema":1,"service":"bad","keys":[]}"#,
+            ParameterType::String,
+        ),
     ] {
         c.put_parameter()
             .name(name)
@@ -96,7 +104,10 @@ async fn item5_a_rejected_parameter_is_logged_by_name_and_counted_for_an_alarm()
         .unwrap_or_else(|| panic!("{docs:?}"));
     assert_eq!(rejected[authorizer::source::REJECTED_METRIC], 1.0);
     assert!(dimensions(rejected).is_empty(), "{rejected}");
-    assert_eq!(rejected["_aws"]["CloudWatchMetrics"][0]["Namespace"], "ServiceAuth");
+    assert_eq!(
+        rejected["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "ServiceAuth"
+    );
     let loads = docs
         .iter()
         .find(|d| d.get(authorizer::source::LOADS_METRIC).is_some())

@@ -95,7 +95,8 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
 fn doc_of(service: &str, keys: &[&ApiKey]) -> ServiceDocument {
     let mut d = ServiceDocument::new(service, vec!["GET /internal/users/*".into()]);
     for k in keys {
-        d.keys.push(KeyRecord::for_key(k, UnixTime(NOW - 3600), None));
+        d.keys
+            .push(KeyRecord::for_key(k, UnixTime(NOW - 3600), None));
     }
     d
 }
@@ -202,7 +203,11 @@ async fn item5_a_document_the_authorizer_cannot_decrypt_refuses_only_its_service
     // admin-service's document is encrypted with a KMS key the authorizer may not use:
     // SSM then fails every call that would decrypt it, the listing by path included.
     let admin = format!("{PATH}/admin-service");
-    faults.fail_when("GetParametersByPath", r#""WithDecryption":true"#, Fault::AccessDenied);
+    faults.fail_when(
+        "GetParametersByPath",
+        r#""WithDecryption":true"#,
+        Fault::AccessDenied,
+    );
     faults.fail_when("GetParameters", &admin, Fault::AccessDenied);
     faults.fail_when("GetParameter", &admin, Fault::AccessDenied);
     let loaded = SsmKeyStore::new(c.clone(), PATH)
@@ -219,7 +224,9 @@ async fn item5_a_document_the_authorizer_cannot_decrypt_refuses_only_its_service
     let clock = TestClock::at(NOW);
     let store = store(ssm_source(c), &clock);
     assert!(handle(&store, &request(key.expose_secret())).await.is_ok());
-    assert!(handle(&store, &request(other.expose_secret())).await.is_err());
+    assert!(handle(&store, &request(other.expose_secret()))
+        .await
+        .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +260,9 @@ async fn item5_a_document_that_breaks_refuses_its_service_only_until_fixed() {
         "its service is refused"
     );
     assert!(
-        handle(&store, &request(other.expose_secret())).await.is_ok(),
+        handle(&store, &request(other.expose_secret()))
+            .await
+            .is_ok(),
         "the others keep working"
     );
 

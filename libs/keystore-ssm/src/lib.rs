@@ -272,7 +272,11 @@ impl SsmKeyStore {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
-            names.extend(page.parameters().iter().filter_map(|p| p.name().map(str::to_owned)));
+            names.extend(
+                page.parameters()
+                    .iter()
+                    .filter_map(|p| p.name().map(str::to_owned)),
+            );
         }
         let mut docs = Vec::with_capacity(names.len());
         for chunk in names.chunks(10) {

@@ -529,8 +529,7 @@ mod tests {
         let a = ApiKey::generate(None).unwrap();
         let b = ApiKey::generate(None).unwrap();
         let legacy_b = "L".repeat(64);
-        let legacy =
-            parse_legacy_map(&format!(r#"{{"{legacy_b}": "b"}}"#)).unwrap();
+        let legacy = parse_legacy_map(&format!(r#"{{"{legacy_b}": "b"}}"#)).unwrap();
         let store = KeyStore::build_isolated(
             vec![
                 read(&doc_with("a", &["GET /x"], &[&a])),

@@ -13,6 +13,16 @@ use aws_sdk_ssm::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ssm::error::BoxError;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+
+/// The fault chosen for one call when its request was seen (the request is gone by
+/// the time the response is read).
+#[derive(Debug, Clone)]
+struct Pending(Fault, String);
+
+impl Storable for Pending {
+    type Storer = StoreReplace<Self>;
+}
 
 /// How an operation fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,14 +141,29 @@ impl Intercept for Injector {
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = operation(context.request().headers());
-        let hook = {
+        let request = context.request();
+        let op = operation(request.headers());
+        let body = request
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        let (hook, fault) = {
             let mut state = self.0.state();
             *state.calls.entry(op.clone()).or_default() += 1;
-            state.hooks.remove(&op)
+            let fault = state.faults.get(&op).and_then(|rules| {
+                rules
+                    .iter()
+                    .find(|(text, _)| text.as_ref().is_none_or(|t| body.contains(t.as_str())))
+                    .map(|(_, f)| *f)
+            });
+            (state.hooks.remove(&op), fault)
         };
+        if let Some(fault) = fault {
+            cfg.interceptor_state().store_put(Pending(fault, op));
+        }
         if let Some(hook) = hook {
             hook();
         }
@@ -149,24 +174,9 @@ impl Intercept for Injector {
         &self,
         context: &mut BeforeDeserializationInterceptorContextMut<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(request) = context.inner().request() else {
-            return Ok(());
-        };
-        let op = operation(request.headers());
-        let body = request
-            .body()
-            .bytes()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default();
-        let fault = self.0.state().faults.get(&op).and_then(|rules| {
-            rules
-                .iter()
-                .find(|(text, _)| text.as_ref().is_none_or(|t| body.contains(t.as_str())))
-                .map(|(_, f)| *f)
-        });
-        let Some(fault) = fault else {
+        let Some(Pending(fault, op)) = cfg.load::<Pending>().cloned() else {
             return Ok(());
         };
         let (kind, message) = match fault {

@@ -22,7 +22,10 @@ fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// The authorizer with the legacy map still configured, as during a migration.
-fn legacy_authorizer(client: &keystore_ssm::aws_sdk_ssm::Client, clock: &TestClock) -> authorizer::CachedStore {
+fn legacy_authorizer(
+    client: &keystore_ssm::aws_sdk_ssm::Client,
+    clock: &TestClock,
+) -> authorizer::CachedStore {
     authorizer(
         KeySource::Ssm(
             SsmKeyStore::new(client.clone(), PATH)
@@ -75,7 +78,10 @@ async fn item1_legacy_key_stays_revoked_after_prune() {
         "keys revoke --service tutor-service --key-id {}",
         key_id(&tutor_key)
     );
-    expect(&svcauth(&args(&words(&revoke)), &aws, NOW + 60).await, exit::OK);
+    expect(
+        &svcauth(&args(&words(&revoke)), &aws, NOW + 60).await,
+        exit::OK,
+    );
     let rotated = svcauth(
         &args(&words(
             "keys rotate --service admin-service --grace 1h --deliver stdout",
@@ -162,7 +168,9 @@ async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
         .unwrap();
     let (doc, _) = other.read_document("tutor-service").await.unwrap().unwrap();
     assert_eq!(
-        doc.key(&service_auth::KeyId::parse(&id).unwrap()).unwrap().status,
+        doc.key(&service_auth::KeyId::parse(&id).unwrap())
+            .unwrap()
+            .status,
         KeyStatus::Active,
         "the document now says the key is active"
     );
@@ -172,7 +180,9 @@ async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
     assert_refused(&ssm_authorizer(&c, &clock), &key).await;
     // ...nor after later writes built on the resurrected version.
     let run = svcauth(
-        &args(&words("keys create --service tutor-service --deliver stdout")),
+        &args(&words(
+            "keys create --service tutor-service --deliver stdout",
+        )),
         &aws,
         NOW + 40,
     )
@@ -270,14 +280,18 @@ async fn every_securestring_write_uses_the_configured_kms_key() {
     let c = moto_client(&moto.endpoint());
     let aws = Aws::Client(c.clone());
     let kms = "alias/svcauth-test";
-    let with_key = |cmd: &str| {
+    let with_key = |cmd: &'static str| -> Vec<&'static str> {
         let mut v = args(&words(cmd));
         v.extend(["--kms-key-id", kms]);
         v
     };
     expect(
         &svcauth(
-            &[&with_key("keys create --service tutor-service")[..], &["--permissions", TUTOR_PERMS]].concat(),
+            &[
+                &with_key("keys create --service tutor-service")[..],
+                &["--permissions", TUTOR_PERMS],
+            ]
+            .concat(),
             &aws,
             NOW,
         )
@@ -286,14 +300,15 @@ async fn every_securestring_write_uses_the_configured_kms_key() {
     );
     // An overwrite (rotate writes the document twice and overwrites the delivery).
     expect(
-        &svcauth(&with_key("keys rotate --service tutor-service --grace 1h"), &aws, NOW + 10).await,
+        &svcauth(
+            &with_key("keys rotate --service tutor-service --grace 1h"),
+            &aws,
+            NOW + 10,
+        )
+        .await,
         exit::OK,
     );
-    let described = c
-        .describe_parameters()
-        .send()
-        .await
-        .unwrap();
+    let described = c.describe_parameters().send().await.unwrap();
     let secure: Vec<_> = described
         .parameters()
         .iter()

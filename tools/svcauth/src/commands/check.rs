@@ -60,9 +60,7 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
         ))
     })?;
     // Revocation markers win over documents, as in the authorizer.
-    let revoked = store
-        .revoked_among(&index.usable_key_ids(ctx.now))
-        .await?;
+    let revoked = store.revoked_among(&index.usable_key_ids(ctx.now)).await?;
     index.revoke_ids(&revoked);
     let values = [key.as_str()];
     let decision = decide(

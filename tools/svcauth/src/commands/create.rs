@@ -100,7 +100,12 @@ async fn deliver_or_roll_back(
         target.describe()
     );
     let rolled_back = match store
-        .mark_revoked(service, std::slice::from_ref(&id), now, "svcauth: delivery failed")
+        .mark_revoked(
+            service,
+            std::slice::from_ref(&id),
+            now,
+            "svcauth: delivery failed",
+        )
         .await
     {
         Ok(_) => {
@@ -124,7 +129,13 @@ async fn deliver_or_roll_back(
 /// Storing a new key's record failed after SSM may have taken it (an overwrite that
 /// could not be merged, conflicts, a lost answer): the key is never handed over, so
 /// its revocation marker makes a record that did land inert.
-async fn abandon(store: &Store, service: &str, id: &KeyId, now: service_auth::UnixTime, error: Error) -> Error {
+async fn abandon(
+    store: &Store,
+    service: &str,
+    id: &KeyId,
+    now: service_auth::UnixTime,
+    error: Error,
+) -> Error {
     if !matches!(error, Error::Ssm(_) | Error::Aws(_)) {
         return error;
     }

@@ -41,7 +41,12 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
             return Ok(Outcome::NothingToDo);
         }
         let created = store
-            .mark_revoked(service, std::slice::from_ref(&id), now, "svcauth keys revoke")
+            .mark_revoked(
+                service,
+                std::slice::from_ref(&id),
+                now,
+                "svcauth keys revoke",
+            )
             .await?;
         if created > 0 {
             ctx.status(format!(
@@ -91,7 +96,12 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
     }
     if until.is_none() {
         store
-            .mark_revoked(service, std::slice::from_ref(&id), now, "svcauth keys revoke")
+            .mark_revoked(
+                service,
+                std::slice::from_ref(&id),
+                now,
+                "svcauth keys revoke",
+            )
             .await?;
     }
     let written = store
