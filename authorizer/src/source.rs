@@ -54,9 +54,11 @@ impl KeySource {
         }
     }
 
-    pub async fn load(&self) -> Result<KeyStore, LoadError> {
+    /// Loads the store as it is at `now` (SSM applies the revocation markers of the
+    /// keys usable at `now`).
+    pub async fn load(&self, now: UnixTime) -> Result<KeyStore, LoadError> {
         match self {
-            Self::Ssm(store) => Ok(store.load_store().await?),
+            Self::Ssm(store) => Ok(store.load_store(now).await?),
             Self::File(path) => {
                 let json =
                     tokio::fs::read_to_string(path)
@@ -73,6 +75,15 @@ impl KeySource {
         }
     }
 }
+
+/// EMF metric counting store loads, by `Result`: `ok`, `partial` (some parameters
+/// rejected, their services refused) or `failed` (nothing loaded: the last good store
+/// is kept for its grace, or every request is refused).
+pub const LOADS_METRIC: &str = "KeyStoreLoads";
+/// EMF metric (no dimension) counting the parameters each load rejected: an alarm on
+/// `Sum >= 1` means some service is being refused because its parameter is unusable;
+/// the `key_store_parameter_rejected` log lines say which and why.
+pub const REJECTED_METRIC: &str = "KeyStoreRejectedParameters";
 
 /// The clock the authorizer reads. Injected so tests control expiry and TTLs.
 pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
@@ -141,21 +152,47 @@ impl CachedStore {
 
     async fn reload(&self, slot: &mut Slot<KeyStore>, now: UnixTime) {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.load_timeout, self.source.load()).await {
+        let result = match tokio::time::timeout(self.load_timeout, self.source.load(now)).await {
             Ok(r) => r,
             Err(_) => Err(LoadError::Timeout(self.load_timeout)),
         };
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(store) => {
+                let load_result = if store.rejected.is_empty() {
+                    "ok"
+                } else {
+                    "partial"
+                };
+                metrics::counter!(LOADS_METRIC, "Result" => load_result).increment(1);
                 tracing::info!(
                     event = "key_store_loaded",
                     source = self.source.name(),
                     services = store.service_count(),
                     keys = store.key_count(),
+                    rejected_parameters = store.rejected.len(),
                     elapsed_ms,
                     "key store loaded"
                 );
+                for r in &store.rejected {
+                    // One line per parameter left out: which, why, and who is refused.
+                    // The reason names fields and positions, never a value.
+                    let refused = match &r.service {
+                        Some(s) => format!("every key of service {s} is refused (legacy keys included) until it is fixed; the other services are not affected"),
+                        None => "every legacy key is refused until it is fixed; the service documents are not affected".to_owned(),
+                    };
+                    tracing::error!(
+                        event = "key_store_parameter_rejected",
+                        parameter = r.parameter.as_str(),
+                        service_id = r.service.as_deref().unwrap_or(""),
+                        reason_code = r.reason.code(),
+                        reason = %r.reason,
+                        "key store parameter rejected: {refused}"
+                    );
+                }
+                if !store.rejected.is_empty() {
+                    metrics::counter!(REJECTED_METRIC).increment(store.rejected.len() as u64);
+                }
                 if !store.legacy_without_permissions.is_empty() {
                     tracing::warn!(
                         event = "legacy_keys_without_permissions",
@@ -173,6 +210,7 @@ impl CachedStore {
                 slot.loaded(store, now);
             }
             Err(error) => {
+                metrics::counter!(LOADS_METRIC, "Result" => "failed").increment(1);
                 slot.failed(now);
                 let serving = match (slot.usable(now), slot.loaded_at()) {
                     (Some(_), Some(at)) => {

@@ -1,19 +1,141 @@
-//! Decisions are counted as CloudWatch Embedded Metric Format, by outcome and service.
+//! Decisions are counted as CloudWatch Embedded Metric Format, by outcome and service;
+//! key-store loads by result, and the parameters a load rejected.
 
 mod common;
 
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
 use authorizer::handle;
 use common::*;
+use metrics_cloudwatch_embedded::Collector;
 use serde_json::Value;
 
+/// This test binary owns the process-wide metrics recorder; its tests take turns,
+/// since a flush drains the counters every test reads.
+fn collector() -> (&'static Collector, MutexGuard<'static, ()>) {
+    static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
+    static TURN: Mutex<()> = Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let c = COLLECTOR.get_or_init(|| {
+        metrics_cloudwatch_embedded::Builder::new()
+            .cloudwatch_namespace("ServiceAuth")
+            .with_timestamp(1_795_953_600_000)
+            .init()
+            .unwrap()
+    });
+    let _ = c.flush(std::io::sink());
+    (c, turn)
+}
+
+fn flushed(collector: &Collector) -> Vec<Value> {
+    let mut out = Vec::new();
+    collector.flush(&mut out).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn dimensions(doc: &Value) -> Vec<&str> {
+    doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect()
+}
+
+// The guard only orders this binary's tests; each runs on its own single-threaded
+// runtime, so holding it across an await blocks nobody else's work.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test]
+async fn item5_a_rejected_parameter_is_logged_by_name_and_counted_for_an_alarm() {
+    use keystore_ssm::aws_sdk_ssm::types::ParameterType;
+    let (collector, _turn) = collector();
+    let moto = test_support::MotoServer::start();
+    let c = test_support::moto_ssm_client(&moto.endpoint());
+    for (name, value, kind) in [
+        (
+            "/t/keys/good",
+            r#"{"schema":1,"service":"good","keys":[]}"#,
+            ParameterType::SecureString,
+        ),
+        (
+            "/t/keys/bad",
+            r#"{"schema":1,"service":"bad","keys":[]}"#,
+            ParameterType::String,
+        ),
+    ] {
+        c.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(kind)
+            .send()
+            .await
+            .unwrap();
+    }
+    let buf = std::sync::Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || Sink(writer.clone()))
+        .finish();
+    let store = store(
+        authorizer::KeySource::Ssm(keystore_ssm::SsmKeyStore::new(c, "/t/keys").unwrap()),
+        &TestClock::at(NOW),
+    );
+    {
+        let _log = tracing::subscriber::set_default(subscriber);
+        store.reload_now().await;
+    }
+    let logs = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    let line: Value = logs
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["fields"]["event"] == "key_store_parameter_rejected")
+        .unwrap_or_else(|| panic!("no rejection logged: {logs}"));
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["fields"]["parameter"], "/t/keys/bad");
+    assert_eq!(line["fields"]["service_id"], "bad");
+    assert_eq!(line["fields"]["reason_code"], "not_secure_string");
+
+    let docs = flushed(collector);
+    let rejected = docs
+        .iter()
+        .find(|d| d.get(authorizer::source::REJECTED_METRIC).is_some())
+        .unwrap_or_else(|| panic!("{docs:?}"));
+    assert_eq!(rejected[authorizer::source::REJECTED_METRIC], 1.0);
+    assert!(dimensions(rejected).is_empty(), "{rejected}");
+    assert_eq!(
+        rejected["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "ServiceAuth"
+    );
+    let loads = docs
+        .iter()
+        .find(|d| d.get(authorizer::source::LOADS_METRIC).is_some())
+        .unwrap();
+    assert_eq!(loads["Result"], "partial");
+    assert_eq!(dimensions(loads), vec!["Result"]);
+}
+
+#[derive(Clone)]
+struct Sink(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[allow(clippy::await_holding_lock)]
 #[tokio::test]
 async fn decisions_are_emitted_as_emf_by_outcome_and_service() {
-    // This test binary owns the process-wide metrics recorder.
-    let collector = metrics_cloudwatch_embedded::Builder::new()
-        .cloudwatch_namespace("ServiceAuth")
-        .with_timestamp(1_795_953_600_000)
-        .init()
-        .unwrap();
+    let (collector, _turn) = collector();
     let store = dev_store();
     for name in [
         "authorizer-valid-key",

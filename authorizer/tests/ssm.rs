@@ -1,6 +1,6 @@
 //! The real `aws-sdk-ssm` client against a real `moto_server` started by the test:
-//! keys stored as SecureString, loaded, decided on; broken parameters, SSM going away,
-//! and a failing first load.
+//! keys stored as SecureString, loaded, decided on; broken parameters refused one
+//! service at a time (issue 9 item 5), SSM going away, and a failing first load.
 
 use crate::common::*;
 use authorizer::{handle, KeySource};
@@ -9,7 +9,7 @@ use keystore_ssm::aws_sdk_ssm::Client;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument, UnixTime};
-use test_support::{moto_ssm_client, MotoServer};
+use test_support::{moto_ssm_client, Fault, MotoServer, SsmFaults};
 
 const PATH: &str = "/svcauth/test/keys";
 
@@ -83,7 +83,7 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
 
     let loaded = SsmKeyStore::new(c.clone(), PATH)
         .unwrap()
-        .load_store()
+        .load_store(UnixTime(NOW))
         .await
         .unwrap();
     assert_eq!(loaded.service_count(), 25);
@@ -98,17 +98,156 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
         .is_err());
 }
 
+fn doc_of(service: &str, keys: &[&ApiKey]) -> ServiceDocument {
+    let mut d = ServiceDocument::new(service, vec!["GET /internal/users/*".into()]);
+    for k in keys {
+        d.keys
+            .push(KeyRecord::for_key(k, UnixTime(NOW - 3600), None));
+    }
+    d
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_parameter_that_breaks_keeps_the_last_good_set_then_fails_closed_then_recovers() {
+async fn item5_one_bad_parameter_refuses_only_its_service() {
+    let moto = MotoServer::start();
+    let c = moto_ssm_client(&moto.endpoint());
+    let good = ApiKey::generate(Some("test")).unwrap();
+    put_doc(&c, &tutor_doc(&good)).await;
+    // Every kind of bad parameter the issue names, each for a service of its own.
+    let plain = ApiKey::generate(Some("test")).unwrap();
+    put(
+        &c,
+        &format!("{PATH}/plain-service"),
+        &doc_of("plain-service", &[&plain]).to_json(),
+        ParameterType::String,
+    )
+    .await;
+    let newer = ApiKey::generate(Some("test")).unwrap();
+    let mut newer_doc = doc_of("newer-service", &[&newer]);
+    newer_doc.schema = 2;
+    put(
+        &c,
+        &format!("{PATH}/newer-service"),
+        &serde_json::to_string(&newer_doc).unwrap(),
+        ParameterType::SecureString,
+    )
+    .await;
+    put(
+        &c,
+        &format!("{PATH}/json-service"),
+        "{not json",
+        ParameterType::SecureString,
+    )
+    .await;
+    let shared = ApiKey::generate(Some("test")).unwrap();
+    put_doc(&c, &doc_of("shared-a", &[&shared])).await;
+    put_doc(&c, &doc_of("shared-b", &[&shared])).await;
+    // A legacy key of a refused service is refused with it.
+    let legacy_plain = "P".repeat(64);
+    let legacy_tutor = "T".repeat(64);
+    put(
+        &c,
+        "/test/legacy",
+        &format!(r#"{{"{legacy_plain}": "plain-service", "{legacy_tutor}": "tutor-service"}}"#),
+        ParameterType::SecureString,
+    )
+    .await;
+    let source = KeySource::Ssm(
+        SsmKeyStore::new(c.clone(), PATH)
+            .unwrap()
+            .with_legacy_parameter(Some("/test/legacy".into())),
+    );
+    let loaded = SsmKeyStore::new(c.clone(), PATH)
+        .unwrap()
+        .with_legacy_parameter(Some("/test/legacy".into()))
+        .load_store(UnixTime(NOW))
+        .await
+        .unwrap();
+    let mut rejected: Vec<(String, &str)> = loaded
+        .rejected
+        .iter()
+        .map(|r| (r.parameter.clone(), r.reason.code()))
+        .collect();
+    rejected.sort();
+    assert_eq!(
+        rejected,
+        vec![
+            (format!("{PATH}/json-service"), "invalid_document"),
+            (format!("{PATH}/newer-service"), "unsupported_schema"),
+            (format!("{PATH}/plain-service"), "not_secure_string"),
+            (format!("{PATH}/shared-a"), "shared_key"),
+            (format!("{PATH}/shared-b"), "shared_key"),
+        ]
+    );
+
+    let clock = TestClock::at(NOW);
+    let store = store(source, &clock);
+    let resp = handle(&store, &request(good.expose_secret()))
+        .await
+        .unwrap();
+    assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
+    assert!(handle(&store, &request(&legacy_tutor)).await.is_ok());
+    for refused in [
+        plain.expose_secret(),
+        newer.expose_secret(),
+        shared.expose_secret(),
+        legacy_plain.as_str(),
+    ] {
+        assert!(handle(&store, &request(refused)).await.is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item5_a_document_the_authorizer_cannot_decrypt_refuses_only_its_service() {
+    let moto = MotoServer::start();
+    let faults = SsmFaults::new();
+    let c = faults.client(&moto.endpoint());
+    let key = ApiKey::generate(Some("test")).unwrap();
+    let other = ApiKey::generate(Some("test")).unwrap();
+    put_doc(&c, &tutor_doc(&key)).await;
+    put_doc(&c, &doc_of("admin-service", &[&other])).await;
+    // admin-service's document is encrypted with a KMS key the authorizer may not use:
+    // SSM then fails every call that would decrypt it, the listing by path included.
+    let admin = format!("{PATH}/admin-service");
+    faults.fail_when(
+        "GetParametersByPath",
+        r#""WithDecryption":true"#,
+        Fault::AccessDenied,
+    );
+    faults.fail_when("GetParameters", &admin, Fault::AccessDenied);
+    faults.fail_when("GetParameter", &admin, Fault::AccessDenied);
+    let loaded = SsmKeyStore::new(c.clone(), PATH)
+        .unwrap()
+        .load_store(UnixTime(NOW))
+        .await
+        .unwrap();
+    let rejected: Vec<(&str, &str)> = loaded
+        .rejected
+        .iter()
+        .map(|r| (r.parameter.as_str(), r.reason.code()))
+        .collect();
+    assert_eq!(rejected, vec![(admin.as_str(), "kms_key")]);
+    let clock = TestClock::at(NOW);
+    let store = store(ssm_source(c), &clock);
+    assert!(handle(&store, &request(key.expose_secret())).await.is_ok());
+    assert!(handle(&store, &request(other.expose_secret()))
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item5_a_document_that_breaks_refuses_its_service_only_until_fixed() {
     let moto = MotoServer::start();
     let c = moto_ssm_client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
+    let other = ApiKey::generate(Some("test")).unwrap();
     put_doc(&c, &tutor_doc(&key)).await;
+    put_doc(&c, &doc_of("admin-service", &[&other])).await;
     let clock = TestClock::at(NOW);
     let store = store(ssm_source(c.clone()), &clock);
     assert!(handle(&store, &request(key.expose_secret())).await.is_ok());
 
-    // Someone writes a broken document.
+    // Someone writes a broken document for tutor-service.
     put(
         &c,
         &format!("{PATH}/tutor-service"),
@@ -116,25 +255,26 @@ async fn a_parameter_that_breaks_keeps_the_last_good_set_then_fails_closed_then_
         ParameterType::SecureString,
     )
     .await;
-    clock.advance(301); // past the 300 s TTL: reload fails
+    clock.advance(299);
     assert!(
         handle(&store, &request(key.expose_secret())).await.is_ok(),
-        "last good set is kept"
+        "the cached store until its TTL"
     );
-    clock.advance(600);
-    assert!(
-        handle(&store, &request(key.expose_secret())).await.is_ok(),
-        "still inside the grace"
-    );
-    clock.advance(300); // 1201 s after the load: past ttl + grace (1200 s)
+    clock.advance(1); // the 300 s TTL: the reload reads the broken document
     assert!(
         handle(&store, &request(key.expose_secret())).await.is_err(),
-        "fails closed"
+        "its service is refused"
+    );
+    assert!(
+        handle(&store, &request(other.expose_secret()))
+            .await
+            .is_ok(),
+        "the others keep working"
     );
 
-    // Fixed: the next attempt (after the retry interval) loads it again.
+    // Fixed: the next reload (after the TTL) takes it again.
     put_doc(&c, &tutor_doc(&key)).await;
-    clock.advance(31);
+    clock.advance(300);
     assert!(
         handle(&store, &request(key.expose_secret())).await.is_ok(),
         "recovers"
@@ -185,22 +325,23 @@ async fn ssm_going_away_mid_life_keeps_the_last_good_set_for_a_bounded_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_first_load_refuses_everything_and_the_next_invocation_retries() {
     let moto = MotoServer::start();
-    let c = moto_ssm_client(&moto.endpoint());
+    let faults = SsmFaults::new();
+    let c = faults.client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
-    put(
-        &c,
-        &format!("{PATH}/tutor-service"),
-        "[]",
-        ParameterType::SecureString,
-    )
-    .await;
+    put_doc(&c, &tutor_doc(&key)).await;
+    // The path cannot be read at all: the one case where nothing is loaded.
+    faults.fail("GetParametersByPath", Fault::Throttling);
     let clock = TestClock::at(NOW);
     let store = store(ssm_source(c.clone()), &clock);
-    store.reload_now().await; // init-time load fails: malformed data
+    store.reload_now().await; // init-time load fails
     assert!(handle(&store, &request(key.expose_secret())).await.is_err());
-    // Fixed without the clock moving: the very next invocation loads.
-    put_doc(&c, &tutor_doc(&key)).await;
+    // SSM answers again, without the clock moving: the very next invocation loads.
+    faults.heal("GetParametersByPath");
     assert!(handle(&store, &request(key.expose_secret())).await.is_ok());
+    // A failing marker read fails the load too: never a store that skipped them.
+    faults.fail("GetParameters", Fault::AccessDenied);
+    let fresh = crate::common::store(ssm_source(c.clone()), &clock);
+    assert!(handle(&fresh, &request(key.expose_secret())).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,20 +22,39 @@ that service's [`ServiceDocument`] (permissions and hashed key records). Why:
 The original design's single JSON parameter (`{"<key>": "<service>"}`) can be read as
 a legacy source: its keys are hashed as they are parsed and the clear values dropped.
 
+**Revocation markers**: the version check above repairs a lost write only while the
+writer lives and the history can be read. A revocation must not depend on that, so
+`keys revoke` first creates `{revoked path}/{key id}` (a `String` parameter, created
+with `Overwrite=false`, never changed or deleted by svcauth), where the revoked path is
+a sibling of the key path: `/svcauth/dev/keys` → `/svcauth/dev/revoked`. A load reads
+the markers of every key it would accept ([`SsmKeyStore::revoked_among`],
+`GetParameters`, 10 names a call) and refuses those keys whatever any document or the
+legacy map says. A marker only ever takes access away, so its type and value do not
+matter: its existence is the revocation.
+
+**Per-document isolation**: [`SsmKeyStore::load_store`] fails only when SSM cannot be
+read (the caller then keeps its last good store); a parameter that is read but cannot
+be used (a `String` parameter, bad JSON, a newer schema, a key shared with another
+document) is left out and its service refused, see
+[`service_auth::store::KeyStore::build_isolated`].
+
 This crate does I/O only; every decision about documents lives in `service-auth`.
 */
 #![forbid(unsafe_code)]
 
 pub use aws_sdk_ssm;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 use service_auth::record::{valid_service_name, DocumentError};
-use service_auth::store::{parse_legacy_map, LegacyEntry, StoreError};
-use service_auth::{KeyStore, ServiceDocument};
+use service_auth::store::{
+    parse_legacy_map, LegacyEntry, ReadDocument, RejectReason, Rejected, StoreError,
+};
+use service_auth::{KeyId, KeyStore, ServiceDocument, UnixTime};
 
 /// How many times a conflicting write is merged and retried before giving up.
 const MAX_WRITE_ATTEMPTS: usize = 8;
@@ -61,6 +80,15 @@ pub enum SsmStoreError {
     TooManyConflicts(String),
     #[error("SSM did not answer in time during {0}; check network access to SSM (VPC endpoint or NAT) and the region")]
     Timeout(&'static str),
+    #[error("wrote version {written} of {name}, but it replaced version(s) {first}-{last} that another writer stored at the same time, and those could not be read back to merge ({reason}). Changes made in them may be lost: a key created there can be missing (its caller gets 401), a permission change undone; revocations are not lost (their markers stay). Compare `aws ssm get-parameter-history --name {name} --with-decryption` with `svcauth keys list --service {service}` and run the lost command again")]
+    UnmergedOverwrite {
+        name: String,
+        service: String,
+        written: i64,
+        first: i64,
+        last: i64,
+        reason: String,
+    },
     #[error("SSM call {operation} on {name} failed: {message}")]
     Sdk {
         operation: &'static str,
@@ -74,7 +102,9 @@ pub enum SsmStoreError {
 pub struct SsmKeyStore {
     client: Client,
     path: String,
+    revoked_path: String,
     legacy_parameter: Option<String>,
+    kms_key_id: Option<String>,
 }
 
 /// What a write did.
@@ -96,14 +126,42 @@ impl SsmKeyStore {
             && path
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b));
-        if !ok {
+        let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
+        // The markers live beside the key path, never under it (it is listed without
+        // recursion, and a marker must not look like a service).
+        if !ok || last == "revoked" || last.is_empty() {
             return Err(SsmStoreError::BadPath(path.to_owned()));
         }
         Ok(Self {
             client,
             path: path.to_owned(),
+            revoked_path: format!("{parent}/revoked"),
             legacy_parameter: None,
+            kms_key_id: None,
         })
+    }
+
+    /// Encrypt every `SecureString` this store writes with this KMS key (id, ARN or
+    /// alias) instead of the account's default `alias/aws/ssm`. SSM re-encrypts a
+    /// parameter with the default key on every overwrite that names none, so it is
+    /// passed on every write.
+    pub fn with_kms_key_id(mut self, key: Option<String>) -> Self {
+        self.kms_key_id = key.filter(|k| !k.trim().is_empty());
+        self
+    }
+
+    pub fn kms_key_id(&self) -> Option<&str> {
+        self.kms_key_id.as_deref()
+    }
+
+    /// Where revocation markers live: a sibling of the key path.
+    pub fn revoked_path(&self) -> &str {
+        &self.revoked_path
+    }
+
+    /// The revocation marker of a key.
+    pub fn marker_name(&self, key_id: &KeyId) -> String {
+        format!("{}/{}", self.revoked_path, key_id)
     }
 
     /// Also read the original design's `{"<key>": "<service>"}` parameter.
@@ -125,15 +183,63 @@ impl SsmKeyStore {
         format!("{}/{}", self.path, service)
     }
 
-    /// Loads and indexes everything: all documents plus the legacy map, all or nothing.
-    pub async fn load_store(&self) -> Result<KeyStore, SsmStoreError> {
-        let docs = self.load_documents().await?;
-        let legacy = self.load_legacy().await?;
-        Ok(KeyStore::build(&docs, &legacy)?)
+    /// Loads and indexes the store as the authorizer uses it at `now`: every document
+    /// under the path and the legacy map, judged one parameter at a time (see
+    /// [`KeyStore::build_isolated`]), then the revocation markers of every key it would
+    /// accept. Fails only when SSM cannot be read.
+    ///
+    /// Calls: `ceil(documents / 10)` `GetParametersByPath`, one `GetParameter` for the
+    /// legacy map if configured, and `ceil(usable keys / 10)` `GetParameters`.
+    pub async fn load_store(&self, now: UnixTime) -> Result<KeyStore, SsmStoreError> {
+        let read = self.read_documents().await?;
+        let legacy = self.read_legacy().await?;
+        let mut store = KeyStore::build_isolated(read, legacy);
+        let revoked = self.revoked_among(&store.usable_key_ids(now)).await?;
+        store.revoke_ids(&revoked);
+        Ok(store)
     }
 
-    /// Every service document under the path, validated.
+    /// Every service document under the path, validated; the first unusable one is an
+    /// error (what the CLI wants before it writes).
     pub async fn load_documents(&self) -> Result<Vec<ServiceDocument>, SsmStoreError> {
+        self.read_documents()
+            .await?
+            .into_iter()
+            .map(|r| {
+                r.document.map_err(|reason| match reason {
+                    RejectReason::NotSecureString(found) => SsmStoreError::NotSecure {
+                        name: r.parameter,
+                        found,
+                    },
+                    RejectReason::Document(error) => SsmStoreError::Document {
+                        name: r.parameter,
+                        error,
+                    },
+                    other => SsmStoreError::Store {
+                        name: r.parameter,
+                        error: StoreError::LegacyJson(other.to_string()),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Every parameter under the path, each parsed or with the reason it cannot be
+    /// used. Fails only when SSM cannot be read.
+    ///
+    /// One parameter encrypted with a KMS key the caller may not use fails the whole
+    /// `GetParametersByPath` with decryption; then the names are listed without
+    /// decryption and read 10 at a time (one at a time in a batch that fails), so that
+    /// parameter alone is rejected. That costs more calls, only while such a parameter
+    /// exists.
+    pub async fn read_documents(&self) -> Result<Vec<ReadDocument>, SsmStoreError> {
+        match self.read_documents_by_path().await {
+            Err(e) if is_decrypt_failure(&e) => self.read_documents_separately().await,
+            other => other,
+        }
+    }
+
+    async fn read_documents_by_path(&self) -> Result<Vec<ReadDocument>, SsmStoreError> {
         let mut docs = Vec::new();
         let mut pages = self
             .client
@@ -147,37 +253,213 @@ impl SsmKeyStore {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
             for p in page.parameters() {
-                let name = p.name().unwrap_or_default();
-                let service = name.rsplit('/').next().unwrap_or_default();
-                require_secure(name, p.r#type())?;
-                let doc = self.parse_named(name, service, p.value().unwrap_or_default())?;
-                docs.push(doc);
+                docs.push(self.read_one(p));
             }
         }
         Ok(docs)
     }
 
+    async fn read_documents_separately(&self) -> Result<Vec<ReadDocument>, SsmStoreError> {
+        let mut names = Vec::new();
+        let mut pages = self
+            .client
+            .get_parameters_by_path()
+            .path(&self.path)
+            .recursive(false)
+            .with_decryption(false)
+            .max_results(10)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
+            names.extend(
+                page.parameters()
+                    .iter()
+                    .filter_map(|p| p.name().map(str::to_owned)),
+            );
+        }
+        let mut docs = Vec::with_capacity(names.len());
+        for chunk in names.chunks(10) {
+            let batch = self
+                .client
+                .get_parameters()
+                .set_names(Some(chunk.to_vec()))
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| sdk_error("GetParameters", &self.path, e));
+            match batch {
+                Ok(out) => docs.extend(out.parameters().iter().map(|p| self.read_one(p))),
+                Err(e) if is_decrypt_failure(&e) => {
+                    for name in chunk {
+                        let one = self
+                            .client
+                            .get_parameter()
+                            .name(name)
+                            .with_decryption(true)
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("GetParameter", name, e));
+                        match one {
+                            Ok(out) => docs.extend(out.parameter().map(|p| self.read_one(p))),
+                            Err(e) if is_decrypt_failure(&e) => docs.push(ReadDocument {
+                                parameter: name.clone(),
+                                service: name.rsplit('/').next().unwrap_or_default().to_owned(),
+                                document: Err(RejectReason::Undecryptable(
+                                    "KMS refused to decrypt it".to_owned(),
+                                )),
+                            }),
+                            // Deleted since it was listed: nothing to judge.
+                            Err(SsmStoreError::NotFound(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(docs)
+    }
+
+    /// One parameter read from under the path, judged.
+    fn read_one(&self, p: &aws_sdk_ssm::types::Parameter) -> ReadDocument {
+        let name = p.name().unwrap_or_default();
+        let service = name.rsplit('/').next().unwrap_or_default();
+        let document = require_secure(name, p.r#type())
+            .and_then(|()| self.parse_named(name, service, p.value().unwrap_or_default()))
+            .map_err(|e| match e {
+                SsmStoreError::NotSecure { found, .. } => RejectReason::NotSecureString(found),
+                SsmStoreError::Document { error, .. } => RejectReason::Document(error),
+                other => RejectReason::Document(DocumentError::Json(other.to_string())),
+            });
+        ReadDocument {
+            parameter: name.to_owned(),
+            service: service.to_owned(),
+            document,
+        }
+    }
+
     /// The legacy map's keys, hashed. Empty when no legacy parameter is configured.
     pub async fn load_legacy(&self) -> Result<Vec<LegacyEntry>, SsmStoreError> {
+        match self.read_legacy().await? {
+            Ok(entries) => Ok(entries),
+            Err(r) => Err(SsmStoreError::Store {
+                name: r.parameter,
+                error: StoreError::LegacyJson(r.reason.to_string()),
+            }),
+        }
+    }
+
+    /// The legacy map, or why its content cannot be used (a missing parameter, a
+    /// `String` one, not a map of keys). Fails only when SSM cannot be read.
+    pub async fn read_legacy(&self) -> Result<Result<Vec<LegacyEntry>, Rejected>, SsmStoreError> {
         let Some(name) = &self.legacy_parameter else {
-            return Ok(Vec::new());
+            return Ok(Ok(Vec::new()));
         };
-        let out = self
+        let reject = |reason: RejectReason| {
+            Ok(Err(Rejected {
+                parameter: name.clone(),
+                service: None,
+                reason,
+            }))
+        };
+        let out = match self
             .client
             .get_parameter()
             .name(name)
             .with_decryption(true)
             .send()
             .await
-            .map_err(|e| sdk_error("GetParameter", name, e))?;
-        let p = out
-            .parameter()
-            .ok_or_else(|| SsmStoreError::NotFound(name.clone()))?;
-        require_secure(name, p.r#type())?;
-        parse_legacy_map(p.value().unwrap_or_default()).map_err(|error| SsmStoreError::Store {
-            name: name.clone(),
-            error,
+        {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found()) =>
+            {
+                return reject(RejectReason::LegacyMap(format!(
+                    "the legacy parameter {name} does not exist (SVCAUTH_LEGACY_PARAMETER)"
+                )))
+            }
+            Err(e) => return Err(sdk_error("GetParameter", name, e)),
+        };
+        let Some(p) = out.parameter() else {
+            return reject(RejectReason::LegacyMap(format!(
+                "the legacy parameter {name} does not exist"
+            )));
+        };
+        if let Err(SsmStoreError::NotSecure { found, .. }) = require_secure(name, p.r#type()) {
+            return reject(RejectReason::NotSecureString(found));
+        }
+        match parse_legacy_map(p.value().unwrap_or_default()) {
+            Ok(entries) => Ok(Ok(entries)),
+            Err(error) => reject(RejectReason::LegacyMap(error.to_string())),
+        }
+    }
+
+    /// Which of `ids` have a revocation marker: `GetParameters`, 10 names a call (its
+    /// limit). Names that do not exist come back as invalid, not as an error.
+    pub async fn revoked_among(&self, ids: &[KeyId]) -> Result<HashSet<KeyId>, SsmStoreError> {
+        let mut revoked = HashSet::new();
+        for chunk in ids.chunks(10) {
+            let names: Vec<String> = chunk.iter().map(|id| self.marker_name(id)).collect();
+            let out = self
+                .client
+                .get_parameters()
+                .set_names(Some(names))
+                .with_decryption(false)
+                .send()
+                .await
+                .map_err(|e| sdk_error("GetParameters", &self.revoked_path, e))?;
+            for p in out.parameters() {
+                let name = p.name().unwrap_or_default();
+                if let Some(id) = chunk.iter().find(|id| self.marker_name(id) == name) {
+                    revoked.insert(id.clone());
+                }
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Creates `key_id`'s revocation marker if it does not exist yet (create-only:
+    /// `Overwrite=false`, so no writer can ever replace or race it). `Ok(true)` when
+    /// this call created it, `Ok(false)` when it already existed. Either way the key
+    /// is refused by every load from now on.
+    pub async fn put_revocation_marker(
+        &self,
+        service: &str,
+        key_id: &KeyId,
+        at: UnixTime,
+        why: &str,
+    ) -> Result<bool, SsmStoreError> {
+        let name = self.marker_name(key_id);
+        let value = serde_json::json!({
+            "service": service,
+            "keyId": key_id,
+            "revokedAt": at,
+            "by": why,
         })
+        .to_string();
+        match self
+            .client
+            .put_parameter()
+            .name(&name)
+            .value(value)
+            .r#type(ParameterType::String)
+            .tier(ParameterTier::Standard)
+            .overwrite(false)
+            .description("svcauth revocation marker: this key is refused for good; never delete it")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_already_exists()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error("PutParameter", &name, e)),
+        }
     }
 
     /// One service's document and its version, `None` when the service has none.
@@ -243,6 +525,7 @@ impl SsmKeyStore {
                 .name(&name)
                 .value(doc.to_json())
                 .r#type(ParameterType::SecureString)
+                .set_key_id(self.kms_key_id.clone())
                 .tier(ParameterTier::IntelligentTiering)
                 .overwrite(base_version.is_some());
             let put = if base_version.is_none() {
@@ -329,6 +612,7 @@ impl SsmKeyStore {
             .name(name)
             .value(secret)
             .r#type(ParameterType::SecureString)
+            .set_key_id(self.kms_key_id.clone())
             .overwrite(overwrite)
             .send()
             .await
@@ -336,7 +620,10 @@ impl SsmKeyStore {
         Ok(out.version())
     }
 
-    /// Versions `from..to` (exclusive) of a document, oldest first.
+    /// Versions `from..to` (exclusive) of a document, oldest first: the versions that
+    /// our write (version `to`) may have overwritten. Every one of them must be read
+    /// and parsed; anything less is [`SsmStoreError::UnmergedOverwrite`], never a
+    /// silent partial merge.
     async fn versions_between(
         &self,
         name: &str,
@@ -344,6 +631,14 @@ impl SsmKeyStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<ServiceDocument>, SsmStoreError> {
+        let unmerged = |reason: String| SsmStoreError::UnmergedOverwrite {
+            name: name.to_owned(),
+            service: service.to_owned(),
+            written: to,
+            first: from,
+            last: to - 1,
+            reason,
+        };
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -353,17 +648,35 @@ impl SsmKeyStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("GetParameterHistory", name, e))?;
+            let page = page.map_err(|e| {
+                unmerged(format!(
+                    "GetParameterHistory failed: {}",
+                    sdk_error("GetParameterHistory", name, e)
+                ))
+            })?;
             for p in page.parameters() {
                 if (from..to).contains(&p.version()) {
-                    out.push((
-                        p.version(),
-                        self.parse_named(name, service, p.value().unwrap_or_default())?,
-                    ));
+                    let doc = self
+                        .parse_named(name, service, p.value().unwrap_or_default())
+                        .map_err(|e| {
+                            unmerged(format!("version {} does not parse: {e}", p.version()))
+                        })?;
+                    out.push((p.version(), doc));
                 }
             }
         }
         out.sort_by_key(|(v, _)| *v);
+        out.dedup_by_key(|(v, _)| *v);
+        let missing: Vec<String> = (from..to)
+            .filter(|v| !out.iter().any(|(got, _)| got == v))
+            .map(|v| v.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(unmerged(format!(
+                "version(s) {} are no longer in the parameter history (SSM keeps the last 100)",
+                missing.join(", ")
+            )));
+        }
         Ok(out.into_iter().map(|(_, d)| d).collect())
     }
 
@@ -411,6 +724,18 @@ async fn backoff(attempt: usize) {
     tokio::time::sleep(Duration::from_millis(base_ms / 2 + jitter)).await;
 }
 
+/// Whether an error may come from KMS refusing one parameter (SSM reports it as
+/// access denied, or with KMS's own code).
+fn is_decrypt_failure(e: &SsmStoreError) -> bool {
+    match e {
+        SsmStoreError::AccessDenied { .. } => true,
+        SsmStoreError::Sdk { message, .. } => {
+            message.contains("KMS") || message.contains("Kms") || message.contains("InvalidKeyId")
+        }
+        _ => false,
+    }
+}
+
 fn require_secure(name: &str, t: Option<&ParameterType>) -> Result<(), SsmStoreError> {
     match t {
         Some(ParameterType::SecureString) => Ok(()),
@@ -434,7 +759,7 @@ where
     match e.code() {
         Some("AccessDeniedException") => SsmStoreError::AccessDenied {
             name: name.to_owned(),
-            hint: "the caller's IAM role needs ssm:GetParametersByPath/GetParameter(History)/PutParameter on this path and kms:Decrypt/Encrypt through SSM (kms:ViaService)",
+            hint: "the caller's IAM role needs ssm:GetParametersByPath/GetParameter(History)/PutParameter on the key path, ssm:GetParameters/PutParameter on its sibling revoked/ path, and kms:Decrypt/Encrypt through SSM (kms:ViaService) on the key that encrypts it",
         },
         Some("ParameterNotFound") => SsmStoreError::NotFound(name.to_owned()),
         Some("UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException") => SsmStoreError::Sdk {

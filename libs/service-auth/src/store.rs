@@ -1,10 +1,20 @@
 //! The in-memory key store: every known key, indexed by its SHA-256.
 //!
-//! Built all-or-nothing from service documents (and optionally the original design's
-//! legacy map): one malformed document fails the whole build, so the authorizer never
-//! runs on a store that is silently missing part of its data.
+//! Two ways to build it:
+//!
+//! * [`KeyStore::build`], all-or-nothing: one malformed document fails the whole build
+//!   (the store file, the development store, the CLI's checks before a write).
+//! * [`KeyStore::build_isolated`], per document (what the authorizer does with SSM): a
+//!   parameter that cannot be used is left out with its reason ([`Rejected`]) and its
+//!   service is refused (fail closed for that service only, its legacy keys included),
+//!   while every other service keeps working. Whether the store could be *read* at all
+//!   is the caller's business: a read that fails is not a rejected document.
+//!
+//! Revocation markers (create-only parameters, one per revoked key id) are applied
+//! after the build with [`KeyStore::revoke_ids`]: a key with a marker is refused
+//! whatever any document or the legacy map says.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::key::{ApiKey, KeyHash, KeyId};
@@ -130,6 +140,59 @@ pub enum StoreError {
     LegacyService { index: usize, service: String },
 }
 
+/// Why a parameter of the store was left out of a load. The messages name no value
+/// (documents hold hashes only, and legacy-map errors never echo a key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RejectReason {
+    #[error("it is a {0} parameter, not a SecureString: anyone who can write a plain parameter could grant a key, so it is never trusted; rewrite it with svcauth")]
+    NotSecureString(String),
+    #[error("{0}")]
+    Document(DocumentError),
+    #[error("it holds key {key_id}, which the document of {other:?} holds too: both services are refused until one record is removed")]
+    SharedKey { key_id: KeyId, other: String },
+    #[error("a second document names service {0:?}: both are refused")]
+    DuplicateService(String),
+    #[error("{0}; every legacy key is refused, the service documents are not affected")]
+    LegacyMap(String),
+    #[error("it cannot be decrypted with a KMS key the authorizer may use ({0}): rewrite it with svcauth and --kms-key-id set to the stack's SsmKmsKeyArn")]
+    Undecryptable(String),
+}
+
+impl RejectReason {
+    /// Stable code for logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotSecureString(_) => "not_secure_string",
+            Self::Document(DocumentError::Schema(_)) => "unsupported_schema",
+            Self::Document(_) => "invalid_document",
+            Self::SharedKey { .. } => "shared_key",
+            Self::DuplicateService(_) => "duplicate_service",
+            Self::LegacyMap(_) => "legacy_map",
+            Self::Undecryptable(_) => "kms_key",
+        }
+    }
+}
+
+/// A parameter the load left out, the service refused because of it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The parameter's name (or the file entry).
+    pub parameter: String,
+    /// The service refused because of it; `None` for the legacy map as a whole.
+    pub service: Option<String>,
+    pub reason: RejectReason,
+}
+
+/// One document parameter as a load read it: parsed, or why not.
+#[derive(Debug, Clone)]
+pub struct ReadDocument {
+    pub parameter: String,
+    /// The service its name stands for (the last segment of the parameter name).
+    pub service: String,
+    pub document: Result<ServiceDocument, RejectReason>,
+}
+
 /// Every key the authorizer accepts, by hash.
 #[derive(Debug, Default)]
 pub struct KeyStore {
@@ -141,6 +204,8 @@ pub struct KeyStore {
     /// permissions name no API, so every policy for them allows nothing until
     /// `svcauth keys migrate` names the APIs.
     pub unscoped_services: Vec<String>,
+    /// What [`KeyStore::build_isolated`] left out; empty for [`KeyStore::build`].
+    pub rejected: Vec<Rejected>,
 }
 
 impl KeyStore {
@@ -205,7 +270,134 @@ impl KeyStore {
             services: grants.len(),
             legacy_without_permissions,
             unscoped_services,
+            rejected: Vec::new(),
         })
+    }
+
+    /// Builds the index document by document: what cannot be used is left out and
+    /// reported in [`KeyStore::rejected`], and the services it concerns are refused
+    /// (their keys are unknown, their legacy keys dropped); every other service works.
+    ///
+    /// `legacy` is the legacy map, or why it cannot be used (then every legacy key is
+    /// refused).
+    pub fn build_isolated(
+        read: Vec<ReadDocument>,
+        legacy: Result<Vec<LegacyEntry>, Rejected>,
+    ) -> Self {
+        let mut rejected = Vec::new();
+        let mut refused: HashSet<String> = HashSet::new();
+        let mut good: Vec<(String, ServiceDocument)> = Vec::with_capacity(read.len());
+        for r in read {
+            match r.document.and_then(|d| {
+                d.validate().map_err(RejectReason::Document)?;
+                Ok(d)
+            }) {
+                Ok(d) => good.push((r.parameter, d)),
+                Err(reason) => {
+                    refused.insert(r.service.clone());
+                    rejected.push(Rejected {
+                        parameter: r.parameter,
+                        service: Some(r.service),
+                        reason,
+                    });
+                }
+            }
+        }
+        // Conflicts between documents: neither side can be trusted, so both go.
+        let mut conflict: Vec<Option<RejectReason>> = vec![None; good.len()];
+        let mut owner_of_service: HashMap<&str, usize> = HashMap::new();
+        let mut owner_of_hash: HashMap<KeyHash, usize> = HashMap::new();
+        for (i, (_, doc)) in good.iter().enumerate() {
+            if let Some(&j) = owner_of_service.get(doc.service.as_str()) {
+                conflict[i] = Some(RejectReason::DuplicateService(doc.service.clone()));
+                conflict[j] = Some(RejectReason::DuplicateService(doc.service.clone()));
+            } else {
+                owner_of_service.insert(doc.service.as_str(), i);
+            }
+            for rec in &doc.keys {
+                if let Some(&j) = owner_of_hash.get(&rec.sha256) {
+                    conflict[i].get_or_insert_with(|| RejectReason::SharedKey {
+                        key_id: rec.key_id.clone(),
+                        other: good[j].1.service.clone(),
+                    });
+                    conflict[j].get_or_insert_with(|| RejectReason::SharedKey {
+                        key_id: rec.key_id.clone(),
+                        other: doc.service.clone(),
+                    });
+                } else {
+                    owner_of_hash.insert(rec.sha256, i);
+                }
+            }
+        }
+        // Hashes named by a refused document never come in through the legacy map.
+        let mut tainted: HashSet<KeyHash> = HashSet::new();
+        let mut docs = Vec::with_capacity(good.len());
+        for ((parameter, doc), conflict) in good.into_iter().zip(conflict) {
+            match conflict {
+                None => docs.push(doc),
+                Some(reason) => {
+                    tainted.extend(doc.keys.iter().map(|k| k.sha256));
+                    refused.insert(doc.service.clone());
+                    rejected.push(Rejected {
+                        parameter,
+                        service: Some(doc.service),
+                        reason,
+                    });
+                }
+            }
+        }
+        let legacy = match legacy {
+            Ok(entries) => entries
+                .into_iter()
+                .filter(|e| !refused.contains(&e.service) && !tainted.contains(&e.hash))
+                .collect(),
+            Err(r) => {
+                rejected.push(r);
+                Vec::new()
+            }
+        };
+        // What is left has no duplicate and every document is valid, so this cannot
+        // fail; if it ever did, refusing everything is the safe answer.
+        let mut store = Self::build(&docs, &legacy).unwrap_or_else(|e| {
+            let mut s = Self::default();
+            s.rejected.push(Rejected {
+                parameter: "(whole store)".into(),
+                service: None,
+                reason: RejectReason::LegacyMap(e.to_string()),
+            });
+            s
+        });
+        rejected.append(&mut store.rejected);
+        store.rejected = rejected;
+        store
+    }
+
+    /// Ids of the keys accepted at `now`: the only ones whose revocation markers a
+    /// load has to read (a key that is unknown, revoked or expired is refused anyway).
+    pub fn usable_key_ids(&self, now: UnixTime) -> Vec<KeyId> {
+        let mut ids: Vec<KeyId> = self
+            .by_hash
+            .values()
+            .filter(|e| e.status == KeyStatus::Active && e.expires.is_none_or(|t| now < t))
+            .map(|e| e.key_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Applies revocation markers: every key whose id is in `revoked` is refused as
+    /// revoked, whatever its document or the legacy map says. Returns how many keys
+    /// it changed.
+    pub fn revoke_ids(&mut self, revoked: &HashSet<KeyId>) -> usize {
+        let mut changed = 0;
+        for e in self.by_hash.values_mut() {
+            if e.status != KeyStatus::Revoked && revoked.contains(&e.key_id) {
+                e.status = KeyStatus::Revoked;
+                changed += 1;
+            }
+        }
+        changed
     }
 
     pub fn lookup(&self, hash: &KeyHash) -> Option<&KeyEntry> {
@@ -431,5 +623,120 @@ mod tests {
             store.legacy_without_permissions,
             vec!["tutor-service".to_string()]
         );
+    }
+
+    fn read(doc: &ServiceDocument) -> ReadDocument {
+        ReadDocument {
+            parameter: format!("/p/{}", doc.service),
+            service: doc.service.clone(),
+            document: Ok(doc.clone()),
+        }
+    }
+
+    #[test]
+    fn item5_one_bad_document_refuses_only_its_service_and_its_legacy_keys() {
+        let a = ApiKey::generate(None).unwrap();
+        let b = ApiKey::generate(None).unwrap();
+        let legacy_b = "L".repeat(64);
+        let legacy = parse_legacy_map(&format!(r#"{{"{legacy_b}": "b"}}"#)).unwrap();
+        let store = KeyStore::build_isolated(
+            vec![
+                read(&doc_with("a", &["GET /x"], &[&a])),
+                ReadDocument {
+                    parameter: "/p/b".into(),
+                    service: "b".into(),
+                    document: Err(RejectReason::NotSecureString("String".into())),
+                },
+                ReadDocument {
+                    parameter: "/p/c".into(),
+                    service: "c".into(),
+                    document: ServiceDocument::from_json(r#"{"schema":2,"service":"c"}"#)
+                        .map_err(RejectReason::Document),
+                },
+            ],
+            Ok(legacy),
+        );
+        assert!(store.lookup(&a.hash()).is_some(), "a keeps working");
+        assert!(store.lookup(&b.hash()).is_none());
+        assert!(
+            store
+                .lookup(&ApiKey::parse(&legacy_b).unwrap().hash())
+                .is_none(),
+            "b's legacy keys are refused with it"
+        );
+        let codes: Vec<(&str, Option<&str>)> = store
+            .rejected
+            .iter()
+            .map(|r| (r.reason.code(), r.service.as_deref()))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("not_secure_string", Some("b")),
+                ("unsupported_schema", Some("c"))
+            ]
+        );
+    }
+
+    #[test]
+    fn item5_a_key_in_two_documents_refuses_both_services_and_no_other() {
+        let shared = ApiKey::generate(None).unwrap();
+        let a2 = ApiKey::generate(None).unwrap();
+        let c = ApiKey::generate(None).unwrap();
+        let store = KeyStore::build_isolated(
+            vec![
+                read(&doc_with("a", &[], &[&shared, &a2])),
+                read(&doc_with("b", &[], &[&shared])),
+                read(&doc_with("c", &[], &[&c])),
+            ],
+            Ok(Vec::new()),
+        );
+        assert!(store.lookup(&shared.hash()).is_none());
+        assert!(store.lookup(&a2.hash()).is_none(), "all of a is refused");
+        assert!(store.lookup(&c.hash()).is_some());
+        assert_eq!(store.rejected.len(), 2);
+        assert!(store
+            .rejected
+            .iter()
+            .all(|r| r.reason.code() == "shared_key"));
+        // A broken legacy map refuses the legacy keys only.
+        let store = KeyStore::build_isolated(
+            vec![read(&doc_with("c", &[], &[&c]))],
+            Err(Rejected {
+                parameter: "/legacy".into(),
+                service: None,
+                reason: RejectReason::LegacyMap("not a map".into()),
+            }),
+        );
+        assert!(store.lookup(&c.hash()).is_some());
+        assert_eq!(store.rejected[0].reason.code(), "legacy_map");
+    }
+
+    #[test]
+    fn revocation_markers_win_over_documents_and_the_legacy_map() {
+        let a = ApiKey::generate(None).unwrap();
+        let expired = ApiKey::generate(None).unwrap();
+        let legacy_key = ApiKey::parse(&"M".repeat(64)).unwrap();
+        let mut doc = doc_with("a", &[], &[&a]);
+        doc.keys.push(KeyRecord::for_key(
+            &expired,
+            UnixTime(1),
+            Some(UnixTime(50)),
+        ));
+        let legacy = parse_legacy_map(&format!(r#"{{"{}": "a"}}"#, "M".repeat(64))).unwrap();
+        let mut store = KeyStore::build_isolated(vec![read(&doc)], Ok(legacy));
+        let mut usable = store.usable_key_ids(UnixTime(100));
+        usable.sort();
+        let mut expected = vec![a.key_id(), legacy_key.key_id()];
+        expected.sort();
+        assert_eq!(usable, expected, "only usable keys need a marker lookup");
+        let marked: HashSet<KeyId> = [a.key_id(), legacy_key.key_id()].into_iter().collect();
+        assert_eq!(store.revoke_ids(&marked), 2);
+        assert_eq!(store.lookup(&a.hash()).unwrap().status, KeyStatus::Revoked);
+        assert_eq!(
+            store.lookup(&legacy_key.hash()).unwrap().status,
+            KeyStatus::Revoked
+        );
+        assert!(store.usable_key_ids(UnixTime(100)).is_empty());
     }
 }

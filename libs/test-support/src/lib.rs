@@ -10,7 +10,9 @@ started by hand. The binary is found through `MOTO_SERVER`, then the workspace's
 It does not install moto: a missing binary fails the test with the command to run.
 
 [`TestClock`] is the hand-moved clock the cache and expiry tests share, and, with the
-`ssm` feature, [`moto_ssm_client`] is an SSM client for a `MotoServer`.
+`ssm` feature, [`moto_ssm_client`] is an SSM client for a `MotoServer` and
+[`SsmFaults`] one whose chosen operations fail the way SSM fails (access denied,
+throttling) and that counts the calls it makes.
 */
 #![forbid(unsafe_code)]
 
@@ -23,6 +25,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use service_auth::UnixTime;
+
+#[cfg(feature = "ssm")]
+mod faults;
+#[cfg(feature = "ssm")]
+pub use faults::{Fault, SsmFaults};
 
 /// A running `moto_server`, killed on drop.
 pub struct MotoServer {
@@ -159,9 +166,14 @@ impl TestClock {
 /// and a generous timeout (moto's first call can take seconds).
 #[cfg(feature = "ssm")]
 pub fn moto_ssm_client(endpoint: &str) -> aws_sdk_ssm::Client {
+    aws_sdk_ssm::Client::from_conf(moto_ssm_config(endpoint).build())
+}
+
+#[cfg(feature = "ssm")]
+fn moto_ssm_config(endpoint: &str) -> aws_sdk_ssm::config::Builder {
     use aws_sdk_ssm::config::{retry::RetryConfig, timeout::TimeoutConfig};
     use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_ssm::Config::builder()
+    aws_sdk_ssm::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
@@ -172,6 +184,4 @@ pub fn moto_ssm_client(endpoint: &str) -> aws_sdk_ssm::Client {
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(1))
-        .build();
-    aws_sdk_ssm::Client::from_conf(conf)
 }

@@ -80,18 +80,22 @@ pub(crate) async fn parameter_exists(client: &Client, name: &str) -> Result<bool
     }
 }
 
-/// Writes a caller's clear key as a SecureString.
+/// Writes a caller's clear key as a SecureString, encrypted with `kms_key_id` when
+/// one is configured (on every write: an overwrite that names no key falls back to
+/// the account's default key).
 pub(crate) async fn put_secret(
     client: &Client,
     name: &str,
     secret: &str,
     overwrite: bool,
+    kms_key_id: Option<&str>,
 ) -> Result<i64, Error> {
     let put = client
         .put_parameter()
         .name(name)
         .value(secret)
         .r#type(ParameterType::SecureString)
+        .set_key_id(kms_key_id.map(str::to_owned))
         .overwrite(overwrite);
     let put = if overwrite {
         put

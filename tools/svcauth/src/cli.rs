@@ -11,11 +11,13 @@ use crate::error::EXIT_CODES_HELP;
 /// shown in `keys revoke --help` and printed after a revocation.
 pub const REVOCATION_BOUND: &str = "\
 A revoked key stops working within the authorizer's cache TTL plus API Gateway's
-authorizer result TTL: SVCAUTH_CACHE_TTL_SECS (default 300 s) + the template's
-AuthorizerResultTtl (ReauthorizeEvery, default 300 s, at most 3600 s), so within
-10 minutes with the defaults. Only while the authorizer cannot reach SSM does it keep
-its last loaded store longer, for at most SVCAUTH_STALE_GRACE_SECS (default 900 s)
-more: 25 minutes in the worst case with the defaults.";
+authorizer result TTL plus one store load: SVCAUTH_CACHE_TTL_SECS (default 300 s) +
+the template's AuthorizerResultTtl (ReauthorizeEvery, default 300 s, at most 3600 s)
++ at most SVCAUTH_LOAD_TIMEOUT_MS (4 s), so within about 10 minutes with the defaults.
+While the authorizer cannot read SSM it keeps its last loaded store for at most
+SVCAUTH_STALE_GRACE_SECS (default 900 s) more: 25 minutes with the defaults. No later
+write of the service's document, by anyone, can bring the key back: its revocation
+marker is read by every load (docs/keys.md).";
 
 /// Manage the service API keys the svcauth authorizer accepts.
 ///
@@ -59,6 +61,12 @@ pub struct GlobalArgs {
         global = true
     )]
     pub env: String,
+    /// KMS key (id, ARN or alias) that encrypts every SecureString svcauth writes
+    /// (service documents and delivered keys): the stack's SsmKmsKeyArn when it sets
+    /// one, so the authorizer, allowed to decrypt with that key only, can read them
+    /// [default: the account's alias/aws/ssm].
+    #[arg(long, value_name = "KEY", env = "SVCAUTH_KMS_KEY_ID", global = true)]
+    pub kms_key_id: Option<String>,
     /// AWS region [default: from the AWS configuration chain].
     #[arg(long, value_name = "REGION", global = true)]
     pub region: Option<String>,
@@ -294,8 +302,9 @@ pub struct CheckArgs {
 /// is revoked or expires, for `keys list` and the audit trail. A service rotated often
 /// fills its document, and then `create` and `rotate` refuse to add a key. Prune
 /// removes the records of keys that stopped working more than --older-than ago; a key
-/// that still works is never removed. Safe beside concurrent writers: one that read
-/// the document before the key ended merges the revocation or expiry back in with it.
+/// that still works is never removed. Each removed key first gets its revocation
+/// marker (`{path's parent}/revoked/{key id}`), so neither the legacy map nor a
+/// concurrent writer's stale copy can make it usable again.
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES_HELP)]
 pub struct PruneArgs {

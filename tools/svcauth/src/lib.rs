@@ -166,13 +166,25 @@ impl<'a, 'io> Ctx<'a, 'io> {
                 let client = self.client().await?;
                 let region = aws::region_of(&client);
                 Store::Ssm {
-                    store: SsmKeyStore::new(client, &path)?,
+                    store: SsmKeyStore::new(client, &path)?
+                        .with_kms_key_id(self.kms_key_id()?.map(str::to_owned)),
                     region,
                 }
             }
         };
         self.store = Some(store.clone());
         Ok(store)
+    }
+
+    /// The KMS key for SecureString writes, checked: `None` for SSM's default key.
+    pub fn kms_key_id(&self) -> Result<Option<&str>, Error> {
+        match self.global.kms_key_id.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(k) if k.len() <= 2048 && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k)),
+            Some(k) => Err(Error::Usage(format!(
+                "--kms-key-id {k:?} is not a KMS key id, ARN or alias (e.g. alias/svcauth or arn:aws:kms:us-east-1:123456789012:key/...)"
+            ))),
+        }
     }
 
     /// A status line on stderr. A closed stderr is not worth failing a write for.

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use keystore_ssm::{SsmKeyStore, SsmStoreError};
+use std::collections::HashSet;
+
 use service_auth::dev::parse_documents;
-use service_auth::{KeyStore, ServiceDocument};
+use service_auth::{KeyId, KeyStore, ServiceDocument, UnixTime};
 
 use crate::error::Error;
 
@@ -146,6 +148,52 @@ impl Store {
                 .map_err(|e| ssm_error(e, region))?
                 .map(|(d, _)| d)),
             Self::File(f) => Ok(f.read_all()?.into_iter().find(|d| d.service == service)),
+        }
+    }
+
+    /// Creates the revocation markers of `ids` (create-only, see keystore-ssm): from
+    /// the moment this returns, no load of the authorizer accepts those keys, whatever
+    /// any document says or any writer does. Returns how many markers were new. The
+    /// store file needs none: its lock serialises writers, so no write is lost.
+    pub async fn mark_revoked(
+        &self,
+        service: &str,
+        ids: &[KeyId],
+        now: UnixTime,
+        why: &str,
+    ) -> Result<usize, Error> {
+        let Self::Ssm { store, region } = self else {
+            return Ok(0);
+        };
+        let mut created = 0;
+        for id in ids {
+            if store
+                .put_revocation_marker(service, id, now, why)
+                .await
+                .map_err(|e| ssm_error(e, region))?
+            {
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+
+    /// Which of `ids` have a revocation marker (none in a store file).
+    pub async fn revoked_among(&self, ids: &[KeyId]) -> Result<HashSet<KeyId>, Error> {
+        match self {
+            Self::Ssm { store, region } => store
+                .revoked_among(ids)
+                .await
+                .map_err(|e| ssm_error(e, region)),
+            Self::File(_) => Ok(HashSet::new()),
+        }
+    }
+
+    /// Where a key's revocation marker is, for messages.
+    pub fn marker_name(&self, id: &KeyId) -> Option<String> {
+        match self {
+            Self::Ssm { store, .. } => Some(store.marker_name(id)),
+            Self::File(_) => None,
         }
     }
 

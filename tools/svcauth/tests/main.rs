@@ -6,4 +6,5 @@ mod cli;
 mod common;
 mod file;
 mod first_hour;
+mod lifecycle;
 mod ssm;

@@ -72,12 +72,15 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
         }
         _ => Vec::new(),
     };
-    let index = KeyStore::build(&docs, &legacy).map_err(|e| {
+    let mut index = KeyStore::build(&docs, &legacy).map_err(|e| {
         Error::Store(format!(
             "the {} would not load in the authorizer: {e}; fix it before checking keys",
             store.describe()
         ))
     })?;
+    // Revocation markers win over documents, as in the authorizer.
+    let revoked = store.revoked_among(&index.usable_key_ids(ctx.now)).await?;
+    index.revoke_ids(&revoked);
     let values = [key.as_str()];
     let decision = decide(
         Some(&index),

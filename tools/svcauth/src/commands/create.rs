@@ -73,7 +73,8 @@ async fn hand_over(
 ) -> Result<(), Error> {
     match target {
         Target::Ssm { client, parameter } => {
-            aws::put_secret(client, parameter, key.expose_secret(), overwrite).await?;
+            let kms = ctx.kms_key_id()?;
+            aws::put_secret(client, parameter, key.expose_secret(), overwrite, kms).await?;
             Ok(())
         }
         Target::Stdout => writeln!(ctx.io.stdout, "{}", key.expose_secret())
@@ -101,18 +102,57 @@ async fn deliver_or_roll_back(
         "delivering the new key {id} of {service} to {} failed: {error}",
         target.describe()
     );
-    let rolled_back = store
-        .update_document(service, |doc| {
-            revoke_in(doc, &id, now);
-            Ok(())
-        })
-        .await;
+    let rolled_back = match store
+        .mark_revoked(
+            service,
+            std::slice::from_ref(&id),
+            now,
+            "svcauth: delivery failed",
+        )
+        .await
+    {
+        Ok(_) => {
+            store
+                .update_document(service, |doc| {
+                    revoke_in(doc, &id, now);
+                    Ok(())
+                })
+                .await
+        }
+        Err(e) => Err(e),
+    };
     Err(Error::Delivery(match rolled_back {
         Ok(_) => format!("{failed}\nits record was revoked again, so no undelivered key stays active; nothing else changed. Fix the cause and run the command again."),
         Err(e) => format!(
             "{failed}\nrevoking its record failed too ({e}): run `svcauth keys revoke --service {service} --key-id {id}` with the same store options"
         ),
     }))
+}
+
+/// Storing a new key's record failed after SSM may have taken it (an overwrite that
+/// could not be merged, conflicts, a lost answer): the key is never handed over, so
+/// its revocation marker makes a record that did land inert.
+async fn abandon(
+    store: &Store,
+    service: &str,
+    id: &KeyId,
+    now: service_auth::UnixTime,
+    error: Error,
+) -> Error {
+    if !matches!(error, Error::Ssm(_) | Error::Aws(_)) {
+        return error;
+    }
+    match store
+        .mark_revoked(service, std::slice::from_ref(id), now, "svcauth: key never handed over")
+        .await
+    {
+        Ok(_) => error.with_note(format!(
+            "the new key {id} was not handed over to anyone, and it is revoked for good (revocation marker), so a record of it that may have landed is inert"
+        )),
+        Err(_) => error.with_note(format!(
+            "the new key {id} was not handed over to anyone; if `svcauth keys list --service {service}` shows it, revoke it: `svcauth keys revoke --service {service} --key-id {id}`"
+        )),
+    }
 }
 
 /// Sets the permissions a create asked for (routes on APIs), unless the service has
@@ -233,7 +273,11 @@ pub async fn create(ctx: &mut Ctx<'_, '_>, args: &CreateArgs) -> Result<Outcome,
             }
             Ok(())
         })
-        .await?;
+        .await;
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => return Err(abandon(&store, service, &id, ctx.now, e).await),
+    };
     ctx.status(format!("stored key {id}: {plan}"));
     report_merges(ctx, &written);
     deliver_or_roll_back(ctx, &store, service, &key, &target, args.overwrite_delivery).await?;
@@ -312,7 +356,11 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
             }
             Ok(())
         })
-        .await?;
+        .await;
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => return Err(abandon(&store, service, &id, now, e).await),
+    };
     ctx.status(format!(
         "stored new key {id} of {service} in the {}",
         store.describe()
@@ -322,6 +370,19 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
     drop(key);
     ctx.status(format!("delivered key {id} to {}", target.describe()));
 
+    // --grace 0 is a revocation: the old keys get their markers first, so no
+    // concurrent or crashed writer can bring them back (see `keys revoke`).
+    if args.grace.is_zero() && !old.is_empty() {
+        store
+            .mark_revoked(service, &old, now, "svcauth keys rotate --grace 0")
+            .await
+            .map_err(|e| {
+                e.with_note(format!(
+                    "the new key {id} is stored and delivered, but the old keys are not revoked yet: run `svcauth keys revoke --service {service} --key-id ID` for each of: {}",
+                    list_ids(&old)
+                ))
+            })?;
+    }
     let expired = store
         .update_document(service, |doc| {
             for old_id in &old {

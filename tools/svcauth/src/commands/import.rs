@@ -60,16 +60,29 @@ pub async fn import_legacy(
         }
     }
 
+    // A key that was revoked (or pruned after it ended) has a revocation marker: it is
+    // never imported again, even when its record is gone from the document.
+    let candidates: Vec<_> = by_service
+        .values()
+        .flatten()
+        .map(|e| e.key_id.clone())
+        .collect();
+    let revoked = store.revoked_among(&candidates).await?;
+
     // What each service needs.
     struct Plan {
         service: String,
         new: Vec<LegacyEntry>,
         present: usize,
+        revoked: Vec<service_auth::KeyId>,
         set_permissions: bool,
     }
     let mut plans = Vec::new();
     for (service, entries) in by_service {
         let doc = docs.iter().find(|d| d.service == service);
+        let (gone, entries): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|e| revoked.contains(&e.key_id));
         let (new, present): (Vec<_>, Vec<_>) = entries
             .into_iter()
             .partition(|e| doc.is_none_or(|d| d.key(&e.key_id).is_none()));
@@ -78,8 +91,17 @@ pub async fn import_legacy(
             service,
             new,
             present: present.len(),
+            revoked: gone.into_iter().map(|e| e.key_id).collect(),
             set_permissions: !has_permissions && !permissions.is_empty(),
         });
+    }
+    for plan in plans.iter().filter(|p| !p.revoked.is_empty()) {
+        ctx.status(format!(
+            "{}: not importing {} revoked key(s) [{}]: they have revocation markers and are refused for good",
+            plan.service,
+            plan.revoked.len(),
+            list_ids(&plan.revoked)
+        ));
     }
     if plans.iter().all(|p| p.new.is_empty() && !p.set_permissions) {
         ctx.status(format!(

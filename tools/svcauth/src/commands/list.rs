@@ -160,6 +160,19 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Err
         }
         None => store.load_documents().await?,
     };
+    // A revocation marker wins over what a document says, as in the authorizer.
+    let mut docs = docs;
+    let usable: Vec<service_auth::KeyId> = docs
+        .iter()
+        .flat_map(|d| d.keys.iter().filter(|k| k.usable_at(ctx.now)))
+        .map(|k| k.key_id.clone())
+        .collect();
+    let revoked = store.revoked_among(&usable).await?;
+    for k in docs.iter_mut().flat_map(|d| d.keys.iter_mut()) {
+        if revoked.contains(&k.key_id) {
+            k.status = service_auth::KeyStatus::Revoked;
+        }
+    }
     if docs.is_empty() {
         ctx.status(format!(
             "no service documents in the {}: if there should be, check {}",

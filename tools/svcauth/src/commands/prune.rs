@@ -1,5 +1,12 @@
 //! `keys prune`: remove the records of keys that stopped working long ago, so a
 //! service that is rotated often never fills its document.
+//!
+//! A record leaves its document only after its key's revocation marker exists: the
+//! record was the only thing saying the key had ended, and without it a legacy-map
+//! entry for the same key (or a stale copy a crashed writer put back) would make it
+//! usable again. The marker moves the tombstone out of the 32-record document.
+
+use std::collections::HashSet;
 
 use service_auth::{KeyId, UnixTime};
 
@@ -48,12 +55,27 @@ pub async fn prune(ctx: &mut Ctx<'_, '_>, args: &PruneArgs) -> Result<Outcome, E
             ));
             continue;
         }
+        store
+            .mark_revoked(service, ids, now, "svcauth keys prune: the key had ended")
+            .await
+            .map_err(|e| {
+                e.with_note(format!(
+                    "nothing of {service} was removed: a record leaves its document only after its key's revocation marker exists; run the command again"
+                ))
+            })?;
+        let marked: HashSet<&KeyId> = ids.iter().collect();
         // Runs again on a newer version after a concurrent write: the last run is
-        // what was written.
+        // what was written. Only records whose marker exists are removed.
         let mut removed = Vec::new();
         let written = store
             .update_document(service, |doc| {
-                removed = doc.remove_ended(now, cutoff);
+                let mut probe = doc.clone();
+                removed = probe
+                    .remove_ended(now, cutoff)
+                    .into_iter()
+                    .filter(|id| marked.contains(id))
+                    .collect();
+                doc.keys.retain(|k| !removed.contains(&k.key_id));
                 Ok(())
             })
             .await?;

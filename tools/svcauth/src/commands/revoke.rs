@@ -1,4 +1,9 @@
 //! `keys revoke`: a key stops being accepted (now, or after `--after`).
+//!
+//! An immediate revocation first creates the key's revocation marker (create-only,
+//! see keystore-ssm) and reports success only once it exists: from then on no load of
+//! the authorizer accepts the key, whatever a concurrent or crashed writer leaves in
+//! the document. The document is updated afterwards so `keys list` shows it.
 
 use service_auth::{KeyId, KeyStatus, ServiceDocument, UnixTime};
 
@@ -28,6 +33,37 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         )));
     };
     let now = ctx.now;
+    if record.status == KeyStatus::Revoked && args.after.is_none() {
+        // Revoked in the document; make sure the marker exists too (a revocation
+        // made before markers existed, or one interrupted between its two writes).
+        if args.dry_run {
+            ctx.status(format!(
+                "dry run: key {id} of {service} is already revoked; would make sure its revocation marker exists; nothing was written"
+            ));
+            return Ok(Outcome::NothingToDo);
+        }
+        let created = store
+            .mark_revoked(
+                service,
+                std::slice::from_ref(&id),
+                now,
+                "svcauth keys revoke",
+            )
+            .await?;
+        if created > 0 {
+            ctx.status(format!(
+                "key {id} of {service} was revoked in its document (at {}) but had no revocation marker: wrote {}, so no later write can bring it back",
+                super::when(record.revoked_at),
+                store.marker_name(&id).unwrap_or_default()
+            ));
+            return Ok(Outcome::Done);
+        }
+        ctx.status(format!(
+            "nothing to do: key {id} of {service} was already revoked at {}",
+            super::when(record.revoked_at)
+        ));
+        return Ok(Outcome::NothingToDo);
+    }
     if record.status == KeyStatus::Revoked {
         ctx.status(format!(
             "nothing to do: key {id} of {service} was already revoked at {}",
@@ -50,8 +86,12 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         None => format!("revoke key {id} of {service}"),
     };
     if args.dry_run {
+        let marker = match (until, store.marker_name(&id)) {
+            (None, Some(m)) => format!(" (revocation marker {m} first)"),
+            _ => String::new(),
+        };
         ctx.status(format!(
-            "dry run: would {action} in the {}; nothing was written",
+            "dry run: would {action} in the {}{marker}; nothing was written",
             store.describe()
         ));
         // The same warning the real run gives, from the document as read now.
@@ -74,6 +114,16 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         );
         return Ok(Outcome::Done);
     }
+    if until.is_none() {
+        store
+            .mark_revoked(
+                service,
+                std::slice::from_ref(&id),
+                now,
+                "svcauth keys revoke",
+            )
+            .await?;
+    }
     let written = store
         .update_document(service, |doc| {
             match until {
@@ -88,7 +138,13 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
             }
             Ok(())
         })
-        .await?;
+        .await
+        .map_err(|e| match (until, store.marker_name(&id)) {
+            (None, Some(marker)) => e.with_note(format!(
+                "the key IS revoked: its marker {marker} exists and every authorizer load refuses it; only its document still shows it active in `keys list`: run the same command again to record it there"
+            )),
+            _ => e,
+        })?;
     super::create::report_merges(ctx, &written);
     ctx.status(format!("done: {action}"));
     if until.is_none() {
