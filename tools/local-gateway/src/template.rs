@@ -1217,9 +1217,13 @@ Resources:
         );
         assert_eq!(
             tutor.env["SVCAUTH_IAM_ROLES"],
-            EnvValue::Text("TutorServiceRole=tutor-service,AdminServiceRole=admin-service".into())
+            EnvValue::Text(
+                "TutorServiceRole=tutor-service,TutorFunctionRole=tutor-service,AdminServiceRole=admin-service"
+                    .into()
+            )
         );
-        assert_eq!(tutor.role.as_deref(), Some("TutorServiceRole"));
+        // The function has its own role (VPC rights), mapped to the same service.
+        assert_eq!(tutor.role.as_deref(), Some("TutorFunctionRole"));
         assert_eq!(
             m.functions["TutorServiceIamFunction"].env["IDENTITY_SERVICE_URL"],
             EnvValue::ApiUrl {
@@ -1228,15 +1232,17 @@ Resources:
         );
         assert_eq!(m.functions["AuthorizerFunction"].timeout_secs, 5);
         assert_eq!(m.functions["IdentityServiceFunction"].timeout_secs, 10);
-        let tutor_role = &m.roles["TutorServiceRole"];
-        assert_eq!(tutor_role.statements.len(), 1, "{tutor_role:?}");
-        assert_eq!(
-            tutor_role.statements[0].resources,
-            [
-                "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/*",
-                "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/by-email/*",
-            ]
-        );
+        for role in ["TutorServiceRole", "TutorFunctionRole"] {
+            let tutor_role = &m.roles[role];
+            assert_eq!(tutor_role.statements.len(), 1, "{tutor_role:?}");
+            assert_eq!(
+                tutor_role.statements[0].resources,
+                [
+                    "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/*",
+                    "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/by-email/*",
+                ]
+            );
+        }
         assert_eq!(m.roles["AdminServiceRole"].statements[0].resources.len(), 2);
         // api-key mode has no IAM APIs and no invoke policies.
         let m = load(&text, &env("api-key")).unwrap();
