@@ -82,9 +82,14 @@ def emitted_metrics(files: list[Path] | None = None) -> tuple[dict[str, set[froz
 
 
 def authorizer_namespace(r: Resolver) -> str:
-    # read from the template even where the function does not exist (AuthMode=iam)
-    env = r.cfn["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
-    return r.resolve(env["SVCAUTH_METRICS_NAMESPACE"])
+    """SVCAUTH_METRICS_NAMESPACE of the nested authorizer, read from the templates even
+    where the application does not exist (AuthMode=iam: the dashboard still reads it)."""
+    app = r.cfn["Resources"]["Authorizer"]["Properties"]
+    child = load_template((r.base_dir / app["TemplateURL"]).resolve())
+    env = child["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SVCAUTH_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    passed = app.get("Parameters", {}).get("MetricsNamespace")
+    return r.resolve(passed) if passed is not None else child["Parameters"]["MetricsNamespace"]["Default"]
 
 
 # ------------------------------------------------------------------ the template
@@ -144,6 +149,9 @@ def check_reads(r: Resolver, metrics: dict[str, set[frozenset]], literals: set[s
     problems = []
     ns_ours = authorizer_namespace(r)
     functions = {r.ref(lid) for lid in r.resources("AWS::Lambda::Function")}
+    for app in r.nested_ids():
+        child = r.nested(app)
+        functions |= {child.ref(lid) for lid in child.resources("AWS::Lambda::Function")}
     api_names = {r.resolve(api["Properties"]["Name"]) for lid, api in r.cfn["Resources"].items()
                  if lid in STACK_APIS}
     for where, ns, name, keys, values in metric_reads(r):
@@ -229,6 +237,8 @@ def test_metrics_namespace_is_the_authorizers(sam):
     r = resolved(sam, AuthMode="api-key")
     ns = authorizer_namespace(r)
     config = (ROOT / "authorizer" / "src" / "config.rs").read_text(encoding="utf-8")
+    fn = r.nested("Authorizer").resources()["AuthorizerFunction"]["Properties"]
+    assert fn["Environment"]["Variables"]["SVCAUTH_METRICS_NAMESPACE"] == ns
     assert f'"{ns}"' in config  # the code's default is the one the template sets
     used = {read[1] for read in metric_reads(r)}
     assert used == {ns, "AWS/Lambda", "AWS/ApiGateway"}

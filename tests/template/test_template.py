@@ -115,6 +115,16 @@ def apis(r: Resolver) -> dict:
     return r.resources("AWS::ApiGateway::RestApi")
 
 
+def with_nested(r: Resolver) -> list[Resolver]:
+    """`r` and every nested application it deploys."""
+    return [r] + [r.nested(lid) for lid in r.nested_ids()]
+
+
+def authorizer_app(r: Resolver) -> Resolver:
+    """The nested authorizer application (authorizer/template.yaml) as deployed by `r`."""
+    return r.nested("Authorizer")
+
+
 # --------------------------------------------------------------- the matcher
 def test_wildcard_matcher_follows_iam_semantics():
     assert wildcard_match("a/*/GET/internal/users/*", "a/v1/GET/internal/users/by-email/x@y")
@@ -134,7 +144,9 @@ def test_wildcard_matcher_follows_iam_semantics():
 def test_auth_mode_selects_the_apis(sam, mode, expected):
     r = build(sam, mode)
     assert set(apis(r)) == expected
-    assert r.live("AuthorizerFunction") == (mode != "iam")
+    assert r.live("Authorizer") == (mode != "iam")
+    if mode != "iam":
+        assert set(authorizer_app(r).resources("AWS::Lambda::Function")) == {"AuthorizerFunction"}
 
 
 def test_every_api_serves_exactly_the_contract_routes(sam):
@@ -324,7 +336,7 @@ def _ssm(name: str) -> str:
 
 def test_authorizer_reads_only_its_own_ssm_path(sam):
     r = build(sam, "api-key")
-    st = role_statements(r, "AuthorizerRole")
+    st = role_statements(authorizer_app(r), "AuthorizerRole")
     own = "/svcauth/dev/keys"
     assert evaluate(st, "ssm:GetParametersByPath", _ssm(own)) == "allow"
     assert evaluate(st, "ssm:GetParameter", _ssm(own + "/tutor-service")) == "allow"
@@ -339,7 +351,7 @@ def test_authorizer_reads_only_its_own_ssm_path(sam):
 
 def test_authorizer_decrypts_only_through_ssm_for_its_path(sam):
     r = build(sam, "api-key")
-    st = role_statements(r, "AuthorizerRole")
+    st = role_statements(authorizer_app(r), "AuthorizerRole")
     key = f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     via_ssm = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com",
                "kms:EncryptionContext:PARAMETER_ARN": _ssm("/svcauth/dev/keys/tutor-service")}
@@ -354,9 +366,9 @@ def test_authorizer_decrypts_only_through_ssm_for_its_path(sam):
 
 def test_legacy_parameter_is_readable_only_when_configured(sam):
     legacy = "/dev/identity-service/service-api-keys"
-    with_legacy = role_statements(build(sam, "api-key", LegacyKeysParameter=legacy), "AuthorizerRole")
+    with_legacy = role_statements(authorizer_app(build(sam, "api-key", LegacyKeysParameter=legacy)), "AuthorizerRole")
     assert evaluate(with_legacy, "ssm:GetParameter", _ssm(legacy)) == "allow"
-    without = role_statements(build(sam, "api-key"), "AuthorizerRole")
+    without = role_statements(authorizer_app(build(sam, "api-key")), "AuthorizerRole")
     assert evaluate(without, "ssm:GetParameter", _ssm(legacy)) == "implicit-deny"
 
 
@@ -395,8 +407,11 @@ def test_service_roles_are_assumable_by_ecs_tasks_and_lambda_only(sam):
 
 
 def test_no_star_resource_where_a_narrower_one_exists(sam, mode):
-    r = build(sam, mode, EnableCloudTrail="true")
-    for lid, res in r.resources().items():
+    everything = {}
+    for r in with_nested(build(sam, mode, EnableCloudTrail="true")):
+        everything.update(r.resources())
+    assert ("AuthorizerRole" in everything) == (mode != "iam")
+    for lid, res in everything.items():
         docs = []
         if res["Type"] == "AWS::IAM::Role":
             docs = [p["PolicyDocument"] for p in res["Properties"].get("Policies", [])]
@@ -450,10 +465,12 @@ def test_access_logs_are_json_with_the_audit_fields(sam, mode):
 
 
 def test_functions_are_rust_arm64_traced_with_retained_logs(sam, mode):
-    r = build(sam, mode)
-    fns = r.resources("AWS::Lambda::Function")
+    fns, groups = {}, {}
+    for r in with_nested(build(sam, mode)):
+        fns.update(r.resources("AWS::Lambda::Function"))
+        groups.update(r.resources("AWS::Logs::LogGroup"))
     assert fns
-    groups = r.resources("AWS::Logs::LogGroup")
+    assert ("AuthorizerFunction" in fns) == (mode != "iam")
     for lid, fn in fns.items():
         p = fn["Properties"]
         assert p["Runtime"] == "provided.al2023", lid
@@ -466,6 +483,8 @@ def test_functions_are_rust_arm64_traced_with_retained_logs(sam, mode):
 
 def test_build_metadata_names_the_contract_binaries(sam):
     fns = {lid: res for lid, res in sam["Resources"].items() if res["Type"] == "AWS::Serverless::Function"}
+    fns.update({f"Authorizer/{lid}": res for lid, res in load_template(ROOT / "authorizer" / "template.yaml")[
+        "Resources"].items() if res["Type"] == "AWS::Serverless::Function"})
     assert sam["Globals"]["Function"]["CodeUri"] == "."
     for lid, res in fns.items():
         md = res["Metadata"]
@@ -478,6 +497,8 @@ def test_environment_follows_the_contract(sam):
     r = build(sam, "both")
     fns = r.resources("AWS::Lambda::Function")
     env = {lid: fn["Properties"]["Environment"]["Variables"] for lid, fn in fns.items()}
+    env["AuthorizerFunction"] = authorizer_app(r).resources()["AuthorizerFunction"]["Properties"][
+        "Environment"]["Variables"]
     assert set(env["AuthorizerFunction"]) <= AUTHORIZER_ENV
     assert env["AuthorizerFunction"]["SVCAUTH_KEY_SOURCE"] == "ssm"
     assert env["AuthorizerFunction"]["SVCAUTH_SSM_PATH"] == "/svcauth/dev/keys"
@@ -539,7 +560,7 @@ def test_routes_are_plain_sam_events_a_yaml_reader_can_follow(sam):
             assert default in ("AWS_IAM", "ServiceKeyAuthorizer")
             if default == "ServiceKeyAuthorizer":
                 a = api["Properties"]["Auth"]["Authorizers"][default]
-                assert a["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+                assert a["FunctionArn"] == {"Fn::GetAtt": ["Authorizer", "Outputs.FunctionArn"]}
                 assert a["Identity"]["Headers"] == ["x-service-api-key"]
             seen.add((default, p["Method"].upper(), p["Path"]))
     routes = IDENTITY_ROUTES | TUTOR_ROUTES
@@ -559,7 +580,8 @@ def test_outputs_name_urls_roles_authorizer_and_ssm_paths(sam):
         f"https://IdentityKeyApi-{CREATED_VPCE}.execute-api.{REGION}.amazonaws.com/{STAGE}")
 
 
-@pytest.mark.parametrize("path", ["template.yaml", "docs/examples/attach-authorizer.yaml"])
+@pytest.mark.parametrize("path", ["template.yaml", "docs/examples/attach-authorizer.yaml",
+                                  "authorizer/template.yaml"])
 def test_every_checkov_suppression_has_a_written_reason(path):
     doc = load_template(ROOT / path)
     skips = [(lid, s) for lid, res in doc["Resources"].items()
@@ -800,8 +822,9 @@ def test_every_stage_has_an_execution_log_group_that_expires(sam, mode):
 
 def test_platform_report_lines_are_kept(sam, mode):
     """A.7: SystemLogLevel WARN drops the REPORT lines (duration, memory, init)."""
-    for lid, fn in build(sam, mode).resources("AWS::Lambda::Function").items():
-        assert fn["Properties"]["LoggingConfig"]["SystemLogLevel"] in ("INFO", "DEBUG"), lid
+    for r in with_nested(build(sam, mode)):
+        for lid, fn in r.resources("AWS::Lambda::Function").items():
+            assert fn["Properties"]["LoggingConfig"]["SystemLogLevel"] in ("INFO", "DEBUG"), lid
 
 
 @pytest.mark.parametrize("role,group", [("AdminServiceRole", "AdminServiceLogGroup"),
@@ -848,7 +871,7 @@ def test_authorizer_refuses_to_decrypt_with_any_key_but_the_configured_one(sam):
     key (aws/ssm included) cannot be decrypted by the authorizer: an explicit Deny."""
     via_ssm = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com",
                "kms:EncryptionContext:PARAMETER_ARN": _ssm("/svcauth/dev/keys/tutor-service")}
-    st = role_statements(build(sam, "api-key", SsmKmsKeyArn=KMS_KEY), "AuthorizerRole")
+    st = role_statements(authorizer_app(build(sam, "api-key", SsmKmsKeyArn=KMS_KEY)), "AuthorizerRole")
     assert evaluate(st, "kms:Decrypt", KMS_KEY, via_ssm) == "allow"
     assert evaluate(st, "kms:Decrypt", OTHER_KMS_KEY, via_ssm) == "deny"
     # an allow attached later does not open another key: the Deny wins
@@ -859,7 +882,7 @@ def test_authorizer_refuses_to_decrypt_with_any_key_but_the_configured_one(sam):
     assert evaluate(st, "kms:Decrypt", KMS_KEY, {
         **via_ssm, "kms:EncryptionContext:PARAMETER_ARN": _ssm("/dev/admin-service/identity-service-api-key")}) != "allow"
     # without a customer managed key, the account's keys (aws/ssm) through SSM
-    st = role_statements(build(sam, "api-key"), "AuthorizerRole")
+    st = role_statements(authorizer_app(build(sam, "api-key")), "AuthorizerRole")
     assert evaluate(st, "kms:Decrypt", OTHER_KMS_KEY, via_ssm) == "allow"
 
 
@@ -877,9 +900,9 @@ def test_each_key_api_names_itself_for_api_scoping(sam):
                                           "Value": "tutor", "Description": params[
                                               "/svcauth/dev/apis/TutorKeyApi"]["Description"]},
     }
-    env = r.resources()["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    env = authorizer_app(r).resources()["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
     assert env["SVCAUTH_API_PATH"] == "/svcauth/dev/apis"
-    st = role_statements(r, "AuthorizerRole")
+    st = role_statements(authorizer_app(r), "AuthorizerRole")
     for name in params:
         assert evaluate(st, "ssm:GetParameter", _ssm(name)) == "allow"
         assert evaluate(st, "ssm:PutParameter", _ssm(name)) == "implicit-deny"
@@ -892,7 +915,7 @@ def test_each_key_api_names_itself_for_api_scoping(sam):
 
 
 def test_authorizer_reads_revocation_markers_beside_the_key_path(sam):
-    st = role_statements(build(sam, "api-key"), "AuthorizerRole")
+    st = role_statements(authorizer_app(build(sam, "api-key")), "AuthorizerRole")
     for action in ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"):
         assert evaluate(st, action, _ssm("/svcauth/dev/revoked/k-abc")) == "allow", action
         assert evaluate(st, action, _ssm("/svcauth/dev/revoked")) == "allow", action
