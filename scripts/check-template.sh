@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Offline checks of template.yaml (and of docs/examples/attach-authorizer.yaml):
+# Offline checks of template.yaml, of the authorizer application it nests
+# (authorizer/template.yaml) and of the examples (docs/examples/attach-authorizer.yaml,
+# authorizer/examples/consumer.yaml):
 #   1. sam validate --lint, and cfn-lint on the SAM template itself;
 #   2. the SAM translator's output for each AuthMode (api-key, iam, both), linted;
 #   3. checkov (CloudFormation framework) on the template and on each output;
@@ -43,12 +45,17 @@ step() {
 }
 
 EXAMPLE=docs/examples/attach-authorizer.yaml
+APP=authorizer/template.yaml
+CONSUMER=authorizer/examples/consumer.yaml
 
 step "sam validate --lint" sam validate --lint --template-file template.yaml
-step "sam validate --lint ($EXAMPLE)" sam validate --lint --template-file "$EXAMPLE"
+for t in "$EXAMPLE" "$APP" "$CONSUMER"; do
+  step "sam validate --lint ($t)" sam validate --lint --template-file "$t"
+done
 # cfn-lint exits non-zero on warnings too; informational rules are included.
-step "cfn-lint template.yaml" cfn-lint --include-checks I -- template.yaml
-step "cfn-lint $EXAMPLE" cfn-lint --include-checks I -- "$EXAMPLE"
+for t in template.yaml "$EXAMPLE" "$APP" "$CONSUMER"; do
+  step "cfn-lint $t" cfn-lint --include-checks I -- "$t"
+done
 
 step "SAM translator: transform each AuthMode" python tests/template/templatelib.py "$OUT"
 
@@ -68,8 +75,9 @@ done
 checkov_run() {
   checkov --framework cloudformation --skip-download --compact --quiet -o cli -f "$1"
 }
-step "checkov template.yaml" checkov_run template.yaml
-step "checkov $EXAMPLE" checkov_run "$EXAMPLE"
+for t in template.yaml "$EXAMPLE" "$APP" "$CONSUMER"; do
+  step "checkov $t" checkov_run "$t"
+done
 for mode in api-key iam both; do
   step "checkov transformed ($mode)" checkov_run "$OUT/$mode.json"
 done

@@ -105,7 +105,9 @@ def transform(template: dict, **overrides: Any) -> dict:
     for res in t["Resources"].values():
         if res.get("Type") == "AWS::Serverless::Function" and "CodeUri" in res.get("Properties", {}):
             res["Properties"]["CodeUri"] = PLACEHOLDER_CODE
-    return sam_transform(t, parameter_values(template, **overrides), _NoManagedPolicies())
+    values = {k: v for k, v in parameter_values(template, **overrides).items()
+              if k in template.get("Parameters", {})}
+    return sam_transform(t, values, _NoManagedPolicies())
 
 
 # ---------------------------------------------------------------------- resolve
@@ -113,9 +115,12 @@ class Resolver:
     """Resolves a transformed template for concrete parameter values, the way
     CloudFormation would, with fake but stable physical ids."""
 
-    def __init__(self, cfn: dict, params: dict):
+    def __init__(self, cfn: dict, params: dict, base_dir: Path | None = None):
         self.cfn = cfn
         self.params = params
+        # where a nested application's local Location (TemplateURL) is relative to
+        self.base_dir = base_dir or TEMPLATE.parent
+        self._nested: dict[str, Resolver] = {}
         self.conditions: dict[str, bool] = {}
         for name in cfn.get("Conditions", {}):
             self.condition(name)
@@ -157,6 +162,26 @@ class Resolver:
             if self.live(lid) and (type_ is None or res["Type"] == type_)
         }
 
+    # -- nested applications
+    def nested(self, logical_id: str) -> "Resolver":
+        """The nested stack of an AWS::Serverless::Application with a local Location,
+        transformed and resolved with the parameters this stack passes it."""
+        if logical_id not in self._nested:
+            if not self.live(logical_id):
+                raise AssertionError(f"{logical_id} does not exist for these parameters")
+            props = self.cfn["Resources"][logical_id]["Properties"]
+            path = (self.base_dir / props["TemplateURL"]).resolve()
+            child = load_template(path)
+            params = {k: self.resolve(v) for k, v in props.get("Parameters", {}).items()}
+            values = parameter_values(child, **params)
+            values = {k: v for k, v in values.items() if k in child.get("Parameters", {})}
+            self._nested[logical_id] = Resolver(transform(child, **params), values, path.parent)
+        return self._nested[logical_id]
+
+    def nested_ids(self) -> list[str]:
+        return [lid for lid, res in self.cfn["Resources"].items()
+                if res["Type"] == "AWS::CloudFormation::Stack" and self.live(lid)]
+
     # -- values
     def ref(self, name: str) -> Any:
         pseudo = {
@@ -188,6 +213,9 @@ class Resolver:
         if not self.live(name):
             raise AssertionError(f"GetAtt on {name}, which does not exist for these parameters")
         type_ = self.cfn["Resources"][name]["Type"]
+        if type_ == "AWS::CloudFormation::Stack" and attr.startswith("Outputs."):
+            child = self.nested(name)
+            return child.resolve(child.cfn["Outputs"][attr[len("Outputs."):]]["Value"])
         p, r, a = PARTITION, REGION, ACCOUNT
         arns = {
             "AWS::IAM::Role": f"arn:{p}:iam::{a}:role/{name}",
@@ -432,6 +460,11 @@ def main(argv: list[str]) -> int:
         for name, value in SAMPLE_PARAMETERS.items():
             cfn["Parameters"][name]["Default"] = ",".join(value) if isinstance(value, list) else value
         _carry_checkov_skips(sam, cfn)
+        # As `sam package` would: a nested application's local template is uploaded.
+        for res in cfn["Resources"].values():
+            if res["Type"] == "AWS::CloudFormation::Stack" and "://" not in res["Properties"]["TemplateURL"]:
+                res["Properties"]["TemplateURL"] = "https://svcauth-placeholder.s3.amazonaws.com/" + res[
+                    "Properties"]["TemplateURL"]
         path = outdir / f"{mode}.json"
         path.write_text(json.dumps(cfn, indent=1, sort_keys=True), encoding="utf-8")
         print(f"transformed AuthMode={mode} -> {path}")

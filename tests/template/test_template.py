@@ -10,6 +10,7 @@ template.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 
 import pytest
@@ -22,6 +23,7 @@ from templatelib import (
     PARTITION,
     REGION,
     STACK,
+    SAMPLE_PARAMETERS,
     Resolver,
     api_methods,
     as_list,
@@ -39,6 +41,7 @@ from templatelib import (
 )
 
 EXISTING_VPCE = "vpce-0123456789abcdef0"
+SAMPLE_SUBNETS = SAMPLE_PARAMETERS["SubnetIds"]
 OTHER_VPCE = "vpce-0badbadbadbadbad0"
 STAGE = "v1"
 
@@ -56,12 +59,14 @@ IAM_APIS = {"IdentityIamApi": IDENTITY_ROUTES, "TutorIamApi": TUTOR_ROUTES}
 AUTHORIZER_ENV = {
     "SVCAUTH_KEY_SOURCE", "SVCAUTH_SSM_PATH", "SVCAUTH_LEGACY_PARAMETER", "SVCAUTH_KEYS_FILE",
     "SVCAUTH_CACHE_TTL_SECS", "SVCAUTH_STALE_GRACE_SECS", "SVCAUTH_SSM_TIMEOUT_MS",
-    "SVCAUTH_LOAD_TIMEOUT_MS", "SVCAUTH_METRICS_NAMESPACE",
+    "SVCAUTH_LOAD_TIMEOUT_MS", "SVCAUTH_METRICS_NAMESPACE", "SVCAUTH_API_PATH",
 }
 IDENTITY_ENV = {"USERS_TABLE", "SVCAUTH_IAM_ROLES"}
 TUTOR_ENV = {"SVCAUTH_IAM_ROLES", "IDENTITY_SERVICE_URL", "SERVICE_AUTH_MODE", "SERVICE_NAME",
              "SERVICE_API_KEY_PARAMETER"}
 BINARIES = {"authorizer", "identity-service", "tutor-service"}
+# The ECS role and this stack's tutor function role are both tutor-service.
+IAM_ROLE_MAP = "TutorServiceRole=tutor-service,TutorFunctionRole=tutor-service,AdminServiceRole=admin-service"
 
 # Actions AWS offers no resource-level permissions for; "*" is the narrowest there is.
 NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
@@ -110,6 +115,16 @@ def apis(r: Resolver) -> dict:
     return r.resources("AWS::ApiGateway::RestApi")
 
 
+def with_nested(r: Resolver) -> list[Resolver]:
+    """`r` and every nested application it deploys."""
+    return [r] + [r.nested(lid) for lid in r.nested_ids()]
+
+
+def authorizer_app(r: Resolver) -> Resolver:
+    """The nested authorizer application (authorizer/template.yaml) as deployed by `r`."""
+    return r.nested("Authorizer")
+
+
 # --------------------------------------------------------------- the matcher
 def test_wildcard_matcher_follows_iam_semantics():
     assert wildcard_match("a/*/GET/internal/users/*", "a/v1/GET/internal/users/by-email/x@y")
@@ -129,7 +144,9 @@ def test_wildcard_matcher_follows_iam_semantics():
 def test_auth_mode_selects_the_apis(sam, mode, expected):
     r = build(sam, mode)
     assert set(apis(r)) == expected
-    assert r.live("AuthorizerFunction") == (mode != "iam")
+    assert r.live("Authorizer") == (mode != "iam")
+    if mode != "iam":
+        assert set(authorizer_app(r).resources("AWS::Lambda::Function")) == {"AuthorizerFunction"}
 
 
 def test_every_api_serves_exactly_the_contract_routes(sam):
@@ -319,7 +336,7 @@ def _ssm(name: str) -> str:
 
 def test_authorizer_reads_only_its_own_ssm_path(sam):
     r = build(sam, "api-key")
-    st = role_statements(r, "AuthorizerRole")
+    st = role_statements(authorizer_app(r), "AuthorizerRole")
     own = "/svcauth/dev/keys"
     assert evaluate(st, "ssm:GetParametersByPath", _ssm(own)) == "allow"
     assert evaluate(st, "ssm:GetParameter", _ssm(own + "/tutor-service")) == "allow"
@@ -334,7 +351,7 @@ def test_authorizer_reads_only_its_own_ssm_path(sam):
 
 def test_authorizer_decrypts_only_through_ssm_for_its_path(sam):
     r = build(sam, "api-key")
-    st = role_statements(r, "AuthorizerRole")
+    st = role_statements(authorizer_app(r), "AuthorizerRole")
     key = f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     via_ssm = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com",
                "kms:EncryptionContext:PARAMETER_ARN": _ssm("/svcauth/dev/keys/tutor-service")}
@@ -349,9 +366,9 @@ def test_authorizer_decrypts_only_through_ssm_for_its_path(sam):
 
 def test_legacy_parameter_is_readable_only_when_configured(sam):
     legacy = "/dev/identity-service/service-api-keys"
-    with_legacy = role_statements(build(sam, "api-key", LegacyKeysParameter=legacy), "AuthorizerRole")
+    with_legacy = role_statements(authorizer_app(build(sam, "api-key", LegacyKeysParameter=legacy)), "AuthorizerRole")
     assert evaluate(with_legacy, "ssm:GetParameter", _ssm(legacy)) == "allow"
-    without = role_statements(build(sam, "api-key"), "AuthorizerRole")
+    without = role_statements(authorizer_app(build(sam, "api-key")), "AuthorizerRole")
     assert evaluate(without, "ssm:GetParameter", _ssm(legacy)) == "implicit-deny"
 
 
@@ -390,8 +407,11 @@ def test_service_roles_are_assumable_by_ecs_tasks_and_lambda_only(sam):
 
 
 def test_no_star_resource_where_a_narrower_one_exists(sam, mode):
-    r = build(sam, mode, EnableCloudTrail="true")
-    for lid, res in r.resources().items():
+    everything = {}
+    for r in with_nested(build(sam, mode, EnableCloudTrail="true")):
+        everything.update(r.resources())
+    assert ("AuthorizerRole" in everything) == (mode != "iam")
+    for lid, res in everything.items():
         docs = []
         if res["Type"] == "AWS::IAM::Role":
             docs = [p["PolicyDocument"] for p in res["Properties"].get("Policies", [])]
@@ -445,10 +465,12 @@ def test_access_logs_are_json_with_the_audit_fields(sam, mode):
 
 
 def test_functions_are_rust_arm64_traced_with_retained_logs(sam, mode):
-    r = build(sam, mode)
-    fns = r.resources("AWS::Lambda::Function")
+    fns, groups = {}, {}
+    for r in with_nested(build(sam, mode)):
+        fns.update(r.resources("AWS::Lambda::Function"))
+        groups.update(r.resources("AWS::Logs::LogGroup"))
     assert fns
-    groups = r.resources("AWS::Logs::LogGroup")
+    assert ("AuthorizerFunction" in fns) == (mode != "iam")
     for lid, fn in fns.items():
         p = fn["Properties"]
         assert p["Runtime"] == "provided.al2023", lid
@@ -461,6 +483,8 @@ def test_functions_are_rust_arm64_traced_with_retained_logs(sam, mode):
 
 def test_build_metadata_names_the_contract_binaries(sam):
     fns = {lid: res for lid, res in sam["Resources"].items() if res["Type"] == "AWS::Serverless::Function"}
+    fns.update({f"Authorizer/{lid}": res for lid, res in load_template(ROOT / "authorizer" / "template.yaml")[
+        "Resources"].items() if res["Type"] == "AWS::Serverless::Function"})
     assert sam["Globals"]["Function"]["CodeUri"] == "."
     for lid, res in fns.items():
         md = res["Metadata"]
@@ -473,13 +497,15 @@ def test_environment_follows_the_contract(sam):
     r = build(sam, "both")
     fns = r.resources("AWS::Lambda::Function")
     env = {lid: fn["Properties"]["Environment"]["Variables"] for lid, fn in fns.items()}
+    env["AuthorizerFunction"] = authorizer_app(r).resources()["AuthorizerFunction"]["Properties"][
+        "Environment"]["Variables"]
     assert set(env["AuthorizerFunction"]) <= AUTHORIZER_ENV
     assert env["AuthorizerFunction"]["SVCAUTH_KEY_SOURCE"] == "ssm"
     assert env["AuthorizerFunction"]["SVCAUTH_SSM_PATH"] == "/svcauth/dev/keys"
     for lid in ("IdentityServiceFunction", "IdentityServiceIamFunction"):
         assert set(env[lid]) == IDENTITY_ENV
         assert env[lid]["USERS_TABLE"] == "UsersTable"
-        assert env[lid]["SVCAUTH_IAM_ROLES"] == "TutorServiceRole=tutor-service,AdminServiceRole=admin-service"
+        assert env[lid]["SVCAUTH_IAM_ROLES"] == IAM_ROLE_MAP
     for lid, auth, api in (("TutorServiceFunction", "api-key", "IdentityKeyApi"),
                            ("TutorServiceIamFunction", "iam", "IdentityIamApi")):
         assert set(env[lid]) == TUTOR_ENV
@@ -534,7 +560,7 @@ def test_routes_are_plain_sam_events_a_yaml_reader_can_follow(sam):
             assert default in ("AWS_IAM", "ServiceKeyAuthorizer")
             if default == "ServiceKeyAuthorizer":
                 a = api["Properties"]["Auth"]["Authorizers"][default]
-                assert a["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+                assert a["FunctionArn"] == {"Fn::GetAtt": ["Authorizer", "Outputs.FunctionArn"]}
                 assert a["Identity"]["Headers"] == ["x-service-api-key"]
             seen.add((default, p["Method"].upper(), p["Path"]))
     routes = IDENTITY_ROUTES | TUTOR_ROUTES
@@ -554,7 +580,8 @@ def test_outputs_name_urls_roles_authorizer_and_ssm_paths(sam):
         f"https://IdentityKeyApi-{CREATED_VPCE}.execute-api.{REGION}.amazonaws.com/{STAGE}")
 
 
-@pytest.mark.parametrize("path", ["template.yaml", "docs/examples/attach-authorizer.yaml"])
+@pytest.mark.parametrize("path", ["template.yaml", "docs/examples/attach-authorizer.yaml",
+                                  "authorizer/template.yaml"])
 def test_every_checkov_suppression_has_a_written_reason(path):
     doc = load_template(ROOT / path)
     skips = [(lid, s) for lid, res in doc["Resources"].items()
@@ -595,3 +622,304 @@ def test_attach_example_puts_the_shared_authorizer_on_every_route():
     arn = method_arn(api_id, STAGE, "GET", "internal/billing/invoices")
     assert evaluate(policy, "execute-api:Invoke", arn, {"aws:SourceVpce": EXISTING_VPCE}) == "allow"
     assert evaluate(policy, "execute-api:Invoke", arn, {"aws:SourceVpce": OTHER_VPCE}) == "deny"
+
+
+# ------------------------------------------- the first `sam deploy` (issue 12 A)
+def test_logging_role_trust_is_the_documented_one(sam):
+    """A.1: AWS's documented trust policy for the API Gateway CloudWatch role has no
+    condition; one API Gateway does not satisfy would roll the stack back."""
+    r = build(sam, "api-key")
+    trust = as_list(r.resources()["ApiGatewayLoggingRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"])
+    assert trust == [{"Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"},
+                      "Action": "sts:AssumeRole"}]
+    assert evaluate(trust, "sts:AssumeRole", "*", {}, "apigateway.amazonaws.com") == "allow"
+    assert evaluate(trust, "sts:AssumeRole", "*", {}, "lambda.amazonaws.com") == "implicit-deny"
+
+
+@pytest.mark.parametrize("lid", ["ApiAccessLogGroup", "UsersTable", "CloudTrailBucket"])
+def test_kept_resources_go_when_the_first_create_rolls_back(sam, lid):
+    """A.2: Retain would keep them after a failed first create, and every retry would
+    then fail on "already exists"."""
+    r = build(sam, "api-key", EnableCloudTrail="true")
+    res = r.cfn["Resources"][lid]
+    assert res["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert res["UpdateReplacePolicy"] == "Retain"
+
+
+def test_no_plain_retain_on_a_resource_with_a_fixed_name(sam):
+    """A.2, the general rule: a fixed name plus Retain breaks the retry of a first create."""
+    name_props = {"AWS::Logs::LogGroup": "LogGroupName", "AWS::DynamoDB::Table": "TableName",
+                  "AWS::S3::Bucket": "BucketName", "AWS::IAM::Role": "RoleName"}
+    for lid, res in sam["Resources"].items():
+        prop = name_props.get(res["Type"])
+        if prop and prop in res.get("Properties", {}):
+            assert res.get("DeletionPolicy", "Delete") != "Retain", lid
+
+
+def test_endpoints_can_use_their_own_subnets(sam):
+    """A.3: interface endpoints are not offered in every zone; they can take other subnets."""
+    default = build(sam, "api-key").resources()
+    for lid in ("ExecuteApiEndpoint", "SsmEndpoint"):
+        assert default[lid]["Properties"]["SubnetIds"] == SAMPLE_SUBNETS, lid
+    own = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
+    r = build(sam, "api-key", EndpointSubnetIds=own).resources()
+    for lid in ("ExecuteApiEndpoint", "SsmEndpoint"):
+        assert r[lid]["Properties"]["SubnetIds"] == own, lid
+    # the functions stay in SubnetIds
+    assert r["TutorServiceFunction"]["Properties"]["VpcConfig"]["SubnetIds"] == SAMPLE_SUBNETS
+
+
+def _ingress_admits(r: Resolver, group_id: str, source_group: str, source_ip: str) -> bool:
+    rules = as_list(r.resources()[group_id]["Properties"].get("SecurityGroupIngress"))
+    rules += [e["Properties"] for e in r.resources("AWS::EC2::SecurityGroupIngress").values()
+              if e["Properties"]["GroupId"] == group_id]
+    for rule in rules:
+        if not (rule["IpProtocol"] in ("-1", "tcp") and int(rule.get("FromPort", 0)) <= 443 <= int(rule.get("ToPort", 65535))):
+            continue
+        if rule.get("SourceSecurityGroupId") == source_group:
+            return True
+        if "CidrIp" in rule and ipaddress.ip_address(source_ip) in ipaddress.ip_network(rule["CidrIp"]):
+            return True
+    return False
+
+
+def _egress_allows(r: Resolver, group_id: str, dest_group: str | None, dest_ip: str) -> bool:
+    rules = as_list(r.resources()[group_id]["Properties"].get("SecurityGroupEgress"))
+    rules += [e["Properties"] for e in r.resources("AWS::EC2::SecurityGroupEgress").values()
+              if e["Properties"]["GroupId"] == group_id]
+    for rule in rules:
+        if not (rule["IpProtocol"] in ("-1", "tcp") and int(rule.get("FromPort", 0)) <= 443 <= int(rule.get("ToPort", 65535))):
+            continue
+        if dest_group and rule.get("DestinationSecurityGroupId") == dest_group:
+            return True
+        if "CidrIp" in rule and ipaddress.ip_address(dest_ip) in ipaddress.ip_network(rule["CidrIp"]):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("vpc_ip", ["172.31.5.9", "10.20.30.40"])  # default VPC; any other VPC
+def test_the_tutor_function_reaches_the_endpoints_in_any_vpc(sam, vpc_ip):
+    """A.4: group-to-group rules, so the tutor function reaches the created endpoints
+    whatever the VPC's CIDR, and a stranger in the VPC does not."""
+    r = build(sam, "api-key")
+    res = r.resources()
+    fn_groups = res["TutorServiceFunction"]["Properties"]["VpcConfig"]["SecurityGroupIds"]
+    assert fn_groups == ["ApiClientSecurityGroup"]
+    for ep in ("ExecuteApiEndpoint", "SsmEndpoint"):
+        (ep_group,) = res[ep]["Properties"]["SecurityGroupIds"]
+        assert _ingress_admits(r, ep_group, "ApiClientSecurityGroup", vpc_ip), ep
+        assert _egress_allows(r, "ApiClientSecurityGroup", ep_group, vpc_ip), ep
+        assert not _ingress_admits(r, ep_group, "SomeOtherGroup", vpc_ip), ep
+    # nothing else leaves the function's group when both endpoints are the stack's own
+    assert not _egress_allows(r, "ApiClientSecurityGroup", None, "52.94.1.1")
+    assert not _ingress_admits(r, "EndpointSecurityGroup", "SomeOtherGroup", vpc_ip)
+
+
+def test_vpc_cidr_is_an_optional_extra(sam):
+    r = build(sam, "api-key", VpcCidr="10.20.0.0/16")
+    assert _ingress_admits(r, "EndpointSecurityGroup", "x", "10.20.3.4")
+    assert not _ingress_admits(r, "EndpointSecurityGroup", "x", "10.21.3.4")
+    assert sam["Parameters"]["VpcCidr"]["Default"] == ""
+
+
+@pytest.mark.parametrize("params", [{"ExecuteApiEndpointId": EXISTING_VPCE}, {"CreateSsmEndpoint": "false"}])
+def test_the_tutor_function_can_reach_endpoints_it_did_not_create(sam, params):
+    """A.4: an existing endpoint (or SSM through a NAT) has an address the stack cannot
+    name: HTTPS egress opens, nothing else."""
+    r = build(sam, "api-key", **params)
+    assert _egress_allows(r, "ApiClientSecurityGroup", None, "10.9.8.7")
+    rules = [e["Properties"] for e in r.resources("AWS::EC2::SecurityGroupEgress").values()]
+    rules += as_list(r.resources()["ApiClientSecurityGroup"]["Properties"]["SecurityGroupEgress"])
+    for rule in rules:
+        assert (rule["IpProtocol"], rule.get("FromPort"), rule.get("ToPort")) == ("tcp", 443, 443) or (
+            rule.get("CidrIp") == "127.0.0.1/32"), rule
+
+
+def test_client_group_is_an_output(sam):
+    r = build(sam, "api-key")
+    assert r.resolve(r.cfn["Outputs"]["ApiClientSecurityGroupId"]["Value"]) == "ApiClientSecurityGroup"
+
+
+def test_stages_redeploy_on_every_update(sam, monkeypatch):
+    """A.5: the resource policy names the endpoint by Ref, so a replaced endpoint does not
+    change SAM's deployment hash; a new deployment on every update fixes the stage."""
+    import time as time_module
+
+    def deployments(at: float) -> set[str]:
+        monkeypatch.setattr(time_module, "time", lambda: at)
+        cfn = transform(sam, AuthMode="both")
+        return {lid for lid, res in cfn["Resources"].items() if res["Type"] == "AWS::ApiGateway::Deployment"}
+
+    first, later = deployments(1_800_000_000.0), deployments(1_800_000_060.0)
+    assert len(first) == len(later) == 4
+    assert not first & later
+    # negative control: without AlwaysDeploy, a new VpcId (which replaces the created
+    # endpoint) leaves every deployment as it was
+    sam2 = copy.deepcopy(sam)
+    del sam2["Globals"]["Api"]["AlwaysDeploy"]
+    monkeypatch.setattr(time_module, "time", lambda: 1_800_000_000.0)
+    a = {lid for lid in transform(sam2, AuthMode="both")["Resources"] if "Deployment" in lid}
+    b = {lid for lid in transform(sam2, AuthMode="both", VpcId="vpc-0fedcba9876543210")["Resources"]
+         if "Deployment" in lid}
+    assert a == b
+
+
+@pytest.mark.parametrize("lid", ["ApiGatewayLoggingRole", "ApiGatewayAccount"])
+def test_logging_role_and_setting_outlive_the_stack(sam, lid):
+    """A.6: the account setting serves every REST API in the Region; deleting the stack
+    or turning ConfigureApiGatewayLogging off must not delete the role it names."""
+    res = sam["Resources"][lid]
+    assert res["DeletionPolicy"] == "Retain"
+    assert res["UpdateReplacePolicy"] == "Retain"
+
+
+def test_tutor_function_has_its_own_role(sam, mode):
+    """A.7: the VPC network-interface rights belong to the function's role only, and the
+    backends map that role to tutor-service too."""
+    r = build(sam, mode)
+    fns = r.resources("AWS::Lambda::Function")
+    tutor_fn = "TutorServiceFunction" if mode != "iam" else "TutorServiceIamFunction"
+    assert fns[tutor_fn]["Properties"]["Role"] == r.getatt("TutorFunctionRole", "Arn")
+    eni = f"arn:{PARTITION}:ec2:{REGION}:{ACCOUNT}:network-interface/eni-0123"
+    assert evaluate(role_statements(r, "TutorFunctionRole"), "ec2:CreateNetworkInterface", eni) == "allow"
+    for role in ("TutorServiceRole", "AdminServiceRole"):
+        assert evaluate(role_statements(r, role), "ec2:CreateNetworkInterface", eni) == "implicit-deny", role
+    trust = as_list(r.resources()["TutorFunctionRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"])
+    assert {s["Principal"]["Service"] for s in trust} == {"lambda.amazonaws.com"}
+    for lid, fn in fns.items():
+        if "SVCAUTH_IAM_ROLES" in fn["Properties"]["Environment"]["Variables"]:
+            assert fn["Properties"]["Environment"]["Variables"]["SVCAUTH_IAM_ROLES"] == IAM_ROLE_MAP, lid
+
+
+@pytest.mark.parametrize("mode", ["iam", "both"])
+def test_tutor_function_role_may_call_what_tutor_service_may(sam, mode):
+    r, identity_rp, _ = _iam_setup(sam, mode)
+    st = role_statements(r, "TutorFunctionRole")
+    caller = f"arn:{PARTITION}:iam::{ACCOUNT}:role/TutorFunctionRole"
+    ctx = {"aws:SourceVpce": CREATED_VPCE}
+    get = method_arn("IdentityIamApi", STAGE, "GET", "internal/users/u-1")
+    post = method_arn("IdentityIamApi", STAGE, "POST", "internal/users")
+    assert iam_api_decision(identity_rp, st, caller, get, ctx) == "allow"
+    assert iam_api_decision(identity_rp, st, caller, post, ctx) == "deny"
+
+
+def test_every_stage_has_an_execution_log_group_that_expires(sam, mode):
+    """A.7: API Gateway creates API-Gateway-Execution-Logs_{api}/{stage} without expiry
+    unless the group exists first; each stage refers to its group so it does."""
+    r = build(sam, mode, LogRetentionDays=30)
+    groups = {g["Properties"]["LogGroupName"]: g for g in r.resources("AWS::Logs::LogGroup").values()}
+    for lid, stage in r.resources("AWS::ApiGateway::Stage").items():
+        api, name = stage["Properties"]["RestApiId"], stage["Properties"]["StageName"]
+        group = groups.get(f"API-Gateway-Execution-Logs_{api}/{name}")
+        assert group is not None, lid
+        assert group["Properties"]["RetentionInDays"] == "30", lid
+        # the stage depends on the group (through a stage variable), so it exists first
+        raw = r.cfn["Resources"][lid]["Properties"]["Variables"]["executionLogGroup"]
+        assert raw == {"Ref": f"{api}ExecutionLogGroup"}, lid
+    for group in groups.values():
+        assert group["Properties"].get("RetentionInDays"), group
+
+
+def test_platform_report_lines_are_kept(sam, mode):
+    """A.7: SystemLogLevel WARN drops the REPORT lines (duration, memory, init)."""
+    for r in with_nested(build(sam, mode)):
+        for lid, fn in r.resources("AWS::Lambda::Function").items():
+            assert fn["Properties"]["LoggingConfig"]["SystemLogLevel"] in ("INFO", "DEBUG"), lid
+
+
+@pytest.mark.parametrize("role,group", [("AdminServiceRole", "AdminServiceLogGroup"),
+                                        ("TutorServiceRole", "TutorServiceLogGroup"),
+                                        ("TutorFunctionRole", "TutorServiceLogGroup")])
+def test_every_role_lambda_may_assume_can_log_and_trace(sam, role, group):
+    """A.7: a Lambda-trusted role without log rights loses its function's logs."""
+    r = build(sam, "api-key")
+    st = role_statements(r, role)
+    stream = r.getatt(group, "Arn")[:-1] + "log-stream:x"
+    assert evaluate(st, "logs:PutLogEvents", r.getatt(group, "Arn")) == "allow"
+    assert evaluate(st, "logs:PutLogEvents", stream.replace(r.ref(group), "/aws/lambda/other")) == "implicit-deny"
+    assert evaluate(st, "xray:PutTraceSegments", "*") == "allow"
+
+
+# --------------------------------------- store isolation (issue 9 item 6, template)
+def test_ssm_endpoint_does_not_break_other_ssm_use_in_the_vpc(sam):
+    """9.6: with private DNS every SSM call in the VPC goes through the endpoint; a
+    read-only endpoint policy broke Session Manager and PutParameter from inside."""
+    r = build(sam, "api-key")
+    ep = r.resources()["SsmEndpoint"]["Properties"]
+    assert ep["PrivateDnsEnabled"] is True
+    stmts = as_list(ep["PolicyDocument"]["Statement"])
+    mine = {"aws:PrincipalAccount": ACCOUNT}
+    for action, resource in (("ssm:PutParameter", _ssm("/dev/tutor-service/identity-service-api-key")),
+                             ("ssm:StartSession", f"arn:{PARTITION}:ec2:{REGION}:{ACCOUNT}:instance/i-0123"),
+                             ("ssm:UpdateInstanceInformation", f"arn:{PARTITION}:ec2:{REGION}:{ACCOUNT}:instance/i-0123"),
+                             ("ssm:GetParameter", _ssm("/svcauth/dev/keys/tutor-service")),
+                             ("ssm:GetParameter", f"arn:{PARTITION}:ssm:{REGION}::parameter/aws/service/x")):
+        assert evaluate(stmts, action, resource, mine, None) == "allow", action
+        # credentials of another account used inside the VPC stay out
+        assert evaluate(stmts, action, resource, {"aws:PrincipalAccount": "210987654321"}, None) != "allow"
+    # what a role may do is still its IAM policy's business
+    assert evaluate(role_statements(r, "TutorServiceRole"), "ssm:PutParameter",
+                    _ssm("/dev/tutor-service/identity-service-api-key")) == "implicit-deny"
+
+
+KMS_KEY = f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+OTHER_KMS_KEY = f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/0000aaaa-00aa-00aa-00aa-000000000000"
+
+
+def test_authorizer_refuses_to_decrypt_with_any_key_but_the_configured_one(sam):
+    """9.6: with SsmKmsKeyArn set, a parameter under the key path encrypted with another
+    key (aws/ssm included) cannot be decrypted by the authorizer: an explicit Deny."""
+    via_ssm = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com",
+               "kms:EncryptionContext:PARAMETER_ARN": _ssm("/svcauth/dev/keys/tutor-service")}
+    st = role_statements(authorizer_app(build(sam, "api-key", SsmKmsKeyArn=KMS_KEY)), "AuthorizerRole")
+    assert evaluate(st, "kms:Decrypt", KMS_KEY, via_ssm) == "allow"
+    assert evaluate(st, "kms:Decrypt", OTHER_KMS_KEY, via_ssm) == "deny"
+    # an allow attached later does not open another key: the Deny wins
+    assert evaluate(st + [{"Effect": "Allow", "Action": "kms:Decrypt", "Resource": OTHER_KMS_KEY}],
+                    "kms:Decrypt", OTHER_KMS_KEY, via_ssm) == "deny"
+    # the configured key still only through SSM and only for the authorizer's parameters
+    assert evaluate(st, "kms:Decrypt", KMS_KEY, {**via_ssm, "kms:ViaService": "s3.us-east-1.amazonaws.com"}) != "allow"
+    assert evaluate(st, "kms:Decrypt", KMS_KEY, {
+        **via_ssm, "kms:EncryptionContext:PARAMETER_ARN": _ssm("/dev/admin-service/identity-service-api-key")}) != "allow"
+    # without a customer managed key, the account's keys (aws/ssm) through SSM
+    st = role_statements(authorizer_app(build(sam, "api-key")), "AuthorizerRole")
+    assert evaluate(st, "kms:Decrypt", OTHER_KMS_KEY, via_ssm) == "allow"
+
+
+# ------------------------------------ paths the other parts rely on (issue 9 items 2, 4)
+def test_each_key_api_names_itself_for_api_scoping(sam):
+    """The authorizer maps a methodArn's API id to a name through
+    {SVCAUTH_API_PATH}/{apiId}; the stack writes it, nobody types an API id."""
+    r = build(sam, "both")
+    params = {p["Properties"]["Name"]: p["Properties"] for p in r.resources("AWS::SSM::Parameter").values()}
+    assert params == {
+        "/svcauth/dev/apis/IdentityKeyApi": {"Name": "/svcauth/dev/apis/IdentityKeyApi", "Type": "String",
+                                             "Value": "identity", "Description": params[
+                                                 "/svcauth/dev/apis/IdentityKeyApi"]["Description"]},
+        "/svcauth/dev/apis/TutorKeyApi": {"Name": "/svcauth/dev/apis/TutorKeyApi", "Type": "String",
+                                          "Value": "tutor", "Description": params[
+                                              "/svcauth/dev/apis/TutorKeyApi"]["Description"]},
+    }
+    env = authorizer_app(r).resources()["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SVCAUTH_API_PATH"] == "/svcauth/dev/apis"
+    st = role_statements(authorizer_app(r), "AuthorizerRole")
+    for name in params:
+        assert evaluate(st, "ssm:GetParameter", _ssm(name)) == "allow"
+        assert evaluate(st, "ssm:PutParameter", _ssm(name)) == "implicit-deny"
+    assert evaluate(st, "ssm:GetParameter", _ssm("/svcauth/prod/apis/IdentityKeyApi")) == "implicit-deny"
+    assert not build(sam, "iam").resources("AWS::SSM::Parameter")
+    # the environment's name is part of the path
+    r = build(sam, "api-key", Environment="prod")
+    assert {p["Properties"]["Name"] for p in r.resources("AWS::SSM::Parameter").values()} == {
+        "/svcauth/prod/apis/IdentityKeyApi", "/svcauth/prod/apis/TutorKeyApi"}
+
+
+def test_authorizer_reads_revocation_markers_beside_the_key_path(sam):
+    st = role_statements(authorizer_app(build(sam, "api-key")), "AuthorizerRole")
+    for action in ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"):
+        assert evaluate(st, action, _ssm("/svcauth/dev/revoked/k-abc")) == "allow", action
+        assert evaluate(st, action, _ssm("/svcauth/dev/revoked")) == "allow", action
+        assert evaluate(st, action, _ssm("/svcauth/prod/revoked/k-abc")) == "implicit-deny", action
+        assert evaluate(st, action, _ssm("/svcauth/dev/revoked-other/k")) == "implicit-deny", action
+    for action in ("ssm:PutParameter", "ssm:DeleteParameter"):
+        assert evaluate(st, action, _ssm("/svcauth/dev/revoked/k-abc")) == "implicit-deny", action

@@ -190,7 +190,12 @@ pub async fn start(options: Options, factory: &dyn FunctionFactory) -> Result<Ru
         path: options.template.display().to_string(),
         error,
     })?;
-    let model = template::load(&text, &options.env)?;
+    let mut env = options.env.clone();
+    if env.template_dir.is_none() {
+        // A nested application's local Location is relative to the template.
+        env.template_dir = options.template.parent().map(std::path::Path::to_path_buf);
+    }
+    let model = template::load(&text, &env)?;
     if !options.bind.ip().is_loopback() {
         return Err(StartError::NotLoopback(options.bind));
     }

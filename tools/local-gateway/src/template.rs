@@ -47,6 +47,9 @@ pub struct Environment {
     pub stack_name: String,
     /// Parameter overrides (`AuthMode=both`); others take their template default.
     pub parameters: BTreeMap<String, String>,
+    /// Directory of the template file: a nested application's local `Location` is
+    /// relative to it. `None`: a template with one cannot be read.
+    pub template_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Environment {
@@ -56,6 +59,7 @@ impl Default for Environment {
             account: "123456789012".into(),
             stack_name: "svcauth-local".into(),
             parameters: BTreeMap::new(),
+            template_dir: None,
         }
     }
 }
@@ -604,6 +608,10 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
     let globals_fn = root.get("Globals").and_then(|g| g.get("Function"));
     let globals_api = root.get("Globals").and_then(|g| g.get("Api"));
 
+    // Nested applications with a local Location: their functions run here like the
+    // template's own, and their Outputs can name one as an authorizer.
+    let nested = nested_applications(&ctx, resources, &empty)?;
+
     // APIs.
     let mut apis = Vec::new();
     let mut api_auth: BTreeMap<String, (Option<String>, BTreeMap<String, AuthorizerDef>)> =
@@ -634,7 +642,7 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
             }
             for (name, a) in auth.get("Authorizers").unwrap_or(&empty).entries() {
                 let at = format!("{at}.Auth.Authorizers.{name}");
-                if let Some(def) = authorizer(&ctx, name, a, &at)? {
+                if let Some(def) = authorizer(&ctx, name, a, &at, &nested.outputs)? {
                     authorizers.insert(name.clone(), def);
                 }
             }
@@ -683,57 +691,7 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
             continue;
         }
         let props = res.get("Properties").unwrap_or(&empty);
-        let binary = res
-            .get("Metadata")
-            .and_then(|m| m.get("BuildProperties"))
-            .and_then(|b| b.get("Binary"))
-            .and_then(Node::as_str)
-            .map(str::to_owned);
-        let timeout = props
-            .get("Timeout")
-            .or_else(|| globals_fn.and_then(|g| g.get("Timeout")))
-            .map(|n| ctx.eval(n, &at).and_then(|v| v.into_string(&at)))
-            .transpose()?
-            .map(|s| {
-                s.parse::<u64>()
-                    .map_err(|_| invalid(&at, format!("Timeout {s:?} is not a number")))
-            })
-            .transpose()?
-            .unwrap_or(DEFAULT_FUNCTION_TIMEOUT);
-        let mut env_vars = BTreeMap::new();
-        let globals_env = globals_fn
-            .and_then(|g| g.get("Environment"))
-            .and_then(|e| e.get("Variables"));
-        let fn_env = props.get("Environment").and_then(|e| e.get("Variables"));
-        for vars in [globals_env, fn_env].into_iter().flatten() {
-            for (k, v) in vars.entries() {
-                let vat = format!("{at}.Environment.Variables.{k}");
-                let api_refs = ctx.apis_in(v);
-                let value = match ctx.eval(v, &vat)? {
-                    Val::NoValue => {
-                        env_vars.remove(k);
-                        continue;
-                    }
-                    Val::Str(s) if s.contains(".execute-api.") && api_refs.len() == 1 => {
-                        EnvValue::ApiUrl {
-                            api: api_refs[0].clone(),
-                        }
-                    }
-                    Val::Str(s) => EnvValue::Text(s),
-                    other => {
-                        return Err(invalid(vat, format!("not a string: {other:?}")));
-                    }
-                };
-                env_vars.insert(k.clone(), value);
-            }
-        }
-        let role = match props.get("Role") {
-            Some(r) => {
-                let arn = ctx.eval(r, &at)?.into_string(&at)?;
-                arn.rsplit_once(":role/").map(|(_, n)| n.to_owned())
-            }
-            None => None,
-        };
+        let def = function_def(&ctx, res, globals_fn, &at)?;
         for (event_name, ev) in props.get("Events").unwrap_or(&empty).entries() {
             if ev.get("Type").and_then(Node::as_str) != Some("Api") {
                 continue;
@@ -804,12 +762,18 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
             logical.clone(),
             FunctionDef {
                 logical_id: logical.clone(),
-                binary,
-                timeout_secs: timeout,
-                env: env_vars,
-                role,
+                ..def
             },
         );
+    }
+    for (logical, def) in nested.functions {
+        if functions.contains_key(&logical) {
+            return Err(invalid(
+                format!("Resources.{logical}"),
+                "a nested application has a function of the same logical id",
+            ));
+        }
+        functions.insert(logical, def);
     }
     for r in &routes {
         if let RouteAuth::Request(a) = &r.auth {
@@ -835,11 +799,189 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
     })
 }
 
+/// What the template's nested applications contribute.
+#[derive(Default)]
+struct Nested {
+    functions: BTreeMap<String, FunctionDef>,
+    /// (application, output) → logical id of the function whose Arn the output is.
+    outputs: BTreeMap<(String, String), String>,
+}
+
+/// `AWS::Serverless::Application`s with a local `Location`, read relative to the
+/// template's directory with the parameters the template passes them. Applications
+/// from the Serverless Application Repository (or S3) are not read.
+fn nested_applications(
+    ctx: &Ctx<'_>,
+    resources: &Node,
+    empty: &Node,
+) -> Result<Nested, TemplateError> {
+    let mut nested = Nested::default();
+    for (app, res) in resources.entries() {
+        if res.get("Type").and_then(Node::as_str) != Some("AWS::Serverless::Application") {
+            continue;
+        }
+        let at = format!("Resources.{app}");
+        if !ctx.exists(res, &at)? {
+            continue;
+        }
+        let props = res.get("Properties").unwrap_or(empty);
+        let Some(location) = props.get("Location").and_then(Node::as_str) else {
+            continue;
+        };
+        if location.starts_with("s3://") || location.starts_with("https://") {
+            continue;
+        }
+        let dir = ctx.env.template_dir.as_ref().ok_or_else(|| {
+            invalid(
+                &at,
+                "a nested application's Location needs the template's directory",
+            )
+        })?;
+        let path = dir.join(location);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| invalid(&at, format!("cannot read {}: {e}", path.display())))?;
+        let child = yaml::parse(&text)?;
+        let mut params = BTreeMap::new();
+        for (name, p) in child.get("Parameters").unwrap_or(empty).entries() {
+            if let Some(d) = p.get("Default").and_then(Node::as_str) {
+                params.insert(name.clone(), d.to_owned());
+            }
+        }
+        for (name, v) in props.get("Parameters").unwrap_or(empty).entries() {
+            match ctx.eval(v, &format!("{at}.Parameters.{name}"))? {
+                Val::NoValue => {}
+                v => {
+                    params.insert(name.clone(), v.into_string(&at)?);
+                }
+            }
+        }
+        let child_resources = child.get("Resources").unwrap_or(empty);
+        let child_ctx = Ctx {
+            env: ctx.env,
+            resources: child_resources,
+            conditions: child.get("Conditions").unwrap_or(empty),
+            params,
+            condition_cache: Default::default(),
+        };
+        let globals_fn = child.get("Globals").and_then(|g| g.get("Function"));
+        for (logical, res) in child_resources.entries() {
+            if res.get("Type").and_then(Node::as_str) != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let fat = format!("{}#{logical}", path.display());
+            if !child_ctx.exists(res, &fat)? {
+                continue;
+            }
+            let def = function_def(&child_ctx, res, globals_fn, &fat)?;
+            nested.functions.insert(
+                logical.clone(),
+                FunctionDef {
+                    logical_id: logical.clone(),
+                    ..def
+                },
+            );
+        }
+        for (name, out) in child.get("Outputs").unwrap_or(empty).entries() {
+            let target = out.get("Value").and_then(|v| match intrinsic(v) {
+                Some(("GetAtt", n)) => match n {
+                    Node::Scalar { value, .. } => value.strip_suffix(".Arn").map(str::to_owned),
+                    _ => match (
+                        seq_items(n).first().and_then(|n| n.as_str()),
+                        seq_items(n).get(1).and_then(|n| n.as_str()),
+                    ) {
+                        (Some(r), Some("Arn")) => Some(r.to_owned()),
+                        _ => None,
+                    },
+                },
+                _ => None,
+            });
+            if let Some(function) = target.filter(|f| nested.functions.contains_key(f)) {
+                nested.outputs.insert((app.clone(), name.clone()), function);
+            }
+        }
+    }
+    Ok(nested)
+}
+
+/// A function's build, timeout, environment and role (`logical_id` left empty).
+fn function_def(
+    ctx: &Ctx<'_>,
+    res: &Node,
+    globals_fn: Option<&Node>,
+    at: &str,
+) -> Result<FunctionDef, TemplateError> {
+    let at = at.to_owned();
+    let empty = Node::Map {
+        entries: Vec::new(),
+        tag: None,
+    };
+    let props = res.get("Properties").unwrap_or(&empty);
+    let binary = res
+        .get("Metadata")
+        .and_then(|m| m.get("BuildProperties"))
+        .and_then(|b| b.get("Binary"))
+        .and_then(Node::as_str)
+        .map(str::to_owned);
+    let timeout = props
+        .get("Timeout")
+        .or_else(|| globals_fn.and_then(|g| g.get("Timeout")))
+        .map(|n| ctx.eval(n, &at).and_then(|v| v.into_string(&at)))
+        .transpose()?
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| invalid(&at, format!("Timeout {s:?} is not a number")))
+        })
+        .transpose()?
+        .unwrap_or(DEFAULT_FUNCTION_TIMEOUT);
+    let mut env_vars = BTreeMap::new();
+    let globals_env = globals_fn
+        .and_then(|g| g.get("Environment"))
+        .and_then(|e| e.get("Variables"));
+    let fn_env = props.get("Environment").and_then(|e| e.get("Variables"));
+    for vars in [globals_env, fn_env].into_iter().flatten() {
+        for (k, v) in vars.entries() {
+            let vat = format!("{at}.Environment.Variables.{k}");
+            let api_refs = ctx.apis_in(v);
+            let value = match ctx.eval(v, &vat)? {
+                Val::NoValue => {
+                    env_vars.remove(k);
+                    continue;
+                }
+                Val::Str(s) if s.contains(".execute-api.") && api_refs.len() == 1 => {
+                    EnvValue::ApiUrl {
+                        api: api_refs[0].clone(),
+                    }
+                }
+                Val::Str(s) => EnvValue::Text(s),
+                other => {
+                    return Err(invalid(vat, format!("not a string: {other:?}")));
+                }
+            };
+            env_vars.insert(k.clone(), value);
+        }
+    }
+    let role = match props.get("Role") {
+        Some(r) => {
+            let arn = ctx.eval(r, &at)?.into_string(&at)?;
+            arn.rsplit_once(":role/").map(|(_, n)| n.to_owned())
+        }
+        None => None,
+    };
+    Ok(FunctionDef {
+        logical_id: String::new(),
+        binary,
+        timeout_secs: timeout,
+        env: env_vars,
+        role,
+    })
+}
+
 fn authorizer(
     ctx: &Ctx<'_>,
     name: &str,
     a: &Node,
     at: &str,
+    nested_outputs: &BTreeMap<(String, String), String>,
 ) -> Result<Option<AuthorizerDef>, TemplateError> {
     let payload = a
         .get("FunctionPayloadType")
@@ -856,17 +998,35 @@ fn authorizer(
             "only REQUEST Lambda authorizers are emulated (FunctionPayloadType: REQUEST)",
         ));
     }
-    let function = match intrinsic(arn) {
+    let target = match intrinsic(arn) {
         Some(("GetAtt", n)) => match n {
-            Node::Scalar { value, .. } => value.split('.').next().map(str::to_owned),
-            _ => seq_items(n)
-                .first()
-                .and_then(|n| n.as_str())
-                .map(str::to_owned),
+            Node::Scalar { value, .. } => value
+                .split_once('.')
+                .map(|(r, a)| (r.to_owned(), a.to_owned())),
+            _ => match (
+                seq_items(n).first().and_then(|n| n.as_str()),
+                seq_items(n).get(1).and_then(|n| n.as_str()),
+            ) {
+                (Some(r), Some(a)) => Some((r.to_owned(), a.to_owned())),
+                _ => None,
+            },
         },
         _ => None,
+    };
+    let function = match target {
+        // `!GetAtt App.Outputs.Name` of a nested application whose output is a function's Arn
+        Some((app, attr)) if attr.starts_with("Outputs.") => nested_outputs
+            .get(&(app, attr["Outputs.".len()..].to_owned()))
+            .cloned(),
+        Some((function, _)) => Some(function),
+        None => None,
     }
-    .ok_or_else(|| invalid(at, "FunctionArn must be !GetAtt <Function>.Arn"))?;
+    .ok_or_else(|| {
+        invalid(
+            at,
+            "FunctionArn must be !GetAtt <Function>.Arn, or !GetAtt <App>.Outputs.<Name> of a nested application with a local Location",
+        )
+    })?;
     let empty = Node::Map {
         entries: Vec::new(),
         tag: None,
@@ -1174,9 +1334,17 @@ Resources:
     /// The project's own template, as the gateway reads it.
     #[test]
     fn the_project_template() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
-                .unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let text = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+        let env = |mode: &str| Environment {
+            template_dir: Some(root.clone()),
+            ..env(mode)
+        };
+        // The authorizer is a nested application (authorizer/template.yaml).
+        let err = load(&text, &super::tests::env("api-key"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Resources.Authorizer"), "{err}");
         let m = load(&text, &env("both")).unwrap();
         let ids: Vec<&str> = m.apis.iter().map(|a| a.api_id.as_str()).collect();
         assert_eq!(ids, ["identitykey", "tutorkey", "identityiam", "tutoriam"]);
@@ -1217,26 +1385,39 @@ Resources:
         );
         assert_eq!(
             tutor.env["SVCAUTH_IAM_ROLES"],
-            EnvValue::Text("TutorServiceRole=tutor-service,AdminServiceRole=admin-service".into())
+            EnvValue::Text(
+                "TutorServiceRole=tutor-service,TutorFunctionRole=tutor-service,AdminServiceRole=admin-service"
+                    .into()
+            )
         );
-        assert_eq!(tutor.role.as_deref(), Some("TutorServiceRole"));
+        // The function has its own role (VPC rights), mapped to the same service.
+        assert_eq!(tutor.role.as_deref(), Some("TutorFunctionRole"));
         assert_eq!(
             m.functions["TutorServiceIamFunction"].env["IDENTITY_SERVICE_URL"],
             EnvValue::ApiUrl {
                 api: "IdentityIamApi".into()
             }
         );
-        assert_eq!(m.functions["AuthorizerFunction"].timeout_secs, 5);
-        assert_eq!(m.functions["IdentityServiceFunction"].timeout_secs, 10);
-        let tutor_role = &m.roles["TutorServiceRole"];
-        assert_eq!(tutor_role.statements.len(), 1, "{tutor_role:?}");
+        let authorizer = &m.functions["AuthorizerFunction"];
+        assert_eq!(authorizer.timeout_secs, 5);
+        assert_eq!(authorizer.binary.as_deref(), Some("authorizer"));
         assert_eq!(
-            tutor_role.statements[0].resources,
-            [
-                "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/*",
-                "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/by-email/*",
-            ]
+            authorizer.env["SVCAUTH_SSM_PATH"],
+            EnvValue::Text("/svcauth/dev/keys".into())
         );
+        assert_eq!(authorizer.role.as_deref(), Some("AuthorizerRole"));
+        assert_eq!(m.functions["IdentityServiceFunction"].timeout_secs, 10);
+        for role in ["TutorServiceRole", "TutorFunctionRole"] {
+            let tutor_role = &m.roles[role];
+            assert_eq!(tutor_role.statements.len(), 1, "{tutor_role:?}");
+            assert_eq!(
+                tutor_role.statements[0].resources,
+                [
+                    "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/*",
+                    "arn:aws:execute-api:us-east-1:123456789012:identityiam/v1/GET/internal/users/by-email/*",
+                ]
+            );
+        }
         assert_eq!(m.roles["AdminServiceRole"].statements[0].resources.len(), 2);
         // api-key mode has no IAM APIs and no invoke policies.
         let m = load(&text, &env("api-key")).unwrap();

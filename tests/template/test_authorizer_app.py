@@ -1,0 +1,161 @@
+"""The authorizer as a reusable SAM application (authorizer/template.yaml).
+
+One definition: our template.yaml nests it, and so does the consumer example
+(authorizer/examples/consumer.yaml), which attaches it to its own private API. Both are
+transformed offline with the SAM translator, the nested stack with the parameters the
+parent passes it.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+
+from templatelib import (
+    ACCOUNT,
+    PARTITION,
+    REGION,
+    ROOT,
+    Resolver,
+    api_methods,
+    as_list,
+    evaluate,
+    load_template,
+    parameter_values,
+    role_statements,
+    security_schemes,
+    transform,
+)
+
+APP = ROOT / "authorizer" / "template.yaml"
+CONSUMER = ROOT / "authorizer" / "examples" / "consumer.yaml"
+VPCE = "vpce-0123456789abcdef0"
+
+
+def resolve(path, **params) -> Resolver:
+    sam = load_template(path)
+    return Resolver(transform(sam, **params), parameter_values(sam, **params), path.parent)
+
+
+def _ssm(name: str) -> str:
+    return f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter{name}"
+
+
+def test_application_is_the_function_its_role_and_its_log_group():
+    r = resolve(APP)
+    kinds = {lid: res["Type"] for lid, res in r.resources().items()}
+    assert kinds == {"AuthorizerFunction": "AWS::Lambda::Function", "AuthorizerRole": "AWS::IAM::Role",
+                     "AuthorizerLogGroup": "AWS::Logs::LogGroup"}
+    fn = r.resources()["AuthorizerFunction"]["Properties"]
+    assert fn["Role"] == r.getatt("AuthorizerRole", "Arn")
+    assert fn["LoggingConfig"]["LogGroup"] == r.ref("AuthorizerLogGroup")
+    assert (fn["Runtime"], fn["Architectures"], fn["Timeout"]) == ("provided.al2023", ["arm64"], 5)
+    # nobody may invoke it until a consumer's API adds its own permission
+    assert not r.resources("AWS::Lambda::Permission")
+    outputs = {k: r.resolve(v["Value"]) for k, v in r.cfn["Outputs"].items()}
+    assert outputs["FunctionArn"] == r.getatt("AuthorizerFunction", "Arn")
+    assert outputs["RoleArn"] == r.getatt("AuthorizerRole", "Arn")
+    assert outputs["ResultTtl"] == "300"
+
+
+def test_application_parameters_set_the_store_paths_the_kms_key_and_the_ttl():
+    key = f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    r = resolve(APP, StorePath="/teams/billing", SsmKmsKeyArn=key, ResultTtl=60)
+    env = r.resources()["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SVCAUTH_SSM_PATH"] == "/teams/billing/keys"
+    assert env["SVCAUTH_API_PATH"] == "/teams/billing/apis"
+    st = role_statements(r, "AuthorizerRole")
+    assert evaluate(st, "ssm:GetParametersByPath", _ssm("/teams/billing/keys")) == "allow"
+    assert evaluate(st, "ssm:GetParameter", _ssm("/teams/billing/revoked/k1")) == "allow"
+    assert evaluate(st, "ssm:GetParameter", _ssm("/teams/billing/apis/abc123")) == "allow"
+    assert evaluate(st, "ssm:GetParametersByPath", _ssm("/svcauth/dev/keys")) == "implicit-deny"
+    via = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com",
+           "kms:EncryptionContext:PARAMETER_ARN": _ssm("/teams/billing/keys/tutor-service")}
+    assert evaluate(st, "kms:Decrypt", key, via) == "allow"
+    assert evaluate(st, "kms:Decrypt", key.replace("1234abcd", "ffffffff"), via) == "deny"
+    assert r.resolve(r.cfn["Outputs"]["ResultTtl"]["Value"]) == "60"
+
+
+def test_application_is_ready_for_sam_publish():
+    meta = load_template(APP)["Metadata"]["AWS::ServerlessRepo::Application"]
+    for field in ("Name", "Description", "Author", "SpdxLicenseId", "ReadmeUrl", "SemanticVersion"):
+        assert meta.get(field), field
+    assert re.fullmatch(r"\d+\.\d+\.\d+", meta["SemanticVersion"])
+    assert (APP.parent / meta["ReadmeUrl"]).is_file()
+    cargo = tomllib.loads((ROOT / "authorizer" / "Cargo.toml").read_text(encoding="utf-8"))
+    workspace = tomllib.loads((ROOT / "Cargo.toml").read_text(encoding="utf-8"))
+    assert meta["SemanticVersion"] == cargo["package"]["version"]
+    assert meta["SpdxLicenseId"] == workspace["workspace"]["package"]["license"]
+    # `sam build` builds the function from the cargo workspace root
+    fn = load_template(APP)["Resources"]["AuthorizerFunction"]
+    assert (APP.parent / fn["Properties"]["CodeUri"] / "Cargo.toml").resolve() == ROOT / "Cargo.toml"
+    assert fn["Metadata"] == {**fn["Metadata"], "BuildMethod": "rust-cargolambda",
+                              "BuildProperties": {"Binary": "authorizer"}}
+
+
+def test_one_definition_of_the_authorizer():
+    """template.yaml defines no authorizer function of its own: it nests the application,
+    as the consumer example does."""
+    ours = load_template(ROOT / "template.yaml")
+    binaries = [res.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+                for res in ours["Resources"].values() if res["Type"] == "AWS::Serverless::Function"]
+    assert "authorizer" not in binaries
+    locations = set()
+    for path in (ROOT / "template.yaml", CONSUMER):
+        doc = load_template(path)
+        apps = [res for res in doc["Resources"].values() if res["Type"] == "AWS::Serverless::Application"]
+        assert len(apps) == 1, path
+        locations.add((path.parent / apps[0]["Properties"]["Location"]).resolve())
+    assert locations == {APP.resolve()}
+
+
+def _authorizer_permissions(r: Resolver, function_arn: str) -> list[dict]:
+    return [p["Properties"] for p in r.resources("AWS::Lambda::Permission").values()
+            if p["Properties"]["FunctionName"] == function_arn]
+
+
+def test_consumer_attaches_the_nested_authorizer_to_its_api():
+    r = resolve(CONSUMER, ExecuteApiEndpointId=VPCE)
+    app = r.nested("ServiceAuth")
+    function_arn = app.getatt("AuthorizerFunction", "Arn")
+    (api_id, api), = r.resources("AWS::ApiGateway::RestApi").items()
+    for op in api_methods(api).values():
+        assert op["security"] == [{"ServiceKeyAuthorizer": []}]
+    auth = security_schemes(api)["ServiceKeyAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert auth["type"] == "request"
+    assert auth["identitySource"] == "method.request.header.x-service-api-key"
+    assert auth["authorizerUri"] == (f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/"
+                                     f"{function_arn}/invocations")
+    # exactly lambda:InvokeFunction, for API Gateway, from this API's authorizers only
+    assert _authorizer_permissions(r, function_arn) == [{
+        "Action": "lambda:InvokeFunction", "FunctionName": function_arn,
+        "Principal": "apigateway.amazonaws.com",
+        "SourceArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/authorizers/*"}]
+    # the authorizer reads the consumer's environment's store, and knows the API by name
+    env = app.resources()["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SVCAUTH_SSM_PATH"] == "/svcauth/dev/keys"
+    (name,) = r.resources("AWS::SSM::Parameter").values()
+    assert (name["Properties"]["Name"], name["Properties"]["Value"]) == (f"/svcauth/dev/apis/{api_id}", "billing")
+    assert evaluate(role_statements(app, "AuthorizerRole"), "ssm:GetParameter",
+                    _ssm(name["Properties"]["Name"])) == "allow"
+
+
+def test_our_key_apis_each_get_invoke_from_themselves_only():
+    sam = load_template(ROOT / "template.yaml")
+    r = Resolver(transform(sam, AuthMode="both"), parameter_values(sam, AuthMode="both"))
+    function_arn = r.nested("Authorizer").getatt("AuthorizerFunction", "Arn")
+    perms = _authorizer_permissions(r, function_arn)
+    assert sorted(p["SourceArn"] for p in perms) == [
+        f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api}/authorizers/*" for api in ("IdentityKeyApi", "TutorKeyApi")]
+    assert {(p["Action"], p["Principal"]) for p in perms} == {("lambda:InvokeFunction", "apigateway.amazonaws.com")}
+
+
+@pytest.mark.parametrize("path", [APP, CONSUMER])
+def test_every_checkov_suppression_has_a_written_reason(path):
+    doc = load_template(path)
+    for lid, res in doc["Resources"].items():
+        for s in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(s.get("comment", "").split()) >= 8, (lid, s)
+    assert as_list(doc["Resources"])  # not empty

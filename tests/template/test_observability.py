@@ -1,0 +1,334 @@
+"""The dashboard and the alarms read only metrics that exist.
+
+The authorizer's own metrics are read from its Rust source (every `metrics::counter!`,
+`gauge!` and `histogram!` call, with its label keys: EMF makes each label a dimension,
+and CloudWatch matches a metric only on its exact dimension set). Every metric an alarm
+or a dashboard widget reads in the authorizer's namespace must be one of those, with
+exactly those dimensions and a dimension value the source can produce. Metrics in
+AWS/Lambda and AWS/ApiGateway must be ones those services publish, on resources of
+this stack. A negative control shows a misspelt metric is caught.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from templatelib import ROOT, Resolver, as_list, load_template, parameter_values, transform
+
+# Where the authorizer's metrics can be emitted from: the binary and the libraries it links.
+RUST_SOURCES = [ROOT / "authorizer" / "src", ROOT / "libs"]
+
+# What the AWS services publish (AWS documentation), by namespace: metric -> dimension sets.
+AWS_METRICS = {
+    "AWS/Lambda": {name: {frozenset({"FunctionName"})} for name in (
+        "Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions")},
+    "AWS/ApiGateway": {name: {frozenset({"ApiName", "Stage"}), frozenset({"ApiName"})} for name in (
+        "4XXError", "5XXError", "Latency", "IntegrationLatency", "Count")},
+}
+
+STACK_APIS = {"IdentityKeyApi", "TutorKeyApi", "IdentityIamApi", "TutorIamApi"}
+
+
+# ------------------------------------------------------------------ the source
+def _rust_files() -> list[Path]:
+    files: list[Path] = []
+    for base in RUST_SOURCES:
+        files += [p for p in base.rglob("*.rs") if "/target/" not in str(p) and "/tests/" not in str(p)]
+    return files
+
+
+def _macro_args(text: str, start: int) -> str:
+    """The text between the parenthesis at `start` and its match."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "(":
+            depth += 1
+        elif text[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1:i]
+    raise ValueError("unbalanced macro call")
+
+
+def emitted_metrics(files: list[Path] | None = None) -> tuple[dict[str, set[frozenset]], set[str]]:
+    """(metric name -> label-key sets, every string literal) from the Rust source."""
+    files = files if files is not None else _rust_files()
+    texts = {p: p.read_text(encoding="utf-8") for p in files}
+    consts: dict[str, str] = {}
+    literals: set[str] = set()
+    for text in texts.values():
+        for m in re.finditer(r'const\s+([A-Z_][A-Z0-9_]*)\s*:\s*&(?:\'static\s+)?str\s*=\s*"([^"]*)"', text):
+            consts[m.group(1)] = m.group(2)
+        literals.update(re.findall(r'"((?:[^"\\]|\\.)*)"', text))
+    metrics: dict[str, set[frozenset]] = {}
+    for path, text in texts.items():
+        for m in re.finditer(r"\b(?:metrics::)?(?:counter|gauge|histogram)!\s*\(", text):
+            args = _macro_args(text, m.end() - 1)
+            first = args.split(",", 1)[0].strip()
+            if first.startswith('"'):
+                name = first.strip('"')
+            elif first in consts:
+                name = consts[first]
+            else:
+                raise AssertionError(f"{path}: metric name {first!r} is neither a literal nor a const &str")
+            labels = frozenset(re.findall(r'"([^"]+)"\s*=>', args))
+            metrics.setdefault(name, set()).add(labels)
+    return metrics, literals
+
+
+def authorizer_namespace(r: Resolver) -> str:
+    """SVCAUTH_METRICS_NAMESPACE of the nested authorizer, read from the templates even
+    where the application does not exist (AuthMode=iam: the dashboard still reads it)."""
+    app = r.cfn["Resources"]["Authorizer"]["Properties"]
+    child = load_template((r.base_dir / app["TemplateURL"]).resolve())
+    env = child["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SVCAUTH_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    passed = app.get("Parameters", {}).get("MetricsNamespace")
+    return r.resolve(passed) if passed is not None else child["Parameters"]["MetricsNamespace"]["Default"]
+
+
+# ------------------------------------------------------------------ the template
+def _search_reads(expression: str) -> list[tuple[str, str, frozenset, dict]]:
+    """(namespace, metric, dimension keys, fixed dimension values) of SEARCH() calls."""
+    out = []
+    for m in re.finditer(r"SEARCH\('\{([^}]*)\}([^']*)'", expression):
+        schema = [x.strip() for x in m.group(1).split(",")]
+        terms = m.group(2)
+        names = re.findall(r'MetricName="([^"]+)"', terms)
+        assert len(names) == 1, f"a SEARCH must name exactly one MetricName: {expression}"
+        fixed: dict[str, set] = {}
+        for k, v in re.findall(r'(\w+)="([^"]+)"', terms):
+            if k != "MetricName":
+                fixed.setdefault(k, set()).add(v)
+        out.append((schema[0], names[0], frozenset(schema[1:]), fixed))
+    return out
+
+
+def metric_reads(r: Resolver) -> list[tuple[str, str, str, frozenset, dict]]:
+    """(where, namespace, metric, dimension keys, {dimension: values}) of every metric
+    an alarm or a dashboard widget reads, resolved for `r`'s parameters."""
+    reads = []
+    for lid, res in r.resources("AWS::CloudWatch::Alarm").items():
+        p = res["Properties"]
+        stats = []
+        if "MetricName" in p:
+            stats.append((p["Namespace"], p["MetricName"], p.get("Dimensions", [])))
+        for q in p.get("Metrics", []):
+            if "MetricStat" in q:
+                m = q["MetricStat"]["Metric"]
+                stats.append((m["Namespace"], m["MetricName"], m.get("Dimensions", [])))
+            else:
+                assert "SEARCH" not in q["Expression"], f"{lid}: alarms cannot use SEARCH"
+        for ns, name, dims in stats:
+            reads.append((lid, ns, name, frozenset(d["Name"] for d in dims),
+                          {d["Name"]: {d["Value"]} for d in dims}))
+    for lid, res in r.resources("AWS::CloudWatch::Dashboard").items():
+        body = json.loads(res["Properties"]["DashboardBody"])
+        for w in body["widgets"]:
+            where = f"{lid}: {w['properties'].get('title')}"
+            for line in w["properties"].get("metrics", []):
+                if isinstance(line[0], dict):
+                    for ns, name, keys, fixed in _search_reads(line[0]["expression"]):
+                        reads.append((where, ns, name, keys, fixed))
+                    continue
+                parts = [x for x in line if not isinstance(x, dict)]
+                assert "." not in parts, f"{where}: write every metric line in full"
+                ns, name, rest = parts[0], parts[1], parts[2:]
+                dims = dict(zip(rest[::2], rest[1::2]))
+                reads.append((where, ns, name, frozenset(dims), {k: {v} for k, v in dims.items()}))
+    return reads
+
+
+def check_reads(r: Resolver, metrics: dict[str, set[frozenset]], literals: set[str]) -> list[str]:
+    """Problems with what the alarms and widgets read; empty when all is well."""
+    problems = []
+    ns_ours = authorizer_namespace(r)
+    functions = {r.ref(lid) for lid in r.resources("AWS::Lambda::Function")}
+    for app in r.nested_ids():
+        child = r.nested(app)
+        functions |= {child.ref(lid) for lid in child.resources("AWS::Lambda::Function")}
+    api_names = {r.resolve(api["Properties"]["Name"]) for lid, api in r.cfn["Resources"].items()
+                 if lid in STACK_APIS}
+    for where, ns, name, keys, values in metric_reads(r):
+        if ns == ns_ours:
+            if name not in metrics:
+                problems.append(f"{where}: {ns}/{name} is not emitted by the authorizer")
+            elif keys not in metrics[name]:
+                problems.append(f"{where}: {ns}/{name} is emitted with dimensions "
+                                f"{sorted(map(sorted, metrics[name]))}, not {sorted(keys)}")
+            for k, vs in values.items():
+                for v in vs:
+                    if v not in literals:
+                        problems.append(f"{where}: {name} {k}={v} is no value the source produces")
+        elif ns in AWS_METRICS:
+            if keys not in AWS_METRICS[ns].get(name, set()):
+                problems.append(f"{where}: {ns} publishes no {name} with dimensions {sorted(keys)}")
+            for v in values.get("FunctionName", set()):
+                if v not in functions and v != "no-authorizer-in-iam-mode":
+                    problems.append(f"{where}: FunctionName {v} is not a function of this stack")
+            for v in values.get("ApiName", set()):
+                if v not in api_names:
+                    problems.append(f"{where}: ApiName {v} is not an API of this stack")
+        else:
+            problems.append(f"{where}: unexpected namespace {ns}")
+    return problems
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def sam():
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def source():
+    return emitted_metrics()
+
+
+def resolved(sam, **params) -> Resolver:
+    return Resolver(transform(sam, **params), parameter_values(sam, **params))
+
+
+# ------------------------------------------------------------------ tests
+def test_the_source_parser_finds_the_authorizers_metrics(source):
+    metrics, literals = source
+    # the decision metrics the handler emits, with their label keys
+    assert frozenset({"Outcome", "Service"}) in metrics["Decisions"]
+    assert frozenset({"Reason"}) in metrics["Unauthorized"]
+    assert {"store_unavailable", "unknown_key", "malformed_key"} <= literals
+
+
+def test_the_source_parser_resolves_const_names(tmp_path):
+    f = tmp_path / "x.rs"
+    f.write_text('pub const LOADS: &str = "KeyStoreLoads";\n'
+                 'fn f() { metrics::counter!(LOADS, "Result" => r).increment(1);\n'
+                 '  metrics::histogram!("LoadMs").record(1.0); }\n')
+    metrics, _ = emitted_metrics([f])
+    assert metrics == {"KeyStoreLoads": {frozenset({"Result"})}, "LoadMs": {frozenset()}}
+
+
+@pytest.mark.parametrize("mode", ["api-key", "iam", "both"])
+def test_every_metric_read_is_one_that_exists(sam, source, mode):
+    r = resolved(sam, AuthMode=mode)
+    reads = metric_reads(r)
+    assert reads
+    assert check_reads(r, *source) == []
+
+
+def test_negative_control_a_misspelt_metric_or_dimension_is_caught(sam, source):
+    for change in ({"MetricName": "Unauthorised"}, {"Dimensions": [{"Name": "Cause", "Value": "store_unavailable"}]},
+                   {"Dimensions": [{"Name": "Reason", "Value": "store_unavailible"}]}):
+        sam2 = copy.deepcopy(sam)
+        sam2["Resources"]["AuthorizerStoreUnavailableAlarm"]["Properties"].update(change)
+        problems = check_reads(resolved(sam2, AuthMode="api-key"), *source)
+        assert any("AuthorizerStoreUnavailableAlarm" in p for p in problems), change
+    sam2 = copy.deepcopy(sam)
+    body = sam2["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    body[0] = body[0].replace('MetricName=\\"Decisions\\"', 'MetricName=\\"Decision\\"')
+    assert any("Decision is not emitted" in p for p in check_reads(resolved(sam2, AuthMode="api-key"), *source))
+
+
+def test_metrics_namespace_is_the_authorizers(sam):
+    r = resolved(sam, AuthMode="api-key")
+    ns = authorizer_namespace(r)
+    config = (ROOT / "authorizer" / "src" / "config.rs").read_text(encoding="utf-8")
+    fn = r.nested("Authorizer").resources()["AuthorizerFunction"]["Properties"]
+    assert fn["Environment"]["Variables"]["SVCAUTH_METRICS_NAMESPACE"] == ns
+    assert f'"{ns}"' in config  # the code's default is the one the template sets
+    used = {read[1] for read in metric_reads(r)}
+    assert used == {ns, "AWS/Lambda", "AWS/ApiGateway"}
+
+
+def test_the_alarms_the_issue_asks_for(sam):
+    r = resolved(sam, AuthMode="both")
+    alarms = r.resources("AWS::CloudWatch::Alarm")
+    assert set(alarms) == {
+        "AuthorizerStoreUnavailableAlarm", "AuthorizerGuessedKeysAlarm", "AuthorizerErrorsAlarm",
+        "AuthorizerThrottlesAlarm", "IdentityKeyApi5xxAlarm", "TutorKeyApi5xxAlarm",
+        "IdentityIamApi5xxAlarm", "TutorIamApi5xxAlarm"}
+    store = alarms["AuthorizerStoreUnavailableAlarm"]["Properties"]
+    assert (store["MetricName"], store["Dimensions"]) == ("Unauthorized", [{"Name": "Reason", "Value": "store_unavailable"}])
+    assert store["Threshold"] == 1 and store["Period"] == 60
+    iam_only = resolved(sam, AuthMode="iam").resources("AWS::CloudWatch::Alarm")
+    assert set(iam_only) == {"IdentityIamApi5xxAlarm", "TutorIamApi5xxAlarm"}
+
+
+def test_authorizer_errors_alarm_subtracts_every_refusal(sam, source):
+    """A refusal is a function error (the handler returns "Unauthorized"); the alarm
+    must subtract every refusal reason the code has, or each 401 would page someone."""
+    decision = (ROOT / "libs" / "service-auth" / "src" / "decision.rs").read_text(encoding="utf-8")
+    code_fn = decision[decision.index("pub fn code(&self)"):]
+    code_fn = code_fn[:code_fn.index("\n    }\n")]
+    reasons = set(re.findall(r'=>\s*"([a-z_]+)"', code_fn))
+    assert len(reasons) >= 9
+    alarm = resolved(sam, AuthMode="api-key").resources()["AuthorizerErrorsAlarm"]["Properties"]
+    by_id = {q["Id"]: q for q in alarm["Metrics"]}
+    subtracted = {q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]: q["Id"] for q in alarm["Metrics"]
+                  if "MetricStat" in q and q["MetricStat"]["Metric"]["MetricName"] == "Unauthorized"}
+    assert set(subtracted) == reasons
+    (result,) = [q for q in alarm["Metrics"] if q.get("ReturnData")]
+    expr = result["Expression"]
+    assert re.match(r"MAX\(\[0, FILL\(errors, 0\) - \((.*)\)\]\)$", expr)
+    for qid in subtracted.values():
+        assert f"FILL({qid}, 0)" in expr
+    assert by_id["errors"]["MetricStat"]["Metric"]["MetricName"] == "Errors"
+    # CloudWatch takes at most 10 metrics in one metric-math alarm
+    assert sum(1 for q in alarm["Metrics"] if "MetricStat" in q) <= 10
+
+
+def test_guessed_keys_alarm_counts_unknown_and_malformed_keys(sam):
+    r = resolved(sam, AuthMode="api-key", GuessedKeysAlarmThreshold=7)
+    alarm = r.resources()["AuthorizerGuessedKeysAlarm"]["Properties"]
+    reasons = {q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for q in alarm["Metrics"] if "MetricStat" in q}
+    assert reasons == {"unknown_key", "malformed_key"}
+    assert alarm["Threshold"] == "7"
+
+
+@pytest.mark.parametrize("topic", ["", "arn:aws:sns:us-east-1:123456789012:on-call"])
+def test_alarms_notify_the_topic_when_one_is_given(sam, topic):
+    r = resolved(sam, AuthMode="both", AlarmTopicArn=topic)
+    for lid, alarm in r.resources("AWS::CloudWatch::Alarm").items():
+        p = alarm["Properties"]
+        if topic:
+            assert p["AlarmActions"] == [topic] and p["OKActions"] == [topic], lid
+        else:
+            assert "AlarmActions" not in p and "OKActions" not in p, lid
+
+
+def test_every_alarm_says_what_it_means_and_links_its_runbook(sam):
+    docs = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', docs))
+    r = resolved(sam, AuthMode="both")
+    for lid, alarm in r.resources("AWS::CloudWatch::Alarm").items():
+        text = alarm["Properties"]["AlarmDescription"]
+        assert len(text) <= 1024, lid
+        assert "First:" in text, f"{lid}: say the first thing to do"
+        (anchor,) = re.findall(r"docs/deploy\.md#([a-z0-9-]+)", text)
+        assert anchor in anchors, f"{lid}: runbook section #{anchor} is missing from docs/deploy.md"
+
+
+def test_dashboard_shows_what_the_issue_asks_for(sam):
+    r = resolved(sam, AuthMode="api-key")
+    (dash,) = r.resources("AWS::CloudWatch::Dashboard").values()
+    widgets = json.loads(dash["Properties"]["DashboardBody"])["widgets"]
+    reads = {(ns, name) for where, ns, name, _keys, _values in metric_reads(r) if where.startswith("Dashboard")}
+    assert {("ServiceAuth", "Decisions"), ("ServiceAuth", "Unauthorized"), ("AWS/Lambda", "Duration"),
+            ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), ("AWS/ApiGateway", "4XXError"),
+            ("AWS/ApiGateway", "5XXError"), ("AWS/ApiGateway", "Latency")} <= reads
+    stats = {o.get("stat") for w in widgets for line in w["properties"]["metrics"] for o in line
+             if isinstance(o, dict)}
+    assert {"p50", "p99"} <= stats
+    assert all(w["properties"]["region"] == "us-east-1" for w in widgets)
+    # widgets do not overlap on the 24-column grid
+    cells = set()
+    for w in widgets:
+        for x in range(w["x"], w["x"] + w["width"]):
+            for y in range(w["y"], w["y"] + w["height"]):
+                assert (x, y) not in cells, w["properties"]["title"]
+                cells.add((x, y))
+        assert w["x"] + w["width"] <= 24
