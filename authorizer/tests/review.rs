@@ -112,7 +112,7 @@ async fn item6_without_the_dev_store_dev_refuses_everything_and_says_why() {
         Config::from_lookup(|k| (k == "SVCAUTH_KEY_SOURCE").then(|| "dev".into())).unwrap();
     // `None`: what `authorizer::DEV_STORE` is in a build without the feature.
     let source = key_source_with(&config, None).await;
-    match source.load().await {
+    match source.load(service_auth::UnixTime::now()).await {
         Err(LoadError::Misconfigured(msg)) => {
             assert_eq!(msg, NO_DEV_STORE);
             assert!(msg.contains("SVCAUTH_KEY_SOURCE=ssm"), "{msg}");

@@ -99,7 +99,10 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
 }
 
 fn doc_of(service: &str, keys: &[&ApiKey]) -> ServiceDocument {
-    let mut d = ServiceDocument::new(service, vec!["GET /internal/users/*".into()]);
+    let mut d = ServiceDocument::new(
+        service,
+        vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+    );
     for k in keys {
         d.keys
             .push(KeyRecord::for_key(k, UnixTime(NOW - 3600), None));

@@ -231,7 +231,7 @@ async fn main() {
         // name instead of refusing every request later.
         if let Err(e) = authorizer::key_source(&functions.authorizer)
             .await
-            .load()
+            .load(service_auth::UnixTime::now())
             .await
         {
             fail(format!(
