@@ -248,12 +248,17 @@ def test_the_alarms_the_issue_asks_for(sam):
     r = resolved(sam, AuthMode="both")
     alarms = r.resources("AWS::CloudWatch::Alarm")
     assert set(alarms) == {
-        "AuthorizerStoreUnavailableAlarm", "AuthorizerGuessedKeysAlarm", "AuthorizerErrorsAlarm",
+        "AuthorizerStoreUnavailableAlarm", "AuthorizerRejectedParameterAlarm",
+        "AuthorizerGuessedKeysAlarm", "AuthorizerErrorsAlarm",
         "AuthorizerThrottlesAlarm", "IdentityKeyApi5xxAlarm", "TutorKeyApi5xxAlarm",
         "IdentityIamApi5xxAlarm", "TutorIamApi5xxAlarm"}
     store = alarms["AuthorizerStoreUnavailableAlarm"]["Properties"]
     assert (store["MetricName"], store["Dimensions"]) == ("Unauthorized", [{"Name": "Reason", "Value": "store_unavailable"}])
     assert store["Threshold"] == 1 and store["Period"] == 60
+    # Issue 9 item 5: one unusable parameter refuses only its service, and pages.
+    rejected = alarms["AuthorizerRejectedParameterAlarm"]["Properties"]
+    assert (rejected["MetricName"], rejected.get("Dimensions")) == ("KeyStoreRejectedParameters", None)
+    assert rejected["Threshold"] == 1 and rejected["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     iam_only = resolved(sam, AuthMode="iam").resources("AWS::CloudWatch::Alarm")
     assert set(iam_only) == {"IdentityIamApi5xxAlarm", "TutorIamApi5xxAlarm"}
 
