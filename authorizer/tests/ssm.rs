@@ -127,7 +127,7 @@ async fn item5_one_bad_parameter_refuses_only_its_service() {
     .await;
     let newer = ApiKey::generate(Some("test")).unwrap();
     let mut newer_doc = doc_of("newer-service", &[&newer]);
-    newer_doc.schema = 2;
+    newer_doc.schema = service_auth::record::SCHEMA_VERSION + 1;
     put(
         &c,
         &format!("{PATH}/newer-service"),

@@ -650,8 +650,11 @@ mod tests {
                 ReadDocument {
                     parameter: "/p/c".into(),
                     service: "c".into(),
-                    document: ServiceDocument::from_json(r#"{"schema":2,"service":"c"}"#)
-                        .map_err(RejectReason::Document),
+                    document: ServiceDocument::from_json(&format!(
+                        r#"{{"schema":{},"service":"c"}}"#,
+                        crate::record::SCHEMA_VERSION + 1
+                    ))
+                    .map_err(RejectReason::Document),
                 },
             ],
             Ok(legacy),

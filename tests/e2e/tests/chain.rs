@@ -89,7 +89,7 @@ async fn with_iam_the_tutor_signs_its_call_as_its_role() {
     assert_eq!(log[0]["apiId"], "identityiam");
     assert_eq!(
         log[0]["iamCaller"],
-        "arn:aws:sts::123456789012:assumed-role/TutorServiceRole/local-session"
+        "arn:aws:sts::123456789012:assumed-role/TutorFunctionRole/local-session"
     );
     assert_eq!(log[1]["apiId"], "tutoriam");
     assert_eq!(
@@ -106,7 +106,7 @@ async fn with_iam_the_tutor_signs_its_call_as_its_role() {
     assert_eq!(identity[0]["fields"]["auth"], "iam");
     assert_eq!(
         identity[0]["fields"]["credential"],
-        "arn:aws:iam::123456789012:role/TutorServiceRole"
+        "arn:aws:iam::123456789012:role/TutorFunctionRole"
     );
 }
 

@@ -67,6 +67,8 @@ async fn item1_legacy_key_stays_revoked_after_prune() {
                 service,
                 "--permissions",
                 perms,
+                "--api",
+                "identity",
             ]),
             &aws,
             NOW,
@@ -289,7 +291,7 @@ async fn every_securestring_write_uses_the_configured_kms_key() {
         &svcauth(
             &[
                 &with_key("keys create --service tutor-service")[..],
-                &["--permissions", TUTOR_PERMS],
+                &["--permissions", TUTOR_PERMS, "--api", "identity"],
             ]
             .concat(),
             &aws,
