@@ -16,7 +16,7 @@ bash scripts/setup-tools.sh >/dev/null
 check=${1:-}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp)
-setsid cargo lambda watch --features authorizer/dev-store --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes >"$log" 2>&1 &
+setsid cargo lambda watch -p authorizer --features dev-store --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes >"$log" 2>&1 &
 watch_pid=$!
 trap 'kill -- -"$watch_pid" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do
