@@ -21,9 +21,10 @@ get a token: the issuer does that.
 use aws_sdk_kms::config::retry::RetryConfig;
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{
-    CustomerMasterKeySpec, KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec,
-};
+// The deprecated CustomerMasterKeySpec is read only when KeySpec is absent (moto).
+#[allow(deprecated)]
+use aws_sdk_kms::types::CustomerMasterKeySpec;
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
 use aws_sdk_kms::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -105,6 +106,7 @@ pub fn key_id_of(arn_or_id: &str) -> &str {
         .map_or(arn_or_id, |(_, id)| id)
 }
 
+#[allow(deprecated)]
 fn is_p256(spec: Option<&KeySpec>, legacy: Option<&CustomerMasterKeySpec>) -> bool {
     // moto answers GetPublicKey with only the deprecated CustomerMasterKeySpec.
     match spec {
@@ -147,7 +149,9 @@ impl KmsSigner {
         if meta.key_usage() != Some(&KeyUsageType::SignVerify) {
             return Err(wrong("its KeyUsage is not SIGN_VERIFY"));
         }
-        if !is_p256(meta.key_spec(), meta.customer_master_key_spec()) {
+        #[allow(deprecated)]
+        let legacy = meta.customer_master_key_spec();
+        if !is_p256(meta.key_spec(), legacy) {
             return Err(wrong("its KeySpec is not ECC_NIST_P256"));
         }
         if !meta.enabled() {
@@ -220,7 +224,9 @@ pub async fn key_set(client: &Client, keys: &[&str]) -> Result<JwkSet, KmsError>
         if out.key_usage() != Some(&KeyUsageType::SignVerify) {
             return Err(wrong("its KeyUsage is not SIGN_VERIFY"));
         }
-        if !is_p256(out.key_spec(), out.customer_master_key_spec()) {
+        #[allow(deprecated)]
+        let legacy = out.customer_master_key_spec();
+        if !is_p256(out.key_spec(), legacy) {
             return Err(wrong("its KeySpec is not ECC_NIST_P256"));
         }
         let kid = key_id_of(out.key_id().ok_or(KmsError::Incomplete("KeyId"))?);
@@ -248,6 +254,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(deprecated)]
     fn key_specs() {
         assert!(is_p256(Some(&KeySpec::EccNistP256), None));
         assert!(!is_p256(
