@@ -226,6 +226,10 @@ pub struct ServiceDocument {
     pub usage_plan_key: Option<String>,
     #[serde(default)]
     pub keys: Vec<KeyRecord>,
+    /// Emergency brake for signed tokens: the service's tokens issued (`iat`) before
+    /// this time are refused. Only ever moves later (see [`ServiceDocument::merge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_not_before: Option<UnixTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -283,6 +287,7 @@ impl ServiceDocument {
             grants,
             usage_plan_key: None,
             keys: Vec::new(),
+            tokens_not_before: None,
         }
     }
 
@@ -496,6 +501,8 @@ impl ServiceDocument {
         let mut keys: Vec<KeyRecord> = by_id.into_values().collect();
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.key_id.cmp(&b.key_id)));
         self.keys = keys;
+        // A brake pulled in either version stays pulled, at the later time.
+        self.tokens_not_before = self.tokens_not_before.max(other.tokens_not_before);
     }
 }
 
@@ -524,6 +531,28 @@ mod tests {
         assert!(json.contains(&key.hash().to_hex()));
         assert!(json.contains("\"created\":\"2023-11-14T22:13:20Z\""));
         assert_eq!(ServiceDocument::from_json(&json).unwrap(), doc);
+    }
+
+    #[test]
+    fn the_token_brake_is_optional_and_survives_a_merge() {
+        let plain = r#"{"schema":1,"service":"tutor-service","permissions":[],"keys":[]}"#;
+        let doc = ServiceDocument::from_json(plain).unwrap();
+        assert_eq!(doc.tokens_not_before, None);
+        assert!(!doc.to_json().contains("tokensNotBefore"));
+        let braked = r#"{"schema":1,"service":"tutor-service","keys":[],"tokensNotBefore":"2026-12-01T10:00:00Z"}"#;
+        let braked = ServiceDocument::from_json(braked).unwrap();
+        assert_eq!(braked.tokens_not_before, UnixTime::parse_rfc3339("2026-12-01T10:00:00Z"));
+        assert_eq!(ServiceDocument::from_json(&braked.to_json()).unwrap(), braked);
+        // A concurrent writer that never saw the brake does not release it, and of two
+        // brakes the later one stays.
+        let mut unaware = doc.clone();
+        unaware.merge(&braked);
+        assert_eq!(unaware.tokens_not_before, braked.tokens_not_before);
+        let mut later = braked.clone();
+        later.tokens_not_before = Some(UnixTime(braked.tokens_not_before.unwrap().0 + 60));
+        let mut earlier = braked.clone();
+        earlier.merge(&later);
+        assert_eq!(earlier.tokens_not_before, later.tokens_not_before);
     }
 
     #[test]

@@ -1,0 +1,45 @@
+/*!
+Short-lived signed service tokens (ES256 JWTs), verified offline.
+
+A service proves itself once (API key or IAM role) to the token issuer and then calls
+internal APIs with a token that expires in minutes and carries its permissions. This
+crate holds the parts every party agrees on, in plain Rust:
+
+* [`claims`]: the typed claims ([`TokenClaims`]) and how the caller proved itself
+  ([`Proof`]);
+* [`verify`]: [`Verifier`], which checks a token against a key set: a length cap
+  before anything is decoded, a strict header (`alg` ES256 only, a `kid`, no `crit`),
+  the signature (by `jsonwebtoken` on the aws-lc-rs backend), the required claims,
+  issuer, audience and times with a small leeway. Each refusal is a [`Rejection`] with a
+  stable reason code and never carries the token;
+* [`standing`]: whether the calling service may still use its tokens (unknown service,
+  revoked key, the per-service emergency brake);
+* [`keyset`]: the key set (JWKS) of ES256 public keys by exact `kid`, and building a
+  JWK from a KMS `GetPublicKey` answer (SubjectPublicKeyInfo DER);
+* [`cache`]: [`KeySetCache`], which refetches the key set on an unknown `kid` at most
+  once per interval, single-flight;
+* [`signature`]: KMS's DER (X9.62) ECDSA signature to the JOSE `r||s` form.
+
+It does not talk to AWS (the issuer does), does not read the clock (time is passed
+in), and never signs with a local private key: production signatures come from KMS.
+*/
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod claims;
+pub mod keyset;
+pub mod signature;
+pub mod standing;
+pub mod verify;
+
+pub use cache::{KeySetCache, KeySetSource, SourceError};
+pub use claims::{Proof, TokenClaims};
+pub use keyset::{jwk_from_spki_der, KeySet, KeySetError};
+pub use signature::{der_to_jose, SignatureFormatError};
+pub use standing::{check_standing, Standing};
+pub use verify::{Rejection, TokenHeader, VerifiedToken, Verifier, VerifierConfig};
+
+/// The only signing algorithm: ECDSA P-256 with SHA-256, as KMS `ECC_NIST_P256` signs.
+pub const ALGORITHM: &str = "ES256";
+/// The `typ` header the issuer writes.
+pub const TOKEN_TYPE: &str = "JWT";

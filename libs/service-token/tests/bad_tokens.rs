@@ -1,0 +1,535 @@
+//! Every bad input of issue 10 gets a deliberate, typed refusal (table-driven), and no
+//! refusal carries any part of the token.
+
+mod common;
+
+use aws_lc_rs::hmac;
+use common::*;
+use serde_json::{json, Value};
+use service_auth::UnixTime;
+use service_token::{check_standing, Rejection, Standing};
+
+fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
+fn without(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(key);
+    claims
+}
+
+fn hs256_with_public_key(key: &TestKey) -> String {
+    let header = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid}).to_string();
+    let input = TestKey::signing_input(&header, &good_claims().to_string());
+    let mac = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, &key.spki_der()),
+        input.as_bytes(),
+    );
+    format!("{input}.{}", b64(mac.as_ref()))
+}
+
+fn with_signature(token: &str, sig: &[u8]) -> String {
+    let (input, _) = token.rsplit_once('.').unwrap();
+    format!("{input}.{}", b64(sig))
+}
+
+/// The good token with its payload swapped for `claims` (signature kept).
+fn tampered(token: &str, claims: &Value) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[1] = b64(claims.to_string().as_bytes());
+    parts.join(".")
+}
+
+/// Name, token, the service's standing, the expected outcome.
+type Row = (
+    &'static str,
+    String,
+    Option<Standing>,
+    Result<(), Rejection>,
+);
+
+#[test]
+fn every_bad_input_is_refused_with_its_reason() {
+    let key = TestKey::new("key-2026-12");
+    let other = TestKey::new("key-2026-12");
+    let keys = key.key_set();
+    let v = verifier();
+    let good = key.token(&good_claims());
+    let active = Some(Standing::default());
+    let good_claims_text = good_claims().to_string();
+    let dup_sub = good_claims_text.replacen(
+        "\"sub\":\"tutor-service\"",
+        "\"sub\":\"tutor-service\",\"sub\":\"admin-service\"",
+        1,
+    );
+    assert_ne!(dup_sub, good_claims_text);
+    let dup_perms = good_claims_text.replacen(
+        "\"permissions\":[",
+        "\"permissions\":[\"* /*\"],\"permissions\":[",
+        1,
+    );
+    assert_ne!(dup_perms, good_claims_text);
+    let header = key.header();
+    let hdr = |extra: Value| {
+        let mut h = header.clone();
+        for (k, val) in extra.as_object().unwrap() {
+            h[k] = val.clone();
+        }
+        h
+    };
+    let gc = good_claims;
+    use Rejection::*;
+    let rows: Vec<Row> = vec![
+        ("good", good.clone(), active, Ok(())),
+        // Algorithms and headers.
+        (
+            "alg none",
+            format!(
+                "{}.",
+                TestKey::signing_input(&hdr(json!({"alg": "none"})).to_string(), &good_claims_text)
+            ),
+            active,
+            Err(UnsupportedAlgorithm),
+        ),
+        (
+            "alg none signed",
+            key.sign(&hdr(json!({"alg": "none"})), &gc()),
+            active,
+            Err(UnsupportedAlgorithm),
+        ),
+        (
+            "HS256 keyed with the public key",
+            hs256_with_public_key(&key),
+            active,
+            Err(UnsupportedAlgorithm),
+        ),
+        (
+            "RS256",
+            key.sign(&hdr(json!({"alg": "RS256"})), &gc()),
+            active,
+            Err(UnsupportedAlgorithm),
+        ),
+        (
+            "ES384",
+            key.sign(&hdr(json!({"alg": "ES384"})), &gc()),
+            active,
+            Err(UnsupportedAlgorithm),
+        ),
+        (
+            "PS256",
+            key.sign(&hdr(json!({"alg": "PS256"})), &gc()),
+            active,
+            Err(UnsupportedAlgorithm),
+        ),
+        (
+            "EdDSA",
+            key.sign(&hdr(json!({"alg": "EdDSA"})), &gc()),
+            active,
+            Err(UnsupportedAlgorithm),
+        ),
+        (
+            "lower-case es256",
+            key.sign(&hdr(json!({"alg": "es256"})), &gc()),
+            active,
+            Err(UnsupportedAlgorithm),
+        ),
+        (
+            "unknown kid",
+            key.sign(&hdr(json!({"kid": "key-1999"})), &gc()),
+            active,
+            Err(UnknownKid),
+        ),
+        (
+            "no kid",
+            key.sign(&json!({"alg": "ES256", "typ": "JWT"}), &gc()),
+            active,
+            Err(MissingKid),
+        ),
+        (
+            "empty kid",
+            key.sign(&hdr(json!({"kid": ""})), &gc()),
+            active,
+            Err(MissingKid),
+        ),
+        (
+            "kid with a space",
+            key.sign(&hdr(json!({"kid": "key 1"})), &gc()),
+            active,
+            Err(MissingKid),
+        ),
+        (
+            "crit b64",
+            key.sign(&hdr(json!({"crit": ["b64"], "b64": true})), &gc()),
+            active,
+            Err(CritHeader),
+        ),
+        (
+            "b64 without crit",
+            key.sign(&hdr(json!({"b64": false})), &gc()),
+            active,
+            Err(UnsupportedHeader),
+        ),
+        (
+            "crit exp",
+            key.sign(&hdr(json!({"crit": ["exp"]})), &gc()),
+            active,
+            Err(CritHeader),
+        ),
+        (
+            "jku header",
+            key.sign(&hdr(json!({"jku": "https://evil.example/jwks"})), &gc()),
+            active,
+            Err(UnsupportedHeader),
+        ),
+        (
+            "embedded jwk header",
+            key.sign(&hdr(json!({"jwk": {"kty": "EC"}})), &gc()),
+            active,
+            Err(UnsupportedHeader),
+        ),
+        (
+            "header not an object",
+            key.sign_raw("[\"ES256\"]", &good_claims_text),
+            active,
+            Err(UnsupportedHeader),
+        ),
+        (
+            "header not json",
+            key.sign_raw("{alg", &good_claims_text),
+            active,
+            Err(Malformed),
+        ),
+        // Claims.
+        (
+            "missing exp",
+            key.token(&without(gc(), "exp")),
+            active,
+            Err(MissingClaim("exp")),
+        ),
+        (
+            "missing aud",
+            key.token(&without(gc(), "aud")),
+            active,
+            Err(MissingClaim("aud")),
+        ),
+        (
+            "missing iss",
+            key.token(&without(gc(), "iss")),
+            active,
+            Err(MissingClaim("iss")),
+        ),
+        (
+            "missing sub",
+            key.token(&without(gc(), "sub")),
+            active,
+            Err(MissingClaim("sub")),
+        ),
+        (
+            "missing nbf",
+            key.token(&without(gc(), "nbf")),
+            active,
+            Err(MissingClaim("nbf")),
+        ),
+        (
+            "missing iat",
+            key.token(&without(gc(), "iat")),
+            active,
+            Err(MissingClaim("iat")),
+        ),
+        (
+            "missing jti",
+            key.token(&without(gc(), "jti")),
+            active,
+            Err(MissingClaim("jti")),
+        ),
+        (
+            "missing permissions",
+            key.token(&without(gc(), "permissions")),
+            active,
+            Err(MissingClaim("permissions")),
+        ),
+        (
+            "missing proof",
+            key.token(&without(gc(), "proof")),
+            active,
+            Err(MissingClaim("proof")),
+        ),
+        (
+            "expired beyond leeway",
+            key.token(&with(
+                with(with(gc(), "exp", json!(NOW - 30)), "iat", json!(NOW - 600)),
+                "nbf",
+                json!(NOW - 600),
+            )),
+            active,
+            Err(Expired),
+        ),
+        (
+            "nbf not before exp",
+            key.token(&with(gc(), "nbf", json!(NOW + 600))),
+            active,
+            Err(BadLifetime),
+        ),
+        (
+            "nbf in the future beyond leeway",
+            key.token(&with(gc(), "nbf", json!(NOW + 31))),
+            active,
+            Err(NotYetValid),
+        ),
+        (
+            "iat in the future beyond leeway",
+            key.token(&with(
+                with(gc(), "iat", json!(NOW + 31)),
+                "nbf",
+                json!(NOW - 1),
+            )),
+            active,
+            Err(IssuedInFuture),
+        ),
+        (
+            "lifetime over 60 minutes",
+            key.token(&with(gc(), "exp", json!(NOW + 3601))),
+            active,
+            Err(BadLifetime),
+        ),
+        (
+            "exp before iat",
+            key.token(&with(gc(), "exp", json!(NOW - 1))),
+            active,
+            Err(BadLifetime),
+        ),
+        (
+            "wrong aud",
+            key.token(&with(gc(), "aud", json!(["billing-api"]))),
+            active,
+            Err(WrongAudience),
+        ),
+        (
+            "aud as a string",
+            key.token(&with(gc(), "aud", json!(AUDIENCE))),
+            active,
+            Err(MalformedClaims),
+        ),
+        (
+            "wrong iss",
+            key.token(&with(gc(), "iss", json!("https://evil.example"))),
+            active,
+            Err(WrongIssuer),
+        ),
+        (
+            "exp as a string",
+            key.token(&with(gc(), "exp", json!("soon"))),
+            active,
+            Err(MalformedClaims),
+        ),
+        (
+            "unknown claim",
+            key.token(&with(gc(), "admin", json!(true))),
+            active,
+            Err(MalformedClaims),
+        ),
+        (
+            "duplicate registered claim",
+            key.sign_raw(&header.to_string(), &dup_sub),
+            active,
+            Err(MalformedClaims),
+        ),
+        (
+            "duplicate custom claim",
+            key.sign_raw(&header.to_string(), &dup_perms),
+            active,
+            Err(MalformedClaims),
+        ),
+        (
+            "sub not a service name",
+            key.token(&with(gc(), "sub", json!("Tutor Service"))),
+            active,
+            Err(MalformedClaims),
+        ),
+        (
+            "unknown proof method",
+            key.token(&with(gc(), "proof", json!({"method": "password"}))),
+            active,
+            Err(MalformedClaims),
+        ),
+        // Signatures.
+        (
+            "tampered payload",
+            tampered(&good, &with(gc(), "permissions", json!(["* /*"]))),
+            active,
+            Err(BadSignature),
+        ),
+        (
+            "signed by another key with the same kid",
+            other.token(&gc()),
+            active,
+            Err(BadSignature),
+        ),
+        (
+            "r = s = 0",
+            with_signature(&good, &[0; 64]),
+            active,
+            Err(BadSignature),
+        ),
+        (
+            "r = s = n-1 pattern",
+            with_signature(&good, &[0xff; 64]),
+            active,
+            Err(BadSignature),
+        ),
+        (
+            "63-byte signature",
+            with_signature(&good, &[1; 63]),
+            active,
+            Err(BadSignature),
+        ),
+        (
+            "empty signature",
+            with_signature(&good, &[]),
+            active,
+            Err(BadSignature),
+        ),
+        (
+            "DER signature",
+            key.sign_raw_der(&header.to_string(), &good_claims_text),
+            active,
+            Err(BadSignature),
+        ),
+        (
+            "signature not base64url",
+            format!("{}!!", &good[..good.len() - 2]),
+            active,
+            Err(Malformed),
+        ),
+        // Shape and size.
+        ("empty", String::new(), active, Err(Malformed)),
+        (
+            "two parts",
+            good.rsplit_once('.').unwrap().0.to_owned(),
+            active,
+            Err(Malformed),
+        ),
+        ("four parts", format!("{good}.x"), active, Err(Malformed)),
+        (
+            "over the length cap",
+            "a".repeat(8 * 1024 + 1),
+            active,
+            Err(TooLong),
+        ),
+        (
+            "signed but over the cap",
+            key.token(&with(gc(), "jti", json!("j".repeat(8 * 1024)))),
+            active,
+            Err(TooLong),
+        ),
+        // Standing of the service.
+        ("unknown service", good.clone(), None, Err(UnknownService)),
+        (
+            "revoked key",
+            good.clone(),
+            Some(Standing {
+                tokens_not_before: None,
+                proof_key_revoked: true,
+            }),
+            Err(KeyRevoked),
+        ),
+        (
+            "braked service",
+            good.clone(),
+            Some(Standing {
+                tokens_not_before: Some(UnixTime(NOW + 1)),
+                proof_key_revoked: false,
+            }),
+            Err(Braked),
+        ),
+    ];
+    for (name, token, standing, want) in rows {
+        let got = v
+            .verify(&token, &keys, UnixTime(NOW))
+            .and_then(|t| check_standing(&t.claims, standing.as_ref()));
+        assert_eq!(got, want, "{name}");
+        if let Err(e) = got {
+            // The reason never carries the token or any part of it.
+            let shown = format!("{e} {e:?} {}", e.code());
+            for part in token.split('.').filter(|p| p.len() > 8) {
+                assert!(!shown.contains(part), "{name}: {shown}");
+            }
+        }
+    }
+}
+
+#[test]
+fn leeway_edges() {
+    let key = TestKey::new("k");
+    let keys = key.key_set();
+    let v = verifier();
+    let token = key.token(&good_claims());
+    let at = |t: u64| v.verify(&token, &keys, UnixTime(t)).map(|_| ());
+    assert_eq!(at(NOW + 600 + 29), Ok(()));
+    assert_eq!(at(NOW + 600 + 30), Err(Rejection::Expired));
+    assert_eq!(at(NOW - 30), Ok(()));
+    assert_eq!(at(NOW - 31), Err(Rejection::NotYetValid));
+}
+
+#[test]
+fn a_token_must_outlive_the_authorizer_result_cache() {
+    let key = TestKey::new("k");
+    let keys = key.key_set();
+    let mut config = service_token::VerifierConfig::new(ISSUER, AUDIENCE);
+    config.min_remaining_secs = 300;
+    let v = service_token::Verifier::new(config);
+    let token = key.token(&good_claims());
+    // exp = NOW + 600: a cache entry made at NOW + 300 lives until exactly exp.
+    assert!(v.verify(&token, &keys, UnixTime(NOW + 300)).is_ok());
+    assert_eq!(
+        v.verify(&token, &keys, UnixTime(NOW + 301)).map(|_| ()),
+        Err(Rejection::ExpiresWithinCacheTtl)
+    );
+}
+
+#[test]
+fn a_good_token_yields_its_claims() {
+    let key = TestKey::new("k");
+    let t = verifier()
+        .verify(&key.token(&good_claims()), &key.key_set(), UnixTime(NOW))
+        .unwrap();
+    assert_eq!(t.kid, "k");
+    assert_eq!(serde_json::to_value(&t.claims).unwrap(), good_claims());
+    // Debug shows ids, not the permissions or proof.
+    let shown = format!("{t:?}");
+    assert!(
+        shown.contains("0f8e6b2c-jti") && !shown.contains("kid_0123"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn codes_are_distinct() {
+    use Rejection::*;
+    let all = [
+        TooLong,
+        Malformed,
+        UnsupportedAlgorithm,
+        CritHeader,
+        UnsupportedHeader,
+        MissingKid,
+        UnknownKid,
+        KeySetUnavailable,
+        BadSignature,
+        MalformedClaims,
+        MissingClaim("exp"),
+        WrongIssuer,
+        WrongAudience,
+        Expired,
+        ExpiresWithinCacheTtl,
+        NotYetValid,
+        IssuedInFuture,
+        BadLifetime,
+        UnknownService,
+        KeyRevoked,
+        Braked,
+    ];
+    let codes: std::collections::BTreeSet<&str> = all.iter().map(|r| r.code()).collect();
+    assert_eq!(codes.len(), all.len());
+}
