@@ -541,8 +541,14 @@ mod tests {
         assert!(!doc.to_json().contains("tokensNotBefore"));
         let braked = r#"{"schema":1,"service":"tutor-service","keys":[],"tokensNotBefore":"2026-12-01T10:00:00Z"}"#;
         let braked = ServiceDocument::from_json(braked).unwrap();
-        assert_eq!(braked.tokens_not_before, UnixTime::parse_rfc3339("2026-12-01T10:00:00Z"));
-        assert_eq!(ServiceDocument::from_json(&braked.to_json()).unwrap(), braked);
+        assert_eq!(
+            braked.tokens_not_before,
+            UnixTime::parse_rfc3339("2026-12-01T10:00:00Z")
+        );
+        assert_eq!(
+            ServiceDocument::from_json(&braked.to_json()).unwrap(),
+            braked
+        );
         // A concurrent writer that never saw the brake does not release it, and of two
         // brakes the later one stays.
         let mut unaware = doc.clone();
