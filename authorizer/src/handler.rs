@@ -1,4 +1,9 @@
 //! One invocation: event → request view → decision → response, and one audit line.
+//!
+//! [`Authorizer`] is the whole authorizer: the key store, which credentials it accepts
+//! (`SVCAUTH_ACCEPT`) and, when it accepts tokens, the token verifier. The free
+//! functions [`handle`], [`handle_json`] and [`handle_view`] are the API-key-only
+//! authorizer over a store (the local gateway and the key tests).
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse,
@@ -9,8 +14,12 @@ use serde_json::{Map, Value};
 use service_auth::policy::{Effect, Policy, INVOKE_ACTION, POLICY_VERSION};
 use service_auth::{context, decide, AuthRequest, Decision, Grant, UnauthorizedReason};
 
-use crate::event::{EventError, RequestView, MAX_KEY_VALUES};
+use service_auth::MethodArn;
+
+use crate::config::Accept;
+use crate::event::{Authorization, EventError, RequestView, MAX_KEY_VALUES};
 use crate::source::CachedStore;
+use crate::token::{bearer, Refusal, TokenAuth, TokenGrant, AUTHENTICATED_BY_TOKEN};
 
 /// The response API Gateway reads.
 pub type AuthorizerResponse = ApiGatewayCustomAuthorizerResponse<Value>;
@@ -48,9 +57,109 @@ pub async fn handle_json(
 }
 
 /// Handles one event already read into a [`RequestView`] (or refused while reading:
-/// see [`crate::event::Payload`]). The one place that decides, answers and audits.
+/// see [`crate::event::Payload`]), accepting API keys only.
 pub async fn handle_view(
     store: &CachedStore,
+    view: Result<RequestView<'_>, EventError>,
+) -> Result<AuthorizerResponse, Unauthorized> {
+    run(store, Accept::ApiKey, None, view).await
+}
+
+/// The authorizer: its store, what it accepts and its token verifier.
+pub struct Authorizer {
+    pub store: CachedStore,
+    accept: Accept,
+    tokens: Option<TokenAuth>,
+}
+
+impl Authorizer {
+    /// An authorizer that accepts API keys only.
+    pub fn keys_only(store: CachedStore) -> Self {
+        Self {
+            store,
+            accept: Accept::ApiKey,
+            tokens: None,
+        }
+    }
+
+    /// An authorizer that accepts what `accept` says, verifying tokens with `tokens`
+    /// (without it, every token is refused as `token_verifier_unconfigured`).
+    pub fn new(store: CachedStore, accept: Accept, tokens: Option<TokenAuth>) -> Self {
+        Self {
+            store,
+            accept,
+            tokens,
+        }
+    }
+
+    pub fn accept(&self) -> Accept {
+        self.accept
+    }
+
+    pub fn tokens(&self) -> Option<&TokenAuth> {
+        self.tokens.as_ref()
+    }
+
+    /// What start-up loads: the key store only when keys are accepted (a token-only
+    /// authorizer reads a service's standing on its first token), and the key set when
+    /// tokens are. A failure is logged and retried on use.
+    pub async fn init(&self) {
+        if self.accept.keys() {
+            self.store.reload_now().await;
+        }
+        if let Some(t) = &self.tokens {
+            t.prefetch(self.store.now()).await;
+        }
+    }
+
+    pub async fn handle_view(
+        &self,
+        view: Result<RequestView<'_>, EventError>,
+    ) -> Result<AuthorizerResponse, Unauthorized> {
+        run(&self.store, self.accept, self.tokens.as_ref(), view).await
+    }
+
+    pub async fn handle_json(&self, json: &[u8]) -> Result<AuthorizerResponse, Unauthorized> {
+        self.handle_view(RequestView::from_slice(json)).await
+    }
+
+    pub async fn handle(&self, event: &Value) -> Result<AuthorizerResponse, Unauthorized> {
+        self.handle_view(RequestView::from_event(event)).await
+    }
+}
+
+/// Which path decides a request.
+enum Path {
+    Key,
+    Token,
+    Refuse(&'static str),
+}
+
+/// The path for a request: with both credentials accepted, exactly one must be
+/// presented (both: `ambiguous_credentials`, neither: `missing_credentials`); a
+/// token-only authorizer refuses a request that also carries a key the same way.
+fn path(accept: Accept, view: &RequestView<'_>) -> Path {
+    let key = view
+        .api_key_values
+        .iter()
+        .any(|v| !v.trim_matches(|c| c == ' ' || c == '\t').is_empty());
+    let authorization = !matches!(view.authorization, Authorization::Absent);
+    match accept {
+        Accept::ApiKey => Path::Key,
+        _ if key && authorization => Path::Refuse("ambiguous_credentials"),
+        // A key alone is no credential here: refused as `missing_token`.
+        Accept::Token => Path::Token,
+        Accept::Either if key => Path::Key,
+        Accept::Either if authorization => Path::Token,
+        Accept::Either => Path::Refuse("missing_credentials"),
+    }
+}
+
+/// The one place that decides, answers and audits.
+async fn run(
+    store: &CachedStore,
+    accept: Accept,
+    tokens: Option<&TokenAuth>,
     view: Result<RequestView<'_>, EventError>,
 ) -> Result<AuthorizerResponse, Unauthorized> {
     let view = match view {
@@ -71,6 +180,69 @@ pub async fn handle_view(
             return Err(Unauthorized);
         }
     };
+    match path(accept, &view) {
+        Path::Key => decide_key(store, &view).await,
+        Path::Token => decide_token(store, tokens, &view).await,
+        Path::Refuse(reason) => {
+            audit_token(&view, Err(&Refusal::reason(reason)));
+            Err(Unauthorized)
+        }
+    }
+}
+
+/// The token path: `Authorization: Bearer`, then [`TokenAuth::decide`].
+async fn decide_token(
+    store: &CachedStore,
+    tokens: Option<&TokenAuth>,
+    view: &RequestView<'_>,
+) -> Result<AuthorizerResponse, Unauthorized> {
+    let refuse = |reason: &'static str| {
+        audit_token(view, Err(&Refusal::reason(reason)));
+        Err(Unauthorized)
+    };
+    let token = match bearer(&view.authorization) {
+        Ok(t) => t,
+        Err(e) => return refuse(e.code()),
+    };
+    let Some(tokens) = tokens else {
+        return refuse("token_verifier_unconfigured");
+    };
+    let Ok(arn) = MethodArn::parse(view.method_arn.as_deref().unwrap_or_default()) else {
+        return refuse("malformed_method_arn");
+    };
+    let api = store.api_name(view.method_arn.as_deref()).await;
+    match tokens
+        .decide(token, api.as_deref(), &arn, store, store.now())
+        .await
+    {
+        Ok(grant) => {
+            audit_token(view, Ok(&grant));
+            Ok(token_response(&grant))
+        }
+        Err(refusal) => {
+            audit_token(view, Err(&refusal));
+            Err(Unauthorized)
+        }
+    }
+}
+
+/// The policy, principal and context for a token caller.
+fn token_response(grant: &TokenGrant) -> AuthorizerResponse {
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some(POLICY_VERSION.to_owned());
+    policy.statement = iam_statements(grant.policy.clone());
+    let mut resp = AuthorizerResponse::default();
+    resp.principal_id = Some(grant.claims.sub.clone());
+    resp.policy_document = policy;
+    resp.context = Value::Object(grant.context());
+    resp
+}
+
+/// The API-key path.
+async fn decide_key(
+    store: &CachedStore,
+    view: &RequestView<'_>,
+) -> Result<AuthorizerResponse, Unauthorized> {
     let current = store.current().await;
     let api_name = store.api_name(view.method_arn.as_deref()).await;
     // The values as `&str`, on the stack: the reader refuses more than MAX_KEY_VALUES.
@@ -94,7 +266,7 @@ pub async fn handle_view(
         },
         store.now(),
     );
-    audit(&view, &decision);
+    audit(view, &decision);
     match decision {
         Decision::Allow(grant) => Ok(response(&grant)),
         Decision::Unauthorized { .. } => Err(Unauthorized),
@@ -168,6 +340,7 @@ fn audit(view: &RequestView<'_>, decision: &Decision) {
         event = "authorizer_decision",
         decision = outcome,
         reason,
+        authenticated_by = service_auth::context::AUTHENTICATED_BY_API_KEY,
         service_id = service.unwrap_or(""),
         key_id = key_id.unwrap_or(""),
         legacy_key = legacy,
@@ -182,5 +355,56 @@ fn audit(view: &RequestView<'_>, decision: &Decision) {
     metrics::counter!("Decisions", "Outcome" => outcome, "Service" => service_dim).increment(1);
     if let Decision::Unauthorized { reason, .. } = decision {
         metrics::counter!("Unauthorized", "Reason" => reason.code()).increment(1);
+    }
+}
+
+/// The audit line and metrics of a token decision (or of a request refused before a
+/// path was chosen). Never the token: its id (`jti`) once it verified.
+fn audit_token(view: &RequestView<'_>, result: Result<&TokenGrant, &Refusal>) {
+    let (outcome, reason, service, token_id, key_id, kid) = match result {
+        Ok(g) => (
+            if g.route_permitted { "allow" } else { "deny" },
+            match (g.route_permitted, g.api_registered) {
+                (true, _) => "permitted",
+                (false, true) => "route_not_permitted",
+                (false, false) => "api_not_registered",
+            },
+            Some(g.claims.sub.as_str()),
+            Some(g.claims.jti.as_str()),
+            match &g.claims.proof {
+                service_token::Proof::ApiKey { key_id } => Some(key_id.as_str()),
+                service_token::Proof::Iam { .. } => None,
+            },
+            Some(g.kid.as_str()),
+        ),
+        Err(r) => (
+            "unauthorized",
+            r.reason,
+            r.service.as_deref(),
+            r.token_id.as_deref(),
+            None,
+            None,
+        ),
+    };
+    tracing::info!(
+        event = "authorizer_decision",
+        decision = outcome,
+        reason,
+        authenticated_by = AUTHENTICATED_BY_TOKEN,
+        service_id = service.unwrap_or(""),
+        token_id = token_id.unwrap_or(""),
+        key_id = key_id.unwrap_or(""),
+        signing_kid = kid.unwrap_or(""),
+        http_method = view.http_method.as_deref().unwrap_or(""),
+        resource_path = view.resource.as_deref().unwrap_or(""),
+        source_ip = view.source_ip.as_deref().unwrap_or(""),
+        request_id = view.request_id.as_deref().unwrap_or(""),
+        correlation_id = view.correlation_id.as_ref(),
+        "authorizer decision"
+    );
+    let service_dim = service.unwrap_or("unknown").to_owned();
+    metrics::counter!("Decisions", "Outcome" => outcome, "Service" => service_dim).increment(1);
+    if result.is_err() {
+        metrics::counter!("Unauthorized", "Reason" => reason).increment(1);
     }
 }
