@@ -1043,3 +1043,33 @@ fn the_key_set_is_read_from_ssm_and_a_new_kid_refetched_at_most_every_30_s() {
         .unwrap()
         .contains("svcauth tokens keys add"));
 }
+
+#[test]
+fn the_sample_token_event_is_decided_as_api_gateway_sends_it() {
+    let path = test_support::workspace_root().join("events/authorizer-token-bearer.json");
+    let sample: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let sample_token = sample["headers"]["Authorization"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned();
+    let w = world();
+    let fresh = w.signing.token(&w.claims());
+    let mut with_fresh = sample.clone();
+    with_fresh["headers"]["Authorization"] = json!(format!("Bearer {fresh}"));
+    with_fresh["multiValueHeaders"]["Authorization"] = json!([format!("Bearer {fresh}")]);
+    let clock = TestClock::at(NOW);
+    let ((as_shipped, fresh_ok), logs) = capture(async {
+        let a = w.authorizer("token", &clock).await;
+        (a.handle(&sample).await, a.handle(&with_fresh).await)
+    });
+    // Its token was signed by a key that was thrown away: never in a key set.
+    assert!(as_shipped.is_err());
+    let d = lines(&logs, "authorizer_decision");
+    assert_eq!(d[0]["fields"]["reason"], "unknown_kid");
+    let resp = serde_json::to_value(fresh_ok.unwrap()).unwrap();
+    assert_eq!(resp["context"]["authenticatedBy"], "token");
+    assert_eq!(d[1]["fields"]["decision"], "allow");
+    assert!(!logs.contains(&sample_token) && !logs.contains(&fresh));
+}
