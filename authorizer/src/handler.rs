@@ -235,6 +235,7 @@ fn token_response(grant: &TokenGrant) -> AuthorizerResponse {
     resp.principal_id = Some(grant.claims.sub.clone());
     resp.policy_document = policy;
     resp.context = Value::Object(grant.context());
+    resp.usage_identifier_key = grant.usage_plan_key.clone();
     resp
 }
 

@@ -180,6 +180,17 @@ impl KeySetSource for JwksSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StandingUnavailable;
 
+/// What the key store says about a token's service.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceStanding {
+    /// The brake and whether the proof key is still usable.
+    pub standing: Standing,
+    /// The service's usage-plan API key value (the document's `usagePlanKey`): API
+    /// Gateway needs it from the authorizer on APIs with `ApiKeySourceType: AUTHORIZER`
+    /// and `ApiKeyRequired`, for token callers as for key callers.
+    pub usage_plan_key: Option<String>,
+}
+
 /// What the key store says about a token's service: `Ok(None)` when it has no such
 /// service. The narrow interface between the token path and the key store.
 pub trait StandingSource: Sync {
@@ -188,7 +199,7 @@ pub trait StandingSource: Sync {
         service: &str,
         proof_key: Option<&str>,
         now: UnixTime,
-    ) -> impl Future<Output = Result<Option<Standing>, StandingUnavailable>> + Send;
+    ) -> impl Future<Output = Result<Option<ServiceStanding>, StandingUnavailable>> + Send;
 }
 
 impl StandingSource for CachedStore {
@@ -197,7 +208,7 @@ impl StandingSource for CachedStore {
         service: &str,
         proof_key: Option<&str>,
         now: UnixTime,
-    ) -> Result<Option<Standing>, StandingUnavailable> {
+    ) -> Result<Option<ServiceStanding>, StandingUnavailable> {
         let store = self.current().await.ok_or(StandingUnavailable)?;
         Ok(standing_in(&store, service, proof_key, now))
     }
@@ -211,7 +222,7 @@ pub fn standing_in(
     service: &str,
     proof_key: Option<&str>,
     now: UnixTime,
-) -> Option<Standing> {
+) -> Option<ServiceStanding> {
     let grant = store.service(service)?;
     let proof_key_revoked = proof_key.is_some_and(|id| {
         !store.key_by_id(id).is_some_and(|e| {
@@ -220,9 +231,12 @@ pub fn standing_in(
                 && e.expires.is_none_or(|t| now < t)
         })
     });
-    Some(Standing {
-        tokens_not_before: grant.tokens_not_before,
-        proof_key_revoked,
+    Some(ServiceStanding {
+        standing: Standing {
+            tokens_not_before: grant.tokens_not_before,
+            proof_key_revoked,
+        },
+        usage_plan_key: grant.usage_plan_key.clone(),
     })
 }
 
@@ -308,7 +322,9 @@ impl TokenAuth {
             .standing(&claims.sub, proof_key, now)
             .await
             .map_err(|_| refuse("store_unavailable"))?;
-        check_standing(&claims, found.as_ref()).map_err(|r| refuse(r.code()))?;
+        check_standing(&claims, found.as_ref().map(|f| &f.standing))
+            .map_err(|r| refuse(r.code()))?;
+        let usage_plan_key = found.and_then(|f| f.usage_plan_key);
         let routes = match api {
             Some(api) => claims
                 .routes_for(api)
@@ -324,6 +340,7 @@ impl TokenAuth {
             policy: Policy::for_service(&routes, arn),
             route_permitted,
             api_registered: api.is_some(),
+            usage_plan_key,
             kid: verified.kid,
             claims,
         })
@@ -341,6 +358,8 @@ pub struct TokenGrant {
     /// never depends on it.
     pub route_permitted: bool,
     pub api_registered: bool,
+    /// The service's usage-plan API key value, when its document names one.
+    pub usage_plan_key: Option<String>,
 }
 
 impl TokenGrant {
@@ -440,19 +459,22 @@ mod tests {
         let s = |key: Option<&str>| standing_in(&store, "tutor-service", key, now);
         assert_eq!(
             s(Some(&id(&active))),
-            Some(Standing {
-                tokens_not_before: Some(UnixTime(50)),
-                proof_key_revoked: false
+            Some(ServiceStanding {
+                standing: Standing {
+                    tokens_not_before: Some(UnixTime(50)),
+                    proof_key_revoked: false
+                },
+                usage_plan_key: Some("tutor-usage-plan-key".into()),
             })
         );
-        assert!(!s(None).unwrap().proof_key_revoked);
+        assert!(!s(None).unwrap().standing.proof_key_revoked);
         for bad in [
             id(&revoked),
             id(&expired),
             id(&other),
             "kid_0000000000000000".to_owned(),
         ] {
-            assert!(s(Some(&bad)).unwrap().proof_key_revoked, "{bad}");
+            assert!(s(Some(&bad)).unwrap().standing.proof_key_revoked, "{bad}");
         }
         assert_eq!(standing_in(&store, "nobody", None, now), None);
     }

@@ -97,6 +97,7 @@ fn world() -> World {
     tutor
         .keys
         .push(KeyRecord::for_key(&tutor_key, UnixTime(NOW - 3600), None));
+    tutor.usage_plan_key = Some("tutor-usage-plan-key".into());
     let mut r = KeyRecord::for_key(&revoked_key, UnixTime(NOW - 3600), None);
     r.status = KeyStatus::Revoked;
     tutor.keys.push(r);
@@ -778,6 +779,8 @@ fn a_token_caller_gets_the_documented_context() {
         })
     );
     assert_eq!(a["principalId"], "tutor-service");
+    // APIs with ApiKeySourceType AUTHORIZER need the usage-plan key for tokens too.
+    assert_eq!(a["usageIdentifierKey"], "tutor-usage-plan-key");
     let b = serde_json::to_value(b).unwrap();
     assert_eq!(b["context"]["tokenProof"], "iam");
     assert!(b["context"].get("keyId").is_none());
