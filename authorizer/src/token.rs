@@ -439,6 +439,7 @@ mod tests {
             vec![ApiGrant::new(&["identity"], &["GET /x"])],
         );
         doc.tokens_not_before = Some(UnixTime(50));
+        doc.usage_plan_key = Some("tutor-usage-plan-key".into());
         doc.keys
             .push(KeyRecord::for_key(&active, UnixTime(1), None));
         let mut r = KeyRecord::for_key(&revoked, UnixTime(1), None);
