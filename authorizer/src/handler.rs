@@ -21,6 +21,12 @@ use crate::event::{Authorization, EventError, RequestView, MAX_KEY_VALUES};
 use crate::source::CachedStore;
 use crate::token::{bearer, Refusal, TokenAuth, TokenGrant, AUTHENTICATED_BY_TOKEN};
 
+/// EMF metric (no dimension) counting every 401, whatever its reason, key or token:
+/// each is a function error for Lambda (the handler returns `Unauthorized`), so an
+/// alarm on the authorizer's errors subtracts this one sum instead of one metric per
+/// reason (a metric-math alarm reads at most 10 metrics; there are over 30 reasons).
+pub const REFUSALS_METRIC: &str = "Refusals";
+
 /// The response API Gateway reads.
 pub type AuthorizerResponse = ApiGatewayCustomAuthorizerResponse<Value>;
 
@@ -356,6 +362,7 @@ fn audit(view: &RequestView<'_>, decision: &Decision) {
     metrics::counter!("Decisions", "Outcome" => outcome, "Service" => service_dim).increment(1);
     if let Decision::Unauthorized { reason, .. } = decision {
         metrics::counter!("Unauthorized", "Reason" => reason.code()).increment(1);
+        metrics::counter!(REFUSALS_METRIC).increment(1);
     }
 }
 
@@ -407,5 +414,6 @@ fn audit_token(view: &RequestView<'_>, result: Result<&TokenGrant, &Refusal>) {
     metrics::counter!("Decisions", "Outcome" => outcome, "Service" => service_dim).increment(1);
     if result.is_err() {
         metrics::counter!("Unauthorized", "Reason" => reason).increment(1);
+        metrics::counter!(REFUSALS_METRIC).increment(1);
     }
 }

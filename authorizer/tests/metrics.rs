@@ -176,6 +176,12 @@ async fn decisions_are_emitted_as_emf_by_outcome_and_service() {
     assert!(docs
         .iter()
         .any(|d| d["Reason"] == "revoked_key" && d["Unauthorized"] == 1.0));
+    let refusals = docs.iter().find(|d| d.get("Refusals").is_some()).unwrap();
+    assert_eq!(refusals["Refusals"], 2.0);
+    assert!(refusals["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[path = "../../libs/service-token/tests/common/mod.rs"]
