@@ -103,8 +103,29 @@ pub struct SsmKeyStore {
     client: Client,
     path: String,
     revoked_path: String,
+    index_path: String,
     legacy_parameter: Option<String>,
     kms_key_id: Option<String>,
+}
+
+/// What one key id lookup ([`SsmKeyStore::lookup_key`]) found: which service the key
+/// id's index entry names, and whether the key has a revocation marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLookup {
+    /// The service named by `{index path}/{key id}`; `None` when there is no entry (or
+    /// one that does not name a valid service: then it is not trusted for anything).
+    pub service: Option<String>,
+    pub revoked: bool,
+}
+
+/// What [`SsmKeyStore::ensure_index`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexOutcome {
+    /// Entries this call created.
+    pub created: Vec<KeyId>,
+    /// Entries that exist and name another service: never overwritten (see the crate
+    /// docs); such a key is answered through the full load only.
+    pub conflicts: Vec<(KeyId, String)>,
 }
 
 /// What a write did.
@@ -116,6 +137,10 @@ pub struct WriteOutcome {
     pub merged_conflicts: usize,
     /// The document as written.
     pub document: ServiceDocument,
+    /// The key id index entries written for it, or why they could not be (the
+    /// document is written either way; a key without an entry still works through the
+    /// authorizer's full load, and `svcauth keys reindex` repairs it).
+    pub index: Result<IndexOutcome, String>,
 }
 
 impl SsmKeyStore {
@@ -129,13 +154,14 @@ impl SsmKeyStore {
         let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
         // The markers live beside the key path, never under it (it is listed without
         // recursion, and a marker must not look like a service).
-        if !ok || last == "revoked" || last.is_empty() {
+        if !ok || last == "revoked" || last == "index" || last.is_empty() {
             return Err(SsmStoreError::BadPath(path.to_owned()));
         }
         Ok(Self {
             client,
             path: path.to_owned(),
             revoked_path: format!("{parent}/revoked"),
+            index_path: format!("{parent}/index"),
             legacy_parameter: None,
             kms_key_id: None,
         })
@@ -162,6 +188,16 @@ impl SsmKeyStore {
     /// The revocation marker of a key.
     pub fn marker_name(&self, key_id: &KeyId) -> String {
         format!("{}/{}", self.revoked_path, key_id)
+    }
+
+    /// Where the key id index lives: a sibling of the key path.
+    pub fn index_path(&self) -> &str {
+        &self.index_path
+    }
+
+    /// The index entry of a key: a `String` parameter whose value names its service.
+    pub fn index_name(&self, key_id: &KeyId) -> String {
+        format!("{}/{}", self.index_path, key_id)
     }
 
     /// Also read the original design's `{"<key>": "<service>"}` parameter.
@@ -462,6 +498,163 @@ impl SsmKeyStore {
         }
     }
 
+    /// What the store knows about one key id, in ONE `GetParameters` call (no
+    /// decryption): its index entry `{index path}/{key id}` and its revocation marker
+    /// `{revoked path}/{key id}`. This is the first of the authorizer's two calls on a
+    /// cold start (the second reads the named service's document).
+    ///
+    /// The entry only says where to look: a key is granted only by the `SecureString`
+    /// document that holds its hash, so a wrong or forged entry can cost a lookup or
+    /// a full load, never grant anything.
+    pub async fn lookup_key(&self, key_id: &KeyId) -> Result<KeyLookup, SsmStoreError> {
+        let index = self.index_name(key_id);
+        let marker = self.marker_name(key_id);
+        let out = self
+            .client
+            .get_parameters()
+            .names(&index)
+            .names(&marker)
+            .with_decryption(false)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetParameters", &index, e))?;
+        let mut found = KeyLookup {
+            service: None,
+            revoked: false,
+        };
+        for p in out.parameters() {
+            let name = p.name().unwrap_or_default();
+            if name == marker {
+                // Its existence is the revocation, whatever its type or value.
+                found.revoked = true;
+            } else if name == index && p.r#type() == Some(&ParameterType::String) {
+                let value = p.value().unwrap_or_default().trim();
+                if valid_service_name(value) {
+                    found.service = Some(value.to_owned());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One service's document as a load reads it (judged, never an error for what it
+    /// holds), in ONE `GetParameter` call with decryption; `None` when it does not
+    /// exist. Fails only when SSM cannot be read.
+    pub async fn read_service(&self, service: &str) -> Result<Option<ReadDocument>, SsmStoreError> {
+        let name = self.checked_name(service)?;
+        match self
+            .client
+            .get_parameter()
+            .name(&name)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetParameter", &name, e))
+        {
+            Ok(out) => Ok(out.parameter().map(|p| self.read_one(p))),
+            Err(SsmStoreError::NotFound(_)) => Ok(None),
+            Err(e) if is_decrypt_failure(&e) => Ok(Some(ReadDocument {
+                parameter: name,
+                service: service.to_owned(),
+                document: Err(RejectReason::Undecryptable(
+                    "KMS refused to decrypt it".to_owned(),
+                )),
+            })),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The index entries of `ids`: for each id, the service its entry names (`None`:
+    /// no entry, or one that names no valid service). `GetParameters`, 10 a call.
+    pub async fn index_entries(
+        &self,
+        ids: &[KeyId],
+    ) -> Result<Vec<(KeyId, Option<String>)>, SsmStoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(10) {
+            let names: Vec<String> = chunk.iter().map(|id| self.index_name(id)).collect();
+            let got = self
+                .client
+                .get_parameters()
+                .set_names(Some(names.clone()))
+                .with_decryption(false)
+                .send()
+                .await
+                .map_err(|e| sdk_error("GetParameters", &self.index_path, e))?;
+            for (id, name) in chunk.iter().zip(&names) {
+                let service = got
+                    .parameters()
+                    .iter()
+                    .find(|p| p.name() == Some(name.as_str()))
+                    .and_then(|p| p.value())
+                    .map(str::trim)
+                    .filter(|v| valid_service_name(v))
+                    .map(str::to_owned);
+                out.push((id.clone(), service));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates the missing index entries of `doc`'s keys (create-only: an entry is
+    /// never overwritten, and never deleted, a revoked key's included: its marker
+    /// refuses it). An entry that names another service is reported, not changed.
+    pub async fn ensure_index(&self, doc: &ServiceDocument) -> Result<IndexOutcome, SsmStoreError> {
+        let ids: Vec<KeyId> = doc.keys.iter().map(|k| k.key_id.clone()).collect();
+        let mut outcome = IndexOutcome::default();
+        for (id, existing) in self.index_entries(&ids).await? {
+            match existing {
+                Some(s) if s == doc.service => {}
+                Some(other) => outcome.conflicts.push((id, other)),
+                None => match self.put_index_entry(&id, &doc.service).await? {
+                    None => outcome.created.push(id),
+                    Some(other) if other == doc.service => {}
+                    Some(other) => outcome.conflicts.push((id, other)),
+                },
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Creates `{index path}/{key id}` = `service` (`Overwrite=false`). `None` when
+    /// this call created it; else what the existing entry names (empty when that is no
+    /// valid service name, e.g. an entry that is not a `String` parameter).
+    async fn put_index_entry(
+        &self,
+        key_id: &KeyId,
+        service: &str,
+    ) -> Result<Option<String>, SsmStoreError> {
+        let name = self.index_name(key_id);
+        match self
+            .client
+            .put_parameter()
+            .name(&name)
+            .value(service)
+            .r#type(ParameterType::String)
+            .tier(ParameterTier::Standard)
+            .overwrite(false)
+            .description("svcauth key id index: which service document holds this key (not secret)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_already_exists()) =>
+            {
+                let entries = self.index_entries(std::slice::from_ref(key_id)).await?;
+                Ok(Some(
+                    entries
+                        .into_iter()
+                        .next()
+                        .and_then(|(_, s)| s)
+                        .unwrap_or_default(),
+                ))
+            }
+            Err(e) => Err(sdk_error("PutParameter", &name, e)),
+        }
+    }
+
     /// One service's document and its version, `None` when the service has none.
     pub async fn read_document(
         &self,
@@ -566,10 +759,17 @@ impl SsmKeyStore {
                 };
                 let mut probe = current.clone();
                 if v == written || (change(&mut probe).is_ok() && probe == current) {
+                    // After the document: an entry never points at a document that
+                    // does not hold its key yet (it would only cost a full load).
+                    let index = self
+                        .ensure_index(&doc)
+                        .await
+                        .map_err(|e| e.to_string());
                     return Ok(Ok(WriteOutcome {
                         version: written,
                         merged_conflicts,
                         document: doc,
+                        index,
                     }));
                 }
                 merged_conflicts += 1;
