@@ -189,6 +189,11 @@ impl CachedStore {
         self
     }
 
+    /// When the full store in use was loaded (`None`: never, or only by key so far).
+    pub async fn loaded_at(&self) -> Option<UnixTime> {
+        self.slot.lock().await.loaded_at()
+    }
+
     /// Whether the by-key path is on.
     pub fn key_index(&self) -> bool {
         self.by_key.is_some()

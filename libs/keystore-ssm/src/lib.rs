@@ -277,19 +277,28 @@ impl SsmKeyStore {
 
     async fn read_documents_by_path(&self) -> Result<Vec<ReadDocument>, SsmStoreError> {
         let mut docs = Vec::new();
-        let mut pages = self
-            .client
-            .get_parameters_by_path()
-            .path(&self.path)
-            .recursive(false)
-            .with_decryption(true)
-            .max_results(10)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
+        // Paged by hand so that a throttled page is retried alone (after a jittered
+        // pause), not the whole load from its first page.
+        let mut token: Option<String> = None;
+        loop {
+            let page = retry_throttled(|| {
+                self.client
+                    .get_parameters_by_path()
+                    .path(&self.path)
+                    .recursive(false)
+                    .with_decryption(true)
+                    .max_results(10)
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
             for p in page.parameters() {
                 docs.push(self.read_one(p));
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
             }
         }
         Ok(docs)
@@ -438,14 +447,15 @@ impl SsmKeyStore {
         let mut revoked = HashSet::new();
         for chunk in ids.chunks(10) {
             let names: Vec<String> = chunk.iter().map(|id| self.marker_name(id)).collect();
-            let out = self
-                .client
-                .get_parameters()
-                .set_names(Some(names))
-                .with_decryption(false)
-                .send()
-                .await
-                .map_err(|e| sdk_error("GetParameters", &self.revoked_path, e))?;
+            let out = retry_throttled(|| {
+                self.client
+                    .get_parameters()
+                    .set_names(Some(names.clone()))
+                    .with_decryption(false)
+                    .send()
+            })
+            .await
+            .map_err(|e| sdk_error("GetParameters", &self.revoked_path, e))?;
             for p in out.parameters() {
                 let name = p.name().unwrap_or_default();
                 if let Some(id) = chunk.iter().find(|id| self.marker_name(id) == name) {
@@ -509,15 +519,16 @@ impl SsmKeyStore {
     pub async fn lookup_key(&self, key_id: &KeyId) -> Result<KeyLookup, SsmStoreError> {
         let index = self.index_name(key_id);
         let marker = self.marker_name(key_id);
-        let out = self
-            .client
-            .get_parameters()
-            .names(&index)
-            .names(&marker)
-            .with_decryption(false)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetParameters", &index, e))?;
+        let out = retry_throttled(|| {
+            self.client
+                .get_parameters()
+                .names(&index)
+                .names(&marker)
+                .with_decryption(false)
+                .send()
+        })
+        .await
+        .map_err(|e| sdk_error("GetParameters", &index, e))?;
         let mut found = KeyLookup {
             service: None,
             revoked: false,
@@ -542,14 +553,15 @@ impl SsmKeyStore {
     /// exist. Fails only when SSM cannot be read.
     pub async fn read_service(&self, service: &str) -> Result<Option<ReadDocument>, SsmStoreError> {
         let name = self.checked_name(service)?;
-        match self
-            .client
-            .get_parameter()
-            .name(&name)
-            .with_decryption(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetParameter", &name, e))
+        match retry_throttled(|| {
+            self.client
+                .get_parameter()
+                .name(&name)
+                .with_decryption(true)
+                .send()
+        })
+        .await
+        .map_err(|e| sdk_error("GetParameter", &name, e))
         {
             Ok(out) => Ok(out.parameter().map(|p| self.read_one(p))),
             Err(SsmStoreError::NotFound(_)) => Ok(None),
@@ -922,6 +934,37 @@ async fn backoff(attempt: usize) {
         .map(|_| u64::from(u16::from_le_bytes(b)) % (base_ms / 2 + 1))
         .unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(base_ms / 2 + jitter)).await;
+}
+
+/// Retries of one read SSM throttled, on top of the SDK's own attempts.
+const THROTTLE_RETRIES: u32 = 4;
+
+/// Runs one SSM read, and again after a jittered, doubling pause (12-25 ms, up to
+/// 100-200 ms) each time SSM answers that the account's throughput is used up: the
+/// instances that were throttled together come back spread out.
+async fn retry_throttled<T, E, R, F, Fut>(mut call: F) -> Result<T, SdkError<E, R>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if attempt < THROTTLE_RETRIES && is_throttling(e.code()) => {
+                backoff(attempt as usize).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_throttling(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded")
+    )
 }
 
 /// Whether an error may come from KMS refusing one parameter (SSM reports it as
