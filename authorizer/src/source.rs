@@ -387,6 +387,16 @@ impl CachedStore {
         );
     }
 
+    /// What the Lambda's init phase does: the full load when that is how keys are
+    /// decided (file, dev, SSM without the index); nothing with the index, where a
+    /// cold instance reads only what its first key needs (two SSM calls), and the full
+    /// load happens only if a key the index cannot answer arrives.
+    pub async fn init(&self) {
+        if self.by_key.is_none() {
+            self.reload_now().await;
+        }
+    }
+
     /// Loads now, whatever the cache says (used at init).
     pub async fn reload_now(&self) {
         let now = self.now();

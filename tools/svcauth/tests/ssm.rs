@@ -46,11 +46,23 @@ async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
     // The caller's own parameter holds the key, as a SecureString.
     let key = read_param(&c, TUTOR_PARAM).await;
     assert!(key.starts_with("svcauth_test_"));
-    let params = all_params(&c).await;
+    // Beside them, the key id index entry: a String naming the service, no secret.
+    let (index, params): (Vec<_>, Vec<_>) = all_params(&c)
+        .await
+        .into_iter()
+        .partition(|(name, _, _)| name.starts_with("/svcauth/test/index/"));
     assert_eq!(params.len(), 2, "{params:?}");
     assert!(
         params.iter().all(|(_, _, t)| t == "SecureString"),
         "{params:?}"
+    );
+    assert_eq!(
+        index,
+        vec![(
+            format!("/svcauth/test/index/{}", key_id(&key)),
+            "tutor-service".to_owned(),
+            "String".to_owned()
+        )]
     );
     // The store holds the hash and id, never the key.
     let doc = read_param(&c, &format!("{PATH}/tutor-service")).await;
@@ -378,7 +390,15 @@ async fn import_legacy_makes_the_old_keys_work_without_any_clear_value_in_a_para
     .await;
     expect(&dry, exit::OK);
     assert!(dry.stderr.contains("would import"), "{dry:?}");
-    assert_eq!(all_params(&c).await.len(), 2, "a dry run wrote something");
+    let before = all_params(&c).await;
+    assert_eq!(
+        before
+            .iter()
+            .filter(|(n, _, _)| !n.starts_with("/svcauth/test/index/"))
+            .count(),
+        2,
+        "a dry run wrote something: {before:?}"
+    );
 
     // admin-service has no document: it takes --permissions; tutor-service keeps its own.
     let run = svcauth(
