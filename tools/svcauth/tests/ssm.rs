@@ -738,3 +738,47 @@ async fn concurrent_writers_lose_no_key() {
     }
     assert_refused(&store, &first).await;
 }
+
+/// Issue 11 item 3: a store written before the key id index gets its entries from
+/// `keys reindex`; the entries name the service holding each key, are never
+/// overwritten, and a second run has nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_writes_the_missing_key_id_index_entries_once() {
+    let moto = MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
+    expect(&run, exit::OK);
+    let key = run.stdout.trim().to_owned();
+    let entry = format!("/svcauth/test/index/{}", key_id(&key));
+    assert_eq!(read_param(&c, &entry).await, "tutor-service");
+    // As if written before the index: the entry is gone.
+    c.delete_parameter().name(&entry).send().await.unwrap();
+
+    let dry = svcauth(&args(&["keys", "reindex", "--dry-run"]), &aws, NOW).await;
+    expect(&dry, exit::OK);
+    assert!(dry.stderr.contains("would write 1 index entry of tutor-service"), "{dry:?}");
+    assert!(!all_params(&c).await.iter().any(|(n, _, _)| *n == entry));
+
+    let run = svcauth(&args(&["keys", "reindex"]), &aws, NOW).await;
+    expect(&run, exit::OK);
+    assert_eq!(read_param(&c, &entry).await, "tutor-service");
+    assert!(!run.stderr.contains(&key), "{run:?}");
+
+    let again = svcauth(&args(&["keys", "reindex"]), &aws, NOW).await;
+    expect(&again, exit::NOT_ACCEPTED);
+    assert!(again.stderr.contains("nothing to do"), "{again:?}");
+
+    // An entry naming another service is reported, never overwritten.
+    c.delete_parameter().name(&entry).send().await.unwrap();
+    c.put_parameter()
+        .name(&entry)
+        .value("admin-service")
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let conflict = svcauth(&args(&["keys", "reindex"]), &aws, NOW).await;
+    assert!(conflict.stderr.contains("names \"admin-service\""), "{conflict:?}");
+    assert_eq!(read_param(&c, &entry).await, "admin-service");
+}
