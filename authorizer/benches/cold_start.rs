@@ -120,7 +120,11 @@ async fn cold_instance(
     store.init().await;
     let answer = handle(&store, &request(key.expose_secret())).await;
     let first_answer = started.elapsed();
-    assert!(answer.is_ok(), "the valid key was refused ({})", mode.label());
+    assert!(
+        answer.is_ok(),
+        "the valid key was refused ({})",
+        mode.label()
+    );
     let ops = ["GetParametersByPath", "GetParameters", "GetParameter"];
     Sample {
         calls: faults.total_calls(),

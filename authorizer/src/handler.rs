@@ -85,7 +85,12 @@ pub async fn handle_view(
     };
     let current = match refuse_malformed(values) {
         Ok(key) => store.current_for(&key).await,
-        Err(refused) => {
+        Err(reason) => {
+            let refused = Decision::Unauthorized {
+                reason,
+                key_id: None,
+                service: None,
+            };
             audit(&view, &refused);
             return Err(Unauthorized);
         }
@@ -109,7 +114,7 @@ pub async fn handle_view(
 
 /// Refuses a missing, repeated or malformed key (format, length, checksum) before
 /// anything is loaded: such a request costs no SSM call, however many arrive.
-fn refuse_malformed(values: &[&str]) -> Result<service_auth::ApiKey, Decision> {
+fn refuse_malformed(values: &[&str]) -> Result<service_auth::ApiKey, UnauthorizedReason> {
     service_auth::decision::presented_key(values)
 }
 

@@ -337,7 +337,8 @@ impl CachedStore {
                     self.backoff_succeeded();
                     // One document judged as a full load judges it (a key it shares
                     // with another document is seen by the full load only).
-                    let store = KeyStore::build_isolated(read.into_iter().collect(), Ok(Vec::new()));
+                    let store =
+                        KeyStore::build_isolated(read.into_iter().collect(), Ok(Vec::new()));
                     self.report_loaded(&store, "ssm-service", started);
                     slot.loaded(store, now);
                 }

@@ -113,7 +113,11 @@ async fn malformed_keys_are_refused_without_a_single_ssm_call() {
     two["multiValueHeaders"]["x-service-api-key"] =
         json!([keys[0].expose_secret(), keys[1].expose_secret()]);
     assert!(handle(&cold, &two).await.is_err());
-    assert_eq!(faults.total_calls(), 0, "a malformed key must cost no SSM call");
+    assert_eq!(
+        faults.total_calls(),
+        0,
+        "a malformed key must cost no SSM call"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +139,9 @@ async fn a_cold_instance_answers_an_indexed_key_with_two_ssm_calls_whatever_the_
     assert_eq!(faults.calls("GetParameter"), 1);
     assert_eq!(faults.calls("GetParametersByPath"), 0);
     // The same key again: from memory.
-    assert!(handle(&cold, &request(keys[42].expose_secret())).await.is_ok());
+    assert!(handle(&cold, &request(keys[42].expose_secret()))
+        .await
+        .is_ok());
     assert_eq!(faults.total_calls(), 2);
 
     // The marker wins over the document, on the by-key path too.
@@ -145,14 +151,18 @@ async fn a_cold_instance_answers_an_indexed_key_with_two_ssm_calls_whatever_the_
         .unwrap();
     faults.reset_counts();
     let cold = instance(c.clone(), &clock, RefreshPolicy::default());
-    assert!(handle(&cold, &request(keys[7].expose_secret())).await.is_err());
+    assert!(handle(&cold, &request(keys[7].expose_secret()))
+        .await
+        .is_err());
     assert_eq!(faults.calls("GetParametersByPath"), 0);
 
     // Before: the same first answer through the full load costs one call per 10
     // documents and per 10 usable keys.
     faults.reset_counts();
     let before = instance(c.clone(), &clock, RefreshPolicy::default()).with_key_index(false);
-    assert!(handle(&before, &request(keys[42].expose_secret())).await.is_ok());
+    assert!(handle(&before, &request(keys[42].expose_secret()))
+        .await
+        .is_ok());
     // 6 pages of 10 (moto may answer one more, empty page) and 6 marker reads.
     let pages = faults.calls("GetParametersByPath");
     assert!((6..=7).contains(&pages), "{faults:?}");
@@ -178,7 +188,9 @@ async fn keys_without_an_index_entry_are_answered_by_one_full_load() {
     assert_eq!(faults.calls("GetParametersByPath"), 2, "{faults:?}");
     for _ in 0..50 {
         let unknown = ApiKey::generate(Some("test")).unwrap();
-        assert!(handle(&cold, &request(unknown.expose_secret())).await.is_err());
+        assert!(handle(&cold, &request(unknown.expose_secret()))
+            .await
+            .is_err());
     }
     assert_eq!(faults.total_calls(), 1 + 2 + 2, "{faults:?}");
     // `svcauth keys reindex` path: the entries written, a new instance goes by key.
@@ -188,7 +200,9 @@ async fn keys_without_an_index_entry_are_answered_by_one_full_load() {
     }
     faults.reset_counts();
     let cold = instance(c, &clock, RefreshPolicy::default());
-    assert!(handle(&cold, &request(keys[3].expose_secret())).await.is_ok());
+    assert!(handle(&cold, &request(keys[3].expose_secret()))
+        .await
+        .is_ok());
     assert_eq!(faults.total_calls(), 2, "{faults:?}");
 }
 
@@ -278,7 +292,10 @@ async fn under_a_flood_of_invalid_keys_valid_callers_keep_being_answered() {
             "a valid key was refused after its instance had answered it"
         );
         assert!(ok >= 200);
-        assert!(store.loaded_at().await.is_some(), "the flood's full load never got through");
+        assert!(
+            store.loaded_at().await.is_some(),
+            "the flood's full load never got through"
+        );
         flood_total += flood;
         stores.push(store);
     }
@@ -290,7 +307,10 @@ async fn under_a_flood_of_invalid_keys_valid_callers_keep_being_answered() {
     // Per instance: the lookup ration (burst + 1/s over the run), two calls per valid
     // key, and full loads (10 pages + 10 marker reads each), each call retried a few
     // times while throttled. Bounded by the instances, far from one call per request.
-    assert!(flood_total >= 10 * calls, "{flood_total} invalid requests, {calls} calls");
+    assert!(
+        flood_total >= 10 * calls,
+        "{flood_total} invalid requests, {calls} calls"
+    );
 
     // Once loaded, a new wave of invented keys costs nothing at all.
     faults.reset_counts();

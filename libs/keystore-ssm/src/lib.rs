@@ -773,10 +773,7 @@ impl SsmKeyStore {
                 if v == written || (change(&mut probe).is_ok() && probe == current) {
                     // After the document: an entry never points at a document that
                     // does not hold its key yet (it would only cost a full load).
-                    let index = self
-                        .ensure_index(&doc)
-                        .await
-                        .map_err(|e| e.to_string());
+                    let index = self.ensure_index(&doc).await.map_err(|e| e.to_string());
                     return Ok(Ok(WriteOutcome {
                         version: written,
                         merged_conflicts,
@@ -963,7 +960,12 @@ where
 fn is_throttling(code: Option<&str>) -> bool {
     matches!(
         code,
-        Some("ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded")
+        Some(
+            "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+        )
     )
 }
 

@@ -134,7 +134,9 @@ impl Backoff {
     /// pause before the next read may be tried.
     pub fn failed(&mut self, now: Instant, jitter: f64) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        let exp = self.base.saturating_mul(1u32 << (self.failures - 1).min(16));
+        let exp = self
+            .base
+            .saturating_mul(1u32 << (self.failures - 1).min(16));
         let full = exp.min(self.max);
         let pause = full.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0);
         self.not_before = Some(now + pause);

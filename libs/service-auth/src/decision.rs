@@ -111,7 +111,7 @@ impl Decision {
 pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) -> Decision {
     let key = match presented_key(req.api_key_values) {
         Ok(k) => k,
-        Err(refused) => return refused,
+        Err(reason) => return Decision::unauthorized(reason),
     };
     // The presented key's id costs a second SHA-256: computed only when refusing (an
     // allowed key's id comes from its record).
@@ -158,14 +158,13 @@ pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) ->
 /// The one key presented, parsed (format, length, checksum), or the refusal when
 /// there is none, two, or one that is not a key. No store is needed for this: the
 /// authorizer calls it before it loads anything, so a malformed key costs no SSM call.
-pub fn presented_key(values: &[&str]) -> Result<ApiKey, Decision> {
+pub fn presented_key(values: &[&str]) -> Result<ApiKey, UnauthorizedReason> {
     let presented = match distinct_value(values) {
         Ok(Some(v)) => v,
-        Ok(None) => return Err(Decision::unauthorized(UnauthorizedReason::MissingKey)),
-        Err(()) => return Err(Decision::unauthorized(UnauthorizedReason::DuplicateKey)),
+        Ok(None) => return Err(UnauthorizedReason::MissingKey),
+        Err(()) => return Err(UnauthorizedReason::DuplicateKey),
     };
-    ApiKey::parse(presented)
-        .map_err(|e| Decision::unauthorized(UnauthorizedReason::MalformedKey(e)))
+    ApiKey::parse(presented).map_err(UnauthorizedReason::MalformedKey)
 }
 
 /// The one non-empty value presented, `Ok(None)` when there is none, `Err` when two

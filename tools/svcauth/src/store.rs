@@ -228,7 +228,10 @@ impl Store {
                         Ok(outcome) => {
                             let outcome = outcome?;
                             return Ok(Written {
-                                index_warning: index_warning(&outcome.document.service, &outcome.index),
+                                index_warning: index_warning(
+                                    &outcome.document.service,
+                                    &outcome.index,
+                                ),
                                 document: outcome.document,
                                 merged_conflicts: outcome.merged_conflicts,
                                 retried_rounds: round,

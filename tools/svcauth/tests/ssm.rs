@@ -757,7 +757,11 @@ async fn reindex_writes_the_missing_key_id_index_entries_once() {
 
     let dry = svcauth(&args(&["keys", "reindex", "--dry-run"]), &aws, NOW).await;
     expect(&dry, exit::OK);
-    assert!(dry.stderr.contains("would write 1 index entry of tutor-service"), "{dry:?}");
+    assert!(
+        dry.stderr
+            .contains("would write 1 index entry of tutor-service"),
+        "{dry:?}"
+    );
     assert!(!all_params(&c).await.iter().any(|(n, _, _)| *n == entry));
 
     let run = svcauth(&args(&["keys", "reindex"]), &aws, NOW).await;
@@ -779,6 +783,9 @@ async fn reindex_writes_the_missing_key_id_index_entries_once() {
         .await
         .unwrap();
     let conflict = svcauth(&args(&["keys", "reindex"]), &aws, NOW).await;
-    assert!(conflict.stderr.contains("names \"admin-service\""), "{conflict:?}");
+    assert!(
+        conflict.stderr.contains("names \"admin-service\""),
+        "{conflict:?}"
+    );
     assert_eq!(read_param(&c, &entry).await, "admin-service");
 }

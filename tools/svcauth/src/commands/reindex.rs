@@ -36,7 +36,11 @@ pub async fn reindex(ctx: &mut Ctx<'_, '_>, args: &ReindexArgs) -> Result<Outcom
             missing += found.missing.len();
             ctx.status(format!(
                 "{} {} index entr{} of {}: {}",
-                if args.dry_run { "dry run: would write" } else { "wrote" },
+                if args.dry_run {
+                    "dry run: would write"
+                } else {
+                    "wrote"
+                },
                 found.missing.len(),
                 if found.missing.len() == 1 { "y" } else { "ies" },
                 doc.service,
