@@ -84,7 +84,7 @@ pub async fn handle_view(
         &spilled
     };
     let current = match refuse_malformed(values) {
-        Ok(key) => store.current_for(&key).await,
+        Ok(key) => store.current_for(&key, view.method_arn.as_deref()).await,
         Err(reason) => {
             let refused = Decision::Unauthorized {
                 reason,

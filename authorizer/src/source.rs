@@ -252,7 +252,13 @@ impl CachedStore {
     /// The store to decide `key` with; `None` means refuse. With the index (SSM), a
     /// fresh full store answers at once; else the key's own index entry and service
     /// document (two SSM calls when nothing is cached); else the full load.
-    pub async fn current_for(&self, key: &ApiKey) -> Option<Arc<KeyStore>> {
+    /// `method_arn`: the request's, so the name of its API is read in the same call
+    /// as the key's index entry when it is due.
+    pub async fn current_for(
+        &self,
+        key: &ApiKey,
+        method_arn: Option<&str>,
+    ) -> Option<Arc<KeyStore>> {
         let (Some(by_key), KeySource::Ssm(ssm)) = (&self.by_key, &self.source) else {
             return self.current().await;
         };
@@ -263,7 +269,7 @@ impl CachedStore {
                 return slot.usable(now);
             }
         }
-        match self.find_by_key(by_key, ssm, key, now).await {
+        match self.find_by_key(by_key, ssm, key, method_arn, now).await {
             Found::Store(store) => Some(store),
             Found::NeedFull => self.current().await,
         }
@@ -274,6 +280,7 @@ impl CachedStore {
         by_key: &Mutex<ByKey>,
         ssm: &SsmKeyStore,
         key: &ApiKey,
+        method_arn: Option<&str>,
         now: UnixTime,
     ) -> Found {
         let policy = self.policy;
@@ -297,15 +304,19 @@ impl CachedStore {
                 }
             } else {
                 let started = Instant::now();
-                let result =
-                    match tokio::time::timeout(self.load_timeout, ssm.lookup_key(&key_id)).await {
-                        Ok(r) => r.map_err(LoadError::from),
-                        Err(_) => Err(LoadError::Timeout(self.load_timeout)),
-                    };
+                let api = self.apis.due_parameter(method_arn, now).await;
+                let lookup = ssm.lookup_key_with(&key_id, api.as_ref().map(|(_, p)| p.as_str()));
+                let result = match tokio::time::timeout(self.load_timeout, lookup).await {
+                    Ok(r) => r.map_err(LoadError::from),
+                    Err(_) => Err(LoadError::Timeout(self.load_timeout)),
+                };
                 match result {
-                    Ok(found) => {
+                    Ok((found, api_parameter)) => {
                         self.backoff_succeeded();
                         entry.loaded(found, now);
+                        if let Some((api_id, _)) = &api {
+                            self.apis.seed(api_id, api_parameter.as_ref(), now).await;
+                        }
                     }
                     Err(error) => {
                         entry.failed(now);

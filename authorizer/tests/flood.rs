@@ -144,6 +144,36 @@ async fn a_cold_instance_answers_an_indexed_key_with_two_ssm_calls_whatever_the_
         .is_ok());
     assert_eq!(faults.total_calls(), 2);
 
+    // With API names in SSM (as deployed), the name is read in the same first call.
+    c.put_parameter()
+        .name("/svcauth/flood/apis/a1b2c3d4e5")
+        .value("identity")
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    faults.reset_counts();
+    let deployed = CachedStore::new(
+        KeySource::Ssm(SsmKeyStore::new(c.clone(), PATH).unwrap()),
+        RefreshPolicy::default(),
+        Duration::from_secs(10),
+        clock.unix_clock(),
+    )
+    .with_api_names(ApiNames::ssm(
+        c.clone(),
+        "/svcauth/flood/apis",
+        RefreshPolicy::default(),
+    ));
+    let resp = handle(&deployed, &request(keys[5].expose_secret()))
+        .await
+        .unwrap();
+    let statements = serde_json::to_value(&resp.policy_document).unwrap();
+    assert!(
+        statements.to_string().contains("/GET/internal/users/*"),
+        "the API's name was not known: {statements}"
+    );
+    assert_eq!(faults.total_calls(), 2, "{faults:?}");
+
     // The marker wins over the document, on the by-key path too.
     let ssm = SsmKeyStore::new(c.clone(), PATH).unwrap();
     ssm.put_revocation_marker("svc-007", &keys[7].key_id(), UnixTime(NOW), "test")

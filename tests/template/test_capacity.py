@@ -44,3 +44,7 @@ def test_the_role_reads_the_key_id_index_and_cannot_write_it():
     assert evaluate(st, "ssm:PutParameter", entry) == "implicit-deny"
     other = entry.replace("/teams/billing/", "/svcauth/dev/")
     assert evaluate(st, "ssm:GetParameters", other) == "implicit-deny"
+    # the first call of a cold instance: index entry, marker and API name together
+    for name in ("index/kid_0123456789abcdef", "revoked/kid_0123456789abcdef", "apis/a1b2c3d4e5"):
+        arn = f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/teams/billing/{name}"
+        assert evaluate(st, "ssm:GetParameters", arn) == "allow", name

@@ -517,18 +517,39 @@ impl SsmKeyStore {
     /// document that holds its hash, so a wrong or forged entry can cost a lookup or
     /// a full load, never grant anything.
     pub async fn lookup_key(&self, key_id: &KeyId) -> Result<KeyLookup, SsmStoreError> {
+        Ok(self.lookup_key_with(key_id, None).await?.0)
+    }
+
+    /// [`SsmKeyStore::lookup_key`], with one more `String` parameter read in the same
+    /// call (the API name the request needs, so a cold instance still makes two
+    /// calls); the second value is that parameter, `None` when it does not exist.
+    pub async fn lookup_key_with(
+        &self,
+        key_id: &KeyId,
+        also: Option<&str>,
+    ) -> Result<(KeyLookup, Option<aws_sdk_ssm::types::Parameter>), SsmStoreError> {
         let index = self.index_name(key_id);
         let marker = self.marker_name(key_id);
         let out = retry_throttled(|| {
-            self.client
+            let mut call = self
+                .client
                 .get_parameters()
                 .names(&index)
                 .names(&marker)
-                .with_decryption(false)
-                .send()
+                .with_decryption(false);
+            if let Some(name) = also {
+                call = call.names(name);
+            }
+            call.send()
         })
         .await
         .map_err(|e| sdk_error("GetParameters", &index, e))?;
+        let extra = also.and_then(|name| {
+            out.parameters()
+                .iter()
+                .find(|p| p.name() == Some(name))
+                .cloned()
+        });
         let mut found = KeyLookup {
             service: None,
             revoked: false,
@@ -545,7 +566,7 @@ impl SsmKeyStore {
                 }
             }
         }
-        Ok(found)
+        Ok((found, extra))
     }
 
     /// One service's document as a load reads it (judged, never an error for what it
