@@ -17,7 +17,6 @@
 
 use std::time::{Duration, Instant};
 
-use authorizer::apis::parse_api_names;
 use authorizer::{handle, ApiNames, CachedStore, KeySource};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::SsmKeyStore;
@@ -62,7 +61,13 @@ fn request(key: &str) -> serde_json::Value {
     ev
 }
 
-/// `services` documents of one key each under `path`, with index entries if asked.
+/// Where the API names of a store at `path` (`.../keys`) are: `.../apis`.
+fn api_path(path: &str) -> String {
+    format!("{}/apis", path.trim_end_matches("/keys"))
+}
+
+/// `services` documents of one key each under `path`, with index entries if asked,
+/// and the sample event's API registered as `identity`.
 async fn seed(
     c: &keystore_ssm::aws_sdk_ssm::Client,
     path: &str,
@@ -70,6 +75,14 @@ async fn seed(
     indexed: bool,
 ) -> Vec<ApiKey> {
     let store = SsmKeyStore::new(c.clone(), path).expect("path");
+    c.put_parameter()
+        .name(format!("{}/a1b2c3d4e5", api_path(path)))
+        .value("identity")
+        .r#type(ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put API name");
     let mut keys = Vec::with_capacity(services);
     for i in 0..services {
         let key = ApiKey::generate(Some("bench")).expect("key");
@@ -113,16 +126,26 @@ async fn cold_instance(
         clock.unix_clock(),
     )
     .with_key_index(mode != Mode::Before)
-    .with_api_names(ApiNames::fixed(
-        parse_api_names(service_auth::dev::DEV_API_NAMES).expect("names"),
+    // API names from SSM, as deployed (`{StorePath}/apis/{apiId}`).
+    .with_api_names(ApiNames::ssm(
+        faults.client(endpoint),
+        &api_path(path),
+        RefreshPolicy::default(),
     ));
     // What main.rs does at init, then the first request.
     store.init().await;
     let answer = handle(&store, &request(key.expose_secret())).await;
     let first_answer = started.elapsed();
+    // (the policy is checked below, outside the timed part)
     assert!(
         answer.is_ok(),
         "the valid key was refused ({})",
+        mode.label()
+    );
+    let allowed = serde_json::to_string(&answer.expect("checked").policy_document).expect("policy");
+    assert!(
+        allowed.contains("/GET/internal/users/*"),
+        "the API name was not read ({})",
         mode.label()
     );
     let ops = ["GetParametersByPath", "GetParameters", "GetParameter"];
