@@ -4,9 +4,12 @@ The service key store in SSM Parameter Store.
 Layout: one `SecureString` parameter per calling service, `{path}/{service}`, holding
 that service's [`ServiceDocument`] (permissions and hashed key records). Why:
 
-* **Cold start**: the authorizer loads the whole store with `GetParametersByPath`,
-  10 parameters a call, so 100 services cost 10 calls (and no call grows with the
-  number of keys a service has).
+* **Cold start**: the authorizer reads only what the first key needs: its key id
+  index entry and revocation marker ([`SsmKeyStore::lookup_key`], one
+  `GetParameters`), then the document the entry names ([`SsmKeyStore::read_service`],
+  one `GetParameter`): two calls, whatever the number of services. The whole store
+  ([`SsmKeyStore::load_store`], `GetParametersByPath`, 10 documents a call) is read
+  only for keys the index cannot answer (legacy keys, a store written before it).
 * **No lost writes**: SSM has no compare-and-swap, but it numbers every version. A
   writer reads version `v`, writes, and checks that its write became `v + 1`. If it
   did not, someone else wrote in between: the writer reads the versions it may have
@@ -31,6 +34,18 @@ the markers of every key it would accept ([`SsmKeyStore::revoked_among`],
 `GetParameters`, 10 names a call) and refuses those keys whatever any document or the
 legacy map says. A marker only ever takes access away, so its type and value do not
 matter: its existence is the revocation.
+
+**Key id index**: `{index path}/{key id}` (a sibling like the markers:
+`/svcauth/dev/index`), a `String` whose value names the service whose document holds
+the key. [`SsmKeyStore::update_document`] creates the entries of every key of the
+document it wrote ([`SsmKeyStore::ensure_index`], `Overwrite=false`): an entry is never
+overwritten and never deleted (a revoked key's stays; its marker refuses it). An entry
+only says where to look: the key is granted by the `SecureString` document holding its
+hash, so a wrong entry costs a full load, never a grant.
+
+Reads that SSM throttles are retried alone after a jittered, doubling pause
+(`ThrottlingException`, a few times), so a load under contention goes on from the page
+it was at instead of starting over.
 
 **Per-document isolation**: [`SsmKeyStore::load_store`] fails only when SSM cannot be
 read (the caller then keeps its last good store); a parameter that is read but cannot
