@@ -469,9 +469,7 @@ async fn issue(
         })?
     };
     let now = state.now();
-    let standing = state
-        .standing(&caller.service, &caller.method, now)
-        .await?;
+    let standing = state.standing(&caller.service, &caller.method, now).await?;
     let jti = new_jti().map_err(|e| ApiError::Internal("no_randomness", e.to_string()))?;
     let claims = claims_for(
         caller,
@@ -504,7 +502,13 @@ async fn issue(
             }
             let token = state.sign(&signer, &claims).await?;
             state.inner.reuse.keep(&claims, &token, signer.kid(), now);
-            (token, claims.exp, claims.jti.clone(), signer.kid().to_owned(), false)
+            (
+                token,
+                claims.exp,
+                claims.jti.clone(),
+                signer.kid().to_owned(),
+                false,
+            )
         }
     };
     // The token itself is never logged: its id is.
@@ -530,7 +534,12 @@ async fn jwks(State(state): State<AppState>) -> Response {
     let body = match state.published(now, None).await {
         Ok(p) => p.body.clone(),
         Err(e) => {
-            tracing::warn!(event = "jwks_unavailable", code = e.code(), "{}", e.message());
+            tracing::warn!(
+                event = "jwks_unavailable",
+                code = e.code(),
+                "{}",
+                e.message()
+            );
             return e.into_response();
         }
     };

@@ -470,8 +470,7 @@ mod tests {
         ServiceIdentity {
             service: "tutor-service".into(),
             method: AuthMethod::Iam {
-                role_arn: RoleArn::parse("arn:aws:iam::123456789012:role/tutor-task-role")
-                    .unwrap(),
+                role_arn: RoleArn::parse("arn:aws:iam::123456789012:role/tutor-task-role").unwrap(),
                 caller_arn: AssumedRoleArn::parse(
                     "arn:aws:sts::123456789012:assumed-role/tutor-task-role/task-1",
                 )
@@ -613,8 +612,18 @@ mod tests {
         let caller = key_caller(key.key_id());
         let stranger = key_caller(other.key_id());
         let cases: Vec<(&str, &ServiceIdentity, Standing, Option<&str>)> = vec![
-            ("revoked", &caller, standing(revoked), Some("key_not_usable")),
-            ("expired", &caller, standing(expired), Some("key_not_usable")),
+            (
+                "revoked",
+                &caller,
+                standing(revoked),
+                Some("key_not_usable"),
+            ),
+            (
+                "expired",
+                &caller,
+                standing(expired),
+                Some("key_not_usable"),
+            ),
             ("marker", &caller, marker, Some("key_not_usable")),
             (
                 "unknown key",
@@ -622,8 +631,18 @@ mod tests {
                 standing(good.clone()),
                 Some("key_not_usable"),
             ),
-            ("no document", &caller, Standing::default(), Some("unknown_service")),
-            ("other document", &caller, standing(wrong_name), Some("unknown_service")),
+            (
+                "no document",
+                &caller,
+                Standing::default(),
+                Some("unknown_service"),
+            ),
+            (
+                "other document",
+                &caller,
+                standing(wrong_name),
+                Some("unknown_service"),
+            ),
             ("brake ahead", &caller, standing(braked), Some("braked")),
             ("brake passed", &caller, standing(past_brake), None),
             ("no grants", &caller, standing(schema1), Some("no_grants")),
@@ -632,8 +651,15 @@ mod tests {
             let got = issue(caller, &s, "{}").map(|_| ()).map_err(|e| e.code());
             assert_eq!(got, want.map_or(Ok(()), Err), "{name}");
         }
-        let e = issue(&caller, &Standing { document: Some(good), proof_key_revoked: true }, "{}")
-            .unwrap_err();
+        let e = issue(
+            &caller,
+            &Standing {
+                document: Some(good),
+                proof_key_revoked: true,
+            },
+            "{}",
+        )
+        .unwrap_err();
         assert_eq!(e.status(), 401);
         assert!(!e.to_string().contains(key.expose_secret()));
     }
@@ -660,23 +686,38 @@ mod tests {
         cache.keep(&claims(NOW, 600, "a"), "tok-a", "k1", UnixTime(NOW));
         let at = |t: u64, lifetime: u64, brake: Option<u64>| {
             cache
-                .find(&claims(t, lifetime, "new"), brake.map(UnixTime), UnixTime(t))
+                .find(
+                    &claims(t, lifetime, "new"),
+                    brake.map(UnixTime),
+                    UnixTime(t),
+                )
                 .map(|r| r.jti)
         };
         assert_eq!(at(NOW + 300, 600, None).as_deref(), Some("a"));
         assert_eq!(at(NOW + 301, 600, None), None, "less than half left");
         assert_eq!(at(NOW + 10, 60, None), None, "longer than asked");
-        assert_eq!(at(NOW + 10, 600, Some(NOW + 1)), None, "issued before the brake");
+        assert_eq!(
+            at(NOW + 10, 600, Some(NOW + 1)),
+            None,
+            "issued before the brake"
+        );
         assert_eq!(at(NOW + 10, 600, Some(NOW)).as_deref(), Some("a"));
         let mut other = claims(NOW + 10, 600, "x");
         other.proof = Proof::ApiKey {
             key_id: "kid_fedcba9876543210".into(),
         };
-        assert!(cache.find(&other, None, UnixTime(NOW + 10)).is_none(), "other proof");
+        assert!(
+            cache.find(&other, None, UnixTime(NOW + 10)).is_none(),
+            "other proof"
+        );
         let mut narrower = claims(NOW + 10, 600, "x");
         narrower.permissions[0].routes = vec!["GET /internal/users/by-email/*".into()];
         assert!(cache.find(&narrower, None, UnixTime(NOW + 10)).is_none());
-        assert!(!format!("{:?}", cache.find(&claims(NOW, 600, "n"), None, UnixTime(NOW))).contains("tok-a"));
+        assert!(!format!(
+            "{:?}",
+            cache.find(&claims(NOW, 600, "n"), None, UnixTime(NOW))
+        )
+        .contains("tok-a"));
         for i in 0..REUSE_CAPACITY + 5 {
             let mut c = claims(NOW, 600, "b");
             c.sub = format!("s{i}");

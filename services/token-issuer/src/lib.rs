@@ -117,9 +117,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn env(
-        pairs: &'static [(&'static str, &'static str)],
-    ) -> impl Fn(&str) -> Option<String> {
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k: &str| {
             pairs
                 .iter()
@@ -146,7 +144,10 @@ mod tests {
             ("SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS", "900"),
         ]))
         .unwrap();
-        assert_eq!((c.jwks_parameter.as_str(), c.settings.default_lifetime_secs), ("/x/jwks", 900));
+        assert_eq!(
+            (c.jwks_parameter.as_str(), c.settings.default_lifetime_secs),
+            ("/x/jwks", 900)
+        );
         assert_eq!(c.ssm_path, "/svcauth/dev/keys");
         for bad in ["59", "3601", "ten", "-1"] {
             let lookup = move |k: &str| match k {
@@ -161,6 +162,9 @@ mod tests {
         assert!(err.to_string().contains("SVCAUTH_TOKEN_KEY"), "{err}");
         let err = Config::from_lookup(env(&[("SVCAUTH_TOKEN_KEY", "k")])).unwrap_err();
         assert!(err.to_string().contains("SVCAUTH_TOKEN_ISSUER"), "{err}");
-        assert_eq!(default_jwks_parameter("/svcauth/dev/keys"), "/svcauth/dev/token/jwks");
+        assert_eq!(
+            default_jwks_parameter("/svcauth/dev/keys"),
+            "/svcauth/dev/token/jwks"
+        );
     }
 }

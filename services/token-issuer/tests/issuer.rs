@@ -332,7 +332,13 @@ struct Answer {
     headers: http::HeaderMap,
 }
 
-async fn call(app: &Router, method: &str, path: &str, auth: Auth<'_>, body: Option<&str>) -> Answer {
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    auth: Auth<'_>,
+    body: Option<&str>,
+) -> Answer {
     let req = lambda_http::request::from_str(&event(method, path, auth, body)).unwrap();
     let res = lambda_service(app.clone()).oneshot(req).await.unwrap();
     let status = res.status().as_u16();
@@ -380,7 +386,12 @@ fn python_verify(token: &str, jwks: &Value) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("could not run {} ({e}); run scripts/setup-tools.sh", python.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "could not run {} ({e}); run scripts/setup-tools.sh",
+                python.display()
+            )
+        });
     let input = json!({"token": token, "jwks": jwks});
     child
         .stdin
@@ -514,7 +525,10 @@ async fn revoked_expired_and_unknown_keys_get_401_and_no_token() {
         .unwrap());
     let a = token_for(&f, Auth::Key(&f.active), None).await;
     assert_eq!(code(&a), (401, "key_not_usable"), "{}", a.raw);
-    assert!(a.body["message"].as_str().unwrap().contains(f.active.key_id().as_str()));
+    assert!(a.body["message"]
+        .as_str()
+        .unwrap()
+        .contains(f.active.key_id().as_str()));
     assert!(!a.raw.contains(f.active.expose_secret()));
     assert_eq!(f.faults.sign_calls(), 0, "nothing was signed");
     assert_eq!(f.state.reusable_tokens(), 0);
@@ -587,7 +601,12 @@ async fn a_still_valid_token_is_reused_only_while_safe() {
     assert_eq!(again["expiresIn"], 480);
     assert_eq!(f.faults.sign_calls(), 1);
     // Other grants (narrowed), or another proof (IAM), are other tokens.
-    let narrow = token_for(&f, Auth::Key(&f.active), Some(r#"{"audience":["billing"]}"#)).await;
+    let narrow = token_for(
+        &f,
+        Auth::Key(&f.active),
+        Some(r#"{"audience":["billing"]}"#),
+    )
+    .await;
     assert_ne!(narrow.body["token"], first["token"]);
     let iam = call(&f.app, "POST", "/token/iam", Auth::Iam(TUTOR_ROLE), None).await;
     assert_ne!(iam.body["token"], first["token"]);
@@ -608,7 +627,12 @@ async fn a_still_valid_token_is_reused_only_while_safe() {
     f.clock.set(brake + 16);
     let after = token_for(&f, Auth::Key(&f.active), None).await.body;
     assert_ne!(after["tokenId"], later["tokenId"]);
-    let claims = verify(&after["token"], &key_set(&f).await.0, "identity", brake + 16);
+    let claims = verify(
+        &after["token"],
+        &key_set(&f).await.0,
+        "identity",
+        brake + 16,
+    );
     assert!(claims.iat >= brake);
     // A brake ahead of now refuses every token until then.
     doc.tokens_not_before = Some(UnixTime(brake + 600));
@@ -635,11 +659,20 @@ async fn kms_throttling_is_retried_with_back_off_then_503() {
 
     // Sustained throttling (each code KMS uses for it): 503 with Retry-After once the
     // budget is spent, and no token.
-    for kms_code in ["ThrottlingException", "KMSInternalException", "LimitExceededException"] {
+    for kms_code in [
+        "ThrottlingException",
+        "KMSInternalException",
+        "LimitExceededException",
+    ] {
         f.faults.throttle(u32::MAX, kms_code);
         let before = f.faults.sign_calls();
         let start = Instant::now();
-        let a = token_for(&f, Auth::Key(&f.active), Some(r#"{"audience":["billing"]}"#)).await;
+        let a = token_for(
+            &f,
+            Auth::Key(&f.active),
+            Some(r#"{"audience":["billing"]}"#),
+        )
+        .await;
         let took = start.elapsed();
         assert_eq!(code(&a), (503, "kms_throttled"), "{kms_code}: {}", a.raw);
         assert_eq!(a.headers["retry-after"], "1");
@@ -651,11 +684,21 @@ async fn kms_throttling_is_retried_with_back_off_then_503() {
     // Other KMS errors are not retried.
     f.faults.throttle(u32::MAX, "AccessDeniedException");
     let before = f.faults.sign_calls();
-    let a = token_for(&f, Auth::Key(&f.active), Some(r#"{"audience":["billing"]}"#)).await;
+    let a = token_for(
+        &f,
+        Auth::Key(&f.active),
+        Some(r#"{"audience":["billing"]}"#),
+    )
+    .await;
     assert_eq!(a.status, 500, "{}", a.raw);
     assert_eq!(f.faults.sign_calls() - before, 1);
     f.faults.throttle(0, "");
-    let a = token_for(&f, Auth::Key(&f.active), Some(r#"{"audience":["billing"]}"#)).await;
+    let a = token_for(
+        &f,
+        Auth::Key(&f.active),
+        Some(r#"{"audience":["billing"]}"#),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.raw);
 }
 
@@ -687,7 +730,8 @@ async fn the_issuer_signs_only_with_a_published_key() {
     let a = token_for(&f, Auth::Key(&f.active), None).await;
     assert_eq!(code(&a), (503, "signing_key_not_published"), "{}", a.raw);
     assert!(
-        a.raw.contains(&format!("svcauth tokens keys add --key {}", f.key_id)),
+        a.raw
+            .contains(&format!("svcauth tokens keys add --key {}", f.key_id)),
         "{}",
         a.raw
     );

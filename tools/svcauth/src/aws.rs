@@ -162,7 +162,12 @@ fn not_found(name: &str, client: &Client) -> Error {
 
 /// An SDK error as an error that says what to do. SSM error messages name parameters,
 /// never values, so they are safe to show.
-pub(crate) fn aws_error<E, R>(operation: &str, name: &str, client: &Client, e: SdkError<E, R>) -> Error
+pub(crate) fn aws_error<E, R>(
+    operation: &str,
+    name: &str,
+    client: &Client,
+    e: SdkError<E, R>,
+) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

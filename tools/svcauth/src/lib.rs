@@ -99,7 +99,9 @@ pub async fn run(cli: &Cli, aws: &Aws, now: UnixTime, io: &mut Io<'_>) -> Result
         Command::Tokens(TokensCommand::Keys(TokenKeysCommand::List(args))) => {
             commands::tokens::list(&mut ctx, args).await
         }
-        Command::Tokens(TokensCommand::Brake(args)) => commands::tokens::brake(&mut ctx, args).await,
+        Command::Tokens(TokensCommand::Brake(args)) => {
+            commands::tokens::brake(&mut ctx, args).await
+        }
     }
 }
 

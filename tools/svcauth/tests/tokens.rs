@@ -74,13 +74,20 @@ async fn keys_are_published_listed_and_retired_but_never_the_signing_key() {
 
     let run = tokens("tokens keys list", &aws).await;
     expect(&run, exit::NOT_FOUND);
-    assert!(run.stderr.contains("svcauth tokens keys add --key alias/svcauth-token-test"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("svcauth tokens keys add --key alias/svcauth-token-test"),
+        "{run:?}"
+    );
 
     // Added through the alias: published under the KMS key id.
     let run = tokens(&format!("tokens keys add --key {ALIAS}"), &aws).await;
     expect(&run, exit::OK);
-    assert!(run.stderr.contains(&format!("published key {current}")), "{run:?}");
-    assert_eq!(published(ssm).await, [current.clone()]);
+    assert!(
+        run.stderr.contains(&format!("published key {current}")),
+        "{run:?}"
+    );
+    assert_eq!(published(ssm).await, std::slice::from_ref(&current));
     let run = tokens(&format!("tokens keys add --key {current}"), &aws).await;
     expect(&run, exit::NOT_ACCEPTED);
     assert!(run.stderr.contains("already published"), "{run:?}");
@@ -96,8 +103,14 @@ async fn keys_are_published_listed_and_retired_but_never_the_signing_key() {
     expect(&run, exit::OK);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(lines[0].starts_with("KID"), "{run:?}");
-    assert!(lines[1].starts_with(&current) && lines[1].ends_with("yes"), "{run:?}");
-    assert!(lines[2].starts_with(&next) && lines[2].ends_with("no"), "{run:?}");
+    assert!(
+        lines[1].starts_with(&current) && lines[1].ends_with("yes"),
+        "{run:?}"
+    );
+    assert!(
+        lines[2].starts_with(&next) && lines[2].ends_with("no"),
+        "{run:?}"
+    );
     let run = tokens("tokens keys list --json", &aws).await;
     expect(&run, exit::OK);
     let listed: Value = serde_json::from_str(&run.stdout).unwrap();
@@ -123,27 +136,35 @@ async fn keys_are_published_listed_and_retired_but_never_the_signing_key() {
         .unwrap();
     let run = tokens(&format!("tokens keys remove --kid {current}"), &aws).await;
     expect(&run, exit::OK);
-    assert_eq!(published(ssm).await, [next.clone()]);
+    assert_eq!(published(ssm).await, std::slice::from_ref(&next));
     let run = tokens(&format!("tokens keys remove --kid {current}"), &aws).await;
     expect(&run, exit::NOT_ACCEPTED);
 
     // Bad input: each a clear refusal, nothing written.
     let p384 = create_key(kms, KeySpec::EccNistP384).await;
     let cases = [
-        (format!("tokens keys add --key {p384}"), exit::USAGE, "ECC_NIST_P256"),
+        (
+            format!("tokens keys add --key {p384}"),
+            exit::USAGE,
+            "ECC_NIST_P256",
+        ),
         (
             "tokens keys add --key alias/none".to_owned(),
             exit::NOT_FOUND,
             "alias/none",
         ),
-        ("tokens keys remove --kid k\u{e9}y".to_owned(), exit::USAGE, "not a key id"),
+        (
+            "tokens keys remove --kid k\u{e9}y".to_owned(),
+            exit::USAGE,
+            "not a key id",
+        ),
     ];
     for (cmd, code, needed) in cases {
         let run = tokens(&cmd, &aws).await;
         expect(&run, code);
         assert!(run.stderr.contains(needed), "{cmd}: {run:?}");
     }
-    assert_eq!(published(ssm).await, [next.clone()]);
+    assert_eq!(published(ssm).await, std::slice::from_ref(&next));
 
     // A parameter that is not a key set is reported, never overwritten blindly.
     ssm.put_parameter()
@@ -159,7 +180,10 @@ async fn keys_are_published_listed_and_retired_but_never_the_signing_key() {
     assert!(run.stderr.contains("is not a JWKS"), "{run:?}");
 
     let help = tokens("tokens keys add --help", &aws).await;
-    assert!(help.stderr.contains("BEFORE pointing the signing alias"), "{help:?}");
+    assert!(
+        help.stderr.contains("BEFORE pointing the signing alias"),
+        "{help:?}"
+    );
     assert!(help.stderr.contains("--jwks-parameter"), "{help:?}");
 }
 
@@ -246,7 +270,10 @@ async fn concurrent_key_set_writers_lose_nothing() {
     expect(&rx.recv_timeout(Duration::from_secs(60)).unwrap(), exit::OK);
     let got = published(ssm).await;
     assert!(!got.contains(&b), "{got:?}");
-    assert!(got.contains(&e2) && got.contains(&a) && got.contains(&c), "{got:?}");
+    assert!(
+        got.contains(&e2) && got.contains(&a) && got.contains(&c),
+        "{got:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,23 +291,49 @@ async fn the_brake_only_moves_later_and_survives_concurrent_writes() {
 
     let run = tokens("tokens brake --service tutor-service", &aws).await;
     expect(&run, exit::OK);
-    assert!(run.stderr.contains("braked: tokens of tutor-service issued before 2026-11-29T12:00:00Z"), "{run:?}");
-    assert_eq!(brake_of(read_param(&c, &doc_param).await), Some(UnixTime(NOW)));
+    assert!(
+        run.stderr
+            .contains("braked: tokens of tutor-service issued before 2026-11-29T12:00:00Z"),
+        "{run:?}"
+    );
+    assert_eq!(
+        brake_of(read_param(&c, &doc_param).await),
+        Some(UnixTime(NOW))
+    );
 
     // Earlier or equal: nothing to do; the brake stays.
     for at in ["now", "2026-11-29T11:00:00Z"] {
-        let run = tokens(&format!("tokens brake --service tutor-service --at {at}"), &aws).await;
+        let run = tokens(
+            &format!("tokens brake --service tutor-service --at {at}"),
+            &aws,
+        )
+        .await;
         expect(&run, exit::NOT_ACCEPTED);
         assert!(run.stderr.contains("only moves later"), "{run:?}");
     }
-    assert_eq!(brake_of(read_param(&c, &doc_param).await), Some(UnixTime(NOW)));
+    assert_eq!(
+        brake_of(read_param(&c, &doc_param).await),
+        Some(UnixTime(NOW))
+    );
 
     // Bad input: refused, nothing written.
     let cases = [
-        ("tokens brake --service tutor-service --at tomorrow", exit::USAGE, "RFC 3339"),
-        ("tokens brake --service tutor-service --at 2027-06-01T00:00:00Z", exit::USAGE, "7 days"),
+        (
+            "tokens brake --service tutor-service --at tomorrow",
+            exit::USAGE,
+            "RFC 3339",
+        ),
+        (
+            "tokens brake --service tutor-service --at 2027-06-01T00:00:00Z",
+            exit::USAGE,
+            "7 days",
+        ),
         ("tokens brake --service Tutor", exit::USAGE, "service name"),
-        ("tokens brake --service reports-service", exit::NOT_FOUND, "no document"),
+        (
+            "tokens brake --service reports-service",
+            exit::NOT_FOUND,
+            "no document",
+        ),
     ];
     for (cmd, code, needed) in cases {
         let run = tokens(cmd, &aws).await;
@@ -299,7 +352,9 @@ async fn the_brake_only_moves_later_and_survives_concurrent_writes() {
                 .build()
                 .unwrap()
                 .block_on(svcauth(
-                    &args(&words("keys create --service tutor-service --deliver stdout")),
+                    &args(&words(
+                        "keys create --service tutor-service --deliver stdout",
+                    )),
                     &Aws::Client(moto_client(&e)),
                     NOW + 5,
                 ))
@@ -309,13 +364,19 @@ async fn the_brake_only_moves_later_and_survives_concurrent_writes() {
         tx.send(run).unwrap();
     });
     let run = svcauth(
-        &args(&words("tokens brake --service tutor-service --at 2026-11-29T12:30:00Z")),
+        &args(&words(
+            "tokens brake --service tutor-service --at 2026-11-29T12:30:00Z",
+        )),
         &Aws::Client(faults.client(&endpoint)),
         NOW + 5,
     )
     .await;
     expect(&run, exit::OK);
-    assert!(run.stderr.contains("gets no token at all until 2026-11-29T12:30:00Z"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("gets no token at all until 2026-11-29T12:30:00Z"),
+        "{run:?}"
+    );
     expect(&rx.recv_timeout(Duration::from_secs(60)).unwrap(), exit::OK);
     let doc = ServiceDocument::from_json(&read_param(&c, &doc_param).await).unwrap();
     assert_eq!(doc.tokens_not_before, Some(UnixTime(NOW + 1800)));

@@ -146,7 +146,9 @@ where
             .tier(ParameterTier::Standard)
             .overwrite(base.is_some());
         let put = if base.is_none() {
-            put.description("svcauth published token signing keys (JWKS); written by `svcauth tokens keys`")
+            put.description(
+                "svcauth published token signing keys (JWKS); written by `svcauth tokens keys`",
+            )
         } else {
             put
         };
@@ -228,9 +230,17 @@ pub async fn add(ctx: &mut Ctx<'_, '_>, args: &TokenKeyAddArgs) -> Result<Outcom
             .is_some_and(|(s, _)| s.keys.iter().any(|k| kid_of(k) == kid));
         ctx.status(format!(
             "dry run: key {kid} ({key}) {} {parameter}; nothing was written",
-            if present { "is already in" } else { "would be added to" }
+            if present {
+                "is already in"
+            } else {
+                "would be added to"
+            }
         ));
-        return Ok(if present { Outcome::NothingToDo } else { Outcome::Done });
+        return Ok(if present {
+            Outcome::NothingToDo
+        } else {
+            Outcome::Done
+        });
     }
     let written = update_jwks(&client, &parameter, |set| {
         match set.keys.iter_mut().find(|k| kid_of(k) == kid) {
@@ -248,7 +258,9 @@ pub async fn add(ctx: &mut Ctx<'_, '_>, args: &TokenKeyAddArgs) -> Result<Outcom
     })
     .await?;
     let Some(set) = written else {
-        ctx.status(format!("nothing to do: key {kid} is already published in {parameter}"));
+        ctx.status(format!(
+            "nothing to do: key {kid} is already published in {parameter}"
+        ));
         return Ok(Outcome::NothingToDo);
     };
     ctx.status(format!(
@@ -282,7 +294,9 @@ pub async fn remove(ctx: &mut Ctx<'_, '_>, args: &TokenKeyRemoveArgs) -> Result<
         .await?
         .is_some_and(|(s, _)| s.keys.iter().any(|k| kid_of(k) == kid));
     if !present {
-        ctx.status(format!("nothing to do: key {kid} is not published in {parameter}"));
+        ctx.status(format!(
+            "nothing to do: key {kid} is not published in {parameter}"
+        ));
         return Ok(Outcome::NothingToDo);
     }
     if args.dry_run {
@@ -306,7 +320,9 @@ pub async fn remove(ctx: &mut Ctx<'_, '_>, args: &TokenKeyRemoveArgs) -> Result<
             Ok(Outcome::Done)
         }
         None => {
-            ctx.status(format!("nothing to do: key {kid} is not published in {parameter}"));
+            ctx.status(format!(
+                "nothing to do: key {kid} is not published in {parameter}"
+            ));
             Ok(Outcome::NothingToDo)
         }
     }
@@ -368,14 +384,22 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &TokenKeyListArgs) -> Result<Outc
             .map_err(|e| Error::Store(format!("could not print the list: {e}")))?;
         let _ = writeln!(ctx.io.stdout, "{json}");
     } else {
-        let _ = writeln!(ctx.io.stdout, "{:<40}  {:<5}  {:<5}  SIGNING", "KID", "KTY", "CRV");
+        let _ = writeln!(
+            ctx.io.stdout,
+            "{:<40}  {:<5}  {:<5}  SIGNING",
+            "KID", "KTY", "CRV"
+        );
         for r in &rows {
             let signing = match r.signing {
                 Some(true) => "yes",
                 Some(false) => "no",
                 None => "unknown",
             };
-            let _ = writeln!(ctx.io.stdout, "{:<40}  {:<5}  {:<5}  {signing}", r.kid, r.kty, r.crv);
+            let _ = writeln!(
+                ctx.io.stdout,
+                "{:<40}  {:<5}  {:<5}  {signing}",
+                r.kid, r.kty, r.crv
+            );
         }
     }
     ctx.status(format!(
@@ -383,7 +407,9 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &TokenKeyListArgs) -> Result<Outc
         rows.len()
     ));
     if let Some(None) = &signing {
-        ctx.status(format!("{alias} does not exist: the issuer cannot sign until it does"));
+        ctx.status(format!(
+            "{alias} does not exist: the issuer cannot sign until it does"
+        ));
     } else if let Some(Some(kid)) = &signing {
         if !rows.iter().any(|r| r.kid == kid) {
             ctx.status(format!(
@@ -470,9 +496,20 @@ mod tests {
             brake_time("2026-11-29T12:00:00Z", now).unwrap(),
             UnixTime(1_795_953_600)
         );
-        assert!(brake_time("2026-11-29T11:00:00Z", now).is_ok(), "the past is fine");
-        for bad in ["tomorrow", "", "2026-13-01T00:00:00Z", "2027-01-01T00:00:00Z"] {
-            assert!(matches!(brake_time(bad, now), Err(Error::Usage(_))), "{bad}");
+        assert!(
+            brake_time("2026-11-29T11:00:00Z", now).is_ok(),
+            "the past is fine"
+        );
+        for bad in [
+            "tomorrow",
+            "",
+            "2026-13-01T00:00:00Z",
+            "2027-01-01T00:00:00Z",
+        ] {
+            assert!(
+                matches!(brake_time(bad, now), Err(Error::Usage(_))),
+                "{bad}"
+            );
         }
     }
 }
