@@ -436,7 +436,7 @@ async fn issue_token(
     let service = caller.service.clone();
     let method = caller.method_name();
     let credential = caller.credential_id();
-    match issue(&state, &caller, &body).await {
+    match issue(&state, &caller, &body, &correlation_id).await {
         Ok(res) => res,
         Err(e) => {
             // The credential id (key id or role ARN) and the reason; never a token.
@@ -451,6 +451,7 @@ async fn issue(
     state: &AppState,
     caller: &service_auth::identity::ServiceIdentity,
     body: &[u8],
+    correlation_id: &service_identity_http::CorrelationId,
 ) -> Result<Response, ApiError> {
     // Lambda already holds the whole body (API Gateway caps it at 10 MB): refuse a large
     // one here, as JSON, instead of with axum's plain-text 413.
@@ -513,7 +514,7 @@ async fn issue(
     };
     // The token itself is never logged: its id is.
     tracing::info!(event = "token_issued", jti = %jti, service = %caller.service, proof = caller.method_name(),
-        credential = %caller.credential_id(), kid = %kid, exp, reused, "token issued");
+        credential = %caller.credential_id(), kid = %kid, exp, reused, correlation_id = %correlation_id, "token issued");
     let body = serde_json::json!({
         "token": token,
         "tokenType": "Bearer",

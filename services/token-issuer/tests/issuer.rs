@@ -268,6 +268,8 @@ enum Auth<'a> {
     Key(&'a ApiKey),
     /// `AWS_IAM` verified a signature by this assumed-role session.
     Iam(&'a str),
+    /// An authorizer that accepted a signed token (not a proof the issuer takes).
+    Token(&'a ApiKey),
     None,
 }
 
@@ -283,6 +285,16 @@ fn event(method: &str, path: &str, auth: Auth<'_>, body: Option<&str>) -> String
                 "authenticatedBy": "api-key",
                 "keyId": key.key_id().as_str(),
                 "integrationLatency": 3
+            })
+        }
+        Auth::Token(key) => {
+            authorizer = json!({
+                "principalId": "tutor-service",
+                "serviceId": "tutor-service",
+                "authenticatedBy": "token",
+                "tokenId": "0123456789abcdef0123456789abcdef",
+                "tokenProof": "api-key",
+                "keyId": key.key_id().as_str()
             })
         }
         Auth::Iam(arn) => {
@@ -536,6 +548,93 @@ async fn revoked_expired_and_unknown_keys_get_401_and_no_token() {
     // No identity at all (a route wired without auth): 401.
     let a = token_for(&f, Auth::None, None).await;
     assert_eq!(code(&a), (401, "no_identity"), "{}", a.raw);
+    // A token is not a proof for a new token (that would outlive every revocation).
+    let a = token_for(&f, Auth::Token(&f.active), None).await;
+    assert_eq!(a.status, 401, "{}", a.raw);
+    assert!(a.body.get("token").is_none());
+    assert_eq!(f.faults.sign_calls(), 0);
+}
+
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct ToLogs;
+
+impl Write for ToLogs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this test binary, as the Lambda runtime's JSON formatter writes
+/// them (a global subscriber: tracing caches call-site interest process-wide).
+fn capture_logs() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(|| ToLogs)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_name_the_token_id_and_key_never_the_token() {
+    capture_logs();
+    let f = fixture().await;
+    let a = token_for(&f, Auth::Key(&f.active), None).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let again = token_for(&f, Auth::Key(&f.active), None).await;
+    assert_eq!(again.body["token"], a.body["token"]);
+    let refused = token_for(&f, Auth::Key(&f.revoked), None).await;
+    assert_eq!(refused.status, 401);
+    let token = a.body["token"].as_str().unwrap();
+    let jti = a.body["tokenId"].as_str().unwrap();
+    let out = String::from_utf8(LOGS.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let issued: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["event"] == "token_issued" && l["fields"]["jti"] == jti)
+        .collect();
+    assert_eq!(issued.len(), 2, "{out}");
+    assert_eq!(issued[0]["fields"]["kid"], f.key_id.as_str());
+    assert_eq!(issued[0]["fields"]["proof"], "api-key");
+    assert_eq!(issued[0]["fields"]["service"], "tutor-service");
+    assert_eq!(
+        issued[0]["fields"]["credential"],
+        f.active.key_id().as_str()
+    );
+    assert_eq!(issued[0]["fields"]["correlation_id"], "corr-token-1");
+    assert_eq!(
+        (
+            issued[0]["fields"]["reused"].as_bool(),
+            issued[1]["fields"]["reused"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
+    assert!(
+        lines.iter().any(|l| l["fields"]["event"] == "token_refused"
+            && l["fields"]["code"] == "key_not_usable"
+            && l["fields"]["credential"] == f.revoked.key_id().as_str()),
+        "{out}"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    for secret in [
+        token,
+        signature,
+        f.active.expose_secret(),
+        f.revoked.expose_secret(),
+    ] {
+        assert!(!out.contains(secret), "a secret in the logs: {out}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
