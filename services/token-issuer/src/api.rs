@@ -481,7 +481,13 @@ async fn issue(
         jti,
     )?;
     let brake = standing.document.as_ref().and_then(|d| d.tokens_not_before);
-    let (token, exp, jti, kid, reused) = match state.inner.reuse.find(&claims, brake, now) {
+    // A held token is handed out again only while its key is still published: a key
+    // retired from the key set (rotation, compromise) takes its held tokens with it.
+    let held = match state.inner.reuse.find(&claims, brake, now) {
+        Some(r) if state.published(now, None).await?.keys.contains(&r.kid) => Some(r),
+        _ => None,
+    };
+    let (token, exp, jti, kid, reused) = match held {
         Some(r) => (r.token, r.exp, r.jti, r.kid, true),
         None => {
             let signer = state.signer(now).await?;

@@ -717,10 +717,40 @@ async fn a_still_valid_token_is_reused_only_while_safe() {
     assert_eq!(later["expiresIn"], 600);
     assert_eq!(f.faults.sign_calls(), 4);
 
+    // A retired signing key takes its held tokens with it: the alias now names another
+    // key and only that one is published, so the next request gets a new token signed
+    // by it, though the held one has time left.
+    let next = f
+        .kms
+        .create_key()
+        .key_spec(KeySpec::EccNistP256)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned();
+    publish(&f.ssm, &f.kms, &[&next]).await;
+    f.kms
+        .update_alias()
+        .alias_name(ALIAS)
+        .target_key_id(&next)
+        .send()
+        .await
+        .unwrap();
+    f.clock.advance(300);
+    let rotated = token_for(&f, Auth::Key(&f.active), None).await.body;
+    assert_ne!(rotated["tokenId"], later["tokenId"]);
+    let header = jsonwebtoken::decode_header(rotated["token"].as_str().unwrap()).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(next.as_str()));
+    let later = rotated;
+
     // The brake: once the issuer sees it (its standing TTL, 15 s), a held token issued
     // before it is not handed out; the new one is issued at or after it.
     let mut doc = tutor_doc(&f.active, &f.revoked);
-    let brake = NOW + 320;
+    let brake = NOW + 620;
     doc.tokens_not_before = Some(UnixTime(brake));
     put_doc(&f.ssm, &doc).await;
     f.clock.set(brake + 16);
