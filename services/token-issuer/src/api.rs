@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use keystore_ssm::SsmKeyStore;
 use service_auth::identity::AuthMethod;
-use service_auth::UnixTime;
+use service_auth::{ServiceDocument, UnixTime};
 use service_identity_http::{correlate, json_error, Caller, Correlation, IdentityConfig};
 use service_token::{KeySet, TokenClaims};
 use token_kms::aws_sdk_kms;
@@ -50,17 +50,97 @@ const STANDING_CAPACITY: usize = 1024;
 pub struct Parts {
     pub identity: IdentityConfig,
     pub settings: IssuerSettings,
-    /// KMS client for `DescribeKey` and `Sign`. Build it with SDK retries off (one
-    /// attempt): the issuer backs off itself, within [`Parts::retry`]'s budget.
-    pub kms: aws_sdk_kms::Client,
-    /// `SVCAUTH_TOKEN_KEY`: key id, ARN or alias.
-    pub signing_key: String,
-    /// Service documents and revocation markers; its SSM client also reads the JWKS.
-    pub store: SsmKeyStore,
-    /// `SVCAUTH_TOKEN_JWKS_PARAMETER`.
-    pub jwks_parameter: String,
+    pub signing: Signing,
+    pub documents: Documents,
+    pub jwks: JwksSource,
     pub clock: Clock,
     pub retry: RetryPolicy,
+}
+
+/// What signs tokens.
+pub enum Signing {
+    /// KMS, as deployed. Build the client with SDK retries off (one attempt): the
+    /// issuer backs off itself, within [`Parts::retry`]'s budget. `key` is
+    /// `SVCAUTH_TOKEN_KEY` (key id, ARN or alias).
+    Kms {
+        client: aws_sdk_kms::Client,
+        key: String,
+    },
+    /// A signer in this process: the local gateway's ephemeral development key. The
+    /// deployed issuer (`main.rs`) never builds one.
+    Local(Arc<dyn LocalSigner>),
+}
+
+/// Signs in this process (see [`Signing::Local`]).
+pub trait LocalSigner: Send + Sync {
+    /// The `kid` its tokens carry.
+    fn kid(&self) -> &str;
+    /// A compact JWS of `claims` with `{"alg":"ES256","typ":"JWT","kid":..}`. The error
+    /// says why, without the key.
+    fn sign(&self, claims: &TokenClaims) -> Result<String, String>;
+}
+
+/// A service's document by name, from memory.
+pub type DocumentLookup = Arc<dyn Fn(&str) -> Option<ServiceDocument> + Send + Sync>;
+
+/// Where service documents (and revocation markers) come from.
+pub enum Documents {
+    /// The key store in SSM, as deployed: documents and revocation markers.
+    Ssm(SsmKeyStore),
+    /// A lookup in memory (local tools that hold their store themselves); no markers.
+    Fixed(DocumentLookup),
+}
+
+/// Where the published key set comes from.
+pub enum JwksSource {
+    /// The `SVCAUTH_TOKEN_JWKS_PARAMETER` `String` parameter, as deployed.
+    Ssm {
+        client: keystore_ssm::aws_sdk_ssm::Client,
+        parameter: String,
+    },
+    /// A JWKS given as text (local tools).
+    Inline(String),
+}
+
+/// The signer in use now.
+#[derive(Clone)]
+enum ActiveSigner {
+    Kms(KmsSigner),
+    Local(Arc<dyn LocalSigner>),
+}
+
+impl ActiveSigner {
+    fn kid(&self) -> &str {
+        match self {
+            ActiveSigner::Kms(s) => s.kid(),
+            ActiveSigner::Local(s) => s.kid(),
+        }
+    }
+
+    async fn sign(&self, claims: &TokenClaims) -> Result<String, KmsError> {
+        match self {
+            ActiveSigner::Kms(s) => s.sign(claims).await,
+            ActiveSigner::Local(s) => s.sign(claims).map_err(KmsError::Claims),
+        }
+    }
+}
+
+impl Parts {
+    /// The signing key as configured, for messages.
+    fn signing_name(&self) -> &str {
+        match &self.signing {
+            Signing::Kms { key, .. } => key,
+            Signing::Local(_) => "the local development key",
+        }
+    }
+
+    /// The key set's location, for messages.
+    fn jwks_name(&self) -> &str {
+        match &self.jwks {
+            JwksSource::Ssm { parameter, .. } => parameter,
+            JwksSource::Inline(_) => "the inline key set",
+        }
+    }
 }
 
 /// Shared state, built once per process. Cheap to clone.
@@ -128,7 +208,15 @@ impl AppState {
                 }
             }
         }
-        let store = &self.inner.parts.store;
+        let store = match &self.inner.parts.documents {
+            Documents::Ssm(store) => store,
+            Documents::Fixed(lookup) => {
+                return Ok(Standing {
+                    document: lookup(service),
+                    proof_key_revoked: false,
+                })
+            }
+        };
         let unavailable = |e: keystore_ssm::SsmStoreError| {
             tracing::error!(event = "store_read_failed", service, error = %e, "could not read the caller's standing");
             ApiError::Unavailable {
@@ -171,34 +259,37 @@ impl AppState {
 
     /// The signer for the key `SVCAUTH_TOKEN_KEY` names now (re-resolved every
     /// [`SIGNER_TTL`]; a failed re-resolve keeps the key resolved before).
-    async fn signer(&self, now: UnixTime) -> Result<KmsSigner, ApiError> {
+    async fn signer(&self, now: UnixTime) -> Result<ActiveSigner, ApiError> {
+        let parts = &self.inner.parts;
+        let (client, key) = match &parts.signing {
+            Signing::Local(s) => return Ok(ActiveSigner::Local(s.clone())),
+            Signing::Kms { client, key } => (client, key),
+        };
         let mut held = self.inner.signer.lock().await;
         if let Some((s, at)) = held.as_ref() {
             if now.0 < at + SIGNER_TTL.as_secs() {
-                return Ok(s.clone());
+                return Ok(ActiveSigner::Kms(s.clone()));
             }
         }
-        let parts = &self.inner.parts;
-        match KmsSigner::resolve(parts.kms.clone(), &parts.signing_key).await {
+        match KmsSigner::resolve(client.clone(), key).await {
             Ok(s) => {
                 if held.as_ref().is_some_and(|(old, _)| old.kid() != s.kid()) {
-                    tracing::info!(event = "signing_key_changed", kid = s.kid(), alias = %parts.signing_key, "the signing alias names another key now");
+                    tracing::info!(event = "signing_key_changed", kid = s.kid(), alias = %key, "the signing alias names another key now");
                 }
                 *held = Some((s.clone(), now.0));
-                Ok(s)
+                Ok(ActiveSigner::Kms(s))
             }
             Err(e) => {
-                tracing::error!(event = "signing_key_unresolved", code = e.code(), alias = %parts.signing_key, error = %e, "could not resolve the signing key");
+                tracing::error!(event = "signing_key_unresolved", code = e.code(), alias = %key, error = %e, "could not resolve the signing key");
                 match held.as_mut() {
                     Some((s, at)) => {
                         *at = now.0;
-                        Ok(s.clone())
+                        Ok(ActiveSigner::Kms(s.clone()))
                     }
                     None => Err(ApiError::Unavailable {
                         code: "signing_key_unavailable",
                         message: format!(
-                            "the signing key {} could not be resolved; operators: see the issuer's logs",
-                            parts.signing_key
+                            "the signing key {key} could not be resolved; operators: see the issuer's logs"
                         ),
                         retry_after: 5,
                     }),
@@ -240,12 +331,14 @@ impl AppState {
 
     async fn read_jwks_parameter(&self, now: UnixTime) -> Result<Published, ApiError> {
         let parts = &self.inner.parts;
-        let name = &parts.jwks_parameter;
-        let out = parts
-            .store
-            .client()
+        let name = parts.jwks_name();
+        let (client, parameter) = match &parts.jwks {
+            JwksSource::Inline(text) => return Self::parse_jwks(name, text.clone(), now),
+            JwksSource::Ssm { client, parameter } => (client, parameter),
+        };
+        let out = client
             .get_parameter()
-            .name(name)
+            .name(parameter)
             .with_decryption(false)
             .send()
             .await;
@@ -253,7 +346,7 @@ impl AppState {
             code: "jwks_not_published",
             message: format!(
                 "no key set is published at {name}: run `svcauth tokens keys add --key {}`",
-                parts.signing_key
+                parts.signing_name()
             ),
             retry_after: 30,
         };
@@ -279,6 +372,10 @@ impl AppState {
                 });
             }
         };
+        Self::parse_jwks(name, value, now)
+    }
+
+    fn parse_jwks(name: &str, value: String, now: UnixTime) -> Result<Published, ApiError> {
         let keys = KeySet::from_json(value.as_bytes()).map_err(|e| {
             tracing::error!(event = "jwks_invalid", parameter = %name, error = %e, "the published key set is not a usable JWKS");
             ApiError::Unavailable {
@@ -297,7 +394,7 @@ impl AppState {
     }
 
     /// Signs with back-off on throttling within the retry budget.
-    async fn sign(&self, signer: &KmsSigner, claims: &TokenClaims) -> Result<String, KmsError> {
+    async fn sign(&self, signer: &ActiveSigner, claims: &TokenClaims) -> Result<String, KmsError> {
         let policy = self.inner.parts.retry;
         let start = Instant::now();
         let mut retry = 0;
@@ -502,7 +599,7 @@ async fn issue(
                     message: format!(
                         "the signing key {kid} is not in the published key set {param}, so no verifier could check its tokens: run `svcauth tokens keys add --key {kid}` and retry",
                         kid = signer.kid(),
-                        param = state.inner.parts.jwks_parameter
+                        param = state.inner.parts.jwks_name()
                     ),
                     retry_after: JWKS_MISS_REFETCH.as_secs() as u32,
                 });

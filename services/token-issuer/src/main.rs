@@ -7,7 +7,7 @@ use std::sync::Arc;
 use keystore_ssm::SsmKeyStore;
 use service_auth::UnixTime;
 use service_identity_http::{lambda_service, IdentityConfig};
-use token_issuer::api::Parts;
+use token_issuer::api::{Documents, JwksSource, Parts, Signing};
 use token_issuer::{router, AppState, Config, RetryPolicy};
 use token_kms::aws_sdk_kms;
 
@@ -21,17 +21,20 @@ async fn main() -> Result<(), lambda_http::Error> {
     let kms_conf = aws_sdk_kms::config::Builder::from(&sdk)
         .retry_config(aws_sdk_kms::config::retry::RetryConfig::standard().with_max_attempts(1))
         .build();
-    let store = SsmKeyStore::new(
-        keystore_ssm::aws_sdk_ssm::Client::new(&sdk),
-        &config.ssm_path,
-    )?;
+    let ssm = keystore_ssm::aws_sdk_ssm::Client::new(&sdk);
+    let store = SsmKeyStore::new(ssm.clone(), &config.ssm_path)?;
     let state = AppState::new(Parts {
         identity: IdentityConfig::from_env()?,
         settings: config.settings,
-        kms: aws_sdk_kms::Client::from_conf(kms_conf),
-        signing_key: config.signing_key,
-        store,
-        jwks_parameter: config.jwks_parameter,
+        signing: Signing::Kms {
+            client: aws_sdk_kms::Client::from_conf(kms_conf),
+            key: config.signing_key,
+        },
+        documents: Documents::Ssm(store),
+        jwks: JwksSource::Ssm {
+            client: ssm,
+            parameter: config.jwks_parameter,
+        },
         clock: Arc::new(UnixTime::now),
         retry: RetryPolicy::default(),
     });

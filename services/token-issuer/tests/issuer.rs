@@ -20,7 +20,7 @@ use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, ServiceDocument, Unix
 use service_identity_http::{lambda_service, IdentityConfig};
 use service_token::{KeySet, Permission, Proof, TokenClaims, Verifier, VerifierConfig};
 use test_support::{MotoServer, TestClock};
-use token_issuer::api::Parts;
+use token_issuer::api::{Documents, JwksSource, Parts, Signing};
 use token_issuer::{router, AppState, IssuerSettings, RetryPolicy};
 use token_kms::aws_sdk_kms;
 use token_kms::aws_sdk_kms::config::interceptors::{
@@ -237,10 +237,15 @@ async fn fixture_with(retry: RetryPolicy, published: bool) -> Fixture {
             issuer: ISSUER.into(),
             default_lifetime_secs: 600,
         },
-        kms: kms.clone(),
-        signing_key: ALIAS.into(),
-        store: SsmKeyStore::new(ssm.clone(), PATH).unwrap(),
-        jwks_parameter: JWKS.into(),
+        signing: Signing::Kms {
+            client: kms.clone(),
+            key: ALIAS.into(),
+        },
+        documents: Documents::Ssm(SsmKeyStore::new(ssm.clone(), PATH).unwrap()),
+        jwks: JwksSource::Ssm {
+            client: ssm.clone(),
+            parameter: JWKS.into(),
+        },
         clock: clock.unix_clock(),
         retry,
     });
