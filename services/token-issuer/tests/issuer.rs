@@ -628,6 +628,7 @@ async fn logs_name_the_token_id_and_key_never_the_token() {
     assert!(
         lines.iter().any(|l| l["fields"]["event"] == "token_refused"
             && l["fields"]["code"] == "key_not_usable"
+            && l["fields"]["status"] == 401
             && l["fields"]["credential"] == f.revoked.key_id().as_str()),
         "{out}"
     );
