@@ -219,6 +219,14 @@ impl AppState {
         };
         let unavailable = |e: keystore_ssm::SsmStoreError| {
             tracing::error!(event = "store_read_failed", service, error = %e, "could not read the caller's standing");
+            if matches!(
+                e,
+                keystore_ssm::SsmStoreError::Document { .. }
+                    | keystore_ssm::SsmStoreError::NotSecure { .. }
+            ) {
+                // Read, but unusable: retrying will not help; an operator must fix it.
+                return ApiError::Issue(IssueError::DocumentInvalid(service.to_owned()));
+            }
             ApiError::Unavailable {
                 code: "store_unavailable",
                 message: "the key store could not be read; retry shortly".into(),

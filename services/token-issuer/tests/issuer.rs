@@ -550,6 +550,18 @@ async fn revoked_expired_and_unknown_keys_get_401_and_no_token() {
     assert_eq!(f.faults.sign_calls(), 0, "nothing was signed");
     assert_eq!(f.state.reusable_tokens(), 0);
 
+    // A document that is stored but unusable (here: not a SecureString): 403, no token.
+    f.ssm
+        .put_parameter()
+        .name(format!("{PATH}/reports-service"))
+        .value(ServiceDocument::new("reports-service", grants()).to_json())
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let a = call(&f.app, "POST", "/token/iam", Auth::Iam(REPORTS_ROLE), None).await;
+    assert_eq!(code(&a), (403, "document_invalid"), "{}", a.raw);
+
     // No identity at all (a route wired without auth): 401.
     let a = token_for(&f, Auth::None, None).await;
     assert_eq!(code(&a), (401, "no_identity"), "{}", a.raw);
