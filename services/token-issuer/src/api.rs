@@ -503,12 +503,12 @@ impl From<KmsError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.into_response_ref()
+        self.to_response()
     }
 }
 
 impl ApiError {
-    fn into_response_ref(&self) -> Response {
+    fn to_response(&self) -> Response {
         match self {
             ApiError::Issue(e) => {
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
@@ -550,7 +550,7 @@ async fn issue_token(
     match issue(&state, &caller, &body, &correlation_id).await {
         Ok(res) => res,
         Err(e) => {
-            let res = e.into_response_ref();
+            let res = e.to_response();
             // The credential id (key id or role ARN) and the reason; never a token.
             tracing::warn!(event = "token_refused", code = e.code(), status = res.status().as_u16(), service = %service, proof = method,
                 credential = %credential, correlation_id = %correlation_id, "no token: {}", e.message());
