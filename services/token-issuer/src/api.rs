@@ -551,9 +551,14 @@ async fn issue_token(
         Ok(res) => res,
         Err(e) => {
             let res = e.to_response();
-            // The credential id (key id or role ARN) and the reason; never a token.
+            // The credential id (key id or role ARN) and the reason; never a token, and
+            // nothing quoted from the body (a parse error can quote a value).
+            let detail = match &e {
+                ApiError::Body(_) => "the request body was refused".to_owned(),
+                other => other.message(),
+            };
             tracing::warn!(event = "token_refused", code = e.code(), status = res.status().as_u16(), service = %service, proof = method,
-                credential = %credential, correlation_id = %correlation_id, "no token: {}", e.message());
+                credential = %credential, correlation_id = %correlation_id, "no token: {detail}");
             res
         }
     }

@@ -610,6 +610,10 @@ async fn logs_name_the_token_id_and_key_never_the_token() {
     assert_eq!(again.body["token"], a.body["token"]);
     let refused = token_for(&f, Auth::Key(&f.revoked), None).await;
     assert_eq!(refused.status, 401);
+    // A caller that pastes its key into the body by mistake: refused, not logged.
+    let pasted = format!(r#"{{"audience":"{}"}}"#, f.active.expose_secret());
+    let bad = token_for(&f, Auth::Key(&f.active), Some(&pasted)).await;
+    assert_eq!(code(&bad), (400, "bad_request"), "{}", bad.raw);
     let token = a.body["token"].as_str().unwrap();
     let jti = a.body["tokenId"].as_str().unwrap();
     let out = String::from_utf8(LOGS.lock().unwrap().clone()).unwrap();
