@@ -99,9 +99,9 @@ def test_signing_key_is_an_es256_key_behind_the_environments_alias(sam):
     raw = r.cfn["Resources"]["TokenSigningKey"]
     assert (raw["DeletionPolicy"], raw["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
     alias = res["TokenSigningKeyAlias"]["Properties"]
-    assert alias == {"AliasName": "alias/svcauth-prod-token", "TargetKeyId": "TokenSigningKey"}
+    assert alias == {"AliasName": "alias/svcauth-token-prod", "TargetKeyId": "TokenSigningKey"}
     env = res["TokenIssuerFunction"]["Properties"]["Environment"]["Variables"]
-    assert env["SVCAUTH_TOKEN_KEY"] == "alias/svcauth-prod-token"
+    assert env["SVCAUTH_TOKEN_KEY"] == "alias/svcauth-token-prod"
 
 
 def test_key_policy_lets_only_the_issuer_role_sign(sam):
@@ -209,7 +209,7 @@ def test_issuer_environment_follows_the_contract(sam):
     r = build(sam, "token", TokenLifetimeSecs=900)
     env = r.resources()["TokenIssuerFunction"]["Properties"]["Environment"]["Variables"]
     assert env == {
-        "SVCAUTH_TOKEN_KEY": "alias/svcauth-dev-token",
+        "SVCAUTH_TOKEN_KEY": "alias/svcauth-token-dev",
         "SVCAUTH_TOKEN_ISSUER": "svcauth:dev",
         "SVCAUTH_TOKEN_JWKS_PARAMETER": "/svcauth/dev/token/jwks",
         "SVCAUTH_SSM_PATH": "/svcauth/dev/keys",
