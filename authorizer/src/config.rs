@@ -94,8 +94,20 @@ pub struct TokenConfig {
     pub min_remaining_secs: u64,
 }
 
-/// `SVCAUTH_TOKEN_JWKS_PARAMETER` when unset.
+/// `SVCAUTH_TOKEN_JWKS_PARAMETER` when neither it nor `SVCAUTH_SSM_PATH` is set.
 pub const DEFAULT_JWKS_PARAMETER: &str = "/svcauth/dev/token/jwks";
+
+/// `SVCAUTH_TOKEN_JWKS_PARAMETER` when unset: the key path's parent + `/token/jwks`
+/// (`/svcauth/prod/keys` → `/svcauth/prod/token/jwks`), where svcauth writes it.
+fn default_jwks_parameter(ssm_path: Option<&str>) -> String {
+    match ssm_path.map(|p| p.trim().trim_end_matches('/')) {
+        Some(p) if p.starts_with('/') => match p.rsplit_once('/') {
+            Some((parent, _)) => format!("{parent}/token/jwks"),
+            None => DEFAULT_JWKS_PARAMETER.to_owned(),
+        },
+        _ => DEFAULT_JWKS_PARAMETER.to_owned(),
+    }
+}
 /// `SVCAUTH_TOKEN_MIN_REMAINING_SECS` when unset: API Gateway's default result TTL.
 pub const DEFAULT_MIN_REMAINING_SECS: u64 = 300;
 
@@ -236,7 +248,9 @@ impl Config {
                 None => {
                     let parameter = get("SVCAUTH_TOKEN_JWKS_PARAMETER")
                         .map(|v| v.trim().to_owned())
-                        .unwrap_or_else(|| DEFAULT_JWKS_PARAMETER.to_owned());
+                        .unwrap_or_else(|| {
+                            default_jwks_parameter(get("SVCAUTH_SSM_PATH").as_deref())
+                        });
                     if !parameter.starts_with('/') || parameter.contains(char::is_whitespace) {
                         return Err(ConfigError::JwksParameter(parameter));
                     }
@@ -373,7 +387,7 @@ mod tests {
             ("SVCAUTH_KEY_SOURCE", "ssm"),
             ("SVCAUTH_ACCEPT", "token"),
             ("SVCAUTH_TOKEN_ISSUER", "svcauth:prod"),
-            ("SVCAUTH_TOKEN_JWKS_PARAMETER", "/svcauth/prod/token/jwks"),
+            ("SVCAUTH_SSM_PATH", "/svcauth/prod/keys"),
             ("SVCAUTH_TOKEN_MIN_REMAINING_SECS", "60"),
         ])
         .unwrap();
@@ -384,6 +398,20 @@ mod tests {
             t.jwks,
             JwksConfig::Ssm {
                 parameter: "/svcauth/prod/token/jwks".into()
+            }
+        );
+        let c = cfg(&[
+            ("SVCAUTH_KEY_SOURCE", "ssm"),
+            ("SVCAUTH_ACCEPT", "token"),
+            ("SVCAUTH_TOKEN_ISSUER", "svcauth:prod"),
+            ("SVCAUTH_SSM_PATH", "/svcauth/prod/keys"),
+            ("SVCAUTH_TOKEN_JWKS_PARAMETER", "/shared/jwks"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.token.unwrap().jwks,
+            JwksConfig::Ssm {
+                parameter: "/shared/jwks".into()
             }
         );
         // Only api-key: the token settings are not read at all.

@@ -106,12 +106,13 @@ impl Authorizer {
         self.tokens.as_ref()
     }
 
-    /// What start-up loads: the key store only when keys are accepted (a token-only
-    /// authorizer reads a service's standing on its first token), and the key set when
-    /// tokens are. A failure is logged and retried on use.
+    /// What start-up loads: for keys what [`CachedStore::init`] loads (a token-only
+    /// authorizer reads nothing from the key store: a service's standing is read on its
+    /// first token), and the key set when tokens are accepted. A failure is logged and
+    /// retried on use.
     pub async fn init(&self) {
         if self.accept.keys() {
-            self.store.reload_now().await;
+            self.store.init().await;
         }
         if let Some(t) = &self.tokens {
             t.prefetch(self.store.now()).await;
@@ -250,8 +251,6 @@ async fn decide_key(
     store: &CachedStore,
     view: &RequestView<'_>,
 ) -> Result<AuthorizerResponse, Unauthorized> {
-    let current = store.current().await;
-    let api_name = store.api_name(view.method_arn.as_deref()).await;
     // The values as `&str`, on the stack: the reader refuses more than MAX_KEY_VALUES.
     let mut slots = [""; MAX_KEY_VALUES];
     let spilled: Vec<&str>;
@@ -264,6 +263,19 @@ async fn decide_key(
         spilled = view.api_key_values.iter().map(|v| v.as_ref()).collect();
         &spilled
     };
+    let current = match refuse_malformed(values) {
+        Ok(key) => store.current_for(&key, view.method_arn.as_deref()).await,
+        Err(reason) => {
+            let refused = Decision::Unauthorized {
+                reason,
+                key_id: None,
+                service: None,
+            };
+            audit(view, &refused);
+            return Err(Unauthorized);
+        }
+    };
+    let api_name = store.api_name(view.method_arn.as_deref()).await;
     let decision = decide(
         current.as_deref(),
         &AuthRequest {
@@ -278,6 +290,12 @@ async fn decide_key(
         Decision::Allow(grant) => Ok(response(&grant)),
         Decision::Unauthorized { .. } => Err(Unauthorized),
     }
+}
+
+/// Refuses a missing, repeated or malformed key (format, length, checksum) before
+/// anything is loaded: such a request costs no SSM call, however many arrive.
+fn refuse_malformed(values: &[&str]) -> Result<service_auth::ApiKey, UnauthorizedReason> {
+    service_auth::decision::presented_key(values)
 }
 
 /// The policy, principal and context for an allowed caller.

@@ -199,7 +199,7 @@ pub struct ReadDocument {
 }
 
 /// Every key the authorizer accepts, by hash.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KeyStore {
     by_hash: HashMap<KeyHash, KeyEntry>,
     /// Key id → hash, for the standing of a token's proof key (a token names the key
