@@ -19,7 +19,7 @@ use service_auth::MethodArn;
 use crate::config::Accept;
 use crate::event::{Authorization, EventError, RequestView, MAX_KEY_VALUES};
 use crate::source::CachedStore;
-use crate::token::{bearer, Refusal, TokenAuth, TokenGrant, AUTHENTICATED_BY_TOKEN};
+use crate::token::{bearer, Refusal, SsmStandings, TokenAuth, TokenGrant, AUTHENTICATED_BY_TOKEN};
 
 /// EMF metric (no dimension) counting every 401, whatever its reason, key or token:
 /// each is a function error for Lambda (the handler returns `Unauthorized`), so an
@@ -68,7 +68,7 @@ pub async fn handle_view(
     store: &CachedStore,
     view: Result<RequestView<'_>, EventError>,
 ) -> Result<AuthorizerResponse, Unauthorized> {
-    run(store, Accept::ApiKey, None, view).await
+    run(store, Accept::ApiKey, None, None, view).await
 }
 
 /// The authorizer: its store, what it accepts and its token verifier.
@@ -76,6 +76,9 @@ pub struct Authorizer {
     pub store: CachedStore,
     accept: Accept,
     tokens: Option<TokenAuth>,
+    /// Where a token's standing is read: per service from SSM when set, else from
+    /// the store.
+    standings: Option<SsmStandings>,
 }
 
 impl Authorizer {
@@ -85,6 +88,7 @@ impl Authorizer {
             store,
             accept: Accept::ApiKey,
             tokens: None,
+            standings: None,
         }
     }
 
@@ -95,7 +99,14 @@ impl Authorizer {
             store,
             accept,
             tokens,
+            standings: None,
         }
+    }
+
+    /// Reads a token's standing per service from SSM instead of from the store.
+    pub fn with_standings(mut self, standings: SsmStandings) -> Self {
+        self.standings = Some(standings);
+        self
     }
 
     pub fn accept(&self) -> Accept {
@@ -123,7 +134,14 @@ impl Authorizer {
         &self,
         view: Result<RequestView<'_>, EventError>,
     ) -> Result<AuthorizerResponse, Unauthorized> {
-        run(&self.store, self.accept, self.tokens.as_ref(), view).await
+        run(
+            &self.store,
+            self.accept,
+            self.tokens.as_ref(),
+            self.standings.as_ref(),
+            view,
+        )
+        .await
     }
 
     pub async fn handle_json(&self, json: &[u8]) -> Result<AuthorizerResponse, Unauthorized> {
@@ -167,6 +185,7 @@ async fn run(
     store: &CachedStore,
     accept: Accept,
     tokens: Option<&TokenAuth>,
+    standings: Option<&SsmStandings>,
     view: Result<RequestView<'_>, EventError>,
 ) -> Result<AuthorizerResponse, Unauthorized> {
     let view = match view {
@@ -189,7 +208,7 @@ async fn run(
     };
     match path(accept, &view) {
         Path::Key => decide_key(store, &view).await,
-        Path::Token => decide_token(store, tokens, &view).await,
+        Path::Token => decide_token(store, tokens, standings, &view).await,
         Path::Refuse(reason) => {
             audit_token(&view, Err(&Refusal::reason(reason)));
             Err(Unauthorized)
@@ -201,6 +220,7 @@ async fn run(
 async fn decide_token(
     store: &CachedStore,
     tokens: Option<&TokenAuth>,
+    standings: Option<&SsmStandings>,
     view: &RequestView<'_>,
 ) -> Result<AuthorizerResponse, Unauthorized> {
     let refuse = |reason: &'static str| {
@@ -218,10 +238,13 @@ async fn decide_token(
         return refuse("malformed_method_arn");
     };
     let api = store.api_name(view.method_arn.as_deref()).await;
-    match tokens
-        .decide(token, api.as_deref(), &arn, store, store.now())
-        .await
-    {
+    let api = api.as_deref();
+    let now = store.now();
+    let decided = match standings {
+        Some(s) => tokens.decide(token, api, &arn, s, now).await,
+        None => tokens.decide(token, api, &arn, store, now).await,
+    };
+    match decided {
         Ok(grant) => {
             audit_token(view, Ok(&grant));
             Ok(token_response(&grant))

@@ -115,9 +115,22 @@ pub async fn authorizer(config: &Config, clock: Clock) -> Authorizer {
     let source = key_source(config).await;
     let apis = api_names(config, &source);
     let tokens = token_auth(config, &source).await;
+    // With SSM, a token's standing is read per service (never a full load for it).
+    let standings = match (&source, config.accept.tokens()) {
+        (KeySource::Ssm(ssm), true) => Some(token::SsmStandings::new(
+            ssm.clone(),
+            config.refresh,
+            config.load_timeout,
+        )),
+        _ => None,
+    };
     let store =
         CachedStore::new(source, config.refresh, config.load_timeout, clock).with_api_names(apis);
-    Authorizer::new(store, config.accept, tokens)
+    let authorizer = Authorizer::new(store, config.accept, tokens);
+    match standings {
+        Some(s) => authorizer.with_standings(s),
+        None => authorizer,
+    }
 }
 
 /// Where the authorizer reads API names (see [`apis`]): SSM through the key source's

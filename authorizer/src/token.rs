@@ -20,14 +20,19 @@
 //! Nothing here logs or returns any part of a token: refusals are [`Refusal`]s with a
 //! reason code and, once the token verified, its id (`jti`) and service.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::aws_sdk_ssm::Client;
+use keystore_ssm::SsmKeyStore;
 use serde_json::{Map, Value};
+use service_auth::cache::{Action, RefreshPolicy, Slot};
 use service_auth::context::{AUTHENTICATED_BY, KEY_ID, SERVICE_ID};
 use service_auth::policy::Policy;
+use service_auth::KeyId;
 use service_auth::{KeyStatus, KeyStore, MethodArn, RoutePattern, UnixTime};
 use service_token::{
     check_standing, KeySet, KeySetCache, KeySetSource, Proof, Rejection, SourceError, Standing,
@@ -238,6 +243,113 @@ pub fn standing_in(
         },
         usage_plan_key: grant.usage_plan_key.clone(),
     })
+}
+
+/// Most (service, proof key) standings kept at once.
+const MAX_CACHED_STANDINGS: usize = 4096;
+
+/// A token's standing read per service from SSM, never the whole key store: the
+/// service's document (one `GetParameter`) and, for a token obtained with a key, that
+/// key's revocation marker (one `GetParameters`), kept for the store's TTL (and its
+/// stale grace while reads fail). What an authorizer reading SSM uses for tokens, so a
+/// token costs no full key-store load however many services there are.
+pub struct SsmStandings {
+    store: SsmKeyStore,
+    policy: RefreshPolicy,
+    timeout: Duration,
+    cache: tokio::sync::Mutex<HashMap<StandingKey, Slot<Option<ServiceStanding>>>>,
+}
+
+/// A cached standing's key: the service and the proof key id (if any).
+type StandingKey = (String, Option<String>);
+
+impl SsmStandings {
+    pub fn new(store: SsmKeyStore, policy: RefreshPolicy, timeout: Duration) -> Self {
+        Self {
+            store,
+            policy,
+            timeout,
+            cache: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn read(
+        &self,
+        service: &str,
+        proof_key: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Option<ServiceStanding>, String> {
+        let Some(read) = self
+            .store
+            .read_service(service)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        // Judged as a load judges it: a document that cannot be used is no service.
+        let mut store = KeyStore::build_isolated(vec![read], Ok(Vec::new()));
+        if let Some(id) = proof_key.and_then(KeyId::parse) {
+            let revoked = self
+                .store
+                .revoked_among(std::slice::from_ref(&id))
+                .await
+                .map_err(|e| e.to_string())?;
+            store.revoke_ids(&revoked);
+        }
+        Ok(standing_in(&store, service, proof_key, now))
+    }
+}
+
+impl StandingSource for SsmStandings {
+    async fn standing(
+        &self,
+        service: &str,
+        proof_key: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Option<ServiceStanding>, StandingUnavailable> {
+        let mut cache = self.cache.lock().await;
+        let key = (service.to_owned(), proof_key.map(str::to_owned));
+        if cache.len() >= MAX_CACHED_STANDINGS && !cache.contains_key(&key) {
+            cache.clear();
+        }
+        let slot = cache.entry(key).or_insert_with(|| Slot::new(self.policy));
+        if slot.action(now) == Action::Reload {
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(self.timeout, self.read(service, proof_key, now))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match result {
+                Ok(found) => {
+                    tracing::info!(
+                        event = "token_standing_loaded",
+                        service_id = service,
+                        known = found.is_some(),
+                        elapsed_ms,
+                        "token standing read"
+                    );
+                    slot.loaded(found, now);
+                }
+                Err(error) => {
+                    metrics::counter!(crate::source::LOADS_METRIC, "Result" => "failed")
+                        .increment(1);
+                    tracing::error!(
+                        event = "key_store_load_failed",
+                        read = "token_standing",
+                        service_id = service,
+                        error = error.as_str(),
+                        elapsed_ms,
+                        "reading a token's service standing failed: its tokens are decided with what is cached (within TTL and stale grace), else refused (store_unavailable)"
+                    );
+                    slot.failed(now);
+                }
+            }
+        }
+        slot.usable(now)
+            .map(|s| (*s).clone())
+            .ok_or(StandingUnavailable)
+    }
 }
 
 /// A refused token: the reason code and, when the token verified, who it was for.

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use authorizer::token::JwksSource;
+use authorizer::token::{JwksSource, SsmStandings};
 use authorizer::{Accept, Authorizer, CachedStore, Config, KeySource, TokenAuth};
 use aws_lc_rs::hmac;
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
@@ -982,7 +982,12 @@ fn the_key_set_is_read_from_ssm_and_a_new_kid_refetched_at_most_every_30_s() {
                 parameter: JWKS.into(),
             },
         );
-        let a = Authorizer::new(store, Accept::Token, Some(tokens));
+        let a =
+            Authorizer::new(store, Accept::Token, Some(tokens)).with_standings(SsmStandings::new(
+                SsmKeyStore::new(client.clone(), PATH).unwrap(),
+                RefreshPolicy::default(),
+                Duration::from_secs(30),
+            ));
         a.init().await;
         assert!(a.handle(&bearer(&first)).await.is_ok());
         // A new signing key is published; its first token is refused until the
@@ -1035,6 +1040,9 @@ fn the_key_set_is_read_from_ssm_and_a_new_kid_refetched_at_most_every_30_s() {
     });
     let d = lines(&logs, "authorizer_decision");
     assert_eq!(d[1]["fields"]["reason"], "unknown_kid");
+    // The standing was read for the one service, never the whole key store.
+    assert_eq!(lines(&logs, "token_standing_loaded").len(), 1, "{logs}");
+    assert!(lines(&logs, "key_store_loaded").is_empty(), "{logs}");
     let failed = lines(&logs, "token_keyset_load_failed");
     assert_eq!(failed.len(), 2, "{logs}");
     assert!(failed[0]["fields"]["error"]
@@ -1075,4 +1083,107 @@ fn the_sample_token_event_is_decided_as_api_gateway_sends_it() {
     assert_eq!(resp["context"]["authenticatedBy"], "token");
     assert_eq!(d[1]["fields"]["decision"], "allow");
     assert!(!logs.contains(&sample_token) && !logs.contains(&fresh));
+}
+
+#[test]
+fn per_service_standing_from_ssm_sees_revocation_markers_and_the_brake() {
+    const PATH: &str = "/svcauth/test/keys";
+    let w = world();
+    let clock = TestClock::at(NOW);
+    let token = w.signing.token(&w.claims());
+    let ((before, revoked, braked), logs) = capture(async {
+        let moto = MotoServer::start();
+        let client = moto_ssm_client(&moto.endpoint());
+        let ssm = SsmKeyStore::new(client.clone(), PATH).unwrap();
+        let mut doc = ServiceDocument::new(
+            "tutor-service",
+            vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+        );
+        doc.keys
+            .push(KeyRecord::for_key(&w.tutor_key, UnixTime(NOW - 3600), None));
+        client
+            .put_parameter()
+            .name(format!("{PATH}/tutor-service"))
+            .value(doc.to_json())
+            .r#type(ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+        let standings = SsmStandings::new(
+            ssm.clone(),
+            RefreshPolicy::default(),
+            Duration::from_secs(30),
+        );
+        let store = CachedStore::new(
+            KeySource::Ssm(ssm.clone()),
+            RefreshPolicy::default(),
+            Duration::from_secs(30),
+            clock.unix_clock(),
+        )
+        .with_api_names(authorizer::ApiNames::fixed(
+            authorizer::apis::parse_api_names("a1b2c3d4e5=identity").unwrap(),
+        ));
+        let config = w.config("token").token.unwrap();
+        let tokens = TokenAuth::new(&config, JwksSource::Inline(w.signing.key_set()));
+        let a = Authorizer::new(store, Accept::Token, Some(tokens)).with_standings(standings);
+        a.init().await;
+        let before = a.handle(&bearer(&token)).await.is_ok();
+        // The key the token was obtained with is revoked (its marker): refused once
+        // the cached standing is older than the TTL.
+        ssm.put_revocation_marker(
+            "tutor-service",
+            &w.tutor_key.key_id(),
+            UnixTime(NOW),
+            "test",
+        )
+        .await
+        .unwrap();
+        clock.set(NOW + 301);
+        let fresh = w.signing.token(&with(
+            with(
+                with(w.claims(), "iat", json!(NOW + 300)),
+                "nbf",
+                json!(NOW + 300),
+            ),
+            "exp",
+            json!(NOW + 900),
+        ));
+        let revoked = a.handle(&bearer(&fresh)).await.is_err();
+        // An IAM-proof token of the same service, issued before the brake.
+        let mut braked_doc = doc.clone();
+        braked_doc.tokens_not_before = Some(UnixTime(NOW + 400));
+        client
+            .put_parameter()
+            .name(format!("{PATH}/tutor-service"))
+            .value(braked_doc.to_json())
+            .r#type(ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+        let iam = w.signing.token(&with(
+            with(
+                with(
+                    with(w.claims(), "iat", json!(NOW + 300)),
+                    "nbf",
+                    json!(NOW + 300),
+                ),
+                "exp",
+                json!(NOW + 900),
+            ),
+            "proof",
+            json!({"method": "iam", "roleArn": "arn:aws:iam::123456789012:role/t"}),
+        ));
+        let braked = a.handle(&bearer(&iam)).await.is_err();
+        (before, revoked, braked)
+    });
+    assert!(before, "{logs}");
+    assert!(revoked && braked, "{logs}");
+    let d = lines(&logs, "authorizer_decision");
+    assert_eq!(d[1]["fields"]["reason"], "key_revoked");
+    assert_eq!(d[2]["fields"]["reason"], "braked");
+    assert!(
+        lines(&logs, "key_store_loaded").is_empty(),
+        "no full load: {logs}"
+    );
 }
