@@ -5,12 +5,12 @@ A service proves itself once (API key or IAM role) to the token issuer and then 
 internal APIs with a token that expires in minutes and carries its permissions. This
 crate holds the parts every party agrees on, in plain Rust:
 
-* [`claims`]: the typed claims ([`TokenClaims`]) and how the caller proved itself
-  ([`Proof`]);
+* [`claims`]: the typed claims ([`TokenClaims`]), the grants they carry
+  ([`Permission`]: routes on named APIs) and how the caller proved itself ([`Proof`]);
 * [`verify`]: [`Verifier`], which checks a token against a key set: a length cap
   before anything is decoded, a strict header (`alg` ES256 only, a `kid`, no `crit`),
   the signature (by `jsonwebtoken` on the aws-lc-rs backend), the required claims,
-  issuer, audience and times with a small leeway. Each refusal is a [`Rejection`] with a
+  issuer, the audience (the API name passed per call) and times with a small leeway. Each refusal is a [`Rejection`] with a
   stable reason code and never carries the token;
 * [`standing`]: whether the calling service may still use its tokens (unknown service,
   revoked key, the per-service emergency brake);
@@ -33,7 +33,7 @@ pub mod standing;
 pub mod verify;
 
 pub use cache::{KeySetCache, KeySetSource, SourceError};
-pub use claims::{Proof, TokenClaims};
+pub use claims::{Permission, Proof, TokenClaims};
 pub use keyset::{jwk_from_spki_der, KeySet, KeySetError};
 pub use signature::{der_to_jose, SignatureFormatError};
 pub use standing::{check_standing, Standing};

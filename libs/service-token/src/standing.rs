@@ -40,7 +40,7 @@ mod tests {
         TokenClaims {
             iss: "i".into(),
             sub: "tutor-service".into(),
-            aud: vec!["a".into()],
+            aud: vec!["identity".into()],
             exp: iat + 600,
             nbf: iat,
             iat,

@@ -6,10 +6,13 @@
 //! unsigned payload is trusted.
 //!
 //! `jsonwebtoken` checks `alg`, the signature, the presence of `exp`, `nbf`, `sub`,
-//! `iss` and `aud`, and the issuer and audience. The times are checked here, against
-//! the `now` passed in, because `jsonwebtoken` reads the system clock itself and this
-//! crate never does (tests move a clock by hand). Its own defaults are lax (60 s
-//! leeway, `nbf` not checked, no `aud`/`iss` required): all of that is set here.
+//! `iss` and `aud`, and the issuer. The audience is checked here, per call: it is the
+//! name of the API the request is for (one verifier serves every API behind the
+//! authorizer, and a token names every API its service may call). The times are
+//! checked here too, against the `now` passed in, because `jsonwebtoken` reads the
+//! system clock itself and this crate never does (tests move a clock by hand). Its own
+//! defaults are lax (60 s leeway, `nbf` not checked, no `aud`/`iss` required): all of
+//! that is set here.
 
 use std::fmt;
 
@@ -121,8 +124,6 @@ impl Rejection {
 pub struct VerifierConfig {
     /// The issuer id every token must carry in `iss`.
     pub issuer: String,
-    /// This API's name: a token's `aud` must contain it.
-    pub audience: String,
     pub leeway_secs: u64,
     pub max_token_len: usize,
     /// Tokens with less lifetime left than this are refused: set it to API Gateway's
@@ -132,10 +133,9 @@ pub struct VerifierConfig {
 }
 
 impl VerifierConfig {
-    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+    pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
-            audience: audience.into(),
             leeway_secs: DEFAULT_LEEWAY_SECS,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             min_remaining_secs: 0,
@@ -179,7 +179,8 @@ impl fmt::Debug for VerifiedToken {
     }
 }
 
-/// Verifies tokens for one API. Build once; cheap to share.
+/// Verifies tokens of one issuer, for any API (the audience is an argument of
+/// [`Verifier::verify`]). Build once; cheap to share.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     config: VerifierConfig,
@@ -191,7 +192,8 @@ impl Verifier {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss", "aud"]);
         validation.set_issuer(&[config.issuer.as_str()]);
-        validation.set_audience(&[config.audience.as_str()]);
+        // `aud` stays required (above); whether it names the API is checked per call.
+        validation.validate_aud = false;
         // Times are checked in `check_times` against the `now` passed in.
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -240,11 +242,13 @@ impl Verifier {
         }
     }
 
-    /// Verifies `token` against `keys` at `now`.
+    /// Verifies `token` against `keys` at `now`, for the API named `audience` (the
+    /// authorizer's name of the API the request is for): `aud` must contain it.
     pub fn verify(
         &self,
         token: &str,
         keys: &KeySet,
+        audience: &str,
         now: UnixTime,
     ) -> Result<VerifiedToken, Rejection> {
         let header = self.header(token)?;
@@ -253,6 +257,9 @@ impl Verifier {
             .map_err(|e| map_error(e.kind()))?
             .claims;
         let claims = complete(raw)?;
+        if !claims.audience_includes(audience) {
+            return Err(Rejection::WrongAudience);
+        }
         self.check_times(&claims, now)?;
         Ok(VerifiedToken {
             kid: header.kid,

@@ -66,7 +66,7 @@ fn every_bad_input_is_refused_with_its_reason() {
     assert_ne!(dup_sub, good_claims_text);
     let dup_perms = good_claims_text.replacen(
         "\"permissions\":[",
-        "\"permissions\":[\"* /*\"],\"permissions\":[",
+        "\"permissions\":[{\"apis\":[\"identity\"],\"routes\":[\"* /*\"]}],\"permissions\":[",
         1,
     );
     assert_ne!(dup_perms, good_claims_text);
@@ -301,9 +301,43 @@ fn every_bad_input_is_refused_with_its_reason() {
         ),
         (
             "wrong aud",
-            key.token(&with(gc(), "aud", json!(["billing-api"]))),
+            key.token(&with(gc(), "aud", json!(["billing"]))),
             active,
             Err(WrongAudience),
+        ),
+        (
+            "empty aud",
+            key.token(&with(gc(), "aud", json!([]))),
+            active,
+            Err(WrongAudience),
+        ),
+        (
+            "aud naming the API by a prefix",
+            key.token(&with(gc(), "aud", json!(["identity-api", "identit"]))),
+            active,
+            Err(WrongAudience),
+        ),
+        (
+            "permissions as plain route strings (the old shape)",
+            key.token(&with(gc(), "permissions", json!(["GET /internal/users/*"]))),
+            active,
+            Err(MalformedClaims),
+        ),
+        (
+            "grant with an unknown field",
+            key.token(&with(
+                gc(),
+                "permissions",
+                json!([{"apis": [AUDIENCE], "routes": ["GET /x"], "effect": "allow"}]),
+            )),
+            active,
+            Err(MalformedClaims),
+        ),
+        (
+            "grant without apis",
+            key.token(&with(gc(), "permissions", json!([{"routes": ["GET /x"]}]))),
+            active,
+            Err(MalformedClaims),
         ),
         (
             "aud as a string",
@@ -356,7 +390,14 @@ fn every_bad_input_is_refused_with_its_reason() {
         // Signatures.
         (
             "tampered payload",
-            tampered(&good, &with(gc(), "permissions", json!(["* /*"]))),
+            tampered(
+                &good,
+                &with(
+                    gc(),
+                    "permissions",
+                    json!([{"apis": [AUDIENCE], "routes": ["* /*"]}]),
+                ),
+            ),
             active,
             Err(BadSignature),
         ),
@@ -446,7 +487,7 @@ fn every_bad_input_is_refused_with_its_reason() {
     ];
     for (name, token, standing, want) in rows {
         let got = v
-            .verify(&token, &keys, UnixTime(NOW))
+            .verify(&token, &keys, AUDIENCE, UnixTime(NOW))
             .and_then(|t| check_standing(&t.claims, standing.as_ref()));
         assert_eq!(got, want, "{name}");
         if let Err(e) = got {
@@ -465,7 +506,7 @@ fn leeway_edges() {
     let keys = key.key_set();
     let v = verifier();
     let token = key.token(&good_claims());
-    let at = |t: u64| v.verify(&token, &keys, UnixTime(t)).map(|_| ());
+    let at = |t: u64| v.verify(&token, &keys, AUDIENCE, UnixTime(t)).map(|_| ());
     assert_eq!(at(NOW + 600 + 29), Ok(()));
     assert_eq!(at(NOW + 600 + 30), Err(Rejection::Expired));
     assert_eq!(at(NOW - 30), Ok(()));
@@ -476,14 +517,17 @@ fn leeway_edges() {
 fn a_token_must_outlive_the_authorizer_result_cache() {
     let key = TestKey::new("k");
     let keys = key.key_set();
-    let mut config = service_token::VerifierConfig::new(ISSUER, AUDIENCE);
+    let mut config = service_token::VerifierConfig::new(ISSUER);
     config.min_remaining_secs = 300;
     let v = service_token::Verifier::new(config);
     let token = key.token(&good_claims());
     // exp = NOW + 600: a cache entry made at NOW + 300 lives until exactly exp.
-    assert!(v.verify(&token, &keys, UnixTime(NOW + 300)).is_ok());
+    assert!(v
+        .verify(&token, &keys, AUDIENCE, UnixTime(NOW + 300))
+        .is_ok());
     assert_eq!(
-        v.verify(&token, &keys, UnixTime(NOW + 301)).map(|_| ()),
+        v.verify(&token, &keys, AUDIENCE, UnixTime(NOW + 301))
+            .map(|_| ()),
         Err(Rejection::ExpiresWithinCacheTtl)
     );
 }
@@ -492,7 +536,12 @@ fn a_token_must_outlive_the_authorizer_result_cache() {
 fn a_good_token_yields_its_claims() {
     let key = TestKey::new("k");
     let t = verifier()
-        .verify(&key.token(&good_claims()), &key.key_set(), UnixTime(NOW))
+        .verify(
+            &key.token(&good_claims()),
+            &key.key_set(),
+            AUDIENCE,
+            UnixTime(NOW),
+        )
         .unwrap();
     assert_eq!(t.kid, "k");
     assert_eq!(serde_json::to_value(&t.claims).unwrap(), good_claims());

@@ -7,6 +7,7 @@ use common::*;
 use proptest::prelude::*;
 use serde_json::json;
 use service_auth::UnixTime;
+use service_token::{Permission, Rejection, TokenClaims};
 use std::sync::OnceLock;
 
 fn key() -> &'static TestKey {
@@ -22,7 +23,10 @@ proptest! {
     #[test]
     fn good_tokens_verify_to_their_claims(
         sub in "[a-z0-9][a-z0-9-]{0,30}",
-        perms in prop::collection::vec("(GET|POST) /[a-z]{1,10}(/\\*)?", 0..5),
+        grants in prop::collection::vec(
+            (prop::sample::subsequence(vec![AUDIENCE, "billing", "audit"], 1..=3),
+             prop::collection::vec("(GET|POST) /[a-z]{1,10}(/\\*)?", 0..4)),
+            0..4),
         lifetime in 1u64..=3600,
         offset in 0u64..=3600,
         jti in "[a-f0-9]{8,32}",
@@ -33,12 +37,28 @@ proptest! {
         } else {
             json!({"method": "api-key", "keyId": "kid_0123456789abcdef"})
         };
-        let claims = json!({"iss": ISSUER, "sub": sub, "aud": [AUDIENCE, "other"],
+        let permissions: Vec<Permission> =
+            grants.iter().map(|(apis, routes)| Permission::new(apis.clone(), routes.clone())).collect();
+        let mut aud = TokenClaims::audience_of(&permissions);
+        if !aud.iter().any(|a| a == AUDIENCE) {
+            aud.push(AUDIENCE.to_owned());
+        }
+        let claims = json!({"iss": ISSUER, "sub": sub, "aud": aud,
             "exp": NOW + lifetime, "nbf": NOW, "iat": NOW, "jti": jti,
-            "permissions": perms, "proof": proof});
+            "permissions": permissions, "proof": proof});
         let now = NOW + offset.min(lifetime - 1);
-        let t = verifier().verify(&key().token(&claims), &key().key_set(), UnixTime(now)).unwrap();
+        let token = key().token(&claims);
+        let t = verifier().verify(&token, &key().key_set(), AUDIENCE, UnixTime(now)).unwrap();
         prop_assert_eq!(serde_json::to_value(&t.claims).unwrap(), claims);
+        // The same token is refused for an API it does not name.
+        prop_assert_eq!(
+            verifier().verify(&token, &key().key_set(), "payroll", UnixTime(now)).map(|_| ()),
+            Err(Rejection::WrongAudience)
+        );
+        // Its routes on an API are exactly those of the grants naming that API.
+        let want: Vec<&str> = grants.iter().filter(|(apis, _)| apis.contains(&AUDIENCE))
+            .flat_map(|(_, routes)| routes.iter().map(String::as_str)).collect();
+        prop_assert_eq!(t.claims.routes_for(AUDIENCE).collect::<Vec<_>>(), want);
     }
 
     #[test]
@@ -49,12 +69,12 @@ proptest! {
         let mut bytes = token.into_bytes();
         bytes[i] = c;
         let changed = String::from_utf8(bytes).unwrap();
-        prop_assert!(verifier().verify(&changed, &key().key_set(), UnixTime(NOW)).is_err());
+        prop_assert!(verifier().verify(&changed, &key().key_set(), AUDIENCE, UnixTime(NOW)).is_err());
     }
 
     #[test]
     fn arbitrary_input_is_refused_without_panicking(s in "\\PC{0,300}", dots in "[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,90}") {
-        prop_assert!(verifier().verify(&s, &key().key_set(), UnixTime(NOW)).is_err());
-        prop_assert!(verifier().verify(&dots, &key().key_set(), UnixTime(NOW)).is_err());
+        prop_assert!(verifier().verify(&s, &key().key_set(), AUDIENCE, UnixTime(NOW)).is_err());
+        prop_assert!(verifier().verify(&dots, &key().key_set(), AUDIENCE, UnixTime(NOW)).is_err());
     }
 }

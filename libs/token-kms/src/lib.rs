@@ -10,8 +10,10 @@ The KMS edge of service tokens.
   even while an alias is being repointed.
 * [`key_set`]: the JWKS of one or more KMS keys, from `GetPublicKey`.
 * [`retry_config`]: KMS allows about 300 ECC signs per second per account and Region;
-  throttled calls are retried by the SDK's adaptive retry (exponential back-off with
-  jitter and a client-side rate limiter), not by a loop here.
+  the SDK's adaptive retry (exponential back-off with jitter and a client-side rate
+  limiter) suits the tools. The issuer signs with SDK retries off and its own
+  back-off within a time budget ([`KmsError::is_retryable`] says which errors are
+  worth another try).
 
 It holds no private key (there is none outside KMS) and decides nothing about who may
 get a token: the issuer does that.
@@ -44,6 +46,11 @@ pub const MAX_SIGNING_INPUT: usize = 4096;
 pub enum KmsError {
     #[error("KMS {operation} was throttled after retries (ECC signing allows about 300/s per account and Region); retry later or raise the quota")]
     Throttled { operation: &'static str },
+    #[error("KMS {operation} is unavailable ({code}); retry later")]
+    Unavailable {
+        operation: &'static str,
+        code: String,
+    },
     #[error("KMS {operation} failed: {code}: {message}")]
     Kms {
         operation: &'static str,
@@ -67,6 +74,7 @@ impl KmsError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Throttled { .. } => "kms_throttled",
+            Self::Unavailable { .. } => "kms_unavailable",
             Self::Kms { .. } => "kms_error",
             Self::WrongKey { .. } => "kms_wrong_key",
             Self::Incomplete(_) => "kms_incomplete",
@@ -76,13 +84,30 @@ impl KmsError {
         }
     }
 
+    /// Throttling or a transient KMS failure: worth another try after a back-off.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Unavailable { .. })
+    }
+
     fn from_sdk<E: ProvideErrorMetadata>(operation: &'static str, e: &E) -> Self {
-        let code = e.code().unwrap_or("Unknown");
+        let Some(code) = e.code() else {
+            // No error code: the call never got an answer (connection, timeout).
+            return Self::Unavailable {
+                operation,
+                code: "no answer".into(),
+            };
+        };
         if matches!(
             code,
             "ThrottlingException" | "Throttling" | "LimitExceededException"
         ) {
             return Self::Throttled { operation };
+        }
+        if matches!(code, "KMSInternalException" | "DependencyTimeoutException") {
+            return Self::Unavailable {
+                operation,
+                code: code.to_owned(),
+            };
         }
         Self::Kms {
             operation,

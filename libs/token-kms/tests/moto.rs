@@ -10,12 +10,13 @@ use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use jsonwebtoken::jwk::JwkSet;
 use service_auth::UnixTime;
-use service_token::{KeySet, Proof, Rejection, TokenClaims, Verifier, VerifierConfig};
+use service_token::{KeySet, Permission, Proof, Rejection, TokenClaims, Verifier, VerifierConfig};
 use test_support::MotoServer;
 use token_kms::{aws_sdk_kms, key_set, KmsError, KmsSigner};
 
-const ISSUER: &str = "https://svcauth.example/dev";
-const AUDIENCE: &str = "identity-api";
+const ISSUER: &str = "svcauth:dev";
+/// The API name tokens are verified for.
+const AUDIENCE: &str = "identity";
 
 fn client(moto: &MotoServer) -> aws_sdk_kms::Client {
     let conf = aws_sdk_kms::Config::builder()
@@ -55,7 +56,7 @@ fn claims(now: UnixTime, jti: &str) -> TokenClaims {
         nbf: now.0,
         iat: now.0,
         jti: jti.into(),
-        permissions: vec!["GET /internal/users/*".into()],
+        permissions: vec![Permission::new([AUDIENCE], ["GET /internal/users/*"])],
         proof: Proof::ApiKey {
             key_id: "kid_0123456789abcdef".into(),
         },
@@ -110,14 +111,14 @@ async fn moto_signed_tokens_verify_here_and_in_openssl() {
     let jwks = key_set(&kms, &[&key_id]).await.unwrap();
     assert_eq!(jwks.keys[0].common.key_id.as_deref(), Some(key_id.as_str()));
     let keys = KeySet::from_jwks(&jwks).unwrap();
-    let verifier = Verifier::new(VerifierConfig::new(ISSUER, AUDIENCE));
+    let verifier = Verifier::new(VerifierConfig::new(ISSUER));
     let now = UnixTime::now();
 
     // Many signatures, so KMS's DER integers of 31, 32 and 33 bytes all occur.
     for i in 0..12 {
         let want = claims(now, &format!("jti-{i}"));
         let token = signer.sign(&want).await.unwrap();
-        let verified = verifier.verify(&token, &keys, now).unwrap();
+        let verified = verifier.verify(&token, &keys, AUDIENCE, now).unwrap();
         assert_eq!(verified.claims, want);
         assert_eq!(verified.kid, key_id);
         let py = python_verify(&token, &jwks);
@@ -132,7 +133,7 @@ async fn moto_signed_tokens_verify_here_and_in_openssl() {
     parts[1] = other.split('.').nth(1).unwrap();
     let tampered = parts.join(".");
     assert_eq!(
-        verifier.verify(&tampered, &keys, now).map(|_| ()),
+        verifier.verify(&tampered, &keys, AUDIENCE, now).map(|_| ()),
         Err(Rejection::BadSignature)
     );
     assert_eq!(python_verify(&tampered, &jwks), "invalid: signature");
@@ -142,14 +143,14 @@ async fn moto_signed_tokens_verify_here_and_in_openssl() {
     let other = KmsSigner::resolve(kms.clone(), &other_key).await.unwrap();
     let token = other.sign(&claims(now, "jti-z")).await.unwrap();
     assert_eq!(
-        verifier.verify(&token, &keys, now).map(|_| ()),
+        verifier.verify(&token, &keys, AUDIENCE, now).map(|_| ()),
         Err(Rejection::UnknownKid)
     );
 
     // A set of both keys (a rotation) verifies both.
     let both = KeySet::from_jwks(&key_set(&kms, &[&key_id, &other_key]).await.unwrap()).unwrap();
     assert_eq!(both.len(), 2);
-    assert!(verifier.verify(&token, &both, now).is_ok());
+    assert!(verifier.verify(&token, &both, AUDIENCE, now).is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,9 +201,10 @@ async fn an_oversized_token_is_refused_before_kms_is_called() {
     let key = create_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     let signer = KmsSigner::resolve(kms, &key).await.unwrap();
     let mut big = claims(UnixTime::now(), "jti");
-    big.permissions = (0..40)
-        .map(|i| format!("GET /internal/{i}/{}", "x".repeat(100)))
-        .collect();
+    big.permissions = vec![Permission::new(
+        [AUDIENCE],
+        (0..40).map(|i| format!("GET /internal/{i}/{}", "x".repeat(100))),
+    )];
     let err = signer.sign(&big).await.unwrap_err();
     assert!(
         matches!(err, KmsError::TooLarge(n) if n > token_kms::MAX_SIGNING_INPUT),

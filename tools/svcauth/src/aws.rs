@@ -12,43 +12,66 @@ use zeroize::Zeroizing;
 use crate::cli::GlobalArgs;
 use crate::error::Error;
 
-/// Where the SSM client comes from.
+/// Where the SSM (and, for `tokens keys`, KMS) clients come from.
 #[derive(Debug, Clone)]
 pub enum Aws {
     /// aws-config's chain (environment, profile, IMDS...), with --region/--profile on top.
     FromEnvironment,
-    /// A ready client (tests point one at moto_server).
+    /// A ready SSM client (tests point one at moto_server); no KMS.
     Client(Client),
+    /// Ready SSM and KMS clients (tests of `tokens keys`).
+    Clients {
+        ssm: Client,
+        kms: token_kms::aws_sdk_kms::Client,
+    },
 }
 
 impl Aws {
     pub(crate) async fn client(&self, global: &GlobalArgs) -> Result<Client, Error> {
         match self {
-            Self::Client(c) => Ok(c.clone()),
-            Self::FromEnvironment => {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .timeout_config(
-                        aws_config::timeout::TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(10))
-                            .operation_attempt_timeout(Duration::from_secs(30))
-                            .build(),
-                    );
-                if let Some(region) = &global.region {
-                    loader = loader.region(aws_config::Region::new(region.clone()));
-                }
-                if let Some(profile) = &global.profile {
-                    loader = loader.profile_name(profile);
-                }
-                let conf = loader.load().await;
-                if conf.region().is_none() {
-                    return Err(Error::Aws(
-                        "no AWS region is configured: pass --region, set AWS_REGION, or use a profile (--profile / AWS_PROFILE) that names one".into(),
-                    ));
-                }
-                Ok(Client::new(&conf))
-            }
+            Self::Client(c) | Self::Clients { ssm: c, .. } => Ok(c.clone()),
+            Self::FromEnvironment => Ok(Client::new(&sdk_config(global).await?)),
         }
     }
+
+    /// The KMS client (`tokens keys add|remove|list`).
+    pub(crate) async fn kms(
+        &self,
+        global: &GlobalArgs,
+    ) -> Result<token_kms::aws_sdk_kms::Client, Error> {
+        match self {
+            Self::Clients { kms, .. } => Ok(kms.clone()),
+            Self::Client(_) => Err(Error::Aws(
+                "this command needs KMS, and only an SSM client was given".into(),
+            )),
+            Self::FromEnvironment => Ok(token_kms::aws_sdk_kms::Client::new(
+                &sdk_config(global).await?,
+            )),
+        }
+    }
+}
+
+/// aws-config's chain with --region/--profile on top, and timeouts for a CLI.
+async fn sdk_config(global: &GlobalArgs) -> Result<aws_config::SdkConfig, Error> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .build(),
+    );
+    if let Some(region) = &global.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &global.profile {
+        loader = loader.profile_name(profile);
+    }
+    let conf = loader.load().await;
+    if conf.region().is_none() {
+        return Err(Error::Aws(
+            "no AWS region is configured: pass --region, set AWS_REGION, or use a profile (--profile / AWS_PROFILE) that names one".into(),
+        ));
+    }
+    Ok(conf)
 }
 
 /// The client's region, for messages.
@@ -139,7 +162,12 @@ fn not_found(name: &str, client: &Client) -> Error {
 
 /// An SDK error as an error that says what to do. SSM error messages name parameters,
 /// never values, so they are safe to show.
-fn aws_error<E, R>(operation: &str, name: &str, client: &Client, e: SdkError<E, R>) -> Error
+pub(crate) fn aws_error<E, R>(
+    operation: &str,
+    name: &str,
+    client: &Client,
+    e: SdkError<E, R>,
+) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

@@ -89,6 +89,118 @@ pub enum Command {
     /// routes on APIs; migrate old documents.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Keys(KeysCommand),
+    /// Signed service tokens: publish and retire signing keys, pull a service's
+    /// emergency brake.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Tokens(TokensCommand),
+}
+
+/// How long a token can outlive the moment its service's key was revoked or its
+/// brake was pulled, shown in `tokens brake --help`.
+pub const TOKEN_REVOCATION_BOUND: &str = "\
+A token is checked offline: revoking the key it was obtained with stops the issuer at
+once (no new token) and the authorizer within its store TTL, but tokens already issued
+stay valid until they expire (at most 3600 s, 600 s by default). The brake closes that
+gap: tokens of the service issued before --at are refused by the authorizer within its
+store TTL (SVCAUTH_CACHE_TTL_SECS, default 300 s) plus the API's authorizer result TTL,
+and the issuer issues none dated before it (it sees the brake within 15 s). Callers then
+get a new token with their current credentials (docs/tokens.md, revocation runbook).";
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// The published key set (JWKS): the public keys verifiers trust.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Keys(TokenKeysCommand),
+    Brake(BrakeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenKeysCommand {
+    Add(TokenKeyAddArgs),
+    Remove(TokenKeyRemoveArgs),
+    List(TokenKeyListArgs),
+}
+
+/// Where the published key set is and which alias signs: shared by `tokens keys`.
+#[derive(Debug, Clone, Args)]
+pub struct JwksArgs {
+    /// The SSM String parameter holding the key set (JWKS), as the issuer's and the
+    /// authorizer's SVCAUTH_TOKEN_JWKS_PARAMETER [default: next to the key store path,
+    /// /svcauth/{env}/token/jwks].
+    #[arg(long, value_name = "NAME", env = "SVCAUTH_TOKEN_JWKS_PARAMETER")]
+    pub jwks_parameter: Option<String>,
+    /// The KMS alias the issuer signs with, as its SVCAUTH_TOKEN_KEY
+    /// [default: alias/svcauth-token-{env}].
+    #[arg(long, value_name = "ALIAS", env = "SVCAUTH_TOKEN_KEY")]
+    pub signing_alias: Option<String>,
+}
+
+/// Publish a KMS key's public key in the key set, so verifiers accept its tokens.
+///
+/// Reads the public key with KMS GetPublicKey (the key must be ECC_NIST_P256 with
+/// SIGN_VERIFY) and merges it into the key set under its KMS key id (the tokens' `kid`).
+/// Publish a key BEFORE pointing the signing alias at it: the issuer refuses to sign
+/// with a key that is not published (503 signing_key_not_published). Adding a key that
+/// is already published changes nothing. Safe against concurrent writers.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct TokenKeyAddArgs {
+    /// The KMS key: key id, key ARN, alias name (alias/...) or alias ARN.
+    #[arg(long, value_name = "KEY")]
+    pub key: String,
+    #[command(flatten)]
+    pub jwks: JwksArgs,
+    /// Say what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Retire a public key from the key set: tokens it signed stop verifying.
+///
+/// Refuses the key the signing alias points to now (the issuer signs with it). Remove
+/// the previous key only after the alias was repointed and every token it signed has
+/// expired: the issuer follows the alias within 5 minutes, and a token lives at most
+/// 3600 s, so wait at least 65 minutes plus the verifiers' key-set cache (300 s).
+/// Safe against concurrent writers.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct TokenKeyRemoveArgs {
+    /// The key id (`kid`) to remove, as `svcauth tokens keys list` shows it.
+    #[arg(long, value_name = "KID")]
+    pub kid: String,
+    #[command(flatten)]
+    pub jwks: JwksArgs,
+    /// Say what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// List the published keys: kid, key type, and which one the signing alias names.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct TokenKeyListArgs {
+    #[command(flatten)]
+    pub jwks: JwksArgs,
+    /// Print a JSON array instead of a table, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Emergency brake: refuse a service's tokens issued before a time.
+#[derive(Debug, Args)]
+#[command(long_about = format!("Emergency brake: refuse a service's tokens issued before a time.\n\nSets tokensNotBefore in the service's document. It only ever moves later: a brake set\nbefore stays if it is later than --at. Safe against concurrent writers.\n\n{TOKEN_REVOCATION_BOUND}"), after_help = EXIT_CODES_HELP)]
+pub struct BrakeArgs {
+    /// The calling service whose tokens are refused.
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+    /// Tokens issued before this are refused: `now` or an RFC 3339 time
+    /// (2026-12-01T10:00:00Z), at most 7 days ahead. A time ahead also stops the
+    /// issuer from issuing the service any token until then.
+    #[arg(long, value_name = "TIME", default_value = "now")]
+    pub at: String,
+    /// Say what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ caller's clear key, once, in that caller's own `SecureString` parameter
 store file (`SVCAUTH_KEY_SOURCE=file`).
 
 The commands (`keys create | rotate | revoke | list | import-legacy | check | prune |
-grant | migrate`) live here
+grant | migrate`, `tokens keys add | remove | list`, `tokens brake`) live here
 as a library that takes the time ([`UnixTime`]), the SSM client ([`Aws`]) and the
 standard streams ([`Io`]) from its caller, so tests drive them against `moto_server`
 with a clock they move by hand. `main.rs` is glue: parse, run, map to an exit code.
@@ -41,7 +41,7 @@ use keystore_ssm::SsmKeyStore;
 use service_auth::UnixTime;
 
 pub use aws::Aws;
-pub use cli::{Cli, Command, GlobalArgs, KeysCommand, StoreKind};
+pub use cli::{Cli, Command, GlobalArgs, KeysCommand, StoreKind, TokenKeysCommand, TokensCommand};
 pub use error::{exit, Error, EXIT_CODES_HELP};
 pub use store::{FileStore, Store, Written};
 
@@ -90,6 +90,18 @@ pub async fn run(cli: &Cli, aws: &Aws, now: UnixTime, io: &mut Io<'_>) -> Result
         Command::Keys(KeysCommand::Prune(args)) => commands::prune::prune(&mut ctx, args).await,
         Command::Keys(KeysCommand::Grant(args)) => commands::grant::grant(&mut ctx, args).await,
         Command::Keys(KeysCommand::Migrate(args)) => commands::grant::migrate(&mut ctx, args).await,
+        Command::Tokens(TokensCommand::Keys(TokenKeysCommand::Add(args))) => {
+            commands::tokens::add(&mut ctx, args).await
+        }
+        Command::Tokens(TokensCommand::Keys(TokenKeysCommand::Remove(args))) => {
+            commands::tokens::remove(&mut ctx, args).await
+        }
+        Command::Tokens(TokensCommand::Keys(TokenKeysCommand::List(args))) => {
+            commands::tokens::list(&mut ctx, args).await
+        }
+        Command::Tokens(TokensCommand::Brake(args)) => {
+            commands::tokens::brake(&mut ctx, args).await
+        }
     }
 }
 

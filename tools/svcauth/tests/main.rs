@@ -8,3 +8,4 @@ mod file;
 mod first_hour;
 mod lifecycle;
 mod ssm;
+mod tokens;

@@ -13,8 +13,9 @@ use jsonwebtoken::jwk::JwkSet;
 use serde_json::{json, Value};
 use service_token::{jwk_from_spki_der, KeySet, Verifier, VerifierConfig};
 
-pub const ISSUER: &str = "https://svcauth.example/dev";
-pub const AUDIENCE: &str = "identity-api";
+pub const ISSUER: &str = "svcauth:dev";
+/// The API name the requests in these tests are for.
+pub const AUDIENCE: &str = "identity";
 pub const NOW: u64 = 1_764_600_000;
 
 pub struct TestKey {
@@ -106,13 +107,13 @@ pub fn good_claims() -> Value {
         "nbf": NOW,
         "iat": NOW,
         "jti": "0f8e6b2c-jti",
-        "permissions": ["GET /internal/users/*"],
+        "permissions": [{"apis": [AUDIENCE], "routes": ["GET /internal/users/*"]}],
         "proof": {"method": "api-key", "keyId": "kid_0123456789abcdef"}
     })
 }
 
 pub fn verifier() -> Verifier {
-    Verifier::new(VerifierConfig::new(ISSUER, AUDIENCE))
+    Verifier::new(VerifierConfig::new(ISSUER))
 }
 
 pub fn b64(bytes: &[u8]) -> String {

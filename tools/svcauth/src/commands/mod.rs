@@ -7,6 +7,7 @@ pub mod import;
 pub mod list;
 pub mod prune;
 pub mod revoke;
+pub mod tokens;
 
 use service_auth::record::{valid_api_name, valid_service_name};
 use service_auth::{KeyId, KeyStatus, RoutePattern, ServiceDocument, UnixTime};

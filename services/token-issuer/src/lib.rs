@@ -1,0 +1,170 @@
+/*!
+token-issuer: the token exchange, a `lambda_http` function behind API Gateway.
+
+| route | auth | answer |
+|---|---|---|
+| `POST /token` | the API-key REQUEST authorizer | `{token, tokenType, expiresAt, expiresIn, tokenId}`, or a JSON error (400, 401, 403, 503) |
+| `POST /token/iam` | `AWS_IAM` (SigV4), role mapped by `SVCAUTH_IAM_ROLES` | the same |
+| `GET /.well-known/jwks.json` | none | the published key set (the `SVCAUTH_TOKEN_JWKS_PARAMETER` parameter), `Cache-Control: public, max-age=300` |
+
+The caller's identity comes from [`service_identity_http::Caller`] (the authorizer's
+context or the SigV4 caller), never from the body. Who gets which claims, and when a
+token already signed is handed out again, is decided in [`issue`] (plain Rust);
+signing is `token-kms` (KMS `Sign`, RAW, ES256); service documents and revocation
+markers are read from SSM through `keystore-ssm`.
+
+Publish before sign: the issuer signs only with a key whose public key is in the
+published key set, so no verifier ever meets a token it cannot check. It holds no
+private key and verifies no token (the authorizer does).
+*/
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod issue;
+
+pub use api::{router, AppState, Clock};
+pub use issue::{IssuerSettings, RetryPolicy, TokenRequest};
+
+/// Start-up configuration, from the environment (docs/contracts.md, issuer rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `SVCAUTH_TOKEN_KEY`: the KMS signing key, normally an alias
+    /// (`alias/svcauth-token-dev`); re-resolved every few minutes so a repointed
+    /// alias is followed without a cold start.
+    pub signing_key: String,
+    pub settings: IssuerSettings,
+    /// `SVCAUTH_SSM_PATH`: where service documents are (default `/svcauth/dev/keys`).
+    pub ssm_path: String,
+    /// `SVCAUTH_TOKEN_JWKS_PARAMETER`: the published key set (default: the key path's
+    /// sibling `token/jwks`, `/svcauth/dev/token/jwks`).
+    pub jwks_parameter: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set: {1}")]
+    Missing(&'static str, &'static str),
+    #[error("{0} is invalid: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// The JWKS parameter next to a key store path: `/svcauth/dev/keys` →
+/// `/svcauth/dev/token/jwks`.
+pub fn default_jwks_parameter(ssm_path: &str) -> String {
+    let parent = ssm_path
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map_or("", |(p, _)| p);
+    format!("{parent}/token/jwks")
+}
+
+impl Config {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let ssm_path = get("SVCAUTH_SSM_PATH").unwrap_or_else(|| "/svcauth/dev/keys".to_owned());
+        let lifetime = match get("SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS") {
+            None => issue::DEFAULT_LIFETIME_SECS,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (issue::MIN_LIFETIME_SECS..=issue::MAX_LIFETIME_SECS).contains(s))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS",
+                        format!(
+                            "{v:?}: give whole seconds from {} to {}",
+                            issue::MIN_LIFETIME_SECS,
+                            issue::MAX_LIFETIME_SECS
+                        ),
+                    )
+                })?,
+        };
+        let jwks_parameter = get("SVCAUTH_TOKEN_JWKS_PARAMETER")
+            .unwrap_or_else(|| default_jwks_parameter(&ssm_path));
+        if !jwks_parameter.starts_with('/') {
+            return Err(ConfigError::Invalid(
+                "SVCAUTH_TOKEN_JWKS_PARAMETER",
+                format!("{jwks_parameter:?}: give a full SSM parameter name starting with /"),
+            ));
+        }
+        Ok(Self {
+            signing_key: get("SVCAUTH_TOKEN_KEY").ok_or(ConfigError::Missing(
+                "SVCAUTH_TOKEN_KEY",
+                "name the KMS signing key (for example alias/svcauth-token-dev)",
+            ))?,
+            settings: IssuerSettings {
+                issuer: get("SVCAUTH_TOKEN_ISSUER").ok_or(ConfigError::Missing(
+                    "SVCAUTH_TOKEN_ISSUER",
+                    "set the issuer id every verifier expects in `iss` (for example svcauth:dev)",
+                ))?,
+                default_lifetime_secs: lifetime,
+            },
+            ssm_path,
+            jwks_parameter,
+        })
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn configuration_from_the_environment() {
+        let c = Config::from_lookup(env(&[
+            ("SVCAUTH_TOKEN_KEY", "alias/svcauth-token-dev"),
+            ("SVCAUTH_TOKEN_ISSUER", "svcauth:dev"),
+            ("SVCAUTH_SSM_PATH", "/svcauth/prod/keys"),
+        ]))
+        .unwrap();
+        assert_eq!(c.settings.default_lifetime_secs, 600);
+        assert_eq!(c.jwks_parameter, "/svcauth/prod/token/jwks");
+        assert_eq!(c.signing_key, "alias/svcauth-token-dev");
+        let c = Config::from_lookup(env(&[
+            ("SVCAUTH_TOKEN_KEY", "k"),
+            ("SVCAUTH_TOKEN_ISSUER", "i"),
+            ("SVCAUTH_TOKEN_JWKS_PARAMETER", "/x/jwks"),
+            ("SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS", "900"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.jwks_parameter.as_str(), c.settings.default_lifetime_secs),
+            ("/x/jwks", 900)
+        );
+        assert_eq!(c.ssm_path, "/svcauth/dev/keys");
+        for bad in ["59", "3601", "ten", "-1"] {
+            let lookup = move |k: &str| match k {
+                "SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS" => Some(bad.to_owned()),
+                "SVCAUTH_TOKEN_KEY" | "SVCAUTH_TOKEN_ISSUER" => Some("x".to_owned()),
+                _ => None,
+            };
+            let err = Config::from_lookup(lookup).unwrap_err();
+            assert!(err.to_string().contains("60 to 3600"), "{err}");
+        }
+        let err = Config::from_lookup(env(&[("SVCAUTH_TOKEN_ISSUER", "i")])).unwrap_err();
+        assert!(err.to_string().contains("SVCAUTH_TOKEN_KEY"), "{err}");
+        let err = Config::from_lookup(env(&[("SVCAUTH_TOKEN_KEY", "k")])).unwrap_err();
+        assert!(err.to_string().contains("SVCAUTH_TOKEN_ISSUER"), "{err}");
+        assert_eq!(
+            default_jwks_parameter("/svcauth/dev/keys"),
+            "/svcauth/dev/token/jwks"
+        );
+    }
+}

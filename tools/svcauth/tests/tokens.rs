@@ -1,0 +1,389 @@
+//! `svcauth tokens keys add | remove | list` and `tokens brake` against moto's KMS and
+//! SSM: the key set they write is one the verifier loads, the signing key cannot be
+//! removed, concurrent writers lose nothing, and the brake only moves later.
+
+use std::time::Duration;
+
+use keystore_ssm::aws_sdk_ssm::Client;
+use serde_json::Value;
+use service_auth::{ServiceDocument, UnixTime};
+use service_token::KeySet;
+use svcauth::{exit, Aws};
+use test_support::{MotoServer, SsmFaults};
+use token_kms::aws_sdk_kms;
+use token_kms::aws_sdk_kms::types::{KeySpec, KeyUsageType};
+
+use crate::common::*;
+
+const JWKS: &str = "/svcauth/test/token/jwks";
+const ALIAS: &str = "alias/svcauth-token-test";
+
+fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--env", "test", "--path", PATH];
+    v.extend_from_slice(cmd);
+    v
+}
+
+async fn create_key(kms: &aws_sdk_kms::Client, spec: KeySpec) -> String {
+    kms.create_key()
+        .key_spec(spec)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned()
+}
+
+/// The kids in the stored key set, checked to load in the token verifier's KeySet.
+async fn published(c: &Client) -> Vec<String> {
+    let raw = read_param(c, JWKS).await;
+    let keys = KeySet::from_json(raw.as_bytes()).unwrap();
+    let v: Value = serde_json::from_str(&raw).unwrap();
+    let kids: Vec<String> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), kids.len(), "every published key is usable");
+    kids
+}
+
+async fn tokens(cmd: &str, aws: &Aws) -> Run {
+    svcauth(&args(&words(cmd)), aws, NOW).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_published_listed_and_retired_but_never_the_signing_key() {
+    let moto = MotoServer::start();
+    let aws = moto_clients(&moto.endpoint());
+    let Aws::Clients { ssm, kms } = &aws else {
+        unreachable!()
+    };
+    let current = create_key(kms, KeySpec::EccNistP256).await;
+    let next = create_key(kms, KeySpec::EccNistP256).await;
+    kms.create_alias()
+        .alias_name(ALIAS)
+        .target_key_id(&current)
+        .send()
+        .await
+        .unwrap();
+
+    let run = tokens("tokens keys list", &aws).await;
+    expect(&run, exit::NOT_FOUND);
+    assert!(
+        run.stderr
+            .contains("svcauth tokens keys add --key alias/svcauth-token-test"),
+        "{run:?}"
+    );
+
+    // Added through the alias: published under the KMS key id.
+    let run = tokens(&format!("tokens keys add --key {ALIAS}"), &aws).await;
+    expect(&run, exit::OK);
+    assert!(
+        run.stderr.contains(&format!("published key {current}")),
+        "{run:?}"
+    );
+    assert_eq!(published(ssm).await, std::slice::from_ref(&current));
+    let run = tokens(&format!("tokens keys add --key {current}"), &aws).await;
+    expect(&run, exit::NOT_ACCEPTED);
+    assert!(run.stderr.contains("already published"), "{run:?}");
+    let run = tokens(&format!("tokens keys add --key {next} --dry-run"), &aws).await;
+    expect(&run, exit::OK);
+    assert_eq!(published(ssm).await.len(), 1, "a dry run writes nothing");
+    let run = tokens(&format!("tokens keys add --key {next}"), &aws).await;
+    expect(&run, exit::OK);
+    assert!(run.stderr.contains("aws kms update-alias"), "{run:?}");
+    assert_eq!(published(ssm).await, [current.clone(), next.clone()]);
+
+    let run = tokens("tokens keys list", &aws).await;
+    expect(&run, exit::OK);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("KID"), "{run:?}");
+    assert!(
+        lines[1].starts_with(&current) && lines[1].ends_with("yes"),
+        "{run:?}"
+    );
+    assert!(
+        lines[2].starts_with(&next) && lines[2].ends_with("no"),
+        "{run:?}"
+    );
+    let run = tokens("tokens keys list --json", &aws).await;
+    expect(&run, exit::OK);
+    let listed: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(listed[0]["kid"], current.as_str());
+    assert_eq!(listed[0]["signing"], true);
+    assert_eq!(listed[1]["crv"], "P-256");
+    assert_eq!(listed[1]["signing"], false);
+
+    // The key the alias points to is refused, with what to do instead.
+    let run = tokens(&format!("tokens keys remove --kid {current}"), &aws).await;
+    expect(&run, exit::USAGE);
+    for needed in ["points to", "update-alias", "expired"] {
+        assert!(run.stderr.contains(needed), "{needed}: {run:?}");
+    }
+    assert_eq!(published(ssm).await.len(), 2);
+
+    // Rotation: repoint the alias, then the previous key can go.
+    kms.update_alias()
+        .alias_name(ALIAS)
+        .target_key_id(&next)
+        .send()
+        .await
+        .unwrap();
+    let run = tokens(&format!("tokens keys remove --kid {current}"), &aws).await;
+    expect(&run, exit::OK);
+    assert_eq!(published(ssm).await, std::slice::from_ref(&next));
+    let run = tokens(&format!("tokens keys remove --kid {current}"), &aws).await;
+    expect(&run, exit::NOT_ACCEPTED);
+
+    // Bad input: each a clear refusal, nothing written.
+    let p384 = create_key(kms, KeySpec::EccNistP384).await;
+    let cases = [
+        (
+            format!("tokens keys add --key {p384}"),
+            exit::USAGE,
+            "ECC_NIST_P256",
+        ),
+        (
+            "tokens keys add --key alias/none".to_owned(),
+            exit::NOT_FOUND,
+            "alias/none",
+        ),
+        (
+            "tokens keys remove --kid k\u{e9}y".to_owned(),
+            exit::USAGE,
+            "not a key id",
+        ),
+    ];
+    for (cmd, code, needed) in cases {
+        let run = tokens(&cmd, &aws).await;
+        expect(&run, code);
+        assert!(run.stderr.contains(needed), "{cmd}: {run:?}");
+    }
+    assert_eq!(published(ssm).await, std::slice::from_ref(&next));
+
+    // A parameter that is not a key set is reported, never overwritten blindly.
+    ssm.put_parameter()
+        .name(JWKS)
+        .value("[oops")
+        .r#type(keystore_ssm::aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let run = tokens(&format!("tokens keys add --key {next}"), &aws).await;
+    expect(&run, exit::STORE);
+    assert!(run.stderr.contains("is not a JWKS"), "{run:?}");
+
+    let help = tokens("tokens keys add --help", &aws).await;
+    assert!(
+        help.stderr.contains("BEFORE pointing the signing alias"),
+        "{help:?}"
+    );
+    assert!(help.stderr.contains("--jwks-parameter"), "{help:?}");
+}
+
+/// Runs `cmd` with its own client on a thread of its own, for a fault hook.
+fn run_elsewhere(cmd: String, endpoint: String, now: u64) -> Run {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(svcauth(&args(&words(&cmd)), &moto_clients(&endpoint), now))
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_key_set_writers_lose_nothing() {
+    let moto = MotoServer::start();
+    let endpoint = moto.endpoint();
+    let aws = moto_clients(&endpoint);
+    let Aws::Clients { ssm, kms } = &aws else {
+        unreachable!()
+    };
+    let a = create_key(kms, KeySpec::EccNistP256).await;
+    let b = create_key(kms, KeySpec::EccNistP256).await;
+    let c = create_key(kms, KeySpec::EccNistP256).await;
+    let d = create_key(kms, KeySpec::EccNistP256).await;
+
+    // Both create the parameter at once: B's writer gets there first.
+    let faults = SsmFaults::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = endpoint.clone();
+    let cmd = format!("tokens keys add --key {b}");
+    faults.before_next("PutParameter", move || {
+        tx.send(run_elsewhere(cmd, e, NOW)).unwrap();
+    });
+    let with_faults = Aws::Clients {
+        ssm: faults.client(&endpoint),
+        kms: kms.clone(),
+    };
+    let run = tokens(&format!("tokens keys add --key {a}"), &with_faults).await;
+    expect(&run, exit::OK);
+    expect(&rx.recv_timeout(Duration::from_secs(60)).unwrap(), exit::OK);
+    let mut got = published(ssm).await;
+    got.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(got, want);
+
+    // Between this writer's read and its write, another adds C: the later write
+    // (overwriting C's version) merges it back.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = endpoint.clone();
+    let cmd = format!("tokens keys add --key {c}");
+    faults.before_next("PutParameter", move || {
+        tx.send(run_elsewhere(cmd, e, NOW)).unwrap();
+    });
+    let run = tokens(&format!("tokens keys add --key {d}"), &with_faults).await;
+    expect(&run, exit::OK);
+    expect(&rx.recv_timeout(Duration::from_secs(60)).unwrap(), exit::OK);
+    let mut got = published(ssm).await;
+    got.sort();
+    let mut want = vec![a.clone(), b.clone(), c.clone(), d.clone()];
+    want.sort();
+    assert_eq!(got, want);
+
+    // A removal racing an addition: the removed key stays out, the added one in.
+    kms.create_alias()
+        .alias_name(ALIAS)
+        .target_key_id(&a)
+        .send()
+        .await
+        .unwrap();
+    let e2 = create_key(kms, KeySpec::EccNistP256).await;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = endpoint.clone();
+    let cmd = format!("tokens keys add --key {e2}");
+    faults.before_next("PutParameter", move || {
+        tx.send(run_elsewhere(cmd, e, NOW)).unwrap();
+    });
+    let run = tokens(&format!("tokens keys remove --kid {b}"), &with_faults).await;
+    expect(&run, exit::OK);
+    expect(&rx.recv_timeout(Duration::from_secs(60)).unwrap(), exit::OK);
+    let got = published(ssm).await;
+    assert!(!got.contains(&b), "{got:?}");
+    assert!(
+        got.contains(&e2) && got.contains(&a) && got.contains(&c),
+        "{got:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brake_only_moves_later_and_survives_concurrent_writes() {
+    let moto = MotoServer::start();
+    let endpoint = moto.endpoint();
+    let aws = Aws::Client(moto_client(&endpoint));
+    let c = moto_client(&endpoint);
+    expect(
+        &svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await,
+        exit::OK,
+    );
+    let brake_of = |raw: String| ServiceDocument::from_json(&raw).unwrap().tokens_not_before;
+    let doc_param = format!("{PATH}/tutor-service");
+
+    let run = tokens("tokens brake --service tutor-service", &aws).await;
+    expect(&run, exit::OK);
+    assert!(
+        run.stderr
+            .contains("braked: tokens of tutor-service issued before 2026-11-29T12:00:00Z"),
+        "{run:?}"
+    );
+    assert_eq!(
+        brake_of(read_param(&c, &doc_param).await),
+        Some(UnixTime(NOW))
+    );
+
+    // Earlier or equal: nothing to do; the brake stays.
+    for at in ["now", "2026-11-29T11:00:00Z"] {
+        let run = tokens(
+            &format!("tokens brake --service tutor-service --at {at}"),
+            &aws,
+        )
+        .await;
+        expect(&run, exit::NOT_ACCEPTED);
+        assert!(run.stderr.contains("only moves later"), "{run:?}");
+    }
+    assert_eq!(
+        brake_of(read_param(&c, &doc_param).await),
+        Some(UnixTime(NOW))
+    );
+
+    // Bad input: refused, nothing written.
+    let cases = [
+        (
+            "tokens brake --service tutor-service --at tomorrow",
+            exit::USAGE,
+            "RFC 3339",
+        ),
+        (
+            "tokens brake --service tutor-service --at 2027-06-01T00:00:00Z",
+            exit::USAGE,
+            "7 days",
+        ),
+        ("tokens brake --service Tutor", exit::USAGE, "service name"),
+        (
+            "tokens brake --service reports-service",
+            exit::NOT_FOUND,
+            "no document",
+        ),
+    ];
+    for (cmd, code, needed) in cases {
+        let run = tokens(cmd, &aws).await;
+        expect(&run, code);
+        assert!(run.stderr.contains(needed), "{cmd}: {run:?}");
+    }
+
+    // Another operator creates a key between this brake's read and write: both stay.
+    let faults = SsmFaults::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = endpoint.clone();
+    faults.before_next("PutParameter", move || {
+        let run = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(svcauth(
+                    &args(&words(
+                        "keys create --service tutor-service --deliver stdout",
+                    )),
+                    &Aws::Client(moto_client(&e)),
+                    NOW + 5,
+                ))
+        })
+        .join()
+        .unwrap();
+        tx.send(run).unwrap();
+    });
+    let run = svcauth(
+        &args(&words(
+            "tokens brake --service tutor-service --at 2026-11-29T12:30:00Z",
+        )),
+        &Aws::Client(faults.client(&endpoint)),
+        NOW + 5,
+    )
+    .await;
+    expect(&run, exit::OK);
+    assert!(
+        run.stderr
+            .contains("gets no token at all until 2026-11-29T12:30:00Z"),
+        "{run:?}"
+    );
+    expect(&rx.recv_timeout(Duration::from_secs(60)).unwrap(), exit::OK);
+    let doc = ServiceDocument::from_json(&read_param(&c, &doc_param).await).unwrap();
+    assert_eq!(doc.tokens_not_before, Some(UnixTime(NOW + 1800)));
+    assert_eq!(doc.keys.len(), 2, "the concurrent key survived");
+
+    let help = tokens("tokens brake --help", &aws).await;
+    for needed in ["only ever moves later", "until they expire", "--at <TIME>"] {
+        assert!(help.stderr.contains(needed), "{needed}: {help:?}");
+    }
+}
