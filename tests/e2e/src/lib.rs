@@ -65,14 +65,13 @@ impl E2e {
         {
             let path = path.display().to_string();
             let ttl = store_ttl_secs.to_string();
-            functions.authorizer = authorizer::Config::from_lookup(|k| match k {
+            functions.authorizer_env = Arc::new(move |k| match k {
                 "SVCAUTH_KEY_SOURCE" => Some("file".into()),
                 "SVCAUTH_KEYS_FILE" => Some(path.clone()),
                 "SVCAUTH_CACHE_TTL_SECS" => Some(ttl.clone()),
-                "SVCAUTH_API_NAMES" => Some(service_auth::dev::DEV_API_NAMES.into()),
+                "SVCAUTH_API_NAMES" => Some(local_gateway::services::LOCAL_API_NAMES.into()),
                 _ => None,
-            })
-            .unwrap();
+            });
         }
         customize(&mut functions);
         let gw = start(o, &functions).await.expect("the gateway starts");

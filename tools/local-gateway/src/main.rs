@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use local_gateway::banner::{self, BannerInput};
-use local_gateway::services::{dev_keys, RealFunctions, UsersSource};
+use local_gateway::services::{dev_keys, RealFunctions, TokenSigning, UsersSource};
 use local_gateway::{default_template, sign, start, startup, LocalCredentials, Options};
 
 /// The svcauth internal APIs on 127.0.0.1, served like API Gateway REST: routes and
@@ -23,10 +23,19 @@ struct Cli {
     #[arg(short, long, default_value_t = 3000)]
     port: u16,
 
-    /// Which APIs exist (the template's AuthMode): api-key, iam or both [default: both].
-    /// Same as --parameter AuthMode=...; giving both with different values is refused.
-    #[arg(long, value_parser = ["api-key", "iam", "both"])]
+    /// Which APIs exist (the template's AuthMode): api-key, iam, both, token (the
+    /// internal APIs take only tokens, traded at the token API) or key-or-token
+    /// [default: both]. Same as --parameter AuthMode=...; giving both with different
+    /// values is refused.
+    #[arg(long, value_parser = ["api-key", "iam", "both", "token", "key-or-token"])]
     auth_mode: Option<String>,
+
+    /// Token modes: sign with this KMS key (id, ARN or alias) through the AWS SDK's
+    /// default configuration (AWS_ENDPOINT_URL works with moto), reading the key set
+    /// from the SSM parameter the template names, as deployed. Default: an ephemeral
+    /// development key made at start (tokens die with the process).
+    #[arg(long, env = "SVCAUTH_TOKEN_KEY", value_name = "KEY")]
+    token_signing_key: Option<String>,
 
     /// The SAM template [default: ./template.yaml, else the repository's].
     #[arg(long)]
@@ -207,18 +216,25 @@ async fn main() {
     functions.credentials = options.credentials.clone();
     let keys_file = cli.keys_file.as_ref().map(|p| p.display().to_string());
     let store_ttl = cli.store_ttl.to_string();
-    functions.authorizer = authorizer::Config::from_lookup(|k| match k {
-        "SVCAUTH_KEY_SOURCE" => Some(cli.key_source.clone()),
-        "SVCAUTH_KEYS_FILE" => keys_file.clone(),
+    let key_source = cli.key_source.clone();
+    let keys_file_env = keys_file.clone();
+    functions.authorizer_env = std::sync::Arc::new(move |k| match k {
+        "SVCAUTH_KEY_SOURCE" => Some(key_source.clone()),
+        "SVCAUTH_KEYS_FILE" => keys_file_env.clone(),
         "SVCAUTH_CACHE_TTL_SECS" => Some(store_ttl.clone()),
         // Local API ids are not real ones, so no SSM parameter names them: default to
-        // the names the template registers for its key APIs, whatever the key source.
+        // the names the template registers, whatever the key source.
         "SVCAUTH_API_NAMES" => std::env::var(k)
             .ok()
-            .or_else(|| Some(service_auth::dev::DEV_API_NAMES.to_owned())),
+            .or_else(|| Some(local_gateway::services::LOCAL_API_NAMES.to_owned())),
         other => std::env::var(other).ok(),
-    })
-    .unwrap_or_else(|e| fail(e));
+    });
+    if let Some(key) = &cli.token_signing_key {
+        functions.token_signing = TokenSigning::Kms { key: key.clone() };
+    }
+    // Checked now, so that a bad setting stops the start with its name.
+    let authorizer_config = authorizer::Config::from_lookup(|k| functions.authorizer_env.as_ref()(k))
+        .unwrap_or_else(|e| fail(e));
     if cli.key_source != "dev" {
         // Only the development store holds clear keys; the others hold hashes.
         functions.service_keys = service_keys.clone();
@@ -229,7 +245,7 @@ async fn main() {
     if let (Some(path), "file") = (&keys_file, cli.key_source.as_str()) {
         // Loaded once now, so that a missing or broken file stops the start with its
         // name instead of refusing every request later.
-        if let Err(e) = authorizer::key_source(&functions.authorizer)
+        if let Err(e) = authorizer::key_source(&authorizer_config)
             .await
             .load(service_auth::UnixTime::now())
             .await

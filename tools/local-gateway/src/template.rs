@@ -485,6 +485,19 @@ impl Ctx<'_> {
 
     /// APIs named in a `Fn::Sub` text (`${IdentityKeyApi}`), for URL detection.
     fn apis_in(&self, node: &Node) -> Vec<String> {
+        // `!If [Cond, !Sub ..., ...]`: the branch in force.
+        if let Some(("If", arg)) = intrinsic(node) {
+            let items = seq_items(arg);
+            let chosen = match items.first().and_then(|n| n.as_str()) {
+                Some(cond) => match self.condition(cond, "Fn::If") {
+                    Ok(true) => items.get(1),
+                    Ok(false) => items.get(2),
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            return chosen.map(|n| self.apis_in(n)).unwrap_or_default();
+        }
         let Some(("Sub", arg)) = intrinsic(node) else {
             return Vec::new();
         };
@@ -864,6 +877,7 @@ fn nested_applications(
             condition_cache: Default::default(),
         };
         let globals_fn = child.get("Globals").and_then(|g| g.get("Function"));
+        let mut local_ids: BTreeMap<String, String> = BTreeMap::new();
         for (logical, res) in child_resources.entries() {
             if res.get("Type").and_then(Node::as_str) != Some("AWS::Serverless::Function") {
                 continue;
@@ -873,10 +887,18 @@ fn nested_applications(
                 continue;
             }
             let def = function_def(&child_ctx, res, globals_fn, &fat)?;
+            // The same application nested twice (with other parameters) has functions
+            // of the same logical id: the later one is named after its application.
+            let id = if nested.functions.contains_key(logical) {
+                format!("{app}{logical}")
+            } else {
+                logical.clone()
+            };
+            local_ids.insert(logical.clone(), id.clone());
             nested.functions.insert(
-                logical.clone(),
+                id.clone(),
                 FunctionDef {
-                    logical_id: logical.clone(),
+                    logical_id: id,
                     ..def
                 },
             );
@@ -895,7 +917,7 @@ fn nested_applications(
                 },
                 _ => None,
             });
-            if let Some(function) = target.filter(|f| nested.functions.contains_key(f)) {
+            if let Some(function) = target.and_then(|f| local_ids.get(&f).cloned()) {
                 nested.outputs.insert((app.clone(), name.clone()), function);
             }
         }
