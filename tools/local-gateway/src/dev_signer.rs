@@ -63,6 +63,59 @@ impl DevSigner {
     }
 }
 
+/// Tokens for the start-up examples: one expired an hour ago and one whose payload
+/// was changed after signing (both refused by the authorizer).
+#[derive(Debug, Clone)]
+pub struct SampleTokens {
+    pub expired: String,
+    pub tampered: String,
+}
+
+impl DevSigner {
+    /// Signs the two sample tokens for `service` (grants `permissions`, proof
+    /// `proof`), issuer `iss`, at `now` (seconds).
+    pub fn samples(
+        &self,
+        iss: &str,
+        service: &str,
+        permissions: Vec<service_token::Permission>,
+        proof: service_token::Proof,
+        now: u64,
+    ) -> Result<SampleTokens, String> {
+        use base64::Engine;
+        let claims = |iat: u64, exp: u64, jti: &str, sub: &str| TokenClaims {
+            iss: iss.to_owned(),
+            sub: sub.to_owned(),
+            aud: TokenClaims::audience_of(&permissions),
+            exp,
+            nbf: iat,
+            iat,
+            jti: jti.to_owned(),
+            permissions: permissions.clone(),
+            proof: proof.clone(),
+        };
+        let expired = self.sign(&claims(
+            now.saturating_sub(7200),
+            now.saturating_sub(3600),
+            "local-sample-expired",
+            service,
+        ))?;
+        // A valid token whose payload then names another service: the signature no
+        // longer matches.
+        let valid = self.sign(&claims(now, now + 600, "local-sample-tampered", service))?;
+        let forged = claims(now, now + 600, "local-sample-tampered", "admin-service");
+        let payload = serde_json::to_vec(&forged).map_err(|e| e.to_string())?;
+        let mut parts = valid.split('.');
+        let (Some(header), Some(_), Some(signature)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err("a signed token is not three parts".into());
+        };
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let tampered = format!("{header}.{}.{signature}", b64.encode(payload));
+        Ok(SampleTokens { expired, tampered })
+    }
+}
+
 impl LocalSigner for DevSigner {
     fn kid(&self) -> &str {
         &self.kid
@@ -93,5 +146,34 @@ mod tests {
         assert!(service_token::KeySet::from_json(a.jwks().as_bytes())
             .unwrap()
             .contains(a.kid()));
+    }
+
+    #[test]
+    fn the_sample_tokens_are_refused_for_the_reasons_they_show() {
+        let s = DevSigner::generate().unwrap();
+        let now = 1_795_953_600;
+        let samples = s
+            .samples(
+                "svcauth:dev",
+                "tutor-service",
+                vec![service_token::Permission::new(["identity"], ["GET /internal/users/*"])],
+                service_token::Proof::ApiKey {
+                    key_id: "kid_0123456789abcdef".into(),
+                },
+                now,
+            )
+            .unwrap();
+        let keys = service_token::KeySet::from_json(s.jwks().as_bytes()).unwrap();
+        let verifier =
+            service_token::Verifier::new(service_token::VerifierConfig::new("svcauth:dev"));
+        let check = |t: &str| {
+            verifier
+                .verify(t, &keys, "identity", service_auth::UnixTime(now))
+                .map(|_| ())
+                .unwrap_err()
+                .code()
+        };
+        assert_eq!(check(&samples.expired), "expired");
+        assert_eq!(check(&samples.tampered), "bad_signature");
     }
 }

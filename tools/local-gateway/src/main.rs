@@ -174,6 +174,44 @@ fn print_signed(args: &SignArgs) {
     println!("{line}");
 }
 
+/// The expired and tampered tokens of the start-up examples, signed by this run's
+/// development key for tutor-service (token modes with the development key store).
+fn sample_tokens(
+    functions: &RealFunctions,
+    model: &local_gateway::Model,
+    keys: &std::collections::BTreeMap<String, String>,
+) -> Option<local_gateway::dev_signer::SampleTokens> {
+    let signer = functions.dev_signer.get()?;
+    let issuer = model
+        .functions
+        .values()
+        .find(|f| f.binary.as_deref() == Some("token-issuer"))
+        .and_then(|f| match f.env.get("SVCAUTH_TOKEN_ISSUER") {
+            Some(local_gateway::template::EnvValue::Text(t)) => Some(t.clone()),
+            _ => None,
+        })?;
+    let key = service_auth::ApiKey::parse(keys.get("tutor-service")?).ok()?;
+    let made = signer.samples(
+        &issuer,
+        "tutor-service",
+        vec![service_token::Permission::new(
+            ["identity"],
+            ["GET /internal/users/*"],
+        )],
+        service_token::Proof::ApiKey {
+            key_id: key.key_id().as_str().to_owned(),
+        },
+        service_auth::UnixTime::now().0,
+    );
+    match made {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no sample tokens for the examples");
+            None
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -298,6 +336,7 @@ async fn main() {
     } else {
         Default::default()
     };
+    let samples = sample_tokens(&functions, running.model(), &keys);
     let text = banner::render(&BannerInput {
         model: running.model(),
         site: &running.site,
@@ -311,6 +350,7 @@ async fn main() {
         key_source_kind: &cli.key_source,
         keys_file: keys_file.as_deref(),
         given_service_keys: &service_keys,
+        sample_tokens: samples.as_ref(),
     });
     print!("{text}");
     let _ = tokio::signal::ctrl_c().await;

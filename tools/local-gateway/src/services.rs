@@ -101,6 +101,9 @@ pub struct RealFunctions {
     pub authorizer_env: Lookup,
     /// How the token issuer signs (token modes).
     pub token_signing: TokenSigning,
+    /// The development key made by the last build, when one was (token modes with
+    /// [`TokenSigning::Dev`]): for the start-up examples.
+    pub dev_signer: std::sync::OnceLock<Arc<DevSigner>>,
     /// The clock of the authorizer's store cache and of outbound SigV4 signing; the
     /// gateway's clock, so tests move both together.
     pub clock: Clock,
@@ -128,6 +131,7 @@ impl RealFunctions {
                 _ => None,
             }),
             token_signing: TokenSigning::Dev,
+            dev_signer: std::sync::OnceLock::new(),
             clock,
             users: UsersSource::Memory(dev_users()),
             service_keys: dev_keys(),
@@ -152,7 +156,8 @@ impl RealFunctions {
         // One development key per start, when something needs it.
         let dev_signer = match self.token_signing {
             TokenSigning::Dev if model.functions.values().any(uses_tokens) => {
-                Some(Arc::new(DevSigner::generate()?))
+                let made = Arc::new(DevSigner::generate()?);
+                Some(self.dev_signer.get_or_init(|| made).clone())
             }
             _ => None,
         };
