@@ -123,7 +123,7 @@ pub fn examples(i: &BannerInput<'_>) -> Vec<Example> {
         });
         if let Some(k) = tutor {
             out.push(Example {
-                what: "a key on a token-only API (AuthMode=token): refused".into(),
+                what: "a key and a token on one request: refused by the authorizer (ambiguous_credentials)".into(),
                 expect: 401,
                 command: format!(
                     "curl -i {} -H {} -H 'Authorization: Bearer not-a-token'",
@@ -383,7 +383,8 @@ pub fn render(i: &BannerInput<'_>) -> String {
     s
 }
 
-/// The `(expected status, command)` pairs in a rendered banner, for tests.
+/// The `(expected status, command)` pairs in a rendered banner, for tests: `curl`
+/// lines, and lines that get a token first (`TOKEN=$(curl ...); curl ...`).
 pub fn parse_examples(text: &str) -> Vec<(u16, String)> {
     let mut out = Vec::new();
     let mut expect = None;
@@ -391,7 +392,7 @@ pub fn parse_examples(text: &str) -> Vec<(u16, String)> {
         let t = line.trim();
         if let Some(c) = t.strip_prefix("# ") {
             expect = c.rsplit_once(" -> ").and_then(|(_, n)| n.parse().ok());
-        } else if t.starts_with("curl ") {
+        } else if t.starts_with("curl ") || t.starts_with("TOKEN=$(curl ") {
             if let Some(e) = expect.take() {
                 out.push((e, t.to_owned()));
             }
