@@ -196,7 +196,9 @@ impl Auth {
                 })
             }
             AuthConfig::Token(_) => {
-                return Err(ClientError::Config("token mode needs its issuer client".into()))
+                return Err(ClientError::Config(
+                    "token mode needs its issuer client".into(),
+                ))
             }
         })
     }

@@ -216,7 +216,13 @@ impl ServiceClient {
             None => Bytes::new(),
         };
         let bytes = self
-            .send(route, params, body, correlation, route.method.is_idempotent())
+            .send(
+                route,
+                params,
+                body,
+                correlation,
+                route.method.is_idempotent(),
+            )
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             service: self.inner.service.clone(),

@@ -46,11 +46,11 @@ pub use client::{ClientConfig, ServiceClient};
 pub use error::ClientError;
 pub use retry::{Outcome, RetryPolicy};
 pub use route::{PathError, Route};
+pub use service_auth::identity::{CorrelationId, CORRELATION_ID_HEADER};
 pub use token::{
     Schedule, TokenConfig, TokenGrant, TokenRequest, TokenSettings, MAX_TOKEN_BYTES,
     MIN_TOKEN_AGE_FOR_REFRESH, TOKEN_IAM_ROUTE, TOKEN_ROUTE,
 };
-pub use service_auth::identity::{CorrelationId, CORRELATION_ID_HEADER};
 
 /// `api-key`, `iam` or `token`.
 pub const AUTH_MODE_ENV: &str = "SERVICE_AUTH_MODE";

@@ -412,7 +412,8 @@ impl TokenAuth {
             .filter(|i| {
                 !i.is_empty()
                     && i.len() <= 64
-                    && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    && i.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             })
             .unwrap_or_else(|| "unknown".into())
             .into();
@@ -485,14 +486,16 @@ mod tests {
         assert_eq!(early.usable_until, at(530));
         assert_eq!(early.refresh_at, at(470));
         let late = Schedule::new(&s, at(0), at(600), 0.999_999).unwrap();
-        assert_eq!(late.refresh_at.duration_since(at(0)).unwrap().as_secs(), 410);
+        assert_eq!(
+            late.refresh_at.duration_since(at(0)).unwrap().as_secs(),
+            410
+        );
         // Never presented past usable_until: the authorizer's expires_within_cache_ttl.
         for j in [0.0, 0.5, 0.9] {
             let sch = Schedule::new(&s, at(0), at(600), j).unwrap();
             assert!(sch.refresh_at < sch.usable_until);
             assert!(
-                at(600).duration_since(sch.usable_until).unwrap()
-                    >= s.min_remaining + s.clock_skew
+                at(600).duration_since(sch.usable_until).unwrap() >= s.min_remaining + s.clock_skew
             );
         }
     }

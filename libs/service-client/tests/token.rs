@@ -215,14 +215,22 @@ async fn a_token_is_obtained_with_the_key_reused_and_refreshed_before_the_author
     let iss = Server::start(Duration::ZERO, issuer(clock.clone(), 600)).await;
     let target = Server::start(Duration::ZERO, api(vec![])).await;
     let k = key();
-    let client = token_client(&iss, &target, AuthConfig::api_key(ApiKey::parse(k.expose_secret()).unwrap()), clock.clone());
+    let client = token_client(
+        &iss,
+        &target,
+        AuthConfig::api_key(ApiKey::parse(k.expose_secret()).unwrap()),
+        clock.clone(),
+    );
     for _ in 0..3 {
         get(&client).await.unwrap();
     }
     // One issuer call, with the key, on the key route; every API call with the token.
     let got = iss.seen();
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", "/v1/token"));
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("POST", "/v1/token")
+    );
     assert_eq!(got[0].header("x-service-api-key"), Some(k.expose_secret()));
     assert_eq!(
         serde_json::from_slice::<Value>(&got[0].body).unwrap(),
@@ -276,16 +284,33 @@ async fn a_token_is_never_presented_inside_the_authorizer_cache_ttl() {
     get(&client).await.unwrap();
     assert_eq!(iss.count(), 2);
     get(&client).await.unwrap();
-    assert_eq!(iss.count(), 2, "no new issuer call within retry_after_failure");
+    assert_eq!(
+        iss.count(),
+        2,
+        "no new issuer call within retry_after_failure"
+    );
     assert_eq!(target.count(), 3);
     // Past usable_until: no token is sent; the error says the issuer is unavailable.
     clock.store(T0 + 531, Ordering::SeqCst);
     let err = get(&client).await.unwrap_err();
-    assert!(matches!(err, ClientError::Token { status: Some(503), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Token {
+                status: Some(503),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.is_unavailable());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
     assert!(err.to_string().contains("signing_unavailable"), "{err}");
-    assert_eq!(target.count(), 3, "the API was not called with a stale token");
+    assert_eq!(
+        target.count(),
+        3,
+        "the API was not called with a stale token"
+    );
     // The issuer is back: a new token.
     fail.store(0, Ordering::SeqCst);
     get(&client).await.unwrap();
@@ -438,10 +463,15 @@ async fn a_token_is_obtained_with_sigv4_on_the_iam_route() {
     let client = token_client(&iss, &target, proof, clock);
     get(&client).await.unwrap();
     let got = iss.seen();
-    assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", "/v1/token/iam"));
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("POST", "/v1/token/iam")
+    );
     let auth = got[0].header("authorization").unwrap();
     assert!(
-        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20251201/eu-west-1/execute-api/aws4_request"),
+        auth.starts_with(
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20251201/eu-west-1/execute-api/aws4_request"
+        ),
         "{auth}"
     );
     assert_eq!(got[0].header("x-service-api-key"), None);
@@ -526,7 +556,12 @@ async fn tokens_are_never_logged_only_their_ids() {
     let iss = Server::start(Duration::ZERO, issuer(clock.clone(), 600)).await;
     let target = Server::start(Duration::ZERO, api(vec![1])).await;
     let k = key();
-    let client = token_client(&iss, &target, AuthConfig::api_key(ApiKey::parse(k.expose_secret()).unwrap()), clock.clone());
+    let client = token_client(
+        &iss,
+        &target,
+        AuthConfig::api_key(ApiKey::parse(k.expose_secret()).unwrap()),
+        clock.clone(),
+    );
     clock.store(T0, Ordering::SeqCst);
     get(&client).await.unwrap_err();
     clock.store(T0 + 30, Ordering::SeqCst);
@@ -535,8 +570,14 @@ async fn tokens_are_never_logged_only_their_ids() {
     assert!(out.contains("service token obtained"), "{out}");
     assert!(out.contains("jti-1") && out.contains("jti-2"), "{out}");
     assert!(out.contains("service token refused"), "{out}");
-    assert!(!out.contains("tok-1") && !out.contains("tok-2"), "token in logs: {out}");
+    assert!(
+        !out.contains("tok-1") && !out.contains("tok-2"),
+        "token in logs: {out}"
+    );
     assert!(!out.contains(k.expose_secret()), "key in logs: {out}");
     let shown = format!("{client:?}");
-    assert!(!shown.contains("tok-") && !shown.contains(k.expose_secret()), "{shown}");
+    assert!(
+        !shown.contains("tok-") && !shown.contains(k.expose_secret()),
+        "{shown}"
+    );
 }

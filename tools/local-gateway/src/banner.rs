@@ -254,18 +254,29 @@ fn token_examples(i: &BannerInput<'_>, token_url: &str, user: &str) -> Vec<Examp
         });
     }
     out.push(Example {
-        what: "the key set the authorizer verifies with (GET /.well-known/jwks.json, no credentials)".into(),
+        what:
+            "the key set the authorizer verifies with (GET /.well-known/jwks.json, no credentials)"
+                .into(),
         expect: 200,
-        command: format!("curl -i {}", quote(&format!("{token_url}/.well-known/jwks.json"))),
+        command: format!(
+            "curl -i {}",
+            quote(&format!("{token_url}/.well-known/jwks.json"))
+        ),
     });
     if let (Some(k), Some(base)) = (tutor, identity) {
         let get = format!("{base}/internal/users/{user}");
         out.push(Example {
-            what: "a token for the key, then identity-service called with it (authenticatedBy=token)".into(),
+            what:
+                "a token for the key, then identity-service called with it (authenticatedBy=token)"
+                    .into(),
             expect: 200,
             command: format!(
                 "{}curl -i {} -H \"Authorization: Bearer $TOKEN\"",
-                get_token(token_url, "/token", &format!("-H {}", quote(&format!("x-service-api-key: {k}")))),
+                get_token(
+                    token_url,
+                    "/token",
+                    &format!("-H {}", quote(&format!("x-service-api-key: {k}")))
+                ),
                 quote(&get)
             ),
         });

@@ -156,7 +156,10 @@ mod tests {
             .samples(
                 "svcauth:dev",
                 "tutor-service",
-                vec![service_token::Permission::new(["identity"], ["GET /internal/users/*"])],
+                vec![service_token::Permission::new(
+                    ["identity"],
+                    ["GET /internal/users/*"],
+                )],
                 service_token::Proof::ApiKey {
                     key_id: "kid_0123456789abcdef".into(),
                 },

@@ -271,8 +271,9 @@ async fn main() {
         functions.token_signing = TokenSigning::Kms { key: key.clone() };
     }
     // Checked now, so that a bad setting stops the start with its name.
-    let authorizer_config = authorizer::Config::from_lookup(|k| functions.authorizer_env.as_ref()(k))
-        .unwrap_or_else(|e| fail(e));
+    let authorizer_config =
+        authorizer::Config::from_lookup(|k| functions.authorizer_env.as_ref()(k))
+            .unwrap_or_else(|e| fail(e));
     if cli.key_source != "dev" {
         // Only the development store holds clear keys; the others hold hashes.
         functions.service_keys = service_keys.clone();

@@ -256,8 +256,8 @@ impl RealFunctions {
                     Some(EnvValue::Text(t)) => t.clone(),
                     None => return Err(format!("{id}: no {}", service_client::TOKEN_URL_ENV)),
                 };
-                let proof_mode = text(def, service_client::TOKEN_PROOF_ENV)
-                    .unwrap_or_else(|| "api-key".into());
+                let proof_mode =
+                    text(def, service_client::TOKEN_PROOF_ENV).unwrap_or_else(|| "api-key".into());
                 let Some(proof) = self.proof(def, &caller, &proof_mode).await? else {
                     return Ok(None);
                 };
@@ -270,7 +270,9 @@ impl RealFunctions {
                 };
                 t.settings.min_remaining = Duration::from_secs(min_remaining);
                 let clock = self.clock.clone();
-                t.clock = Some(Arc::new(move || UNIX_EPOCH + Duration::from_secs(clock().0)));
+                t.clock = Some(Arc::new(move || {
+                    UNIX_EPOCH + Duration::from_secs(clock().0)
+                }));
                 AuthConfig::token(t)
             }
             Some(m @ ("api-key" | "iam")) => match self.proof(def, &caller, m).await? {

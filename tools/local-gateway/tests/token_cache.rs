@@ -78,8 +78,10 @@ impl FunctionFactory for Stubs {
                             let token = h["Authorization"].as_str().unwrap_or("");
                             let key = h["x-service-api-key"].as_str().unwrap_or("");
                             if token.starts_with("Bearer tok-") || key.starts_with("svcauth_") {
-                                Ok(json!({"principalId": "svc", "policyDocument": {"Version": "2012-10-17",
-                                    "Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}]}}))
+                                Ok(
+                                    json!({"principalId": "svc", "policyDocument": {"Version": "2012-10-17",
+                                    "Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}]}}),
+                                )
                             } else {
                                 Err(FunctionError::new("Unauthorized", "Unauthorized"))
                             }
@@ -120,7 +122,11 @@ async fn run(requests: u64, callers: u64, per_second: u64, rotate_secs: u64) -> 
         gw.gateway().cache().flush();
         let before = calls.load(Ordering::SeqCst);
         let base = gw.url(api);
-        let prefix = base.split_once(&gw.addr().to_string()).unwrap().1.to_owned();
+        let prefix = base
+            .split_once(&gw.addr().to_string())
+            .unwrap()
+            .1
+            .to_owned();
         for i in 0..requests {
             let t = i / per_second;
             clock.store(NOW + t, Ordering::SeqCst);
