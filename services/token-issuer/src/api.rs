@@ -219,6 +219,14 @@ impl AppState {
         };
         let unavailable = |e: keystore_ssm::SsmStoreError| {
             tracing::error!(event = "store_read_failed", service, error = %e, "could not read the caller's standing");
+            if matches!(
+                e,
+                keystore_ssm::SsmStoreError::Document { .. }
+                    | keystore_ssm::SsmStoreError::NotSecure { .. }
+            ) {
+                // Read, but unusable: retrying will not help; an operator must fix it.
+                return ApiError::Issue(IssueError::DocumentInvalid(service.to_owned()));
+            }
             ApiError::Unavailable {
                 code: "store_unavailable",
                 message: "the key store could not be read; retry shortly".into(),
@@ -495,7 +503,13 @@ impl From<KmsError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
+        self.to_response()
+    }
+}
+
+impl ApiError {
+    fn to_response(&self) -> Response {
+        match self {
             ApiError::Issue(e) => {
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
                 json_error(status, e.code(), &e.to_string())
@@ -536,10 +550,16 @@ async fn issue_token(
     match issue(&state, &caller, &body, &correlation_id).await {
         Ok(res) => res,
         Err(e) => {
-            // The credential id (key id or role ARN) and the reason; never a token.
-            tracing::warn!(event = "token_refused", code = e.code(), service = %service, proof = method,
-                credential = %credential, correlation_id = %correlation_id, "no token: {}", e.message());
-            e.into_response()
+            let res = e.to_response();
+            // The credential id (key id or role ARN) and the reason; never a token, and
+            // nothing quoted from the body (a parse error can quote a value).
+            let detail = match &e {
+                ApiError::Body(_) => "the request body was refused".to_owned(),
+                other => other.message(),
+            };
+            tracing::warn!(event = "token_refused", code = e.code(), status = res.status().as_u16(), service = %service, proof = method,
+                credential = %credential, correlation_id = %correlation_id, "no token: {detail}");
+            res
         }
     }
 }

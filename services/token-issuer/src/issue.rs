@@ -75,6 +75,8 @@ pub enum IssueError {
     UnknownService(String),
     #[error("service {0:?} has no grants on any API (a schema-1 document or none granted); grant routes with `svcauth keys grant` or run `svcauth keys migrate`")]
     NoGrants(String),
+    #[error("the service document of {0:?} cannot be used (see the issuer's logs); an operator must rewrite it with svcauth")]
+    DocumentInvalid(String),
     #[error("key {0} is revoked, expired or unknown: no token is issued for it; use an active key of this service")]
     KeyNotUsable(String),
     #[error("tokens of service {service:?} are braked until {until}: no token is issued before then; ask the operator who pulled the brake (`svcauth tokens brake`)")]
@@ -91,6 +93,7 @@ impl IssueError {
         match self {
             Self::UnknownService(_) => "unknown_service",
             Self::NoGrants(_) => "no_grants",
+            Self::DocumentInvalid(_) => "document_invalid",
             Self::KeyNotUsable(_) => "key_not_usable",
             Self::Braked { .. } => "braked",
             Self::NotGranted(_) => "permission_not_granted",
@@ -104,6 +107,7 @@ impl IssueError {
         match self {
             Self::KeyNotUsable(_) => 401,
             Self::UnknownService(_) | Self::NoGrants(_) | Self::Braked { .. } => 403,
+            Self::DocumentInvalid(_) => 403,
             Self::NotGranted(_) => 403,
             Self::BadRequest(_) => 400,
         }

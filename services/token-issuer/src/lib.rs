@@ -16,13 +16,18 @@ markers are read from SSM through `keystore-ssm`.
 Publish before sign: the issuer signs only with a key whose public key is in the
 published key set, so no verifier ever meets a token it cannot check. It holds no
 private key and verifies no token (the authorizer does).
+
+Local tools embed the same router with other parts ([`api::Parts`]): a signer in the
+process ([`api::Signing::Local`], the local gateway's development key), documents from
+memory ([`api::Documents::Fixed`]) and an inline key set ([`api::JwksSource::Inline`]).
+The deployed binary (`main.rs`) builds only the KMS and SSM ones.
 */
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod issue;
 
-pub use api::{router, AppState, Clock};
+pub use api::{router, AppState, Clock, Documents, JwksSource, LocalSigner, Parts, Signing};
 pub use issue::{IssuerSettings, RetryPolicy, TokenRequest};
 
 /// Start-up configuration, from the environment (docs/contracts.md, issuer rows).

@@ -550,6 +550,18 @@ async fn revoked_expired_and_unknown_keys_get_401_and_no_token() {
     assert_eq!(f.faults.sign_calls(), 0, "nothing was signed");
     assert_eq!(f.state.reusable_tokens(), 0);
 
+    // A document that is stored but unusable (here: not a SecureString): 403, no token.
+    f.ssm
+        .put_parameter()
+        .name(format!("{PATH}/reports-service"))
+        .value(ServiceDocument::new("reports-service", grants()).to_json())
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let a = call(&f.app, "POST", "/token/iam", Auth::Iam(REPORTS_ROLE), None).await;
+    assert_eq!(code(&a), (403, "document_invalid"), "{}", a.raw);
+
     // No identity at all (a route wired without auth): 401.
     let a = token_for(&f, Auth::None, None).await;
     assert_eq!(code(&a), (401, "no_identity"), "{}", a.raw);
@@ -598,6 +610,10 @@ async fn logs_name_the_token_id_and_key_never_the_token() {
     assert_eq!(again.body["token"], a.body["token"]);
     let refused = token_for(&f, Auth::Key(&f.revoked), None).await;
     assert_eq!(refused.status, 401);
+    // A caller that pastes its key into the body by mistake: refused, not logged.
+    let pasted = format!(r#"{{"audience":"{}"}}"#, f.active.expose_secret());
+    let bad = token_for(&f, Auth::Key(&f.active), Some(&pasted)).await;
+    assert_eq!(code(&bad), (400, "bad_request"), "{}", bad.raw);
     let token = a.body["token"].as_str().unwrap();
     let jti = a.body["tokenId"].as_str().unwrap();
     let out = String::from_utf8(LOGS.lock().unwrap().clone()).unwrap();
@@ -628,6 +644,7 @@ async fn logs_name_the_token_id_and_key_never_the_token() {
     assert!(
         lines.iter().any(|l| l["fields"]["event"] == "token_refused"
             && l["fields"]["code"] == "key_not_usable"
+            && l["fields"]["status"] == 401
             && l["fields"]["credential"] == f.revoked.key_id().as_str()),
         "{out}"
     );

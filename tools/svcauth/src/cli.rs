@@ -19,11 +19,13 @@ SVCAUTH_STALE_GRACE_SECS (default 900 s) more: 25 minutes with the defaults. No 
 write of the service's document, by anyone, can bring the key back: its revocation
 marker is read by every load (docs/keys.md).";
 
-/// Manage the service API keys the svcauth authorizer accepts.
+/// Manage the service API keys the svcauth authorizer accepts, and the key set and
+/// brakes of signed service tokens.
 ///
 /// Writes exactly the layout the authorizer reads: one SecureString service document
-/// per calling service under the key store path (hashed key records only), and each
-/// caller's clear key, once, in its own SecureString parameter. AWS region, profile and
+/// per calling service under the key store path (hashed key records only), each
+/// caller's clear key, once, in its own SecureString parameter, and the token key set
+/// (JWKS) in one String parameter (`tokens keys`). AWS region, profile and
 /// endpoint come from the usual AWS configuration chain (AWS_REGION, AWS_PROFILE,
 /// AWS_ENDPOINT_URL, ~/.aws/config); status goes to stderr, tables and JSON to stdout.
 #[derive(Debug, Parser)]
