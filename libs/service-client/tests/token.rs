@@ -543,14 +543,22 @@ impl std::io::Write for Logs {
 
 #[tokio::test]
 async fn tokens_are_never_logged_only_their_ids() {
-    let logs = Logs::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The process-wide subscriber (a thread-local one can miss events whose callsite
+    // another test thread registered first): every test's client logs land here, so
+    // the no-token check below covers them all.
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    let logs = LOGS
+        .get_or_init(|| {
+            let logs = Logs::default();
+            let sink = logs.clone();
+            tracing_subscriber::fmt()
+                .with_writer(move || sink.clone())
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .init();
+            logs
+        })
+        .clone();
 
     let clock = Arc::new(AtomicU64::new(T0));
     let iss = Server::start(Duration::ZERO, issuer(clock.clone(), 600)).await;
