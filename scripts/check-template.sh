@@ -3,7 +3,8 @@
 # (authorizer/template.yaml) and of the examples (docs/examples/attach-authorizer.yaml,
 # authorizer/examples/consumer.yaml):
 #   1. sam validate --lint, and cfn-lint on the SAM template itself;
-#   2. the SAM translator's output for each AuthMode (api-key, iam, both), linted;
+#   2. the SAM translator's output for each AuthMode (api-key, iam, both, token,
+#      key-or-token), linted;
 #   3. checkov (CloudFormation framework) on the template and on each output;
 #   4. pytest tests/template (security properties of the transformed templates).
 # Every step runs; the exit status is non-zero if any failed.
@@ -66,7 +67,7 @@ step "SAM translator: transform each AuthMode" python tests/template/templatelib
 #          TTL), so the transformed copy no longer references them.
 #   I3042  SAM writes the partition ("arn:aws:") into the ARNs it generates; the template
 #          itself uses ${AWS::Partition} everywhere.
-for mode in api-key iam both; do
+for mode in api-key iam both token key-or-token; do
   step "cfn-lint transformed ($mode)" cfn-lint --include-checks I --ignore-checks W1028 W2001 I3042 -- "$OUT/$mode.json"
 done
 
@@ -78,7 +79,7 @@ checkov_run() {
 for t in template.yaml "$EXAMPLE" "$APP" "$CONSUMER"; do
   step "checkov $t" checkov_run "$t"
 done
-for mode in api-key iam both; do
+for mode in api-key iam both token key-or-token; do
   step "checkov transformed ($mode)" checkov_run "$OUT/$mode.json"
 done
 

@@ -155,35 +155,90 @@ impl ApiNames {
                     failed_at: None,
                 });
                 if entry.due(now, &self.policy) {
-                    let slot = &mut entry.slot;
                     let name = format!("{path}/{api_id}");
-                    match read_name(client, &name).await {
-                        Ok(found) => {
-                            tracing::info!(
-                                event = "api_name_loaded",
-                                api_id,
-                                api_name = found.as_deref().unwrap_or(""),
-                                registered = found.is_some(),
-                                "API name read from {name}"
-                            );
-                            slot.loaded(found, now);
-                            entry.failed_at = None;
-                        }
-                        Err(error) => {
-                            slot.failed(now);
-                            entry.failed_at = Some(now);
-                            tracing::error!(
-                                event = "api_name_load_failed",
-                                api_id,
-                                parameter = name.as_str(),
-                                error = error.as_str(),
-                                "reading the API's name failed: requests on this API are allowed nothing until it is read (a name read before keeps answering until its TTL + stale grace end)"
-                            );
-                        }
-                    }
+                    let read = read_name(client, &name).await;
+                    record(entry, api_id, &name, read, now);
                 }
                 entry.slot.usable(now).and_then(|n| (*n).clone())
             }
+        }
+    }
+
+    /// With names in SSM: the parameter holding the name of `method_arn`'s API when
+    /// it is due to be read (never read, or past its TTL) as `(api id, parameter)`, so
+    /// that the key store's first read fetches it in the same `GetParameters` call and
+    /// hands it to [`ApiNames::seed`]: a cold instance then answers with two calls.
+    pub async fn due_parameter(
+        &self,
+        method_arn: Option<&str>,
+        now: UnixTime,
+    ) -> Option<(String, String)> {
+        let Source::Ssm { path, .. } = &self.source else {
+            return None;
+        };
+        let api_id = MethodArn::api_id_of(method_arn?)?;
+        let cache = self.cache.lock().await;
+        match cache.get(api_id) {
+            Some(e) if !e.due(now, &self.policy) => None,
+            _ => Some((api_id.to_owned(), format!("{path}/{api_id}"))),
+        }
+    }
+
+    /// Takes the name parameter read by someone else (see [`ApiNames::due_parameter`];
+    /// `None`: it does not exist), judged exactly as [`ApiNames::name_for`] judges its
+    /// own reads.
+    pub async fn seed(
+        &self,
+        api_id: &str,
+        parameter: Option<&keystore_ssm::aws_sdk_ssm::types::Parameter>,
+        now: UnixTime,
+    ) {
+        let Source::Ssm { path, .. } = &self.source else {
+            return;
+        };
+        let mut cache = self.cache.lock().await;
+        if cache.len() >= MAX_CACHED_APIS && !cache.contains_key(api_id) {
+            cache.clear();
+        }
+        let entry = cache.entry(api_id.to_owned()).or_insert_with(|| Entry {
+            slot: Slot::new(self.policy),
+            failed_at: None,
+        });
+        let name = format!("{path}/{api_id}");
+        record(entry, api_id, &name, judge(parameter), now);
+    }
+}
+
+/// Stores the result of one read of an API's name, and logs it.
+fn record(
+    entry: &mut Entry,
+    api_id: &str,
+    name: &str,
+    read: Result<Option<Arc<str>>, String>,
+    now: UnixTime,
+) {
+    match read {
+        Ok(found) => {
+            tracing::info!(
+                event = "api_name_loaded",
+                api_id,
+                api_name = found.as_deref().unwrap_or(""),
+                registered = found.is_some(),
+                "API name read from {name}"
+            );
+            entry.slot.loaded(found, now);
+            entry.failed_at = None;
+        }
+        Err(error) => {
+            entry.slot.failed(now);
+            entry.failed_at = Some(now);
+            tracing::error!(
+                event = "api_name_load_failed",
+                api_id,
+                parameter = name,
+                error = error.as_str(),
+                "reading the API's name failed: requests on this API are allowed nothing until it is read (a name read before keeps answering until its TTL + stale grace end)"
+            );
         }
     }
 }
@@ -202,7 +257,14 @@ async fn read_name(client: &Client, name: &str) -> Result<Option<Arc<str>>, Stri
         // The SDK's Display is one line with the error code; no secret is involved.
         Err(e) => return Err(keystore_ssm::aws_sdk_ssm::error::DisplayErrorContext(e).to_string()),
     };
-    let Some(p) = out.parameter() else {
+    judge(out.parameter())
+}
+
+/// An API name parameter as read (`None`: it does not exist), judged.
+fn judge(
+    parameter: Option<&keystore_ssm::aws_sdk_ssm::types::Parameter>,
+) -> Result<Option<Arc<str>>, String> {
+    let Some(p) = parameter else {
         return Ok(None);
     };
     if p.r#type() != Some(&ParameterType::String) {

@@ -71,8 +71,6 @@ pub async fn handle_view(
             return Err(Unauthorized);
         }
     };
-    let current = store.current().await;
-    let api_name = store.api_name(view.method_arn.as_deref()).await;
     // The values as `&str`, on the stack: the reader refuses more than MAX_KEY_VALUES.
     let mut slots = [""; MAX_KEY_VALUES];
     let spilled: Vec<&str>;
@@ -85,6 +83,19 @@ pub async fn handle_view(
         spilled = view.api_key_values.iter().map(|v| v.as_ref()).collect();
         &spilled
     };
+    let current = match refuse_malformed(values) {
+        Ok(key) => store.current_for(&key, view.method_arn.as_deref()).await,
+        Err(reason) => {
+            let refused = Decision::Unauthorized {
+                reason,
+                key_id: None,
+                service: None,
+            };
+            audit(&view, &refused);
+            return Err(Unauthorized);
+        }
+    };
+    let api_name = store.api_name(view.method_arn.as_deref()).await;
     let decision = decide(
         current.as_deref(),
         &AuthRequest {
@@ -99,6 +110,12 @@ pub async fn handle_view(
         Decision::Allow(grant) => Ok(response(&grant)),
         Decision::Unauthorized { .. } => Err(Unauthorized),
     }
+}
+
+/// Refuses a missing, repeated or malformed key (format, length, checksum) before
+/// anything is loaded: such a request costs no SSM call, however many arrive.
+fn refuse_malformed(values: &[&str]) -> Result<service_auth::ApiKey, UnauthorizedReason> {
+    service_auth::decision::presented_key(values)
 }
 
 /// The policy, principal and context for an allowed caller.

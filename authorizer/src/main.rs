@@ -19,9 +19,9 @@ async fn main() -> Result<(), Error> {
     let apis = api_names(&config, &source);
     let store = CachedStore::new(source, config.refresh, config.load_timeout, system_clock())
         .with_api_names(apis);
-    // Load during init, before the first request waits; a failure is logged and the
-    // first invocation retries.
-    store.reload_now().await;
+    // Load during init what the first request needs in any case (see
+    // `CachedStore::init`); a failure is logged and the first invocation retries.
+    store.init().await;
     let store = &store;
     // The runtime reads the event once, into the fields the decision needs.
     let output = &output;

@@ -6,6 +6,7 @@
 
 mod common;
 mod events;
+mod flood;
 mod properties;
 mod review;
 mod ssm;

@@ -119,6 +119,76 @@ async fn item5_a_rejected_parameter_is_logged_by_name_and_counted_for_an_alarm()
     assert_eq!(dimensions(loads), vec!["Result"]);
 }
 
+/// Issue 11 item 3: a cold instance that reads one document by its key's index entry
+/// judges it as a full load would: a document that is not a SecureString is left
+/// out, logged by name and counted, and its keys are refused.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test]
+async fn a_document_read_by_key_is_rejected_logged_and_counted_like_a_full_load() {
+    use keystore_ssm::aws_sdk_ssm::types::ParameterType;
+    use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument, UnixTime};
+    let (collector, _turn) = collector();
+    let moto = test_support::MotoServer::start();
+    let c = test_support::moto_ssm_client(&moto.endpoint());
+    let ssm = keystore_ssm::SsmKeyStore::new(c.clone(), "/t/keys").unwrap();
+    let key = ApiKey::generate(Some("test")).unwrap();
+    let mut doc = ServiceDocument::new(
+        "plain",
+        vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+    );
+    doc.keys
+        .push(KeyRecord::for_key(&key, UnixTime(NOW - 60), None));
+    // Written as a String: anyone who can write a plain parameter could grant a key.
+    c.put_parameter()
+        .name("/t/keys/plain")
+        .value(doc.to_json())
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    ssm.ensure_index(&doc).await.unwrap();
+    let buf = std::sync::Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || Sink(writer.clone()))
+        .finish();
+    let store = store(authorizer::KeySource::Ssm(ssm), &TestClock::at(NOW));
+    let mut ev = event("authorizer-valid-key");
+    ev["headers"]["x-service-api-key"] = key.expose_secret().into();
+    ev["multiValueHeaders"]["x-service-api-key"] = serde_json::json!([key.expose_secret()]);
+    {
+        let _log = tracing::subscriber::set_default(subscriber);
+        assert!(
+            handle(&store, &ev).await.is_err(),
+            "a String document granted a key"
+        );
+    }
+    let logs = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    assert!(!logs.contains(key.expose_secret()), "the key was logged");
+    let line: Value = logs
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["fields"]["event"] == "key_store_parameter_rejected")
+        .unwrap_or_else(|| panic!("no rejection logged: {logs}"));
+    assert_eq!(line["fields"]["parameter"], "/t/keys/plain");
+    assert_eq!(line["fields"]["reason_code"], "not_secure_string");
+    let docs = flushed(collector);
+    let rejected = docs
+        .iter()
+        .find(|d| d.get(authorizer::source::REJECTED_METRIC).is_some())
+        .unwrap_or_else(|| panic!("{docs:?}"));
+    assert!(
+        rejected[authorizer::source::REJECTED_METRIC]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
+    assert!(docs
+        .iter()
+        .any(|d| d.get(authorizer::source::LOADS_METRIC).is_some() && d["Result"] == "partial"));
+}
+
 #[derive(Clone)]
 struct Sink(std::sync::Arc<Mutex<Vec<u8>>>);
 

@@ -338,12 +338,14 @@ async fn a_failing_first_load_refuses_everything_and_the_next_invocation_retries
     let store = store(ssm_source(c.clone()), &clock);
     store.reload_now().await; // init-time load fails
     assert!(handle(&store, &request(key.expose_secret())).await.is_err());
-    // SSM answers again, without the clock moving: the very next invocation loads.
+    // SSM answers again, without the clock moving: the first invocation after the
+    // jittered backoff (at most 200 ms after two failures) loads.
     faults.heal("GetParametersByPath");
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
     assert!(handle(&store, &request(key.expose_secret())).await.is_ok());
-    // A failing marker read fails the load too: never a store that skipped them.
+    // A failing marker read fails the full load too: never a store that skipped them.
     faults.fail("GetParameters", Fault::AccessDenied);
-    let fresh = crate::common::store(ssm_source(c.clone()), &clock);
+    let fresh = crate::common::store(ssm_source(c.clone()), &clock).with_key_index(false);
     assert!(handle(&fresh, &request(key.expose_secret())).await.is_err());
 }
 

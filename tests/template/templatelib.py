@@ -32,9 +32,10 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PARTITION = "aws"
 STACK = "svcauth-test"
-MODES = ("api-key", "iam", "both")
+MODES = ("api-key", "iam", "both", "token", "key-or-token")
 PLACEHOLDER_CODE = "s3://svcauth-placeholder/code.zip"
 CREATED_VPCE = "vpce-0c0ffee0c0ffee000"
+KMS_KEY_ID = "5ee0c0de-0000-4000-8000-000000000001"  # the stack's token signing key
 
 # Values for the parameters without a default (what `sam deploy --guided` asks).
 SAMPLE_PARAMETERS: dict[str, Any] = {
@@ -115,9 +116,12 @@ class Resolver:
     """Resolves a transformed template for concrete parameter values, the way
     CloudFormation would, with fake but stable physical ids."""
 
-    def __init__(self, cfn: dict, params: dict, base_dir: Path | None = None):
+    def __init__(self, cfn: dict, params: dict, base_dir: Path | None = None, prefix: str = ""):
         self.cfn = cfn
         self.params = params
+        # fake physical names of a nested stack's resources start with its logical id,
+        # so two instances of one application are told apart
+        self.prefix = prefix
         # where a nested application's local Location (TemplateURL) is relative to
         self.base_dir = base_dir or TEMPLATE.parent
         self._nested: dict[str, Resolver] = {}
@@ -175,7 +179,8 @@ class Resolver:
             params = {k: self.resolve(v) for k, v in props.get("Parameters", {}).items()}
             values = parameter_values(child, **params)
             values = {k: v for k, v in values.items() if k in child.get("Parameters", {})}
-            self._nested[logical_id] = Resolver(transform(child, **params), values, path.parent)
+            self._nested[logical_id] = Resolver(transform(child, **params), values, path.parent,
+                                                prefix=f"{self.prefix}{logical_id}-")
         return self._nested[logical_id]
 
     def nested_ids(self) -> list[str]:
@@ -207,7 +212,9 @@ class Resolver:
             return CREATED_VPCE
         if type_ == "AWS::Logs::LogGroup":
             return self.resolve(res["Properties"].get("LogGroupName", name))
-        return name  # RestApi id, role name, function name, table name ...
+        if type_ == "AWS::KMS::Alias":
+            return self.resolve(res["Properties"]["AliasName"])
+        return self.prefix + name  # RestApi id, role name, function name, table name ...
 
     def getatt(self, name: str, attr: str) -> str:
         if not self.live(name):
@@ -217,14 +224,16 @@ class Resolver:
             child = self.nested(name)
             return child.resolve(child.cfn["Outputs"][attr[len("Outputs."):]]["Value"])
         p, r, a = PARTITION, REGION, ACCOUNT
+        logical, name = name, self.prefix + name
         arns = {
             "AWS::IAM::Role": f"arn:{p}:iam::{a}:role/{name}",
             "AWS::Lambda::Function": f"arn:{p}:lambda:{r}:{a}:function:{name}",
             "AWS::DynamoDB::Table": f"arn:{p}:dynamodb:{r}:{a}:table/{name}",
             "AWS::S3::Bucket": f"arn:{p}:s3:::{name.lower()}",
+            "AWS::KMS::Key": f"arn:{p}:kms:{r}:{a}:key/{KMS_KEY_ID}",
         }
         if type_ == "AWS::Logs::LogGroup":
-            return f"arn:{p}:logs:{r}:{a}:log-group:{self.ref(name)}:*"
+            return f"arn:{p}:logs:{r}:{a}:log-group:{self.ref(logical)}:*"
         if attr == "Arn" and type_ in arns:
             return arns[type_]
         return f"{name}.{attr}"
@@ -303,6 +312,10 @@ def _condition_holds(condition: dict, context: dict) -> bool:
                 ok = present and any(a in expected for a in actual)
             elif operator == "StringNotEquals":
                 ok = not present or not any(a in expected for a in actual)
+            elif operator == "ArnEquals":
+                ok = present and any(wildcard_match(e, a) for a in actual for e in expected)
+            elif operator == "ArnNotEquals":
+                ok = not present or not any(wildcard_match(e, a) for a in actual for e in expected)
             elif operator in ("StringLike", "ArnLike"):
                 ok = present and any(wildcard_match(e, a) for a in actual for e in expected)
             elif operator in ("StringNotLike", "ArnNotLike"):

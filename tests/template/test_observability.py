@@ -31,7 +31,7 @@ AWS_METRICS = {
         "4XXError", "5XXError", "Latency", "IntegrationLatency", "Count")},
 }
 
-STACK_APIS = {"IdentityKeyApi", "TutorKeyApi", "IdentityIamApi", "TutorIamApi"}
+STACK_APIS = {"IdentityKeyApi", "TutorKeyApi", "IdentityIamApi", "TutorIamApi", "TokenApi"}
 
 
 # ------------------------------------------------------------------ the source
@@ -169,7 +169,7 @@ def check_reads(r: Resolver, metrics: dict[str, set[frozenset]], literals: set[s
             if keys not in AWS_METRICS[ns].get(name, set()):
                 problems.append(f"{where}: {ns} publishes no {name} with dimensions {sorted(keys)}")
             for v in values.get("FunctionName", set()):
-                if v not in functions and v != "no-authorizer-in-iam-mode":
+                if v not in functions and v not in ("no-authorizer-in-iam-mode", "no-token-issuer-in-this-mode"):
                     problems.append(f"{where}: FunctionName {v} is not a function of this stack")
             for v in values.get("ApiName", set()):
                 if v not in api_names:
@@ -212,7 +212,7 @@ def test_the_source_parser_resolves_const_names(tmp_path):
     assert metrics == {"KeyStoreLoads": {frozenset({"Result"})}, "LoadMs": {frozenset()}}
 
 
-@pytest.mark.parametrize("mode", ["api-key", "iam", "both"])
+@pytest.mark.parametrize("mode", ["api-key", "iam", "both", "token", "key-or-token"])
 def test_every_metric_read_is_one_that_exists(sam, source, mode):
     r = resolved(sam, AuthMode=mode)
     reads = metric_reads(r)

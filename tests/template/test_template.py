@@ -52,6 +52,9 @@ IDENTITY_ROUTES = {
     ("POST", "/internal/users"),
 }
 TUTOR_ROUTES = {("GET", "/internal/tutor/students/{id}/profile")}
+# docs/tokens.md, the token API: (authorization, verb, path)
+TOKEN_ROUTE_AUTH = {("ServiceKeyAuthorizer", "POST", "/token"), ("AWS_IAM", "POST", "/token/iam"),
+                    ("NONE", "GET", "/.well-known/jwks.json")}
 KEY_APIS = {"IdentityKeyApi": IDENTITY_ROUTES, "TutorKeyApi": TUTOR_ROUTES}
 IAM_APIS = {"IdentityIamApi": IDENTITY_ROUTES, "TutorIamApi": TUTOR_ROUTES}
 
@@ -60,11 +63,12 @@ AUTHORIZER_ENV = {
     "SVCAUTH_KEY_SOURCE", "SVCAUTH_SSM_PATH", "SVCAUTH_LEGACY_PARAMETER", "SVCAUTH_KEYS_FILE",
     "SVCAUTH_CACHE_TTL_SECS", "SVCAUTH_STALE_GRACE_SECS", "SVCAUTH_SSM_TIMEOUT_MS",
     "SVCAUTH_LOAD_TIMEOUT_MS", "SVCAUTH_METRICS_NAMESPACE", "SVCAUTH_API_PATH",
+    "SVCAUTH_ACCEPT", "SVCAUTH_TOKEN_ISSUER", "SVCAUTH_TOKEN_JWKS_PARAMETER", "SVCAUTH_TOKEN_MIN_REMAINING_SECS",
 }
 IDENTITY_ENV = {"USERS_TABLE", "SVCAUTH_IAM_ROLES"}
 TUTOR_ENV = {"SVCAUTH_IAM_ROLES", "IDENTITY_SERVICE_URL", "SERVICE_AUTH_MODE", "SERVICE_NAME",
              "SERVICE_API_KEY_PARAMETER"}
-BINARIES = {"authorizer", "identity-service", "tutor-service"}
+BINARIES = {"authorizer", "identity-service", "tutor-service", "token-issuer"}
 # The ECS role and this stack's tutor function role are both tutor-service.
 IAM_ROLE_MAP = "TutorServiceRole=tutor-service,TutorFunctionRole=tutor-service,AdminServiceRole=admin-service"
 
@@ -214,20 +218,20 @@ def test_api_key_mode_puts_the_authorizer_on_every_method(sam):
         methods = api_methods(api)
         assert methods
         for route, op in methods.items():
-            assert op["security"] == [{"ServiceKeyAuthorizer": []}, {"api_key": []}], (api_id, route)
+            assert op["security"] == [{"api-key": []}, {"api_key": []}], (api_id, route)
             assert "credentials" not in op["x-amazon-apigateway-integration"]
-        auth = security_schemes(api)["ServiceKeyAuthorizer"]["x-amazon-apigateway-authorizer"]
+        auth = security_schemes(api)["api-key"]["x-amazon-apigateway-authorizer"]
         assert auth["type"] == "request"
         assert auth["identitySource"] == "method.request.header.x-service-api-key"
         # A parameter value reaches the OpenAPI body as CloudFormation passes it (a string).
         assert int(auth["authorizerResultTtlInSeconds"]) == 300
-        assert "function:AuthorizerFunction/invocations" in auth["authorizerUri"]
+        assert "function:Authorizer-AuthorizerFunction/invocations" in auth["authorizerUri"]
 
 
 def test_authorizer_ttl_is_a_parameter(sam):
     r = build(sam, "api-key", AuthorizerResultTtl=0)
     for api in apis(r).values():
-        auth = security_schemes(api)["ServiceKeyAuthorizer"]["x-amazon-apigateway-authorizer"]
+        auth = security_schemes(api)["api-key"]["x-amazon-apigateway-authorizer"]
         assert int(auth["authorizerResultTtlInSeconds"]) == 0
 
 
@@ -554,17 +558,30 @@ def test_routes_are_plain_sam_events_a_yaml_reader_can_follow(sam):
             assert ev["Type"] == "Api"
             p = ev["Properties"]
             assert isinstance(p["Path"], str) and isinstance(p["Method"], str)
-            assert "Auth" not in p  # the API's DefaultAuthorizer applies
-            api = res[p["RestApiId"]["Ref"]]
+            api_id = p["RestApiId"]["Ref"]
+            api = res[api_id]
             default = api["Properties"]["Auth"]["DefaultAuthorizer"]
-            assert default in ("AWS_IAM", "ServiceKeyAuthorizer")
-            if default == "ServiceKeyAuthorizer":
-                a = api["Properties"]["Auth"]["Authorizers"][default]
-                assert a["FunctionArn"] == {"Fn::GetAtt": ["Authorizer", "Outputs.FunctionArn"]}
+            if api_id == "TokenApi":
+                # the token API's routes name their own: AWS_IAM, NONE (the key set)
+                auth = p.get("Auth", {}).get("Authorizer", default)
+                assert auth in ("ServiceKeyAuthorizer", "AWS_IAM", "NONE")
+                seen.add((auth, p["Method"].upper(), p["Path"]))
+                continue
+            assert "Auth" not in p  # the API's DefaultAuthorizer applies
+            if default == {"Ref": "AuthMode"}:
+                # the authorizer named like the AuthMode, one for every value
+                authorizers = api["Properties"]["Auth"]["Authorizers"]
+                assert set(authorizers) == set(sam["Parameters"]["AuthMode"]["AllowedValues"])
+                for a in authorizers.values():
+                    assert a["FunctionArn"] == {"Fn::GetAtt": ["Authorizer", "Outputs.FunctionArn"]}
+                a = authorizers["api-key"]
                 assert a["Identity"]["Headers"] == ["x-service-api-key"]
+                default = "by-auth-mode"
+            else:
+                assert default == "AWS_IAM"
             seen.add((default, p["Method"].upper(), p["Path"]))
     routes = IDENTITY_ROUTES | TUTOR_ROUTES
-    assert seen == {(d, m, p) for d in ("AWS_IAM", "ServiceKeyAuthorizer") for m, p in routes}
+    assert seen == {(d, m, p) for d in ("AWS_IAM", "by-auth-mode") for m, p in routes} | TOKEN_ROUTE_AUTH
 
 
 def test_outputs_name_urls_roles_authorizer_and_ssm_paths(sam):
@@ -751,7 +768,9 @@ def test_stages_redeploy_on_every_update(sam, monkeypatch):
         return {lid for lid, res in cfn["Resources"].items() if res["Type"] == "AWS::ApiGateway::Deployment"}
 
     first, later = deployments(1_800_000_000.0), deployments(1_800_000_060.0)
-    assert len(first) == len(later) == 4
+    # every API of the template (SAM transforms the ones a Condition leaves out too)
+    assert len(first) == len(later) == sum(
+        1 for res in sam["Resources"].values() if res["Type"] == "AWS::Serverless::Api")
     assert not first & later
     # negative control: without AlwaysDeploy, a new VpcId (which replaces the created
     # endpoint) leaves every deployment as it was

@@ -4,9 +4,12 @@ The service key store in SSM Parameter Store.
 Layout: one `SecureString` parameter per calling service, `{path}/{service}`, holding
 that service's [`ServiceDocument`] (permissions and hashed key records). Why:
 
-* **Cold start**: the authorizer loads the whole store with `GetParametersByPath`,
-  10 parameters a call, so 100 services cost 10 calls (and no call grows with the
-  number of keys a service has).
+* **Cold start**: the authorizer reads only what the first key needs: its key id
+  index entry and revocation marker ([`SsmKeyStore::lookup_key`], one
+  `GetParameters`), then the document the entry names ([`SsmKeyStore::read_service`],
+  one `GetParameter`): two calls, whatever the number of services. The whole store
+  ([`SsmKeyStore::load_store`], `GetParametersByPath`, 10 documents a call) is read
+  only for keys the index cannot answer (legacy keys, a store written before it).
 * **No lost writes**: SSM has no compare-and-swap, but it numbers every version. A
   writer reads version `v`, writes, and checks that its write became `v + 1`. If it
   did not, someone else wrote in between: the writer reads the versions it may have
@@ -31,6 +34,18 @@ the markers of every key it would accept ([`SsmKeyStore::revoked_among`],
 `GetParameters`, 10 names a call) and refuses those keys whatever any document or the
 legacy map says. A marker only ever takes access away, so its type and value do not
 matter: its existence is the revocation.
+
+**Key id index**: `{index path}/{key id}` (a sibling like the markers:
+`/svcauth/dev/index`), a `String` whose value names the service whose document holds
+the key. [`SsmKeyStore::update_document`] creates the entries of every key of the
+document it wrote ([`SsmKeyStore::ensure_index`], `Overwrite=false`): an entry is never
+overwritten and never deleted (a revoked key's stays; its marker refuses it). An entry
+only says where to look: the key is granted by the `SecureString` document holding its
+hash, so a wrong entry costs a full load, never a grant.
+
+Reads that SSM throttles are retried alone after a jittered, doubling pause
+(`ThrottlingException`, a few times), so a load under contention goes on from the page
+it was at instead of starting over.
 
 **Per-document isolation**: [`SsmKeyStore::load_store`] fails only when SSM cannot be
 read (the caller then keeps its last good store); a parameter that is read but cannot
@@ -103,8 +118,29 @@ pub struct SsmKeyStore {
     client: Client,
     path: String,
     revoked_path: String,
+    index_path: String,
     legacy_parameter: Option<String>,
     kms_key_id: Option<String>,
+}
+
+/// What one key id lookup ([`SsmKeyStore::lookup_key`]) found: which service the key
+/// id's index entry names, and whether the key has a revocation marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLookup {
+    /// The service named by `{index path}/{key id}`; `None` when there is no entry (or
+    /// one that does not name a valid service: then it is not trusted for anything).
+    pub service: Option<String>,
+    pub revoked: bool,
+}
+
+/// What [`SsmKeyStore::ensure_index`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexOutcome {
+    /// Entries this call created.
+    pub created: Vec<KeyId>,
+    /// Entries that exist and name another service: never overwritten (see the crate
+    /// docs); such a key is answered through the full load only.
+    pub conflicts: Vec<(KeyId, String)>,
 }
 
 /// What a write did.
@@ -116,6 +152,10 @@ pub struct WriteOutcome {
     pub merged_conflicts: usize,
     /// The document as written.
     pub document: ServiceDocument,
+    /// The key id index entries written for it, or why they could not be (the
+    /// document is written either way; a key without an entry still works through the
+    /// authorizer's full load, and `svcauth keys reindex` repairs it).
+    pub index: Result<IndexOutcome, String>,
 }
 
 impl SsmKeyStore {
@@ -129,13 +169,14 @@ impl SsmKeyStore {
         let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
         // The markers live beside the key path, never under it (it is listed without
         // recursion, and a marker must not look like a service).
-        if !ok || last == "revoked" || last.is_empty() {
+        if !ok || last == "revoked" || last == "index" || last.is_empty() {
             return Err(SsmStoreError::BadPath(path.to_owned()));
         }
         Ok(Self {
             client,
             path: path.to_owned(),
             revoked_path: format!("{parent}/revoked"),
+            index_path: format!("{parent}/index"),
             legacy_parameter: None,
             kms_key_id: None,
         })
@@ -162,6 +203,16 @@ impl SsmKeyStore {
     /// The revocation marker of a key.
     pub fn marker_name(&self, key_id: &KeyId) -> String {
         format!("{}/{}", self.revoked_path, key_id)
+    }
+
+    /// Where the key id index lives: a sibling of the key path.
+    pub fn index_path(&self) -> &str {
+        &self.index_path
+    }
+
+    /// The index entry of a key: a `String` parameter whose value names its service.
+    pub fn index_name(&self, key_id: &KeyId) -> String {
+        format!("{}/{}", self.index_path, key_id)
     }
 
     /// Also read the original design's `{"<key>": "<service>"}` parameter.
@@ -241,19 +292,28 @@ impl SsmKeyStore {
 
     async fn read_documents_by_path(&self) -> Result<Vec<ReadDocument>, SsmStoreError> {
         let mut docs = Vec::new();
-        let mut pages = self
-            .client
-            .get_parameters_by_path()
-            .path(&self.path)
-            .recursive(false)
-            .with_decryption(true)
-            .max_results(10)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
+        // Paged by hand so that a throttled page is retried alone (after a jittered
+        // pause), not the whole load from its first page.
+        let mut token: Option<String> = None;
+        loop {
+            let page = retry_throttled(|| {
+                self.client
+                    .get_parameters_by_path()
+                    .path(&self.path)
+                    .recursive(false)
+                    .with_decryption(true)
+                    .max_results(10)
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
             for p in page.parameters() {
                 docs.push(self.read_one(p));
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
             }
         }
         Ok(docs)
@@ -402,14 +462,15 @@ impl SsmKeyStore {
         let mut revoked = HashSet::new();
         for chunk in ids.chunks(10) {
             let names: Vec<String> = chunk.iter().map(|id| self.marker_name(id)).collect();
-            let out = self
-                .client
-                .get_parameters()
-                .set_names(Some(names))
-                .with_decryption(false)
-                .send()
-                .await
-                .map_err(|e| sdk_error("GetParameters", &self.revoked_path, e))?;
+            let out = retry_throttled(|| {
+                self.client
+                    .get_parameters()
+                    .set_names(Some(names.clone()))
+                    .with_decryption(false)
+                    .send()
+            })
+            .await
+            .map_err(|e| sdk_error("GetParameters", &self.revoked_path, e))?;
             for p in out.parameters() {
                 let name = p.name().unwrap_or_default();
                 if let Some(id) = chunk.iter().find(|id| self.marker_name(id) == name) {
@@ -457,6 +518,186 @@ impl SsmKeyStore {
                     .is_some_and(|s| s.is_parameter_already_exists()) =>
             {
                 Ok(false)
+            }
+            Err(e) => Err(sdk_error("PutParameter", &name, e)),
+        }
+    }
+
+    /// What the store knows about one key id, in ONE `GetParameters` call (no
+    /// decryption): its index entry `{index path}/{key id}` and its revocation marker
+    /// `{revoked path}/{key id}`. This is the first of the authorizer's two calls on a
+    /// cold start (the second reads the named service's document).
+    ///
+    /// The entry only says where to look: a key is granted only by the `SecureString`
+    /// document that holds its hash, so a wrong or forged entry can cost a lookup or
+    /// a full load, never grant anything.
+    pub async fn lookup_key(&self, key_id: &KeyId) -> Result<KeyLookup, SsmStoreError> {
+        Ok(self.lookup_key_with(key_id, None).await?.0)
+    }
+
+    /// [`SsmKeyStore::lookup_key`], with one more `String` parameter read in the same
+    /// call (the API name the request needs, so a cold instance still makes two
+    /// calls); the second value is that parameter, `None` when it does not exist.
+    pub async fn lookup_key_with(
+        &self,
+        key_id: &KeyId,
+        also: Option<&str>,
+    ) -> Result<(KeyLookup, Option<aws_sdk_ssm::types::Parameter>), SsmStoreError> {
+        let index = self.index_name(key_id);
+        let marker = self.marker_name(key_id);
+        let out = retry_throttled(|| {
+            let mut call = self
+                .client
+                .get_parameters()
+                .names(&index)
+                .names(&marker)
+                .with_decryption(false);
+            if let Some(name) = also {
+                call = call.names(name);
+            }
+            call.send()
+        })
+        .await
+        .map_err(|e| sdk_error("GetParameters", &index, e))?;
+        let extra = also.and_then(|name| {
+            out.parameters()
+                .iter()
+                .find(|p| p.name() == Some(name))
+                .cloned()
+        });
+        let mut found = KeyLookup {
+            service: None,
+            revoked: false,
+        };
+        for p in out.parameters() {
+            let name = p.name().unwrap_or_default();
+            if name == marker {
+                // Its existence is the revocation, whatever its type or value.
+                found.revoked = true;
+            } else if name == index && p.r#type() == Some(&ParameterType::String) {
+                let value = p.value().unwrap_or_default().trim();
+                if valid_service_name(value) {
+                    found.service = Some(value.to_owned());
+                }
+            }
+        }
+        Ok((found, extra))
+    }
+
+    /// One service's document as a load reads it (judged, never an error for what it
+    /// holds), in ONE `GetParameter` call with decryption; `None` when it does not
+    /// exist. Fails only when SSM cannot be read.
+    pub async fn read_service(&self, service: &str) -> Result<Option<ReadDocument>, SsmStoreError> {
+        let name = self.checked_name(service)?;
+        match retry_throttled(|| {
+            self.client
+                .get_parameter()
+                .name(&name)
+                .with_decryption(true)
+                .send()
+        })
+        .await
+        .map_err(|e| sdk_error("GetParameter", &name, e))
+        {
+            Ok(out) => Ok(out.parameter().map(|p| self.read_one(p))),
+            Err(SsmStoreError::NotFound(_)) => Ok(None),
+            Err(e) if is_decrypt_failure(&e) => Ok(Some(ReadDocument {
+                parameter: name,
+                service: service.to_owned(),
+                document: Err(RejectReason::Undecryptable(
+                    "KMS refused to decrypt it".to_owned(),
+                )),
+            })),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The index entries of `ids`: for each id, the service its entry names (`None`:
+    /// no entry, or one that names no valid service). `GetParameters`, 10 a call.
+    pub async fn index_entries(
+        &self,
+        ids: &[KeyId],
+    ) -> Result<Vec<(KeyId, Option<String>)>, SsmStoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(10) {
+            let names: Vec<String> = chunk.iter().map(|id| self.index_name(id)).collect();
+            let got = self
+                .client
+                .get_parameters()
+                .set_names(Some(names.clone()))
+                .with_decryption(false)
+                .send()
+                .await
+                .map_err(|e| sdk_error("GetParameters", &self.index_path, e))?;
+            for (id, name) in chunk.iter().zip(&names) {
+                let service = got
+                    .parameters()
+                    .iter()
+                    .find(|p| p.name() == Some(name.as_str()))
+                    .and_then(|p| p.value())
+                    .map(str::trim)
+                    .filter(|v| valid_service_name(v))
+                    .map(str::to_owned);
+                out.push((id.clone(), service));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates the missing index entries of `doc`'s keys (create-only: an entry is
+    /// never overwritten, and never deleted, a revoked key's included: its marker
+    /// refuses it). An entry that names another service is reported, not changed.
+    pub async fn ensure_index(&self, doc: &ServiceDocument) -> Result<IndexOutcome, SsmStoreError> {
+        let ids: Vec<KeyId> = doc.keys.iter().map(|k| k.key_id.clone()).collect();
+        let mut outcome = IndexOutcome::default();
+        for (id, existing) in self.index_entries(&ids).await? {
+            match existing {
+                Some(s) if s == doc.service => {}
+                Some(other) => outcome.conflicts.push((id, other)),
+                None => match self.put_index_entry(&id, &doc.service).await? {
+                    None => outcome.created.push(id),
+                    Some(other) if other == doc.service => {}
+                    Some(other) => outcome.conflicts.push((id, other)),
+                },
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Creates `{index path}/{key id}` = `service` (`Overwrite=false`). `None` when
+    /// this call created it; else what the existing entry names (empty when that is no
+    /// valid service name, e.g. an entry that is not a `String` parameter).
+    async fn put_index_entry(
+        &self,
+        key_id: &KeyId,
+        service: &str,
+    ) -> Result<Option<String>, SsmStoreError> {
+        let name = self.index_name(key_id);
+        match self
+            .client
+            .put_parameter()
+            .name(&name)
+            .value(service)
+            .r#type(ParameterType::String)
+            .tier(ParameterTier::Standard)
+            .overwrite(false)
+            .description("svcauth key id index: which service document holds this key (not secret)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_already_exists()) =>
+            {
+                let entries = self.index_entries(std::slice::from_ref(key_id)).await?;
+                Ok(Some(
+                    entries
+                        .into_iter()
+                        .next()
+                        .and_then(|(_, s)| s)
+                        .unwrap_or_default(),
+                ))
             }
             Err(e) => Err(sdk_error("PutParameter", &name, e)),
         }
@@ -566,10 +807,14 @@ impl SsmKeyStore {
                 };
                 let mut probe = current.clone();
                 if v == written || (change(&mut probe).is_ok() && probe == current) {
+                    // After the document: an entry never points at a document that
+                    // does not hold its key yet (it would only cost a full load).
+                    let index = self.ensure_index(&doc).await.map_err(|e| e.to_string());
                     return Ok(Ok(WriteOutcome {
                         version: written,
                         merged_conflicts,
                         document: doc,
+                        index,
                     }));
                 }
                 merged_conflicts += 1;
@@ -722,6 +967,42 @@ async fn backoff(attempt: usize) {
         .map(|_| u64::from(u16::from_le_bytes(b)) % (base_ms / 2 + 1))
         .unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(base_ms / 2 + jitter)).await;
+}
+
+/// Retries of one read SSM throttled, on top of the SDK's own attempts.
+const THROTTLE_RETRIES: u32 = 4;
+
+/// Runs one SSM read, and again after a jittered, doubling pause (12-25 ms, up to
+/// 100-200 ms) each time SSM answers that the account's throughput is used up: the
+/// instances that were throttled together come back spread out.
+async fn retry_throttled<T, E, R, F, Fut>(mut call: F) -> Result<T, SdkError<E, R>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if attempt < THROTTLE_RETRIES && is_throttling(e.code()) => {
+                backoff(attempt as usize).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_throttling(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+        )
+    )
 }
 
 /// Whether an error may come from KMS refusing one parameter (SSM reports it as

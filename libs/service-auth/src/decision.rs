@@ -109,14 +109,9 @@ impl Decision {
 
 /// Decides one request. `store` is `None` when no usable store is loaded: fail closed.
 pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) -> Decision {
-    let presented = match distinct_value(req.api_key_values) {
-        Ok(Some(v)) => v,
-        Ok(None) => return Decision::unauthorized(UnauthorizedReason::MissingKey),
-        Err(()) => return Decision::unauthorized(UnauthorizedReason::DuplicateKey),
-    };
-    let key = match ApiKey::parse(presented) {
+    let key = match presented_key(req.api_key_values) {
         Ok(k) => k,
-        Err(e) => return Decision::unauthorized(UnauthorizedReason::MalformedKey(e)),
+        Err(reason) => return Decision::unauthorized(reason),
     };
     // The presented key's id costs a second SHA-256: computed only when refusing (an
     // allowed key's id comes from its record).
@@ -158,6 +153,18 @@ pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) ->
         api_index,
         route_permitted,
     })
+}
+
+/// The one key presented, parsed (format, length, checksum), or the refusal when
+/// there is none, two, or one that is not a key. No store is needed for this: the
+/// authorizer calls it before it loads anything, so a malformed key costs no SSM call.
+pub fn presented_key(values: &[&str]) -> Result<ApiKey, UnauthorizedReason> {
+    let presented = match distinct_value(values) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(UnauthorizedReason::MissingKey),
+        Err(()) => return Err(UnauthorizedReason::DuplicateKey),
+    };
+    ApiKey::parse(presented).map_err(UnauthorizedReason::MalformedKey)
 }
 
 /// The one non-empty value presented, `Ok(None)` when there is none, `Err` when two

@@ -194,7 +194,7 @@ pub struct ReadDocument {
 }
 
 /// Every key the authorizer accepts, by hash.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KeyStore {
     by_hash: HashMap<KeyHash, KeyEntry>,
     services: usize,

@@ -42,6 +42,33 @@ struct State {
     faults: HashMap<String, Vec<(Option<String>, Fault)>>,
     calls: HashMap<String, u64>,
     hooks: HashMap<String, Hook>,
+    /// The account's throughput: calls beyond it are throttled.
+    rate: Option<Rate>,
+    throttled: u64,
+}
+
+/// A token bucket of calls per second (burst = one second's worth), like SSM's
+/// per-account throughput.
+#[derive(Debug)]
+struct Rate {
+    per_second: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Rate {
+    fn admit(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.per_second);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl std::fmt::Debug for State {
@@ -49,6 +76,8 @@ impl std::fmt::Debug for State {
         f.debug_struct("State")
             .field("faults", &self.faults)
             .field("calls", &self.calls)
+            .field("rate", &self.rate)
+            .field("throttled", &self.throttled)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +120,22 @@ impl SsmFaults {
         self.state()
             .hooks
             .insert(operation.to_owned(), Box::new(hook));
+    }
+
+    /// From now on, calls beyond `per_second` (every operation together, as SSM
+    /// counts an account's transactions) fail with `ThrottlingException`.
+    pub fn throttle_above(&self, per_second: u32) {
+        let per_second = f64::from(per_second.max(1));
+        self.state().rate = Some(Rate {
+            per_second,
+            tokens: per_second,
+            at: std::time::Instant::now(),
+        });
+    }
+
+    /// Calls answered `ThrottlingException` by [`SsmFaults::throttle_above`].
+    pub fn throttled(&self) -> u64 {
+        self.state().throttled
     }
 
     /// `operation` works again.
@@ -153,12 +198,16 @@ impl Intercept for Injector {
         let (hook, fault) = {
             let mut state = self.0.state();
             *state.calls.entry(op.clone()).or_default() += 1;
-            let fault = state.faults.get(&op).and_then(|rules| {
+            let mut fault = state.faults.get(&op).and_then(|rules| {
                 rules
                     .iter()
                     .find(|(text, _)| text.as_ref().is_none_or(|t| body.contains(t.as_str())))
                     .map(|(_, f)| *f)
             });
+            if fault.is_none() && state.rate.as_mut().is_some_and(|r| !r.admit()) {
+                state.throttled += 1;
+                fault = Some(Fault::Throttling);
+            }
             (state.hooks.remove(&op), fault)
         };
         if let Some(fault) = fault {

@@ -214,6 +214,7 @@ pub enum KeysCommand {
     ImportLegacy(ImportLegacyArgs),
     Check(CheckArgs),
     Prune(PruneArgs),
+    Reindex(ReindexArgs),
     Grant(GrantArgs),
     Migrate(MigrateArgs),
 }
@@ -408,6 +409,25 @@ pub struct CheckArgs {
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Write the key id index entries a store lacks (a store written before the index).
+///
+/// The authorizer finds a key's service through `{path's parent}/index/{key id}` (a
+/// String naming the service, not secret): two SSM calls before a cold instance
+/// answers. Every write by svcauth creates the entries of the document it wrote; a
+/// key without one still works, through the authorizer's full load of every document
+/// (one call per 10 services). Entries are only created, never overwritten or
+/// deleted; an entry naming another service is reported and left alone.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct ReindexArgs {
+    /// Only this service [default: every service in the store].
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Say which entries are missing; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Remove the records of keys that stopped working (revoked or expired) long ago.

@@ -9,7 +9,7 @@ caller's clear key, once, in that caller's own `SecureString` parameter
 store file (`SVCAUTH_KEY_SOURCE=file`).
 
 The commands (`keys create | rotate | revoke | list | import-legacy | check | prune |
-grant | migrate`, `tokens keys add | remove | list`, `tokens brake`) live here
+reindex | grant | migrate`, `tokens keys add | remove | list`, `tokens brake`) live here
 as a library that takes the time ([`UnixTime`]), the SSM client ([`Aws`]) and the
 standard streams ([`Io`]) from its caller, so tests drive them against `moto_server`
 with a clock they move by hand. `main.rs` is glue: parse, run, map to an exit code.
@@ -88,6 +88,9 @@ pub async fn run(cli: &Cli, aws: &Aws, now: UnixTime, io: &mut Io<'_>) -> Result
         }
         Command::Keys(KeysCommand::Check(args)) => commands::check::check(&mut ctx, args).await,
         Command::Keys(KeysCommand::Prune(args)) => commands::prune::prune(&mut ctx, args).await,
+        Command::Keys(KeysCommand::Reindex(args)) => {
+            commands::reindex::reindex(&mut ctx, args).await
+        }
         Command::Keys(KeysCommand::Grant(args)) => commands::grant::grant(&mut ctx, args).await,
         Command::Keys(KeysCommand::Migrate(args)) => commands::grant::migrate(&mut ctx, args).await,
         Command::Tokens(TokensCommand::Keys(TokenKeysCommand::Add(args))) => {

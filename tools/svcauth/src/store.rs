@@ -37,6 +37,18 @@ pub struct Written {
     pub merged_conflicts: usize,
     /// How many times the whole update was run again after conflicts kept coming.
     pub retried_rounds: u32,
+    /// What went wrong writing the document's key id index entries, if anything (the
+    /// document is written either way).
+    pub index_warning: Option<String>,
+}
+
+/// What `keys reindex` found (and wrote, unless a dry run) for one document.
+#[derive(Debug, Clone, Default)]
+pub struct Reindexed {
+    /// Keys that had no entry: created, or would be in a dry run.
+    pub missing: Vec<KeyId>,
+    /// Entries that name another service (never overwritten).
+    pub conflicts: Vec<(KeyId, String)>,
 }
 
 impl Store {
@@ -216,6 +228,10 @@ impl Store {
                         Ok(outcome) => {
                             let outcome = outcome?;
                             return Ok(Written {
+                                index_warning: index_warning(
+                                    &outcome.document.service,
+                                    &outcome.index,
+                                ),
                                 document: outcome.document,
                                 merged_conflicts: outcome.merged_conflicts,
                                 retried_rounds: round,
@@ -231,6 +247,62 @@ impl Store {
             }
             Self::File(f) => f.update(service, change).await,
         }
+    }
+}
+
+/// What to tell the operator when a document's key id index entries were not all
+/// written: the keys work either way (the authorizer's full load answers them).
+fn index_warning(
+    service: &str,
+    index: &Result<keystore_ssm::IndexOutcome, String>,
+) -> Option<String> {
+    match index {
+        Err(e) => Some(format!(
+            "the key id index of {service} could not be written ({e}); its keys still work, through the authorizer's full load (more SSM calls per cold start): run `svcauth keys reindex` once SSM answers"
+        )),
+        Ok(out) if !out.conflicts.is_empty() => Some(format!(
+            "key id index entries of {service} name another service and were left alone: {}; those keys are answered through the authorizer's full load only. Run `svcauth keys reindex --dry-run` to list them",
+            out.conflicts
+                .iter()
+                .map(|(id, other)| format!("{id} -> {other:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Ok(_) => None,
+    }
+}
+
+impl Store {
+    /// The key id index entries `doc` lacks, written unless `dry_run` (SSM only: the
+    /// store file needs no index, the authorizer reads it whole).
+    pub async fn reindex(&self, doc: &ServiceDocument, dry_run: bool) -> Result<Reindexed, Error> {
+        let Self::Ssm { store, region } = self else {
+            return Ok(Reindexed::default());
+        };
+        let ids: Vec<KeyId> = doc.keys.iter().map(|k| k.key_id.clone()).collect();
+        if dry_run {
+            let mut out = Reindexed::default();
+            for (id, found) in store
+                .index_entries(&ids)
+                .await
+                .map_err(|e| ssm_error(e, region))?
+            {
+                match found {
+                    None => out.missing.push(id),
+                    Some(s) if s == doc.service => {}
+                    Some(other) => out.conflicts.push((id, other)),
+                }
+            }
+            return Ok(out);
+        }
+        let done = store
+            .ensure_index(doc)
+            .await
+            .map_err(|e| ssm_error(e, region))?;
+        Ok(Reindexed {
+            missing: done.created,
+            conflicts: done.conflicts,
+        })
     }
 }
 
@@ -346,6 +418,7 @@ impl FileStore {
             document: doc,
             merged_conflicts: 0,
             retried_rounds: 0,
+            index_warning: None,
         })
     }
 

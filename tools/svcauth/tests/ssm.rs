@@ -46,11 +46,23 @@ async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
     // The caller's own parameter holds the key, as a SecureString.
     let key = read_param(&c, TUTOR_PARAM).await;
     assert!(key.starts_with("svcauth_test_"));
-    let params = all_params(&c).await;
+    // Beside them, the key id index entry: a String naming the service, no secret.
+    let (index, params): (Vec<_>, Vec<_>) = all_params(&c)
+        .await
+        .into_iter()
+        .partition(|(name, _, _)| name.starts_with("/svcauth/test/index/"));
     assert_eq!(params.len(), 2, "{params:?}");
     assert!(
         params.iter().all(|(_, _, t)| t == "SecureString"),
         "{params:?}"
+    );
+    assert_eq!(
+        index,
+        vec![(
+            format!("/svcauth/test/index/{}", key_id(&key)),
+            "tutor-service".to_owned(),
+            "String".to_owned()
+        )]
     );
     // The store holds the hash and id, never the key.
     let doc = read_param(&c, &format!("{PATH}/tutor-service")).await;
@@ -378,7 +390,15 @@ async fn import_legacy_makes_the_old_keys_work_without_any_clear_value_in_a_para
     .await;
     expect(&dry, exit::OK);
     assert!(dry.stderr.contains("would import"), "{dry:?}");
-    assert_eq!(all_params(&c).await.len(), 2, "a dry run wrote something");
+    let before = all_params(&c).await;
+    assert_eq!(
+        before
+            .iter()
+            .filter(|(n, _, _)| !n.starts_with("/svcauth/test/index/"))
+            .count(),
+        2,
+        "a dry run wrote something: {before:?}"
+    );
 
     // admin-service has no document: it takes --permissions; tutor-service keeps its own.
     let run = svcauth(
@@ -717,4 +737,55 @@ async fn concurrent_writers_lose_no_key() {
         assert_accepted(&store, key, "tutor-service").await;
     }
     assert_refused(&store, &first).await;
+}
+
+/// Issue 11 item 3: a store written before the key id index gets its entries from
+/// `keys reindex`; the entries name the service holding each key, are never
+/// overwritten, and a second run has nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_writes_the_missing_key_id_index_entries_once() {
+    let moto = MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
+    expect(&run, exit::OK);
+    let key = run.stdout.trim().to_owned();
+    let entry = format!("/svcauth/test/index/{}", key_id(&key));
+    assert_eq!(read_param(&c, &entry).await, "tutor-service");
+    // As if written before the index: the entry is gone.
+    c.delete_parameter().name(&entry).send().await.unwrap();
+
+    let dry = svcauth(&args(&["keys", "reindex", "--dry-run"]), &aws, NOW).await;
+    expect(&dry, exit::OK);
+    assert!(
+        dry.stderr
+            .contains("would write 1 index entry of tutor-service"),
+        "{dry:?}"
+    );
+    assert!(!all_params(&c).await.iter().any(|(n, _, _)| *n == entry));
+
+    let run = svcauth(&args(&["keys", "reindex"]), &aws, NOW).await;
+    expect(&run, exit::OK);
+    assert_eq!(read_param(&c, &entry).await, "tutor-service");
+    assert!(!run.stderr.contains(&key), "{run:?}");
+
+    let again = svcauth(&args(&["keys", "reindex"]), &aws, NOW).await;
+    expect(&again, exit::NOT_ACCEPTED);
+    assert!(again.stderr.contains("nothing to do"), "{again:?}");
+
+    // An entry naming another service is reported, never overwritten.
+    c.delete_parameter().name(&entry).send().await.unwrap();
+    c.put_parameter()
+        .name(&entry)
+        .value("admin-service")
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let conflict = svcauth(&args(&["keys", "reindex"]), &aws, NOW).await;
+    assert!(
+        conflict.stderr.contains("names \"admin-service\""),
+        "{conflict:?}"
+    );
+    assert_eq!(read_param(&c, &entry).await, "admin-service");
 }

@@ -420,6 +420,9 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
 }
 
 pub(crate) fn report_merges(ctx: &mut Ctx<'_, '_>, written: &Written) {
+    if let Some(warning) = &written.index_warning {
+        ctx.status(format!("warning: {warning}"));
+    }
     if written.merged_conflicts > 0 || written.retried_rounds > 0 {
         ctx.status(format!(
             "others wrote to the same service meanwhile: merged {} concurrent change(s), retried {} time(s); nothing was lost",

@@ -6,6 +6,7 @@ pub mod grant;
 pub mod import;
 pub mod list;
 pub mod prune;
+pub mod reindex;
 pub mod revoke;
 pub mod tokens;
 
