@@ -1353,6 +1353,85 @@ Resources:
         assert!(load(&literal, &env("both")).is_err());
     }
 
+    /// The token modes of the project's template: the token API and its issuer, the
+    /// authorizer application nested twice (the internal APIs' one with the mode's
+    /// identity source, the token API's with keys only), tutor-service in token mode.
+    #[test]
+    fn the_project_template_in_the_token_modes() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let text = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+        for (mode, headers, ttl) in [
+            ("token", vec!["Authorization".to_owned()], 60),
+            ("key-or-token", vec![], 0),
+        ] {
+            let m = load(
+                &text,
+                &Environment {
+                    template_dir: Some(root.clone()),
+                    ..env(mode)
+                },
+            )
+            .unwrap();
+            let ids: Vec<&str> = m.apis.iter().map(|a| a.api_id.as_str()).collect();
+            assert_eq!(ids, ["identitykey", "tutorkey", "token"], "{mode}");
+            for r in m.routes.iter().filter(|r| r.api != "TokenApi") {
+                let RouteAuth::Request(a) = &r.auth else {
+                    panic!("{mode}: {r:?}")
+                };
+                assert_eq!((&a.headers, a.ttl_secs), (&headers, ttl), "{mode}: {r:?}");
+                assert_eq!(a.function, "AuthorizerFunction");
+            }
+            let token_routes: Vec<(String, String, String)> = m
+                .routes
+                .iter()
+                .filter(|r| r.api == "TokenApi")
+                .map(|r| {
+                    let auth = match &r.auth {
+                        RouteAuth::Request(a) => format!("{} {:?}", a.function, a.headers),
+                        other => other.describe(),
+                    };
+                    (r.method.clone(), r.path.clone(), auth)
+                })
+                .collect();
+            assert_eq!(
+                token_routes,
+                [
+                    (
+                        "POST".into(),
+                        "/token".into(),
+                        "IssuerAuthorizerAuthorizerFunction [\"x-service-api-key\"]".into()
+                    ),
+                    ("POST".into(), "/token/iam".into(), "AWS_IAM".into()),
+                    ("GET".into(), "/.well-known/jwks.json".into(), "NONE".into()),
+                ],
+                "{mode}"
+            );
+            let accept = |f: &str| m.functions[f].env.get("SVCAUTH_ACCEPT").cloned();
+            assert_eq!(
+                accept("AuthorizerFunction"),
+                Some(EnvValue::Text(
+                    if mode == "token" { "token" } else { "api-key,token" }.into()
+                ))
+            );
+            assert_eq!(
+                accept("IssuerAuthorizerAuthorizerFunction"),
+                Some(EnvValue::Text("api-key".into()))
+            );
+            let tutor = &m.functions["TutorServiceFunction"];
+            assert_eq!(tutor.env["SERVICE_AUTH_MODE"], EnvValue::Text("token".into()));
+            assert_eq!(
+                tutor.env["SERVICE_TOKEN_URL"],
+                EnvValue::ApiUrl {
+                    api: "TokenApi".into()
+                }
+            );
+            assert_eq!(
+                m.functions["TokenIssuerFunction"].binary.as_deref(),
+                Some("token-issuer")
+            );
+        }
+    }
+
     /// The project's own template, as the gateway reads it.
     #[test]
     fn the_project_template() {
