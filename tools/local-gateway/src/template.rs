@@ -1410,7 +1410,12 @@ Resources:
             assert_eq!(
                 accept("AuthorizerFunction"),
                 Some(EnvValue::Text(
-                    if mode == "token" { "token" } else { "api-key,token" }.into()
+                    if mode == "token" {
+                        "token"
+                    } else {
+                        "api-key,token"
+                    }
+                    .into()
                 ))
             );
             assert_eq!(
@@ -1418,7 +1423,10 @@ Resources:
                 Some(EnvValue::Text("api-key".into()))
             );
             let tutor = &m.functions["TutorServiceFunction"];
-            assert_eq!(tutor.env["SERVICE_AUTH_MODE"], EnvValue::Text("token".into()));
+            assert_eq!(
+                tutor.env["SERVICE_AUTH_MODE"],
+                EnvValue::Text("token".into())
+            );
             assert_eq!(
                 tutor.env["SERVICE_TOKEN_URL"],
                 EnvValue::ApiUrl {
