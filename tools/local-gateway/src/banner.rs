@@ -68,12 +68,24 @@ pub fn caller_key_lines(i: &BannerInput<'_>) -> Vec<String> {
             Some(EnvValue::Text(t)) => Some(t.as_str()),
             _ => None,
         };
-        if text(service_client::AUTH_MODE_ENV) != Some("api-key") {
-            continue;
-        }
         let Some(service) = text(service_client::SERVICE_NAME_ENV) else {
             continue;
         };
+        if text(service_client::AUTH_MODE_ENV) == Some("token") {
+            let proof = text(service_client::TOKEN_PROOF_ENV).unwrap_or("api-key");
+            let with = if proof == "iam" {
+                "a SigV4 signature of its role (POST /token/iam)"
+            } else {
+                "its key (POST /token)"
+            };
+            out.push(format!(
+                "{service} ({id}) calls through this gateway with tokens it gets from the token API for {with}, reused until due for refresh"
+            ));
+            continue;
+        }
+        if text(service_client::AUTH_MODE_ENV) != Some("api-key") {
+            continue;
+        }
         let parameter = text(service_client::API_KEY_PARAMETER_ENV).unwrap_or("-");
         let line = if i.given_service_keys.contains_key(service) {
             format!(
