@@ -48,3 +48,20 @@ def test_the_role_reads_the_key_id_index_and_cannot_write_it():
     for name in ("index/kid_0123456789abcdef", "revoked/kid_0123456789abcdef", "apis/a1b2c3d4e5"):
         arn = f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/teams/billing/{name}"
         assert evaluate(st, "ssm:GetParameters", arn) == "allow", name
+
+
+def test_the_root_stack_passes_its_reserved_concurrency_to_every_nested_authorizer():
+    root = load_template()
+    param = root["Parameters"]["AuthorizerReservedConcurrency"]
+    assert (param["Default"], param["MinValue"]) == (20, 0)
+    apps = [
+        (name, res)
+        for name, res in root["Resources"].items()
+        if res["Type"] == "AWS::Serverless::Application"
+        and res["Properties"]["Location"] == "authorizer/template.yaml"
+    ]
+    assert len(apps) >= 2, apps
+    for name, res in apps:
+        assert res["Properties"]["Parameters"]["ReservedConcurrency"] == {
+            "Ref": "AuthorizerReservedConcurrency"
+        }, name
