@@ -36,6 +36,8 @@ declare -A expected=(
   [authorizer-revoked-key]="Unauthorized"
   [authorizer-expired-key]="Unauthorized"
   [authorizer-duplicated-header]="Unauthorized"
+  # A Bearer token: this authorizer runs with SVCAUTH_ACCEPT unset (api-key only).
+  [authorizer-token-bearer]="Unauthorized"
 )
 failures=0
 for f in events/authorizer-*.json; do

@@ -25,9 +25,99 @@ pub enum SourceConfig {
     Invalid(String),
 }
 
+/// Which credentials the authorizer accepts (`SVCAUTH_ACCEPT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accept {
+    /// `api-key` (the default): only `x-service-api-key`; `Authorization` is ignored.
+    #[default]
+    ApiKey,
+    /// `token`: only `Authorization: Bearer`; no key-store load at start.
+    Token,
+    /// `api-key,token`: either one, never both on one request.
+    Either,
+}
+
+impl Accept {
+    pub fn keys(self) -> bool {
+        matches!(self, Self::ApiKey | Self::Either)
+    }
+
+    pub fn tokens(self) -> bool {
+        matches!(self, Self::Token | Self::Either)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api-key",
+            Self::Token => "token",
+            Self::Either => "api-key,token",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        let mut keys = false;
+        let mut tokens = false;
+        for part in text.split(',').map(str::trim) {
+            match part {
+                "api-key" => keys = true,
+                "token" => tokens = true,
+                _ => return Err(ConfigError::Accept(text.to_owned())),
+            }
+        }
+        Ok(match (keys, tokens) {
+            (true, false) => Self::ApiKey,
+            (false, true) => Self::Token,
+            (true, true) => Self::Either,
+            (false, false) => return Err(ConfigError::Accept(text.to_owned())),
+        })
+    }
+}
+
+/// Where the key set (JWKS) that verifies tokens comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksConfig {
+    /// An SSM `String` parameter holding the JWKS (`SVCAUTH_TOKEN_JWKS_PARAMETER`).
+    Ssm { parameter: String },
+    /// A JWKS given inline (`SVCAUTH_TOKEN_JWKS`: tests and local runs). Checked when
+    /// the configuration is read.
+    Inline(String),
+}
+
+/// How tokens are verified; present when [`Accept::tokens`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// The `iss` every token must carry (`SVCAUTH_TOKEN_ISSUER`, e.g. `svcauth:dev`).
+    pub issuer: String,
+    pub jwks: JwksConfig,
+    /// Least lifetime a token must have left (`SVCAUTH_TOKEN_MIN_REMAINING_SECS`):
+    /// the API's authorizer result TTL, so a cached answer never outlives its token.
+    pub min_remaining_secs: u64,
+}
+
+/// `SVCAUTH_TOKEN_JWKS_PARAMETER` when neither it nor `SVCAUTH_SSM_PATH` is set.
+pub const DEFAULT_JWKS_PARAMETER: &str = "/svcauth/dev/token/jwks";
+
+/// `SVCAUTH_TOKEN_JWKS_PARAMETER` when unset: the key path's parent + `/token/jwks`
+/// (`/svcauth/prod/keys` → `/svcauth/prod/token/jwks`), where svcauth writes it.
+fn default_jwks_parameter(ssm_path: Option<&str>) -> String {
+    match ssm_path.map(|p| p.trim().trim_end_matches('/')) {
+        Some(p) if p.starts_with('/') => match p.rsplit_once('/') {
+            Some((parent, _)) => format!("{parent}/token/jwks"),
+            None => DEFAULT_JWKS_PARAMETER.to_owned(),
+        },
+        _ => DEFAULT_JWKS_PARAMETER.to_owned(),
+    }
+}
+/// `SVCAUTH_TOKEN_MIN_REMAINING_SECS` when unset: API Gateway's default result TTL.
+pub const DEFAULT_MIN_REMAINING_SECS: u64 = 300;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub source: SourceConfig,
+    /// Which credentials are accepted (`SVCAUTH_ACCEPT`).
+    pub accept: Accept,
+    /// Token verification, when tokens are accepted.
+    pub token: Option<TokenConfig>,
     pub refresh: RefreshPolicy,
     /// Per SSM call attempt.
     pub ssm_attempt_timeout: Duration,
@@ -49,6 +139,16 @@ pub enum ConfigError {
     MissingFile,
     #[error("{0}")]
     ApiNames(String),
+    #[error("SVCAUTH_ACCEPT={0:?} is not `api-key`, `token` or `api-key,token`")]
+    Accept(String),
+    #[error("SVCAUTH_ACCEPT={0} needs SVCAUTH_TOKEN_ISSUER, the `iss` the token issuer writes (its SVCAUTH_TOKEN_ISSUER, e.g. svcauth:dev)")]
+    MissingIssuer(&'static str),
+    #[error("SVCAUTH_TOKEN_JWKS is not a usable JWKS ({0}): give the JSON of `GET /.well-known/jwks.json`, or unset it to read SVCAUTH_TOKEN_JWKS_PARAMETER")]
+    InlineJwks(String),
+    #[error("SVCAUTH_TOKEN_JWKS_PARAMETER={0:?} is not an SSM parameter name (it starts with /)")]
+    JwksParameter(String),
+    #[error("SVCAUTH_TOKEN_MIN_REMAINING_SECS={0} leaves no usable token (tokens live at most {max} s): set it to the API's authorizer result TTL (at most 3600, 60 recommended)", max = service_token::verify::MAX_LIFETIME_SECS)]
+    MinRemaining(u64),
     #[error("{name}={value:?} is not a whole number {unit}")]
     Number {
         name: &'static str,
@@ -64,6 +164,9 @@ impl Config {
     pub fn from_env() -> Self {
         Self::from_lookup(|k| std::env::var(k).ok()).unwrap_or_else(|e| Self {
             source: SourceConfig::Invalid(e.to_string()),
+            // Refused through the key path, whose load at start logs the reason.
+            accept: Accept::ApiKey,
+            token: None,
             refresh: RefreshPolicy::default(),
             ssm_attempt_timeout: Duration::from_millis(1500),
             load_timeout: Duration::from_millis(4000),
@@ -125,7 +228,54 @@ impl Config {
             ),
             (None, _) => ApiNamesConfig::Static(Default::default()),
         };
+        let accept = match get("SVCAUTH_ACCEPT") {
+            None => Accept::ApiKey,
+            Some(text) => Accept::parse(&text)?,
+        };
+        let token = if accept.tokens() {
+            let issuer = get("SVCAUTH_TOKEN_ISSUER")
+                .map(|v| v.trim().to_owned())
+                .ok_or(ConfigError::MissingIssuer(accept.name()))?;
+            let jwks = match get("SVCAUTH_TOKEN_JWKS") {
+                Some(json) => {
+                    let keys = service_token::KeySet::from_json(json.as_bytes())
+                        .map_err(|e| ConfigError::InlineJwks(e.to_string()))?;
+                    if keys.is_empty() {
+                        return Err(ConfigError::InlineJwks("it has no ES256 key".into()));
+                    }
+                    JwksConfig::Inline(json)
+                }
+                None => {
+                    let parameter = get("SVCAUTH_TOKEN_JWKS_PARAMETER")
+                        .map(|v| v.trim().to_owned())
+                        .unwrap_or_else(|| {
+                            default_jwks_parameter(get("SVCAUTH_SSM_PATH").as_deref())
+                        });
+                    if !parameter.starts_with('/') || parameter.contains(char::is_whitespace) {
+                        return Err(ConfigError::JwksParameter(parameter));
+                    }
+                    JwksConfig::Ssm { parameter }
+                }
+            };
+            let min_remaining_secs = number(
+                "SVCAUTH_TOKEN_MIN_REMAINING_SECS",
+                DEFAULT_MIN_REMAINING_SECS,
+                "of seconds",
+            )?;
+            if min_remaining_secs >= service_token::verify::MAX_LIFETIME_SECS {
+                return Err(ConfigError::MinRemaining(min_remaining_secs));
+            }
+            Some(TokenConfig {
+                issuer,
+                jwks,
+                min_remaining_secs,
+            })
+        } else {
+            None
+        };
         Ok(Self {
+            accept,
+            token,
             api_names,
             source,
             refresh,
@@ -210,6 +360,105 @@ mod tests {
             cfg(&[("SVCAUTH_KEY_SOURCE", "dev"), ("SVCAUTH_API_NAMES", "nope")]),
             Err(ConfigError::ApiNames(_))
         ));
+    }
+
+    #[test]
+    fn accepted_credentials_and_token_settings() {
+        let c = cfg(&[("SVCAUTH_KEY_SOURCE", "dev")]).unwrap();
+        assert_eq!((c.accept, c.token), (Accept::ApiKey, None));
+        let c = cfg(&[
+            ("SVCAUTH_KEY_SOURCE", "ssm"),
+            ("SVCAUTH_ACCEPT", " token , api-key"),
+            ("SVCAUTH_TOKEN_ISSUER", "svcauth:prod"),
+        ])
+        .unwrap();
+        assert_eq!(c.accept, Accept::Either);
+        assert_eq!(
+            c.token,
+            Some(TokenConfig {
+                issuer: "svcauth:prod".into(),
+                jwks: JwksConfig::Ssm {
+                    parameter: DEFAULT_JWKS_PARAMETER.into()
+                },
+                min_remaining_secs: 300,
+            })
+        );
+        let c = cfg(&[
+            ("SVCAUTH_KEY_SOURCE", "ssm"),
+            ("SVCAUTH_ACCEPT", "token"),
+            ("SVCAUTH_TOKEN_ISSUER", "svcauth:prod"),
+            ("SVCAUTH_SSM_PATH", "/svcauth/prod/keys"),
+            ("SVCAUTH_TOKEN_MIN_REMAINING_SECS", "60"),
+        ])
+        .unwrap();
+        assert_eq!(c.accept, Accept::Token);
+        let t = c.token.unwrap();
+        assert_eq!(t.min_remaining_secs, 60);
+        assert_eq!(
+            t.jwks,
+            JwksConfig::Ssm {
+                parameter: "/svcauth/prod/token/jwks".into()
+            }
+        );
+        let c = cfg(&[
+            ("SVCAUTH_KEY_SOURCE", "ssm"),
+            ("SVCAUTH_ACCEPT", "token"),
+            ("SVCAUTH_TOKEN_ISSUER", "svcauth:prod"),
+            ("SVCAUTH_SSM_PATH", "/svcauth/prod/keys"),
+            ("SVCAUTH_TOKEN_JWKS_PARAMETER", "/shared/jwks"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.token.unwrap().jwks,
+            JwksConfig::Ssm {
+                parameter: "/shared/jwks".into()
+            }
+        );
+        // Only api-key: the token settings are not read at all.
+        let c = cfg(&[
+            ("SVCAUTH_KEY_SOURCE", "dev"),
+            ("SVCAUTH_ACCEPT", "api-key"),
+            ("SVCAUTH_TOKEN_JWKS", "nonsense"),
+        ])
+        .unwrap();
+        assert_eq!(c.token, None);
+        let token = |extra: &[(&'static str, &'static str)]| {
+            let mut v = vec![
+                ("SVCAUTH_KEY_SOURCE", "dev"),
+                ("SVCAUTH_ACCEPT", "token"),
+                ("SVCAUTH_TOKEN_ISSUER", "svcauth:dev"),
+            ];
+            v.extend_from_slice(extra);
+            cfg(&v)
+        };
+        assert!(token(&[]).is_ok());
+        for (vars, want) in [
+            (vec![("SVCAUTH_ACCEPT", "tokens")], "Accept"),
+            (vec![("SVCAUTH_ACCEPT", "api-key,")], "Accept"),
+            (vec![("SVCAUTH_ACCEPT", "iam")], "Accept"),
+            (vec![("SVCAUTH_TOKEN_JWKS", "{\"keys\": 5}")], "InlineJwks"),
+            (vec![("SVCAUTH_TOKEN_JWKS", "{\"keys\": []}")], "InlineJwks"),
+            (
+                vec![("SVCAUTH_TOKEN_JWKS_PARAMETER", "svcauth/jwks")],
+                "JwksParameter",
+            ),
+            (
+                vec![("SVCAUTH_TOKEN_MIN_REMAINING_SECS", "3600")],
+                "MinRemaining",
+            ),
+            (vec![("SVCAUTH_TOKEN_MIN_REMAINING_SECS", "5m")], "Number"),
+        ] {
+            let err = token(&vars).unwrap_err();
+            assert!(format!("{err:?}").starts_with(want), "{vars:?}: {err:?}");
+        }
+        let no_issuer = cfg(&[
+            ("SVCAUTH_KEY_SOURCE", "dev"),
+            ("SVCAUTH_ACCEPT", "api-key,token"),
+        ]);
+        assert_eq!(no_issuer, Err(ConfigError::MissingIssuer("api-key,token")));
+        // A bad token setting refuses everything, and says why, like any other.
+        let msg = no_issuer.unwrap_err().to_string();
+        assert!(msg.contains("SVCAUTH_TOKEN_ISSUER"), "{msg}");
     }
 
     #[test]

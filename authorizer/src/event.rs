@@ -23,6 +23,8 @@ use serde_json::Value;
 
 /// The header that carries a service API key.
 pub const API_KEY_HEADER: &str = "x-service-api-key";
+/// The header that carries a signed token (`Bearer`) when the authorizer accepts them.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
 /// The caller's correlation id header.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// More header values than this for the key is not a real request.
@@ -34,8 +36,8 @@ const MAX_CORRELATION_LEN: usize = 128;
 pub struct RequestView<'a> {
     /// Every value of the API key header, from `headers` then `multiValueHeaders`.
     pub api_key_values: Vec<Cow<'a, str>>,
-    // A second credential (a Bearer token in `authorization`) is collected the same
-    // way: a field here, a match arm in `HeadersVisitor::visit_map`.
+    /// The `Authorization` header: read only when the authorizer accepts tokens.
+    pub authorization: Authorization<'a>,
     pub method_arn: Option<Cow<'a, str>>,
     pub http_method: Option<Cow<'a, str>>,
     /// The route template (`/internal/users/{id}`), never the concrete path, which can
@@ -48,6 +50,30 @@ pub struct RequestView<'a> {
     pub correlation_id: Cow<'a, str>,
 }
 
+/// The `Authorization` header of an event, from `headers` and `multiValueHeaders`
+/// (API Gateway copies a single header into both; that is one value).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Authorization<'a> {
+    /// No `Authorization` header.
+    #[default]
+    Absent,
+    /// Exactly one value (possibly empty: refused as such by the token path).
+    One(Cow<'a, str>),
+    /// The header was sent more than once, or the two maps disagree: refused, never
+    /// chosen from.
+    Repeated,
+}
+
+impl Authorization<'_> {
+    fn into_owned(self) -> Authorization<'static> {
+        match self {
+            Self::Absent => Authorization::Absent,
+            Self::One(v) => Authorization::One(Cow::Owned(v.into_owned())),
+            Self::Repeated => Authorization::Repeated,
+        }
+    }
+}
+
 /// Why an event cannot be read. Refused as `Unauthorized`. The messages are fixed
 /// text and carry no part of the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +83,7 @@ pub enum EventError {
     Shape,
     #[error("the event's type is not REQUEST (a TOKEN authorizer is not supported)")]
     NotRequest,
-    #[error("the API key header has a value that is not a string")]
+    #[error("the API key or Authorization header has a value that is not a string")]
     HeaderType,
     #[error("the API key header is repeated more than {MAX_KEY_VALUES} times")]
     TooManyValues,
@@ -98,6 +124,7 @@ impl<'a> RequestView<'a> {
         }
         RequestView {
             api_key_values: self.api_key_values.into_iter().map(own).collect(),
+            authorization: self.authorization.into_owned(),
             method_arn: self.method_arn.map(own),
             http_method: self.http_method.map(own),
             resource: self.resource.map(own),
@@ -169,6 +196,18 @@ impl<'a> RawEvent<'a> {
         if headers.key_type_error || multi.key_type_error {
             return Err(EventError::HeaderType);
         }
+        if headers.authorization_type_error || multi.authorization_type_error {
+            return Err(EventError::HeaderType);
+        }
+        let authorization = match (headers.authorization, multi.authorization) {
+            (h, m) if h.len() > 1 || m.len() > 1 => Authorization::Repeated,
+            (mut h, mut m) => match (h.pop(), m.pop()) {
+                (None, None) => Authorization::Absent,
+                (Some(v), None) | (None, Some(v)) => Authorization::One(v),
+                (Some(a), Some(b)) if a == b => Authorization::One(a),
+                (Some(_), Some(_)) => Authorization::Repeated,
+            },
+        };
         if headers.api_key.len() + multi.api_key.len() > MAX_KEY_VALUES {
             return Err(EventError::TooManyValues);
         }
@@ -198,6 +237,7 @@ impl<'a> RawEvent<'a> {
         }
         Ok(RequestView {
             api_key_values,
+            authorization,
             method_arn: self.method_arn.map(Text::into_inner),
             http_method,
             resource: self.resource.map(Text::into_inner),
@@ -246,6 +286,10 @@ struct Headers<'a> {
     key_type_error: bool,
     correlation: Option<Cow<'a, str>>,
     correlation_type_error: bool,
+    /// Every `Authorization` value in this map (at most two are kept: more is
+    /// repeated all the same).
+    authorization: Vec<Cow<'a, str>>,
+    authorization_type_error: bool,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Headers<'a> {
@@ -272,6 +316,14 @@ impl<'de> Visitor<'de> for HeadersVisitor {
                 // Bounded: a flood of values is refused, not collected.
                 if out.api_key.len() <= MAX_KEY_VALUES {
                     out.api_key.extend(values.values);
+                }
+            } else if name.0.eq_ignore_ascii_case(AUTHORIZATION_HEADER) {
+                let values = map.next_value::<HeaderValues<'de>>()?;
+                out.authorization_type_error |= values.type_error;
+                for v in values.values {
+                    if out.authorization.len() < 2 {
+                        out.authorization.push(v);
+                    }
                 }
             } else if name.0.eq_ignore_ascii_case(CORRELATION_HEADER) {
                 let values = map.next_value::<HeaderValues<'de>>()?;
@@ -429,6 +481,71 @@ mod tests {
         assert_eq!(got, vec!["a", "a", "b", "c"]);
         assert_eq!(v.source_ip.as_deref(), Some("10.0.0.1"));
         assert_eq!(v.correlation_id, "req-1");
+    }
+
+    #[test]
+    fn authorization_is_one_value_absent_or_repeated() {
+        let one = Authorization::One(Cow::Borrowed("Bearer t"));
+        let cases = [
+            (json!(null), json!(null), Authorization::Absent),
+            (
+                json!({"Authorization": "Bearer t"}),
+                json!(null),
+                one.clone(),
+            ),
+            (
+                json!(null),
+                json!({"authorization": ["Bearer t"]}),
+                one.clone(),
+            ),
+            // API Gateway copies one header into both maps.
+            (
+                json!({"AUTHORIZATION": "Bearer t"}),
+                json!({"Authorization": ["Bearer t"]}),
+                one.clone(),
+            ),
+            (
+                json!({"Authorization": ""}),
+                json!(null),
+                Authorization::One(Cow::Borrowed("")),
+            ),
+            // Sent twice, even with the same value, or the maps disagree.
+            (
+                json!(null),
+                json!({"Authorization": ["Bearer t", "Bearer t"]}),
+                Authorization::Repeated,
+            ),
+            (
+                json!({"Authorization": "Bearer t", "authorization": "Bearer u"}),
+                json!(null),
+                Authorization::Repeated,
+            ),
+            (
+                json!({"Authorization": "Bearer t"}),
+                json!({"Authorization": ["Bearer u"]}),
+                Authorization::Repeated,
+            ),
+            (
+                json!({"Authorization": null}),
+                json!(null),
+                Authorization::Absent,
+            ),
+        ];
+        for (headers, multi, want) in cases {
+            let v = both(&event(headers.clone(), multi.clone())).unwrap();
+            assert_eq!(v.authorization, want, "{headers} {multi}");
+        }
+        assert_eq!(
+            both(&event(json!({"Authorization": 5}), json!(null))),
+            Err(EventError::HeaderType)
+        );
+        assert_eq!(
+            both(&event(json!(null), json!({"Authorization": [{"a": 1}]}))),
+            Err(EventError::HeaderType)
+        );
+        let many: Vec<String> = (0..100).map(|i| format!("Bearer {i}")).collect();
+        let v = both(&event(json!(null), json!({"Authorization": many}))).unwrap();
+        assert_eq!(v.authorization, Authorization::Repeated);
     }
 
     #[test]

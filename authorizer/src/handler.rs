@@ -1,4 +1,9 @@
 //! One invocation: event → request view → decision → response, and one audit line.
+//!
+//! [`Authorizer`] is the whole authorizer: the key store, which credentials it accepts
+//! (`SVCAUTH_ACCEPT`) and, when it accepts tokens, the token verifier. The free
+//! functions [`handle`], [`handle_json`] and [`handle_view`] are the API-key-only
+//! authorizer over a store (the local gateway and the key tests).
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse,
@@ -9,8 +14,18 @@ use serde_json::{Map, Value};
 use service_auth::policy::{Effect, Policy, INVOKE_ACTION, POLICY_VERSION};
 use service_auth::{context, decide, AuthRequest, Decision, Grant, UnauthorizedReason};
 
-use crate::event::{EventError, RequestView, MAX_KEY_VALUES};
+use service_auth::MethodArn;
+
+use crate::config::Accept;
+use crate::event::{Authorization, EventError, RequestView, MAX_KEY_VALUES};
 use crate::source::CachedStore;
+use crate::token::{bearer, Refusal, SsmStandings, TokenAuth, TokenGrant, AUTHENTICATED_BY_TOKEN};
+
+/// EMF metric (no dimension) counting every 401, whatever its reason, key or token:
+/// each is a function error for Lambda (the handler returns `Unauthorized`), so an
+/// alarm on the authorizer's errors subtracts this one sum instead of one metric per
+/// reason (a metric-math alarm reads at most 10 metrics; there are over 30 reasons).
+pub const REFUSALS_METRIC: &str = "Refusals";
 
 /// The response API Gateway reads.
 pub type AuthorizerResponse = ApiGatewayCustomAuthorizerResponse<Value>;
@@ -48,9 +63,129 @@ pub async fn handle_json(
 }
 
 /// Handles one event already read into a [`RequestView`] (or refused while reading:
-/// see [`crate::event::Payload`]). The one place that decides, answers and audits.
+/// see [`crate::event::Payload`]), accepting API keys only.
 pub async fn handle_view(
     store: &CachedStore,
+    view: Result<RequestView<'_>, EventError>,
+) -> Result<AuthorizerResponse, Unauthorized> {
+    run(store, Accept::ApiKey, None, None, view).await
+}
+
+/// The authorizer: its store, what it accepts and its token verifier.
+pub struct Authorizer {
+    pub store: CachedStore,
+    accept: Accept,
+    tokens: Option<TokenAuth>,
+    /// Where a token's standing is read: per service from SSM when set, else from
+    /// the store.
+    standings: Option<SsmStandings>,
+}
+
+impl Authorizer {
+    /// An authorizer that accepts API keys only.
+    pub fn keys_only(store: CachedStore) -> Self {
+        Self {
+            store,
+            accept: Accept::ApiKey,
+            tokens: None,
+            standings: None,
+        }
+    }
+
+    /// An authorizer that accepts what `accept` says, verifying tokens with `tokens`
+    /// (without it, every token is refused as `token_verifier_unconfigured`).
+    pub fn new(store: CachedStore, accept: Accept, tokens: Option<TokenAuth>) -> Self {
+        Self {
+            store,
+            accept,
+            tokens,
+            standings: None,
+        }
+    }
+
+    /// Reads a token's standing per service from SSM instead of from the store.
+    pub fn with_standings(mut self, standings: SsmStandings) -> Self {
+        self.standings = Some(standings);
+        self
+    }
+
+    pub fn accept(&self) -> Accept {
+        self.accept
+    }
+
+    pub fn tokens(&self) -> Option<&TokenAuth> {
+        self.tokens.as_ref()
+    }
+
+    /// What start-up loads: for keys what [`CachedStore::init`] loads (a token-only
+    /// authorizer reads nothing from the key store: a service's standing is read on its
+    /// first token), and the key set when tokens are accepted. A failure is logged and
+    /// retried on use.
+    pub async fn init(&self) {
+        if self.accept.keys() {
+            self.store.init().await;
+        }
+        if let Some(t) = &self.tokens {
+            t.prefetch(self.store.now()).await;
+        }
+    }
+
+    pub async fn handle_view(
+        &self,
+        view: Result<RequestView<'_>, EventError>,
+    ) -> Result<AuthorizerResponse, Unauthorized> {
+        run(
+            &self.store,
+            self.accept,
+            self.tokens.as_ref(),
+            self.standings.as_ref(),
+            view,
+        )
+        .await
+    }
+
+    pub async fn handle_json(&self, json: &[u8]) -> Result<AuthorizerResponse, Unauthorized> {
+        self.handle_view(RequestView::from_slice(json)).await
+    }
+
+    pub async fn handle(&self, event: &Value) -> Result<AuthorizerResponse, Unauthorized> {
+        self.handle_view(RequestView::from_event(event)).await
+    }
+}
+
+/// Which path decides a request.
+enum Path {
+    Key,
+    Token,
+    Refuse(&'static str),
+}
+
+/// The path for a request: with both credentials accepted, exactly one must be
+/// presented (both: `ambiguous_credentials`, neither: `missing_credentials`); a
+/// token-only authorizer refuses a request that also carries a key the same way.
+fn path(accept: Accept, view: &RequestView<'_>) -> Path {
+    let key = view
+        .api_key_values
+        .iter()
+        .any(|v| !v.trim_matches(|c| c == ' ' || c == '\t').is_empty());
+    let authorization = !matches!(view.authorization, Authorization::Absent);
+    match accept {
+        Accept::ApiKey => Path::Key,
+        _ if key && authorization => Path::Refuse("ambiguous_credentials"),
+        // A key alone is no credential here: refused as `missing_token`.
+        Accept::Token => Path::Token,
+        Accept::Either if key => Path::Key,
+        Accept::Either if authorization => Path::Token,
+        Accept::Either => Path::Refuse("missing_credentials"),
+    }
+}
+
+/// The one place that decides, answers and audits.
+async fn run(
+    store: &CachedStore,
+    accept: Accept,
+    tokens: Option<&TokenAuth>,
+    standings: Option<&SsmStandings>,
     view: Result<RequestView<'_>, EventError>,
 ) -> Result<AuthorizerResponse, Unauthorized> {
     let view = match view {
@@ -71,6 +206,74 @@ pub async fn handle_view(
             return Err(Unauthorized);
         }
     };
+    match path(accept, &view) {
+        Path::Key => decide_key(store, &view).await,
+        Path::Token => decide_token(store, tokens, standings, &view).await,
+        Path::Refuse(reason) => {
+            audit_token(&view, Err(&Refusal::reason(reason)));
+            Err(Unauthorized)
+        }
+    }
+}
+
+/// The token path: `Authorization: Bearer`, then [`TokenAuth::decide`].
+async fn decide_token(
+    store: &CachedStore,
+    tokens: Option<&TokenAuth>,
+    standings: Option<&SsmStandings>,
+    view: &RequestView<'_>,
+) -> Result<AuthorizerResponse, Unauthorized> {
+    let refuse = |reason: &'static str| {
+        audit_token(view, Err(&Refusal::reason(reason)));
+        Err(Unauthorized)
+    };
+    let token = match bearer(&view.authorization) {
+        Ok(t) => t,
+        Err(e) => return refuse(e.code()),
+    };
+    let Some(tokens) = tokens else {
+        return refuse("token_verifier_unconfigured");
+    };
+    let Ok(arn) = MethodArn::parse(view.method_arn.as_deref().unwrap_or_default()) else {
+        return refuse("malformed_method_arn");
+    };
+    let api = store.api_name(view.method_arn.as_deref()).await;
+    let api = api.as_deref();
+    let now = store.now();
+    let decided = match standings {
+        Some(s) => tokens.decide(token, api, &arn, s, now).await,
+        None => tokens.decide(token, api, &arn, store, now).await,
+    };
+    match decided {
+        Ok(grant) => {
+            audit_token(view, Ok(&grant));
+            Ok(token_response(&grant))
+        }
+        Err(refusal) => {
+            audit_token(view, Err(&refusal));
+            Err(Unauthorized)
+        }
+    }
+}
+
+/// The policy, principal and context for a token caller.
+fn token_response(grant: &TokenGrant) -> AuthorizerResponse {
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some(POLICY_VERSION.to_owned());
+    policy.statement = iam_statements(grant.policy.clone());
+    let mut resp = AuthorizerResponse::default();
+    resp.principal_id = Some(grant.claims.sub.clone());
+    resp.policy_document = policy;
+    resp.context = Value::Object(grant.context());
+    resp.usage_identifier_key = grant.usage_plan_key.clone();
+    resp
+}
+
+/// The API-key path.
+async fn decide_key(
+    store: &CachedStore,
+    view: &RequestView<'_>,
+) -> Result<AuthorizerResponse, Unauthorized> {
     // The values as `&str`, on the stack: the reader refuses more than MAX_KEY_VALUES.
     let mut slots = [""; MAX_KEY_VALUES];
     let spilled: Vec<&str>;
@@ -91,7 +294,7 @@ pub async fn handle_view(
                 key_id: None,
                 service: None,
             };
-            audit(&view, &refused);
+            audit(view, &refused);
             return Err(Unauthorized);
         }
     };
@@ -105,7 +308,7 @@ pub async fn handle_view(
         },
         store.now(),
     );
-    audit(&view, &decision);
+    audit(view, &decision);
     match decision {
         Decision::Allow(grant) => Ok(response(&grant)),
         Decision::Unauthorized { .. } => Err(Unauthorized),
@@ -185,6 +388,7 @@ fn audit(view: &RequestView<'_>, decision: &Decision) {
         event = "authorizer_decision",
         decision = outcome,
         reason,
+        authenticated_by = service_auth::context::AUTHENTICATED_BY_API_KEY,
         service_id = service.unwrap_or(""),
         key_id = key_id.unwrap_or(""),
         legacy_key = legacy,
@@ -199,5 +403,58 @@ fn audit(view: &RequestView<'_>, decision: &Decision) {
     metrics::counter!("Decisions", "Outcome" => outcome, "Service" => service_dim).increment(1);
     if let Decision::Unauthorized { reason, .. } = decision {
         metrics::counter!("Unauthorized", "Reason" => reason.code()).increment(1);
+        metrics::counter!(REFUSALS_METRIC).increment(1);
+    }
+}
+
+/// The audit line and metrics of a token decision (or of a request refused before a
+/// path was chosen). Never the token: its id (`jti`) once it verified.
+fn audit_token(view: &RequestView<'_>, result: Result<&TokenGrant, &Refusal>) {
+    let (outcome, reason, service, token_id, key_id, kid) = match result {
+        Ok(g) => (
+            if g.route_permitted { "allow" } else { "deny" },
+            match (g.route_permitted, g.api_registered) {
+                (true, _) => "permitted",
+                (false, true) => "route_not_permitted",
+                (false, false) => "api_not_registered",
+            },
+            Some(g.claims.sub.as_str()),
+            Some(g.claims.jti.as_str()),
+            match &g.claims.proof {
+                service_token::Proof::ApiKey { key_id } => Some(key_id.as_str()),
+                service_token::Proof::Iam { .. } => None,
+            },
+            Some(g.kid.as_str()),
+        ),
+        Err(r) => (
+            "unauthorized",
+            r.reason,
+            r.service.as_deref(),
+            r.token_id.as_deref(),
+            None,
+            None,
+        ),
+    };
+    tracing::info!(
+        event = "authorizer_decision",
+        decision = outcome,
+        reason,
+        authenticated_by = AUTHENTICATED_BY_TOKEN,
+        service_id = service.unwrap_or(""),
+        token_id = token_id.unwrap_or(""),
+        key_id = key_id.unwrap_or(""),
+        signing_kid = kid.unwrap_or(""),
+        http_method = view.http_method.as_deref().unwrap_or(""),
+        resource_path = view.resource.as_deref().unwrap_or(""),
+        source_ip = view.source_ip.as_deref().unwrap_or(""),
+        request_id = view.request_id.as_deref().unwrap_or(""),
+        correlation_id = view.correlation_id.as_ref(),
+        "authorizer decision"
+    );
+    let service_dim = service.unwrap_or("unknown").to_owned();
+    metrics::counter!("Decisions", "Outcome" => outcome, "Service" => service_dim).increment(1);
+    if result.is_err() {
+        metrics::counter!("Unauthorized", "Reason" => reason).increment(1);
+        metrics::counter!(REFUSALS_METRIC).increment(1);
     }
 }

@@ -1,9 +1,9 @@
-//! Lambda entry point: configuration, key store, runtime. Everything else is in the
-//! library (`authorizer::handle_view`).
+//! Lambda entry point: configuration, the authorizer, runtime. Everything else is in
+//! the library (`authorizer::Authorizer`).
 
 use authorizer::event::Payload;
 use authorizer::output::InvocationOutput;
-use authorizer::{api_names, handle_view, key_source, system_clock, CachedStore, Config};
+use authorizer::{system_clock, Config};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main(flavor = "current_thread")]
@@ -15,19 +15,17 @@ async fn main() -> Result<(), Error> {
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(config.metrics_namespace.clone())
         .init()?;
-    let source = key_source(&config).await;
-    let apis = api_names(&config, &source);
-    let store = CachedStore::new(source, config.refresh, config.load_timeout, system_clock())
-        .with_api_names(apis);
-    // Load during init what the first request needs in any case (see
-    // `CachedStore::init`); a failure is logged and the first invocation retries.
-    store.init().await;
-    let store = &store;
+    let authorizer = authorizer::authorizer(&config, system_clock()).await;
+    // Load during init what the configuration needs (the key store when keys are
+    // accepted, the key set when tokens are), before the first request waits; a
+    // failure is logged and retried on use.
+    authorizer.init().await;
+    let authorizer = &authorizer;
     // The runtime reads the event once, into the fields the decision needs.
     let output = &output;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Payload>| async move {
         output.begin();
-        let result = handle_view(store, event.payload.0).await;
+        let result = authorizer.handle_view(event.payload.0).await;
         // The audit line and the metrics documents go out in one write.
         let _ = output.end(&mut std::io::stdout().lock(), |buf| {
             let _ = metrics.flush(buf);

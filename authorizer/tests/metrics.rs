@@ -246,4 +246,82 @@ async fn decisions_are_emitted_as_emf_by_outcome_and_service() {
     assert!(docs
         .iter()
         .any(|d| d["Reason"] == "revoked_key" && d["Unauthorized"] == 1.0));
+    let refusals = docs.iter().find(|d| d.get("Refusals").is_some()).unwrap();
+    assert_eq!(refusals["Refusals"], 2.0);
+    assert!(refusals["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[path = "../../libs/service-token/tests/common/mod.rs"]
+mod signer;
+
+#[allow(clippy::await_holding_lock)]
+#[tokio::test]
+async fn token_decisions_and_key_set_loads_are_counted() {
+    use authorizer::config::{JwksConfig, TokenConfig};
+    use authorizer::token::JwksSource;
+    use authorizer::{Accept, Authorizer, TokenAuth};
+    use serde_json::json;
+
+    let (collector, _turn) = collector();
+    let key = signer::TestKey::new("key-1");
+    let path = std::env::temp_dir().join(format!("svcauth-metrics-{}.json", std::process::id()));
+    std::fs::write(&path, service_auth::dev::DEV_STORE_JSON).unwrap();
+    let clock = TestClock::at(signer::NOW);
+    let config = TokenConfig {
+        issuer: signer::ISSUER.into(),
+        jwks: JwksConfig::Inline(serde_json::to_string(&key.jwks()).unwrap()),
+        min_remaining_secs: 60,
+    };
+    let tokens = TokenAuth::new(&config, JwksSource::Inline(key.key_set()));
+    let authz = Authorizer::new(
+        store(authorizer::KeySource::File(path), &clock),
+        Accept::Token,
+        Some(tokens),
+    );
+    authz.init().await;
+    let mut claims = signer::good_claims();
+    claims["proof"] = json!({"method": "iam", "roleArn": "arn:aws:iam::123456789012:role/t"});
+    let good = key.token(&claims);
+    let mut ev = event("authorizer-token-bearer");
+    let mut with_token = |t: &str| {
+        ev["headers"]["Authorization"] = json!(format!("Bearer {t}"));
+        ev["multiValueHeaders"]["Authorization"] = json!([format!("Bearer {t}")]);
+        ev.clone()
+    };
+    let forged = format!(
+        "{}.{}",
+        good.rsplit_once('.').unwrap().0,
+        signer::b64(&[0; 64])
+    );
+    assert!(authz.handle(&with_token(&good)).await.is_ok());
+    assert!(authz.handle(&with_token(&forged)).await.is_err());
+    clock.set(signer::NOW + 600);
+    assert!(authz.handle(&with_token(&good)).await.is_err());
+    let docs = flushed(collector);
+    let count = |metric: &str, dim: &str, value: &str| {
+        docs.iter()
+            .find(|d| d[dim] == value && d.get(metric).is_some())
+            .map(|d| d[metric].as_f64().unwrap())
+    };
+    assert_eq!(
+        count("Unauthorized", "Reason", "bad_signature"),
+        Some(1.0),
+        "{docs:?}"
+    );
+    assert_eq!(
+        count("Unauthorized", "Reason", "expires_within_cache_ttl"),
+        Some(1.0),
+        "{docs:?}"
+    );
+    assert_eq!(
+        count("TokenKeySetLoads", "Result", "ok"),
+        Some(1.0),
+        "{docs:?}"
+    );
+    assert!(docs
+        .iter()
+        .any(|d| d["Outcome"] == "allow" && d["Service"] == "tutor-service"));
 }

@@ -16,6 +16,15 @@ pub const KEY_EXPIRES_AT: &str = "keyExpiresAt";
 
 pub const AUTHENTICATED_BY_API_KEY: &str = "api-key";
 pub const AUTHENTICATED_BY_IAM: &str = "iam";
+/// A signed service token (`Authorization: Bearer`) verified by the authorizer.
+pub const AUTHENTICATED_BY_TOKEN: &str = "token";
+/// Token callers: the token's id (`jti`).
+pub const TOKEN_ID: &str = "tokenId";
+/// Token callers: RFC 3339 expiry of the token.
+pub const TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
+/// Token callers: how the caller proved itself to the issuer, `api-key` (then `keyId`
+/// is that key's id) or `iam`.
+pub const TOKEN_PROOF: &str = "tokenProof";
 
 /// The context entries for an allowed caller. Depends on the caller only, so it is
 /// safe to cache with the policy.

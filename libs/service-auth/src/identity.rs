@@ -3,9 +3,10 @@
 //! A backend behind API Gateway learns its caller from the request context, which API
 //! Gateway fills and a caller cannot write:
 //!
-//! * on a route protected by the API-key authorizer, from the authorizer's context
-//!   (`requestContext.authorizer.serviceId`, `authenticatedBy`, `keyId`: see
-//!   [`crate::context`]);
+//! * on a route protected by the authorizer, from its context
+//!   (`requestContext.authorizer.serviceId`, `authenticatedBy`, and `keyId` for an API
+//!   key, or `tokenId`, `tokenExpiresAt`, `tokenProof` (and `keyId` when the token was
+//!   obtained with a key) for a signed token: see [`crate::context`]);
 //! * on an `AWS_IAM` route, from the SigV4-verified caller
 //!   (`requestContext.identity.userArn`), an assumed-role ARN such as
 //!   `arn:aws:sts::123456789012:assumed-role/tutor-task-role/5f2b…`, mapped to a service
@@ -28,7 +29,7 @@ use std::fmt;
 
 use crate::context;
 use crate::key::KeyId;
-use crate::record::valid_service_name;
+use crate::record::{valid_service_name, UnixTime};
 
 /// The calling service and how it proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,23 @@ pub enum AuthMethod {
         /// The session that signed, as API Gateway reported it.
         caller_arn: AssumedRoleArn,
     },
+    /// The authorizer verified a signed service token.
+    Token {
+        /// The token's id (`jti`): what logs name it by.
+        token_id: String,
+        expires_at: UnixTime,
+        /// How the caller proved itself to the token issuer.
+        proof: TokenProof,
+    },
+}
+
+/// How a token's holder proved itself to the issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenProof {
+    /// With the API key of this id.
+    ApiKey { key_id: KeyId },
+    /// With a SigV4 signature of its IAM role.
+    Iam,
 }
 
 impl ServiceIdentity {
@@ -59,14 +77,17 @@ impl ServiceIdentity {
         match self.method {
             AuthMethod::ApiKey { .. } => context::AUTHENTICATED_BY_API_KEY,
             AuthMethod::Iam { .. } => context::AUTHENTICATED_BY_IAM,
+            AuthMethod::Token { .. } => context::AUTHENTICATED_BY_TOKEN,
         }
     }
 
-    /// The non-secret credential id for logs: the key id or the role ARN.
+    /// The non-secret credential id for logs: the key id, the role ARN or the token
+    /// id.
     pub fn credential_id(&self) -> String {
         match &self.method {
             AuthMethod::ApiKey { key_id } => key_id.to_string(),
             AuthMethod::Iam { role_arn, .. } => role_arn.to_string(),
+            AuthMethod::Token { token_id, .. } => token_id.clone(),
         }
     }
 }
@@ -122,39 +143,76 @@ pub fn identify<'a>(
     roles: &IamRoleMap,
 ) -> Result<ServiceIdentity, IdentityError> {
     let non_empty = |v: Option<&'a str>| v.filter(|s| !s.is_empty());
-    let service = non_empty(authorizer(context::SERVICE_ID));
-    let by = non_empty(authorizer(context::AUTHENTICATED_BY));
-    let key_id = non_empty(authorizer(context::KEY_ID));
+    let field = |k: &str| non_empty(authorizer(k));
+    let service = field(context::SERVICE_ID);
+    let by = field(context::AUTHENTICATED_BY);
+    let key_id = field(context::KEY_ID);
     let user_arn = user_arn.filter(|s| !s.is_empty());
     let has_context = service.is_some() || by.is_some() || key_id.is_some();
 
     match (has_context, user_arn) {
         (true, Some(_)) => Err(IdentityError::Ambiguous),
-        (true, None) => from_authorizer(service, by, key_id),
+        (true, None) => from_authorizer(service, by, key_id, |k| field(k)),
         (false, Some(arn)) => from_iam(arn, roles),
         (false, None) => Err(IdentityError::Missing),
     }
 }
 
-fn from_authorizer(
+fn from_authorizer<'a>(
     service: Option<&str>,
     by: Option<&str>,
     key_id: Option<&str>,
+    field: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<ServiceIdentity, IdentityError> {
     use IdentityError::MalformedContext as M;
-    if by != Some(context::AUTHENTICATED_BY_API_KEY) {
-        return Err(M("authenticatedBy is not \"api-key\""));
-    }
     let service = service.ok_or(M("serviceId is missing"))?;
     if !valid_service_name(service) {
         return Err(M("serviceId is not a valid service name"));
     }
-    let key_id = KeyId::parse(key_id.ok_or(M("keyId is missing"))?)
-        .ok_or(M("keyId is not kid_ and 16 hex digits"))?;
+    let key_id_present = key_id.is_some();
+    let key_id = || {
+        KeyId::parse(key_id.ok_or(M("keyId is missing"))?)
+            .ok_or(M("keyId is not kid_ and 16 hex digits"))
+    };
+    let method = match by {
+        Some(context::AUTHENTICATED_BY_API_KEY) => AuthMethod::ApiKey { key_id: key_id()? },
+        Some(context::AUTHENTICATED_BY_TOKEN) => {
+            let token_id = field(context::TOKEN_ID).ok_or(M("tokenId is missing"))?;
+            if !valid_token_id(token_id) {
+                return Err(M(
+                    "tokenId is not 1-128 printable characters without spaces",
+                ));
+            }
+            let expires_at = field(context::TOKEN_EXPIRES_AT)
+                .ok_or(M("tokenExpiresAt is missing"))
+                .and_then(|t| {
+                    UnixTime::parse_rfc3339(t).ok_or(M("tokenExpiresAt is not an RFC 3339 time"))
+                })?;
+            let proof = match field(context::TOKEN_PROOF) {
+                Some(context::AUTHENTICATED_BY_API_KEY) => TokenProof::ApiKey { key_id: key_id()? },
+                Some(context::AUTHENTICATED_BY_IAM) if !key_id_present => TokenProof::Iam,
+                Some(context::AUTHENTICATED_BY_IAM) => {
+                    return Err(M("keyId is set for a token obtained with IAM"))
+                }
+                _ => return Err(M("tokenProof is not \"api-key\" or \"iam\"")),
+            };
+            AuthMethod::Token {
+                token_id: token_id.to_owned(),
+                expires_at,
+                proof,
+            }
+        }
+        _ => return Err(M("authenticatedBy is not \"api-key\" or \"token\"")),
+    };
     Ok(ServiceIdentity {
         service: service.to_owned(),
-        method: AuthMethod::ApiKey { key_id },
+        method,
     })
+}
+
+/// A token id is logged: keep it short and plain.
+fn valid_token_id(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn from_iam(user_arn: &str, roles: &IamRoleMap) -> Result<ServiceIdentity, IdentityError> {
@@ -639,6 +697,87 @@ mod tests {
         assert_eq!(id.credential_id(), KID);
         // An empty userArn (API Gateway sends null or "") is not an IAM caller.
         assert!(ident(&c, Some(""), &IamRoleMap::default()).is_ok());
+    }
+
+    #[test]
+    fn token_context_gives_the_service_token_id_and_proof() {
+        let exp = "2026-12-01T10:10:00Z";
+        let base = [
+            ("serviceId", "tutor-service"),
+            ("authenticatedBy", "token"),
+            ("tokenId", "0f8e6b2c-jti"),
+            ("tokenExpiresAt", exp),
+            ("principalId", "tutor-service"),
+        ];
+        let mut with_key = base.to_vec();
+        with_key.extend([("tokenProof", "api-key"), ("keyId", KID)]);
+        let id = ident(&ctx(&with_key), None, &IamRoleMap::default()).unwrap();
+        assert_eq!(id.service, "tutor-service");
+        assert_eq!(
+            id.method,
+            AuthMethod::Token {
+                token_id: "0f8e6b2c-jti".into(),
+                expires_at: UnixTime::parse_rfc3339(exp).unwrap(),
+                proof: TokenProof::ApiKey {
+                    key_id: KeyId::parse(KID).unwrap()
+                },
+            }
+        );
+        assert_eq!(id.method_name(), "token");
+        assert_eq!(id.credential_id(), "0f8e6b2c-jti");
+        let mut with_iam = base.to_vec();
+        with_iam.push(("tokenProof", "iam"));
+        let id = ident(&ctx(&with_iam), None, &IamRoleMap::default()).unwrap();
+        assert!(matches!(
+            id.method,
+            AuthMethod::Token {
+                proof: TokenProof::Iam,
+                ..
+            }
+        ));
+        // Broken token contexts.
+        let broken: Vec<Vec<(&str, &str)>> = vec![
+            base.to_vec(),
+            [base.to_vec(), vec![("tokenProof", "password")]].concat(),
+            [base.to_vec(), vec![("tokenProof", "api-key")]].concat(),
+            [base.to_vec(), vec![("tokenProof", "iam"), ("keyId", KID)]].concat(),
+            [
+                base.to_vec(),
+                vec![("tokenProof", "api-key"), ("keyId", "svcauth_secret")],
+            ]
+            .concat(),
+            with_iam
+                .iter()
+                .map(|&(k, v)| if k == "tokenId" { (k, "a b") } else { (k, v) })
+                .collect(),
+            with_iam
+                .iter()
+                .map(|&(k, v)| {
+                    if k == "tokenExpiresAt" {
+                        (k, "soon")
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+            with_iam
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "tokenExpiresAt")
+                .collect(),
+            with_iam
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "tokenId")
+                .collect(),
+        ];
+        for c in broken {
+            let err = ident(&ctx(&c), None, &roles()).unwrap_err();
+            assert!(
+                matches!(err, IdentityError::MalformedContext(_)),
+                "{c:?}: {err}"
+            );
+        }
     }
 
     #[test]

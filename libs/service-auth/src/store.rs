@@ -31,6 +31,9 @@ pub struct ServiceGrant {
     /// (kept for tools and logs, which say to run `svcauth keys migrate`).
     pub unscoped: Vec<RoutePattern>,
     pub usage_plan_key: Option<String>,
+    /// The service's emergency brake for signed tokens: tokens issued before it are
+    /// refused (the document's `tokensNotBefore`).
+    pub tokens_not_before: Option<UnixTime>,
 }
 
 /// The routes a service may call on one API.
@@ -48,6 +51,7 @@ impl ServiceGrant {
             apis: Vec::new(),
             unscoped: Vec::new(),
             usage_plan_key: None,
+            tokens_not_before: None,
         }
     }
 
@@ -77,6 +81,7 @@ impl ServiceGrant {
             apis,
             unscoped: doc.route_patterns()?,
             usage_plan_key: doc.usage_plan_key.clone(),
+            tokens_not_before: doc.tokens_not_before,
         })
     }
 
@@ -197,7 +202,12 @@ pub struct ReadDocument {
 #[derive(Debug, Default, Clone)]
 pub struct KeyStore {
     by_hash: HashMap<KeyHash, KeyEntry>,
-    services: usize,
+    /// Key id → hash, for the standing of a token's proof key (a token names the key
+    /// it was obtained with by id only).
+    by_key_id: HashMap<KeyId, KeyHash>,
+    /// Every service with a document or a legacy key, for the standing of a token's
+    /// service (its brake).
+    by_service: HashMap<String, Arc<ServiceGrant>>,
     /// Services named only by legacy keys: they authenticate but have no permissions.
     pub legacy_without_permissions: Vec<String>,
     /// Services whose document is still schema 1: their keys authenticate, but their
@@ -214,6 +224,7 @@ impl KeyStore {
     pub fn build(docs: &[ServiceDocument], legacy: &[LegacyEntry]) -> Result<Self, StoreError> {
         let mut by_hash =
             HashMap::with_capacity(docs.iter().map(|d| d.keys.len()).sum::<usize>() + legacy.len());
+        let mut by_key_id = HashMap::with_capacity(by_hash.capacity());
         let mut grants: HashMap<&str, Arc<ServiceGrant>> = HashMap::with_capacity(docs.len());
         let mut unscoped_services = Vec::new();
         for doc in docs {
@@ -236,6 +247,7 @@ impl KeyStore {
                 if by_hash.insert(rec.sha256, entry).is_some() {
                     return Err(StoreError::DuplicateKey(rec.key_id.clone()));
                 }
+                by_key_id.insert(rec.key_id.clone(), rec.sha256);
             }
         }
         let mut legacy_without_permissions = Vec::new();
@@ -254,6 +266,7 @@ impl KeyStore {
                     g
                 }
             };
+            by_key_id.insert(entry.key_id.clone(), entry.hash);
             by_hash.insert(
                 entry.hash,
                 KeyEntry {
@@ -267,7 +280,11 @@ impl KeyStore {
         }
         Ok(Self {
             by_hash,
-            services: grants.len(),
+            by_key_id,
+            by_service: grants
+                .into_iter()
+                .map(|(name, g)| (name.to_owned(), g))
+                .collect(),
             legacy_without_permissions,
             unscoped_services,
             rejected: Vec::new(),
@@ -404,12 +421,23 @@ impl KeyStore {
         self.by_hash.get(hash)
     }
 
+    /// The key with this (non-secret) id, as [`KeyStore::lookup`] would find it.
+    pub fn key_by_id(&self, key_id: &str) -> Option<&KeyEntry> {
+        let id = KeyId::parse(key_id)?;
+        self.by_hash.get(self.by_key_id.get(&id)?)
+    }
+
+    /// A service's grant (and brake), by name.
+    pub fn service(&self, name: &str) -> Option<&Arc<ServiceGrant>> {
+        self.by_service.get(name)
+    }
+
     pub fn key_count(&self) -> usize {
         self.by_hash.len()
     }
 
     pub fn service_count(&self) -> usize {
-        self.services
+        self.by_service.len()
     }
 }
 
@@ -484,11 +512,9 @@ mod tests {
     fn builds_an_index_by_hash() {
         let a = ApiKey::generate(None).unwrap();
         let b = ApiKey::generate(None).unwrap();
-        let store = KeyStore::build(
-            &[doc_with("a", &["GET /x"], &[&a]), doc_with("b", &[], &[&b])],
-            &[],
-        )
-        .unwrap();
+        let mut braked = doc_with("b", &[], &[&b]);
+        braked.tokens_not_before = Some(UnixTime(50));
+        let store = KeyStore::build(&[doc_with("a", &["GET /x"], &[&a]), braked], &[]).unwrap();
         assert_eq!(store.key_count(), 2);
         assert_eq!(store.service_count(), 2);
         let e = store.lookup(&a.hash()).unwrap();
@@ -497,6 +523,18 @@ mod tests {
         assert!(store
             .lookup(&ApiKey::generate(None).unwrap().hash())
             .is_none());
+        // By key id and by service: what a token's standing is read from.
+        let by_id = store.key_by_id(a.key_id().as_str()).unwrap();
+        assert_eq!(by_id.grant.service, "a");
+        assert!(store.key_by_id("kid_0000000000000000").is_none());
+        assert!(store.key_by_id("not a key id").is_none());
+        assert_eq!(store.service("b").unwrap().service, "b");
+        assert_eq!(
+            store.service("b").unwrap().tokens_not_before,
+            Some(UnixTime(50))
+        );
+        assert_eq!(store.service("a").unwrap().tokens_not_before, None);
+        assert!(store.service("c").is_none());
     }
 
     #[test]

@@ -4,8 +4,9 @@ The caller's service identity for `lambda_http` + axum backends behind API Gatew
 * [`Caller`]: an axum extractor (the original design's `@ServiceIdentity()`). It reads
   the API Gateway request context that `lambda_http` stores in the request extensions
   (`lambda_http::request::RequestContext`) and hands it to
-  [`service_auth::identity::identify`]: the API-key authorizer's context or the
-  `AWS_IAM` caller, mapped through [`IdentityConfig`] (`SVCAUTH_IAM_ROLES`). A request
+  [`service_auth::identity::identify`]: the authorizer's context (an API-key caller, or
+  a signed-token caller: `authenticatedBy` `token`, with `tokenId`, `tokenExpiresAt`,
+  `tokenProof`) or the `AWS_IAM` caller, mapped through [`IdentityConfig`] (`SVCAUTH_IAM_ROLES`). A request
   without an identity is rejected with a JSON 401 (a JSON 403 for an authenticated
   principal that is not a known service). Headers are never trusted for identity.
 * [`CorrelationId`]: an extractor for the request's correlation id (`x-correlation-id`,
@@ -33,7 +34,7 @@ use lambda_http::RequestExt;
 use service_auth::identity::{identify, IamRoleMap, IdentityError, RoleMapError};
 
 pub use service_auth::identity::{
-    AuthMethod, CorrelationId, ServiceIdentity, CORRELATION_ID_HEADER,
+    AuthMethod, CorrelationId, ServiceIdentity, TokenProof, CORRELATION_ID_HEADER,
 };
 
 /// Environment variable holding the IAM role to service map.
@@ -247,6 +248,33 @@ pub mod testing {
         )
     }
 
+    /// Context as set after the authorizer allowed a token of `service` (`token_id`,
+    /// expiring at `expires_at` RFC 3339), obtained with the key `key_id` (or with IAM
+    /// when `None`).
+    pub fn token_context(
+        service: &str,
+        token_id: &str,
+        expires_at: &str,
+        key_id: Option<&str>,
+        request_id: &str,
+    ) -> RequestContext {
+        let mut entries = vec![
+            (context::SERVICE_ID, service),
+            (context::AUTHENTICATED_BY, context::AUTHENTICATED_BY_TOKEN),
+            (context::TOKEN_ID, token_id),
+            (context::TOKEN_EXPIRES_AT, expires_at),
+            ("principalId", service),
+        ];
+        match key_id {
+            Some(k) => entries.extend([
+                (context::TOKEN_PROOF, context::AUTHENTICATED_BY_API_KEY),
+                (context::KEY_ID, k),
+            ]),
+            None => entries.push((context::TOKEN_PROOF, context::AUTHENTICATED_BY_IAM)),
+        }
+        authorizer_context(entries, request_id)
+    }
+
     /// Context with these authorizer entries (string values, as API Gateway sends).
     pub fn authorizer_context<'a>(
         entries: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -307,6 +335,16 @@ mod tests {
                 role_arn,
                 caller_arn,
             } => format!("{role_arn} {caller_arn}"),
+            AuthMethod::Token {
+                token_id,
+                expires_at,
+                proof,
+            } => match proof {
+                TokenProof::ApiKey { key_id } => {
+                    format!("{token_id} {} {key_id}", expires_at.to_rfc3339())
+                }
+                TokenProof::Iam => format!("{token_id} {} iam", expires_at.to_rfc3339()),
+            },
         };
         format!("{} {} {} {}", id.service, id.method_name(), cred, c)
     }
@@ -354,6 +392,73 @@ mod tests {
         assert_eq!(s, StatusCode::OK);
         assert_eq!(body, format!("tutor-service api-key {KID} corr-42"));
         assert_eq!(corr.as_deref(), Some("corr-42"));
+    }
+
+    #[tokio::test]
+    async fn token_context_gives_the_caller_with_no_change_to_handlers() {
+        let exp = "2026-11-29T10:20:00Z";
+        let (s, body, _) = call(
+            Some(token_context("tutor-service", "jti-1", exp, Some(KID), RID)),
+            &[],
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(body, format!("tutor-service token jti-1 {exp} {KID} {RID}"));
+        let (s, body, _) = call(
+            Some(token_context("tutor-service", "jti-2", exp, None, RID)),
+            &[],
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(body, format!("tutor-service token jti-2 {exp} iam {RID}"));
+        // A token context without its id is malformed, not an identity.
+        let ctx = authorizer_context(
+            [
+                ("serviceId", "tutor-service"),
+                ("authenticatedBy", "token"),
+                ("tokenExpiresAt", exp),
+                ("tokenProof", "iam"),
+            ],
+            RID,
+        );
+        let (s, body, _) = call(Some(ctx), &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("malformed_identity"), "{body}");
+    }
+
+    /// The sample backend events, as `lambda_http` delivers them (`sam local invoke -e`,
+    /// `cargo lambda invoke --data-file`), through `lambda_service`.
+    async fn invoke_event(json: &str) -> (StatusCode, String) {
+        let req = lambda_http::request::from_str(json).unwrap();
+        let app = Router::new()
+            .route("/internal/users/{id}", get(whoami))
+            .with_state(IdentityConfig::default())
+            .layer(axum::middleware::from_fn(correlate));
+        let res = lambda_service(app).oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_sample_token_event_gives_the_token_caller() {
+        let (s, body) =
+            invoke_event(include_str!("../../../events/identity-get-user-token.json")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            body,
+            "tutor-service token 7c1e9a4b2f6d4e08a3b5c7d9e1f20314 2026-11-29T10:20:00Z kid_3f9a0c41d2e87b65 corr-7f3c2a19e4b84d0c"
+        );
+        // The API-key event still gives the key caller, through the same handler.
+        let (s, body) = invoke_event(include_str!(
+            "../../../events/identity-get-user-api-key.json"
+        ))
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            body.starts_with("tutor-service api-key kid_3f9a0c41d2e87b65"),
+            "{body}"
+        );
     }
 
     #[tokio::test]

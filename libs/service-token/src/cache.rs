@@ -106,6 +106,22 @@ impl<S: KeySetSource> KeySetCache<S> {
         }
     }
 
+    /// Fetches the set now, whatever memory holds (at start, so the first token does
+    /// not wait for it). Counts as a fetch for the refetch interval. Returns how many
+    /// keys the set has, or why it could not be fetched (the old set, if any, is kept).
+    pub async fn prefetch(&self, now: UnixTime) -> Result<usize, SourceError> {
+        let _flight = self.fetch_lock.lock().await;
+        let fetched = self.source.fetch().await;
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        s.tried_at = Some(now);
+        s.fetches += 1;
+        let keys = fetched?;
+        let n = keys.len();
+        s.keys = Arc::new(keys);
+        s.fetched_at = Some(now);
+        Ok(n)
+    }
+
     /// `Some` when memory decides: the kid is known and the set is fresh, or a fetch
     /// was tried too recently to try another. `None`: fetch.
     fn answer_from_memory(

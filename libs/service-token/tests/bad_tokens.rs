@@ -582,3 +582,31 @@ fn codes_are_distinct() {
     let codes: std::collections::BTreeSet<&str> = all.iter().map(|r| r.code()).collect();
     assert_eq!(codes.len(), all.len());
 }
+
+#[test]
+fn without_audience_every_other_check_still_applies() {
+    let key = TestKey::new("k");
+    let keys = key.key_set();
+    let v = verifier();
+    let other_api = key.token(&with(good_claims(), "aud", json!(["billing"])));
+    assert!(v
+        .verify_without_audience(&other_api, &keys, UnixTime(NOW))
+        .is_ok());
+    let expired = v.verify_without_audience(&other_api, &keys, UnixTime(NOW + 700));
+    assert_eq!(expired.map(|_| ()), Err(Rejection::Expired));
+    let wrong_iss = key.token(&with(good_claims(), "iss", json!("other")));
+    assert_eq!(
+        v.verify_without_audience(&wrong_iss, &keys, UnixTime(NOW))
+            .map(|_| ()),
+        Err(Rejection::WrongIssuer)
+    );
+    let tampered = tampered(
+        &other_api,
+        &with(good_claims(), "sub", json!("admin-service")),
+    );
+    assert_eq!(
+        v.verify_without_audience(&tampered, &keys, UnixTime(NOW))
+            .map(|_| ()),
+        Err(Rejection::BadSignature)
+    );
+}

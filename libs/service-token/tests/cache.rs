@@ -157,3 +157,33 @@ async fn a_cold_cache_that_cannot_fetch_fails_closed() {
     *source.set.lock().unwrap() = TestKey::new("k1").key_set();
     assert!(cache.keys_for("k1", UnixTime(30)).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_prefetch_at_start_answers_the_first_token_from_memory() {
+    let key = TestKey::new("k1");
+    let source = Source::default();
+    *source.set.lock().unwrap() = key.key_set();
+    let cache = cache(&source);
+    assert_eq!(cache.prefetch(UnixTime(100)).await, Ok(1));
+    assert!(cache.keys_for("k1", UnixTime(101)).await.is_ok());
+    assert_eq!(cache.fetches(), 1);
+    // It counts for the refetch interval: an unknown kid right after start waits.
+    assert_eq!(
+        cache.keys_for("k2", UnixTime(110)).await.map(|_| ()),
+        Err(Rejection::UnknownKid)
+    );
+    assert_eq!(cache.fetches(), 1);
+    // A failed prefetch keeps the old set and says why.
+    source.failing.store(true, Ordering::SeqCst);
+    assert!(cache.prefetch(UnixTime(200)).await.is_err());
+    assert!(cache.keys_for("k1", UnixTime(201)).await.is_ok());
+    // Before any set was fetched, a failed prefetch leaves the cache unavailable.
+    let cold = cold_after_a_failed_prefetch(&source).await;
+    assert_eq!(cold, Err(Rejection::KeySetUnavailable));
+}
+
+async fn cold_after_a_failed_prefetch(source: &Source) -> Result<(), Rejection> {
+    let cache = cache(source);
+    assert!(cache.prefetch(UnixTime(100)).await.is_err());
+    cache.keys_for("k1", UnixTime(101)).await.map(|_| ())
+}

@@ -198,6 +198,8 @@ impl AppState {
         let key_id = match method {
             AuthMethod::ApiKey { key_id } => Some(key_id.clone()),
             AuthMethod::Iam { .. } => None,
+            // Refused before any read: a token is not a proof for another token.
+            AuthMethod::Token { .. } => return Err(ApiError::Issue(IssueError::TokenCaller)),
         };
         let cache_key = (service.to_owned(), key_id.as_ref().map(|k| k.to_string()));
         {

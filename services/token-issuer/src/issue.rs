@@ -85,6 +85,8 @@ pub enum IssueError {
     NotGranted(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("a token is not a proof for another token: call POST /token with the service's API key, or POST /token/iam signed with its IAM role")]
+    TokenCaller,
 }
 
 impl IssueError {
@@ -98,6 +100,7 @@ impl IssueError {
             Self::Braked { .. } => "braked",
             Self::NotGranted(_) => "permission_not_granted",
             Self::BadRequest(_) => "bad_request",
+            Self::TokenCaller => "token_not_a_proof",
         }
     }
 
@@ -105,7 +108,7 @@ impl IssueError {
     /// is known but may not have this, 400 for a malformed request.
     pub fn status(&self) -> u16 {
         match self {
-            Self::KeyNotUsable(_) => 401,
+            Self::KeyNotUsable(_) | Self::TokenCaller => 401,
             Self::UnknownService(_) | Self::NoGrants(_) | Self::Braked { .. } => 403,
             Self::DocumentInvalid(_) => 403,
             Self::NotGranted(_) => 403,
@@ -114,15 +117,16 @@ impl IssueError {
     }
 }
 
-/// The proof a caller gave, as a token records it.
-pub fn proof_of(caller: &ServiceIdentity) -> Proof {
+/// The proof a caller gave, as a token records it; a token caller has none.
+pub fn proof_of(caller: &ServiceIdentity) -> Result<Proof, IssueError> {
     match &caller.method {
-        AuthMethod::ApiKey { key_id } => Proof::ApiKey {
+        AuthMethod::ApiKey { key_id } => Ok(Proof::ApiKey {
             key_id: key_id.to_string(),
-        },
-        AuthMethod::Iam { role_arn, .. } => Proof::Iam {
+        }),
+        AuthMethod::Iam { role_arn, .. } => Ok(Proof::Iam {
             role_arn: role_arn.to_string(),
-        },
+        }),
+        AuthMethod::Token { .. } => Err(IssueError::TokenCaller),
     }
 }
 
@@ -184,7 +188,7 @@ pub fn claims_for(
         iat: now.0,
         jti,
         permissions,
-        proof: proof_of(caller),
+        proof: proof_of(caller)?,
     })
 }
 

@@ -298,6 +298,7 @@ fn event(method: &str, path: &str, auth: Auth<'_>, body: Option<&str>) -> String
                 "serviceId": "tutor-service",
                 "authenticatedBy": "token",
                 "tokenId": "0123456789abcdef0123456789abcdef",
+                "tokenExpiresAt": "2026-12-01T10:10:00Z",
                 "tokenProof": "api-key",
                 "keyId": key.key_id().as_str()
             })
@@ -567,7 +568,7 @@ async fn revoked_expired_and_unknown_keys_get_401_and_no_token() {
     assert_eq!(code(&a), (401, "no_identity"), "{}", a.raw);
     // A token is not a proof for a new token (that would outlive every revocation).
     let a = token_for(&f, Auth::Token(&f.active), None).await;
-    assert_eq!(a.status, 401, "{}", a.raw);
+    assert_eq!(code(&a), (401, "token_not_a_proof"), "{}", a.raw);
     assert!(a.body.get("token").is_none());
     assert_eq!(f.faults.sign_calls(), 0);
 }

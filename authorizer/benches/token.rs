@@ -1,0 +1,132 @@
+//! The token decision: verification (ES256 on aws-lc-rs through `jsonwebtoken`), the
+//! service's standing and the policy, warm (key set in memory) and cold (the key set
+//! loaded from an inline JWKS first, as on a new Lambda instance), and the whole
+//! handler from a token event's JSON text to its serialised response.
+
+#[path = "../../libs/service-token/tests/common/mod.rs"]
+mod signer;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use authorizer::config::{JwksConfig, TokenConfig};
+use authorizer::token::{JwksSource, ServiceStanding, StandingSource, StandingUnavailable};
+use authorizer::{Accept, Authorizer, TokenAuth};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use serde_json::json;
+use service_auth::cache::RefreshPolicy;
+use service_auth::{MethodArn, UnixTime};
+use service_token::KeySet;
+use signer::{good_claims, TestKey, ISSUER, NOW};
+
+const METHOD_ARN: &str =
+    "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42";
+
+/// Every service in good standing: the token decision alone, without a store.
+struct Active;
+
+impl StandingSource for Active {
+    async fn standing(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: UnixTime,
+    ) -> Result<Option<ServiceStanding>, StandingUnavailable> {
+        Ok(Some(ServiceStanding::default()))
+    }
+}
+
+fn config(jwks: &str) -> TokenConfig {
+    TokenConfig {
+        issuer: ISSUER.into(),
+        jwks: JwksConfig::Inline(jwks.into()),
+        min_remaining_secs: 60,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = TestKey::new("key-2026-12");
+    let jwks = serde_json::to_string(&key.jwks()).unwrap();
+    let mut claims = good_claims();
+    claims["proof"] = json!({"method": "iam", "roleArn": "arn:aws:iam::123456789012:role/t"});
+    let token = key.token(&claims);
+    let arn = MethodArn::parse(METHOD_ARN).unwrap();
+    let now = UnixTime(NOW);
+
+    let warm = TokenAuth::new(&config(&jwks), JwksSource::Inline(key.key_set()));
+    rt.block_on(warm.prefetch(now));
+    c.bench_function("token decision (verify + standing + policy), warm", |b| {
+        b.iter(|| {
+            rt.block_on(warm.decide(black_box(&token), Some("identity"), &arn, &Active, now))
+                .unwrap()
+        })
+    });
+
+    c.bench_function(
+        "token decision, cold (parse the inline JWKS, load the key set, then decide)",
+        |b| {
+            b.iter_batched(
+                || jwks.clone(),
+                |jwks| {
+                    let keys = KeySet::from_json(jwks.as_bytes()).unwrap();
+                    let auth = TokenAuth::new(&config(&jwks), JwksSource::Inline(keys));
+                    rt.block_on(auth.decide(
+                        black_box(&token),
+                        Some("identity"),
+                        &arn,
+                        &Active,
+                        now,
+                    ))
+                    .unwrap()
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
+
+    // The whole handler over the development store (tutor-service's standing is read
+    // from it), from the event's JSON text to the serialised response.
+    let path =
+        std::env::temp_dir().join(format!("svcauth-bench-token-{}.json", std::process::id()));
+    std::fs::write(&path, service_auth::dev::DEV_STORE_JSON).unwrap();
+    let store = authorizer::CachedStore::new(
+        authorizer::KeySource::File(path),
+        RefreshPolicy::default(),
+        Duration::from_secs(5),
+        Arc::new(move || now),
+    )
+    .with_api_names(authorizer::ApiNames::fixed(
+        authorizer::apis::parse_api_names(service_auth::dev::DEV_API_NAMES).unwrap(),
+    ));
+    let tokens = TokenAuth::new(&config(&jwks), JwksSource::Inline(key.key_set()));
+    let authz = Authorizer::new(store, Accept::Token, Some(tokens));
+    rt.block_on(authz.init());
+    let mut event: serde_json::Value =
+        serde_json::from_str(include_str!("../../events/authorizer-token-bearer.json")).unwrap();
+    event["headers"]["Authorization"] = json!(format!("Bearer {token}"));
+    event["multiValueHeaders"]["Authorization"] = json!([format!("Bearer {token}")]);
+    let text = serde_json::to_vec(&event).unwrap();
+    // Warm the store (a token-only authorizer loads it on the first token).
+    rt.block_on(authz.handle_json(&text)).unwrap();
+    c.bench_function(
+        "token handler: event JSON to serialised response (dev store)",
+        |b| {
+            b.iter(|| {
+                let resp = rt.block_on(authz.handle_json(black_box(&text))).unwrap();
+                serde_json::to_vec(&resp).unwrap()
+            })
+        },
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

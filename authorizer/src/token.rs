@@ -1,0 +1,594 @@
+//! Signed service tokens (`Authorization: Bearer <token>`), verified offline.
+//!
+//! [`TokenAuth`] holds the verifier (issuer, leeway, and the least lifetime a token
+//! must have left: the API's result-cache TTL) and the key-set cache. For one request
+//! [`TokenAuth::decide`] runs, in order: the `Authorization` header ([`bearer`]), the
+//! token's header and its `kid` in the key set (an unknown `kid` refetches the set at
+//! most once per 30 s, single-flight), the signature and claims for the API the request
+//! is for (its name is the audience), the standing of the token's service (brake,
+//! proof key), then the policy.
+//!
+//! The policy allows the routes of the token's grants that name this API, on this
+//! API stage, whatever route is called: a function of the caller only, so it is safe
+//! in API Gateway's result cache, which never outlives the token (see
+//! `VerifierConfig::min_remaining_secs`).
+//!
+//! The standing comes through [`StandingSource`], a narrow interface over the key
+//! store: implemented here on [`CachedStore`] (the whole store, loaded on first use and
+//! kept for its TTL); a per-service loader can implement it instead.
+//!
+//! Nothing here logs or returns any part of a token: refusals are [`Refusal`]s with a
+//! reason code and, once the token verified, its id (`jti`) and service.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keystore_ssm::aws_sdk_ssm::types::ParameterType;
+use keystore_ssm::aws_sdk_ssm::Client;
+use keystore_ssm::SsmKeyStore;
+use serde_json::{Map, Value};
+use service_auth::cache::{Action, RefreshPolicy, Slot};
+use service_auth::context::{AUTHENTICATED_BY, KEY_ID, SERVICE_ID};
+use service_auth::policy::Policy;
+use service_auth::KeyId;
+use service_auth::{KeyStatus, KeyStore, MethodArn, RoutePattern, UnixTime};
+use service_token::{
+    check_standing, KeySet, KeySetCache, KeySetSource, Proof, Rejection, SourceError, Standing,
+    TokenClaims, Verifier, VerifierConfig,
+};
+
+use crate::config::TokenConfig;
+use crate::event::Authorization;
+use crate::source::CachedStore;
+
+/// `authenticatedBy` for token callers.
+pub const AUTHENTICATED_BY_TOKEN: &str = "token";
+/// Context: the token's id (`jti`).
+pub const TOKEN_ID: &str = "tokenId";
+/// Context: RFC 3339 expiry of the token.
+pub const TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
+/// Context: how the caller proved itself to the issuer (`api-key` or `iam`).
+pub const TOKEN_PROOF: &str = "tokenProof";
+/// EMF metric counting key-set (JWKS) fetches, by `Result` (`ok` or `failed`).
+pub const KEYSET_LOADS_METRIC: &str = "TokenKeySetLoads";
+
+/// Why a request's `Authorization` header gives no token to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// No `Authorization` header.
+    Missing,
+    /// The header was sent more than once (or the two header maps disagree).
+    Repeated,
+    /// The header, or the token after `Bearer`, is empty.
+    Empty,
+    /// Another scheme than `Bearer` (e.g. `Basic`, a SigV4 signature).
+    Scheme,
+}
+
+impl BearerError {
+    /// Stable reason code for logs and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Missing => "missing_token",
+            Self::Repeated => "duplicate_authorization",
+            Self::Empty => "empty_authorization",
+            Self::Scheme => "unsupported_auth_scheme",
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`; the scheme in any case, separated by
+/// spaces or tabs, surrounding whitespace ignored.
+pub fn bearer<'v>(authorization: &'v Authorization<'_>) -> Result<&'v str, BearerError> {
+    let value = match authorization {
+        Authorization::Absent => return Err(BearerError::Missing),
+        Authorization::Repeated => return Err(BearerError::Repeated),
+        Authorization::One(v) => v.trim_matches(|c| c == ' ' || c == '\t'),
+    };
+    if value.is_empty() {
+        return Err(BearerError::Empty);
+    }
+    let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Scheme);
+    }
+    let token = rest.trim_matches(|c| c == ' ' || c == '\t');
+    if token.is_empty() {
+        return Err(BearerError::Empty);
+    }
+    Ok(token)
+}
+
+/// Where the key set comes from: a JWKS in the configuration, or in SSM.
+pub enum JwksSource {
+    Inline(KeySet),
+    /// A `String` parameter holding the JWKS, written by `svcauth tokens keys add`.
+    Ssm {
+        client: Client,
+        parameter: String,
+    },
+}
+
+impl JwksSource {
+    fn name(&self) -> &str {
+        match self {
+            Self::Inline(_) => "SVCAUTH_TOKEN_JWKS",
+            Self::Ssm { parameter, .. } => parameter,
+        }
+    }
+
+    async fn read(&self) -> Result<KeySet, SourceError> {
+        let (client, parameter) = match self {
+            Self::Inline(keys) => return Ok(keys.clone()),
+            Self::Ssm { client, parameter } => (client, parameter),
+        };
+        let out = match client.get_parameter().name(parameter).send().await {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found()) =>
+            {
+                return Err(SourceError(
+                    "the parameter does not exist: publish the signing key with `svcauth tokens keys add`".into(),
+                ))
+            }
+            Err(e) => {
+                return Err(SourceError(
+                    keystore_ssm::aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
+                ))
+            }
+        };
+        let p = out
+            .parameter()
+            .ok_or_else(|| SourceError("GetParameter returned no parameter".into()))?;
+        if p.r#type() != Some(&ParameterType::String) {
+            return Err(SourceError(
+                "the parameter is not a String parameter (the JWKS is public: `svcauth tokens keys add` writes it as String)".into(),
+            ));
+        }
+        KeySet::from_json(p.value().unwrap_or_default().as_bytes())
+            .map_err(|e| SourceError(format!("the parameter's value is not a usable JWKS: {e}")))
+    }
+}
+
+impl KeySetSource for JwksSource {
+    async fn fetch(&self) -> Result<KeySet, SourceError> {
+        let result = self.read().await;
+        match &result {
+            Ok(keys) => {
+                metrics::counter!(KEYSET_LOADS_METRIC, "Result" => "ok").increment(1);
+                tracing::info!(
+                    event = "token_keyset_loaded",
+                    source = self.name(),
+                    keys = keys.len(),
+                    skipped_keys = keys.skipped(),
+                    "token key set loaded"
+                );
+            }
+            Err(e) => {
+                metrics::counter!(KEYSET_LOADS_METRIC, "Result" => "failed").increment(1);
+                tracing::error!(
+                    event = "token_keyset_load_failed",
+                    source = self.name(),
+                    error = %e,
+                    "token key set load failed: tokens whose kid is not already known are refused (keyset_unavailable or unknown_kid) until a load succeeds; the next try is at most 30 s away"
+                );
+            }
+        }
+        result
+    }
+}
+
+/// Why the key store cannot say anything about a service right now: refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandingUnavailable;
+
+/// What the key store says about a token's service.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceStanding {
+    /// The brake and whether the proof key is still usable.
+    pub standing: Standing,
+    /// The service's usage-plan API key value (the document's `usagePlanKey`): API
+    /// Gateway needs it from the authorizer on APIs with `ApiKeySourceType: AUTHORIZER`
+    /// and `ApiKeyRequired`, for token callers as for key callers.
+    pub usage_plan_key: Option<String>,
+}
+
+/// What the key store says about a token's service: `Ok(None)` when it has no such
+/// service. The narrow interface between the token path and the key store.
+pub trait StandingSource: Sync {
+    fn standing(
+        &self,
+        service: &str,
+        proof_key: Option<&str>,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Option<ServiceStanding>, StandingUnavailable>> + Send;
+}
+
+impl StandingSource for CachedStore {
+    async fn standing(
+        &self,
+        service: &str,
+        proof_key: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Option<ServiceStanding>, StandingUnavailable> {
+        let store = self.current().await.ok_or(StandingUnavailable)?;
+        Ok(standing_in(&store, service, proof_key, now))
+    }
+}
+
+/// A service's standing in a loaded store. The proof key (for tokens obtained with an
+/// API key) must still be a usable key of that same service: revoked, expired,
+/// removed or another service's key all refuse the token.
+pub fn standing_in(
+    store: &KeyStore,
+    service: &str,
+    proof_key: Option<&str>,
+    now: UnixTime,
+) -> Option<ServiceStanding> {
+    let grant = store.service(service)?;
+    let proof_key_revoked = proof_key.is_some_and(|id| {
+        !store.key_by_id(id).is_some_and(|e| {
+            e.grant.service == service
+                && e.status == KeyStatus::Active
+                && e.expires.is_none_or(|t| now < t)
+        })
+    });
+    Some(ServiceStanding {
+        standing: Standing {
+            tokens_not_before: grant.tokens_not_before,
+            proof_key_revoked,
+        },
+        usage_plan_key: grant.usage_plan_key.clone(),
+    })
+}
+
+/// Most (service, proof key) standings kept at once.
+const MAX_CACHED_STANDINGS: usize = 4096;
+
+/// A token's standing read per service from SSM, never the whole key store: the
+/// service's document (one `GetParameter`) and, for a token obtained with a key, that
+/// key's revocation marker (one `GetParameters`), kept for the store's TTL (and its
+/// stale grace while reads fail). What an authorizer reading SSM uses for tokens, so a
+/// token costs no full key-store load however many services there are.
+pub struct SsmStandings {
+    store: SsmKeyStore,
+    policy: RefreshPolicy,
+    timeout: Duration,
+    cache: tokio::sync::Mutex<HashMap<StandingKey, Slot<Option<ServiceStanding>>>>,
+}
+
+/// A cached standing's key: the service and the proof key id (if any).
+type StandingKey = (String, Option<String>);
+
+impl SsmStandings {
+    pub fn new(store: SsmKeyStore, policy: RefreshPolicy, timeout: Duration) -> Self {
+        Self {
+            store,
+            policy,
+            timeout,
+            cache: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn read(
+        &self,
+        service: &str,
+        proof_key: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Option<ServiceStanding>, String> {
+        let Some(read) = self
+            .store
+            .read_service(service)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        // Judged as a load judges it: a document that cannot be used is no service.
+        let mut store = KeyStore::build_isolated(vec![read], Ok(Vec::new()));
+        if let Some(id) = proof_key.and_then(KeyId::parse) {
+            let revoked = self
+                .store
+                .revoked_among(std::slice::from_ref(&id))
+                .await
+                .map_err(|e| e.to_string())?;
+            store.revoke_ids(&revoked);
+        }
+        Ok(standing_in(&store, service, proof_key, now))
+    }
+}
+
+impl StandingSource for SsmStandings {
+    async fn standing(
+        &self,
+        service: &str,
+        proof_key: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Option<ServiceStanding>, StandingUnavailable> {
+        let mut cache = self.cache.lock().await;
+        let key = (service.to_owned(), proof_key.map(str::to_owned));
+        if cache.len() >= MAX_CACHED_STANDINGS && !cache.contains_key(&key) {
+            cache.clear();
+        }
+        let slot = cache.entry(key).or_insert_with(|| Slot::new(self.policy));
+        if slot.action(now) == Action::Reload {
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(self.timeout, self.read(service, proof_key, now))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match result {
+                Ok(found) => {
+                    tracing::info!(
+                        event = "token_standing_loaded",
+                        service_id = service,
+                        known = found.is_some(),
+                        elapsed_ms,
+                        "token standing read"
+                    );
+                    slot.loaded(found, now);
+                }
+                Err(error) => {
+                    metrics::counter!(crate::source::LOADS_METRIC, "Result" => "failed")
+                        .increment(1);
+                    tracing::error!(
+                        event = "key_store_load_failed",
+                        read = "token_standing",
+                        service_id = service,
+                        error = error.as_str(),
+                        elapsed_ms,
+                        "reading a token's service standing failed: its tokens are decided with what is cached (within TTL and stale grace), else refused (store_unavailable)"
+                    );
+                    slot.failed(now);
+                }
+            }
+        }
+        slot.usable(now)
+            .map(|s| (*s).clone())
+            .ok_or(StandingUnavailable)
+    }
+}
+
+/// A refused token: the reason code and, when the token verified, who it was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub service: Option<String>,
+    pub token_id: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal before the token verified: only the reason is known.
+    pub fn reason(reason: &'static str) -> Self {
+        Self {
+            reason,
+            service: None,
+            token_id: None,
+        }
+    }
+}
+
+impl From<Rejection> for Refusal {
+    fn from(r: Rejection) -> Self {
+        Self::reason(r.code())
+    }
+}
+
+/// The verifier and key set of one authorizer.
+pub struct TokenAuth {
+    verifier: Verifier,
+    keys: KeySetCache<JwksSource>,
+}
+
+impl TokenAuth {
+    pub fn new(config: &TokenConfig, source: JwksSource) -> Self {
+        let mut vc = VerifierConfig::new(config.issuer.clone());
+        vc.min_remaining_secs = config.min_remaining_secs;
+        Self {
+            verifier: Verifier::new(vc),
+            keys: KeySetCache::new(source),
+        }
+    }
+
+    /// Loads the key set now (at start): the first token then waits for nothing.
+    pub async fn prefetch(&self, now: UnixTime) {
+        // The outcome is logged by the source.
+        let _ = self.keys.prefetch(now).await;
+    }
+
+    /// Key-set fetches tried so far.
+    pub fn keyset_fetches(&self) -> u64 {
+        self.keys.fetches()
+    }
+
+    /// Decides one token for the API named `api` (`None`: not registered, so the
+    /// policy allows nothing) called through `arn`.
+    pub async fn decide<S: StandingSource>(
+        &self,
+        token: &str,
+        api: Option<&str>,
+        arn: &MethodArn,
+        standing: &S,
+        now: UnixTime,
+    ) -> Result<TokenGrant, Refusal> {
+        let header = self.verifier.header(token)?;
+        let keys = self.keys.keys_for(&header.kid, now).await?;
+        let verified = match api {
+            Some(api) => self.verifier.verify(token, &keys, api, now)?,
+            None => self.verifier.verify_without_audience(token, &keys, now)?,
+        };
+        let claims = verified.claims;
+        let refuse = |reason: &'static str| Refusal {
+            reason,
+            service: Some(claims.sub.clone()),
+            token_id: Some(claims.jti.clone()),
+        };
+        let proof_key = match &claims.proof {
+            Proof::ApiKey { key_id } => Some(key_id.as_str()),
+            Proof::Iam { .. } => None,
+        };
+        let found = standing
+            .standing(&claims.sub, proof_key, now)
+            .await
+            .map_err(|_| refuse("store_unavailable"))?;
+        check_standing(&claims, found.as_ref().map(|f| &f.standing))
+            .map_err(|r| refuse(r.code()))?;
+        let usage_plan_key = found.and_then(|f| f.usage_plan_key);
+        let routes = match api {
+            Some(api) => claims
+                .routes_for(api)
+                .map(RoutePattern::parse)
+                .collect::<Result<Vec<_>, _>>()
+                // A route the issuer could not have written: refuse the whole token.
+                .map_err(|_| refuse(Rejection::MalformedClaims.code()))?,
+            None => Vec::new(),
+        };
+        let suffix = arn.route_suffix();
+        let route_permitted = routes.iter().any(|p| p.matches_suffix(&suffix));
+        Ok(TokenGrant {
+            policy: Policy::for_service(&routes, arn),
+            route_permitted,
+            api_registered: api.is_some(),
+            usage_plan_key,
+            kid: verified.kid,
+            claims,
+        })
+    }
+}
+
+/// A verified token caller and what it may call on this API stage.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub claims: TokenClaims,
+    /// The signing key's id (the KMS key id).
+    pub kid: String,
+    pub policy: Policy,
+    /// Whether the policy covers the route being called. Logged only: the policy
+    /// never depends on it.
+    pub route_permitted: bool,
+    pub api_registered: bool,
+    /// The service's usage-plan API key value, when its document names one.
+    pub usage_plan_key: Option<String>,
+}
+
+impl TokenGrant {
+    /// The context backends read: `serviceId` and `authenticatedBy` as for key
+    /// callers, plus the token's id, expiry and proof; `keyId` only when the proof was
+    /// an API key (its id, never the key).
+    pub fn context(&self) -> Map<String, Value> {
+        let c = &self.claims;
+        let mut ctx = Map::with_capacity(6);
+        let mut put = |k: &str, v: String| ctx.insert(k.to_owned(), Value::String(v));
+        put(SERVICE_ID, c.sub.clone());
+        put(AUTHENTICATED_BY, AUTHENTICATED_BY_TOKEN.to_owned());
+        put(TOKEN_ID, c.jti.clone());
+        put(TOKEN_EXPIRES_AT, UnixTime(c.exp).to_rfc3339());
+        put(TOKEN_PROOF, c.proof.method_name().to_owned());
+        if let Proof::ApiKey { key_id } = &c.proof {
+            put(KEY_ID, key_id.clone());
+        }
+        ctx
+    }
+}
+
+/// Shared handle.
+pub type SharedTokenAuth = Arc<TokenAuth>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn bearer_table() {
+        let one = |s: &'static str| Authorization::One(Cow::Borrowed(s));
+        let cases: Vec<(Authorization, Result<&str, BearerError>)> = vec![
+            (one("Bearer abc.def.ghi"), Ok("abc.def.ghi")),
+            (one("bearer abc"), Ok("abc")),
+            (one("BEARER\tabc "), Ok("abc")),
+            (one("  Bearer   abc  "), Ok("abc")),
+            (Authorization::Absent, Err(BearerError::Missing)),
+            (Authorization::Repeated, Err(BearerError::Repeated)),
+            (one(""), Err(BearerError::Empty)),
+            (one("   "), Err(BearerError::Empty)),
+            (one("Bearer"), Err(BearerError::Empty)),
+            (one("Bearer   "), Err(BearerError::Empty)),
+            (one("Basic dXNlcjpwYXNz"), Err(BearerError::Scheme)),
+            (
+                one("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/execute-api/aws4_request"),
+                Err(BearerError::Scheme),
+            ),
+            (one("Bearerabc"), Err(BearerError::Scheme)),
+            (one("abc.def.ghi"), Err(BearerError::Scheme)),
+        ];
+        for (auth, want) in cases {
+            assert_eq!(bearer(&auth), want, "{auth:?}");
+        }
+        let codes: std::collections::BTreeSet<&str> = [
+            BearerError::Missing,
+            BearerError::Repeated,
+            BearerError::Empty,
+            BearerError::Scheme,
+        ]
+        .iter()
+        .map(|e| e.code())
+        .collect();
+        assert_eq!(codes.len(), 4);
+    }
+
+    #[test]
+    fn standing_follows_the_store() {
+        use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument};
+        let active = ApiKey::generate(None).unwrap();
+        let revoked = ApiKey::generate(None).unwrap();
+        let expired = ApiKey::generate(None).unwrap();
+        let other = ApiKey::generate(None).unwrap();
+        let mut doc = ServiceDocument::new(
+            "tutor-service",
+            vec![ApiGrant::new(&["identity"], &["GET /x"])],
+        );
+        doc.tokens_not_before = Some(UnixTime(50));
+        doc.usage_plan_key = Some("tutor-usage-plan-key".into());
+        doc.keys
+            .push(KeyRecord::for_key(&active, UnixTime(1), None));
+        let mut r = KeyRecord::for_key(&revoked, UnixTime(1), None);
+        r.status = KeyStatus::Revoked;
+        doc.keys.push(r);
+        doc.keys.push(KeyRecord::for_key(
+            &expired,
+            UnixTime(1),
+            Some(UnixTime(90)),
+        ));
+        let mut billing = ServiceDocument::new("billing", vec![]);
+        billing
+            .keys
+            .push(KeyRecord::for_key(&other, UnixTime(1), None));
+        let store = KeyStore::build(&[doc, billing], &[]).unwrap();
+        let now = UnixTime(100);
+        let id = |k: &ApiKey| k.key_id().as_str().to_owned();
+        let s = |key: Option<&str>| standing_in(&store, "tutor-service", key, now);
+        assert_eq!(
+            s(Some(&id(&active))),
+            Some(ServiceStanding {
+                standing: Standing {
+                    tokens_not_before: Some(UnixTime(50)),
+                    proof_key_revoked: false
+                },
+                usage_plan_key: Some("tutor-usage-plan-key".into()),
+            })
+        );
+        assert!(!s(None).unwrap().standing.proof_key_revoked);
+        for bad in [
+            id(&revoked),
+            id(&expired),
+            id(&other),
+            "kid_0000000000000000".to_owned(),
+        ] {
+            assert!(s(Some(&bad)).unwrap().standing.proof_key_revoked, "{bad}");
+        }
+        assert_eq!(standing_in(&store, "nobody", None, now), None);
+    }
+}
