@@ -166,18 +166,11 @@ impl RealFunctions {
             let f: Arc<dyn Function> = match def.binary.as_deref() {
                 Some("authorizer") => {
                     let config = self.authorizer_config(def, dev_signer.as_deref())?;
-                    let source = authorizer::key_source(&config).await;
-                    let apis = authorizer::api_names(&config, &source);
-                    let store = authorizer::CachedStore::new(
-                        source,
-                        config.refresh,
-                        config.load_timeout,
-                        self.clock.clone(),
-                    )
-                    .with_api_names(apis);
-                    // Loaded at start, as in Lambda's init phase.
-                    store.reload_now().await;
-                    Arc::new(RequestAuthorizer::new(store))
+                    let authorizer = authorizer::authorizer(&config, self.clock.clone()).await;
+                    // Loaded at start, as in Lambda's init phase: the key store when
+                    // keys are accepted, the key set when tokens are.
+                    authorizer.init().await;
+                    Arc::new(RequestAuthorizer::new(authorizer))
                 }
                 Some("identity-service") => {
                     let roles = roles(def)?;
