@@ -1,10 +1,6 @@
 //! Captures the JSON logs of a full run over every sample event, checks each decision's
 //! audit line, and finds no key material anywhere in them.
 
-// The authorizer's future (key store by key id, SSM SDK calls) is deeper than the
-// default 128 rustc allows when laying out a test's async block.
-#![recursion_limit = "256"]
-
 mod common;
 
 use std::io::Write;

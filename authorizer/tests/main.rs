@@ -4,10 +4,6 @@
 //! the other tests would write into: `logs.rs` a tracing subscriber, `metrics.rs` the
 //! metrics recorder whose counts it checks.
 
-// The authorizer's future (key store by key id, SSM SDK calls) is deeper than the
-// default 128 rustc allows when laying out a test's async block.
-#![recursion_limit = "256"]
-
 mod common;
 mod events;
 mod flood;
