@@ -24,17 +24,9 @@ fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// A signing key (ECC P-256 or another spec) in moto's KMS.
 async fn create_key(kms: &aws_sdk_kms::Client, spec: KeySpec) -> String {
-    kms.create_key()
-        .key_spec(spec)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned()
+    test_support::create_kms_key(kms, spec, KeyUsageType::SignVerify).await
 }
 
 /// The kids in the stored key set, checked to load in the token verifier's KeySet.

@@ -237,27 +237,10 @@ impl Drop for TempDir {
     }
 }
 
-/// A KMS client for a `MotoServer` endpoint (for `tokens keys`), fixed test
-/// credentials, one attempt.
-pub fn moto_kms_client(endpoint: &str) -> token_kms::aws_sdk_kms::Client {
-    use token_kms::aws_sdk_kms::config::{
-        retry::RetryConfig, BehaviorVersion, Credentials, Region,
-    };
-    token_kms::aws_sdk_kms::Client::from_conf(
-        token_kms::aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
-            .build(),
-    )
-}
-
 /// SSM and KMS clients for a `MotoServer` endpoint.
 pub fn moto_clients(endpoint: &str) -> Aws {
     Aws::Clients {
         ssm: moto_client(endpoint),
-        kms: moto_kms_client(endpoint),
+        kms: test_support::moto_kms_client(endpoint),
     }
 }
