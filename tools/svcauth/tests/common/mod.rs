@@ -24,6 +24,28 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
+/// `--env test --path PATH`, then `cmd`: a command on the test store in SSM.
+pub fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--env", "test", "--path", PATH];
+    v.extend_from_slice(cmd);
+    v
+}
+
+/// Runs `cmd` (on the test store, at `now`) on a thread and runtime of its own, with
+/// the clients `clients` makes for `endpoint`: another operator's command, started
+/// from a fault hook while this test's command waits between its read and its write.
+pub fn run_elsewhere(cmd: String, endpoint: String, clients: fn(&str) -> Aws, now: u64) -> Run {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(svcauth(&args(&words(&cmd)), &clients(&endpoint), now))
+    })
+    .join()
+    .unwrap()
+}
+
 /// `keys create --service tutor-service --permissions TUTOR_PERMS --api identity`, then
 /// `extra`.
 pub fn create_tutor<'a>(extra: &[&'a str]) -> Vec<&'a str> {
