@@ -8,17 +8,17 @@
 //! Tokens are signed with real P-256 keys made by aws-lc-rs (the test signer of
 //! `libs/service-token`), verified by the authorizer with `jsonwebtoken`.
 
+mod common;
 #[path = "../../libs/service-token/tests/common/mod.rs"]
 mod signer;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authorizer::token::{JwksSource, SsmStandings};
 use authorizer::{Accept, Authorizer, CachedStore, Config, KeySource, TokenAuth};
 use aws_lc_rs::hmac;
+use common::{capture, lines};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
@@ -32,48 +32,6 @@ const CACHE_TTL: u64 = 60;
 const ARN: &str =
     "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42";
 const STAGE: &str = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/";
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `f` on a current-thread runtime with the JSON log format lambda_runtime uses,
-/// and returns what was logged.
-fn capture<T, F: std::future::Future<Output = T>>(f: F) -> (T, String) {
-    let buf = Buffer::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_target(false)
-        .without_time()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let out = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f);
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    (out, logs)
-}
-
-fn lines(logs: &str, event: &str) -> Vec<Value> {
-    logs.lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("every log line is JSON"))
-        .filter(|v| v["fields"]["event"] == event)
-        .collect()
-}
 
 /// The services the store knows, their keys, and the signing keys.
 struct World {
