@@ -176,20 +176,33 @@ pub fn moto_ssm_client(endpoint: &str) -> aws_sdk_ssm::Client {
 
 #[cfg(feature = "ssm")]
 fn moto_ssm_config(endpoint: &str) -> aws_sdk_ssm::config::Builder {
-    use aws_sdk_ssm::config::{retry::RetryConfig, timeout::TimeoutConfig};
-    use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_ssm::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
+    moto_config!(aws_sdk_ssm, endpoint)
 }
+
+/// The configuration every SDK client of a [`MotoServer`] gets, for the SDK crate
+/// `$sdk` (each crate has config types of its own): the endpoint, us-east-1, fixed
+/// test credentials, one attempt and a generous timeout (moto's first call can take
+/// seconds).
+#[cfg(any(feature = "ssm", feature = "kms"))]
+macro_rules! moto_config {
+    ($sdk:ident, $endpoint:expr) => {{
+        use $sdk::config::{retry::RetryConfig, timeout::TimeoutConfig};
+        use $sdk::config::{BehaviorVersion, Credentials, Region};
+        $sdk::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url($endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+    }};
+}
+#[cfg(any(feature = "ssm", feature = "kms"))]
+use moto_config;
 
 /// A KMS client for a [`MotoServer`] endpoint: fixed test credentials, one attempt and
 /// a generous timeout (moto's first call can take seconds).
@@ -202,19 +215,7 @@ pub fn moto_kms_client(endpoint: &str) -> aws_sdk_kms::Client {
 /// adds an interceptor before building the client.
 #[cfg(feature = "kms")]
 pub fn moto_kms_config(endpoint: &str) -> aws_sdk_kms::config::Builder {
-    use aws_sdk_kms::config::{retry::RetryConfig, timeout::TimeoutConfig};
-    use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
+    moto_config!(aws_sdk_kms, endpoint)
 }
 
 /// Creates a KMS key of `spec` for `usage` and returns its key id (panics when KMS
