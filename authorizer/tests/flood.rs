@@ -15,7 +15,7 @@ use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::cache::RefreshPolicy;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument, UnixTime};
-use test_support::{MotoServer, SsmFaults};
+use test_support::{put_service_document, MotoServer, SsmFaults};
 
 const PATH: &str = "/svcauth/flood/keys";
 
@@ -39,14 +39,7 @@ async fn seed(c: &Client, services: usize, indexed: bool) -> Vec<ApiKey> {
         );
         doc.keys
             .push(KeyRecord::for_key(&key, UnixTime(NOW - 3600), None));
-        c.put_parameter()
-            .name(store.parameter_name(&doc.service))
-            .value(doc.to_json())
-            .r#type(ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-            .await
-            .unwrap();
+        put_service_document(c, PATH, &doc).await;
         if indexed {
             let out = store.ensure_index(&doc).await.unwrap();
             assert_eq!(out.created, vec![key.key_id()]);

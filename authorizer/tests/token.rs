@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use service_auth::cache::RefreshPolicy;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
 use signer::{b64, good_claims, TestKey, ISSUER, NOW};
-use test_support::{moto_ssm_client, MotoServer, TestClock};
+use test_support::{moto_ssm_client, put_service_document, MotoServer, TestClock};
 
 /// The API Gateway result TTL the authorizer is configured with.
 const CACHE_TTL: u64 = 60;
@@ -1059,14 +1059,7 @@ fn per_service_standing_from_ssm_sees_revocation_markers_and_the_brake() {
         );
         doc.keys
             .push(KeyRecord::for_key(&w.tutor_key, UnixTime(NOW - 3600), None));
-        client
-            .put_parameter()
-            .name(format!("{PATH}/tutor-service"))
-            .value(doc.to_json())
-            .r#type(ParameterType::SecureString)
-            .send()
-            .await
-            .unwrap();
+        put_service_document(&client, PATH, &doc).await;
         let standings = SsmStandings::new(
             ssm.clone(),
             RefreshPolicy::default(),
@@ -1110,15 +1103,7 @@ fn per_service_standing_from_ssm_sees_revocation_markers_and_the_brake() {
         // An IAM-proof token of the same service, issued before the brake.
         let mut braked_doc = doc.clone();
         braked_doc.tokens_not_before = Some(UnixTime(NOW + 400));
-        client
-            .put_parameter()
-            .name(format!("{PATH}/tutor-service"))
-            .value(braked_doc.to_json())
-            .r#type(ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-            .await
-            .unwrap();
+        put_service_document(&client, PATH, &braked_doc).await;
         let iam = w.signing.token(&with(
             with(
                 with(

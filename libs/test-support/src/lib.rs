@@ -179,6 +179,25 @@ fn moto_ssm_config(endpoint: &str) -> aws_sdk_ssm::config::Builder {
     moto_config!(aws_sdk_ssm, endpoint)
 }
 
+/// Writes `doc` as its service's document under `path` (`{path}/{service}`, a
+/// SecureString, replacing what is there), without the key id index entries svcauth
+/// also writes.
+#[cfg(feature = "ssm")]
+pub async fn put_service_document(
+    ssm: &aws_sdk_ssm::Client,
+    path: &str,
+    doc: &service_auth::ServiceDocument,
+) {
+    ssm.put_parameter()
+        .name(format!("{path}/{}", doc.service))
+        .value(doc.to_json())
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("moto PutParameter");
+}
+
 /// The configuration every SDK client of a [`MotoServer`] gets, for the SDK crate
 /// `$sdk` (each crate has config types of its own): the endpoint, us-east-1, fixed
 /// test credentials, one attempt and a generous timeout (moto's first call can take

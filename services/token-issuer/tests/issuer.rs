@@ -18,7 +18,10 @@ use service_auth::identity::IamRoleMap;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
 use service_identity_http::{lambda_service, IdentityConfig};
 use service_token::{KeySet, Permission, Proof, TokenClaims, Verifier, VerifierConfig};
-use test_support::{create_kms_key, moto_kms_config, python_verify_es256, MotoServer, TestClock};
+use test_support::{
+    create_kms_key, moto_kms_config, put_service_document, python_verify_es256, MotoServer,
+    TestClock,
+};
 use token_issuer::api::{Documents, JwksSource, Parts, Signing};
 use token_issuer::{router, AppState, IssuerSettings, RetryPolicy};
 use token_kms::aws_sdk_kms;
@@ -139,17 +142,6 @@ struct Fixture {
     revoked: ApiKey,
 }
 
-async fn put_doc(ssm: &aws_sdk_ssm::Client, doc: &ServiceDocument) {
-    ssm.put_parameter()
-        .name(format!("{PATH}/{}", doc.service))
-        .value(doc.to_json())
-        .r#type(ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
-}
-
 async fn publish(ssm: &aws_sdk_ssm::Client, kms: &aws_sdk_kms::Client, keys: &[&str]) {
     let set = token_kms::key_set(kms, keys).await.unwrap();
     ssm.put_parameter()
@@ -201,7 +193,7 @@ async fn fixture_with(retry: RetryPolicy, published: bool) -> Fixture {
     }
     let active = ApiKey::generate(Some("dev")).unwrap();
     let revoked = ApiKey::generate(Some("dev")).unwrap();
-    put_doc(&ssm, &tutor_doc(&active, &revoked)).await;
+    put_service_document(&ssm, PATH, &tutor_doc(&active, &revoked)).await;
     let roles =
         IamRoleMap::parse("tutor-task-role=tutor-service,reports-role=reports-service").unwrap();
     let clock = TestClock::at(NOW);
@@ -476,7 +468,7 @@ async fn revoked_expired_and_unknown_keys_get_401_and_no_token() {
         UnixTime(NOW - 1000),
         Some(UnixTime(NOW - 1)),
     ));
-    put_doc(&f.ssm, &doc).await;
+    put_service_document(&f.ssm, PATH, &doc).await;
     let a = token_for(&f, Auth::Key(&expired), None).await;
     assert_eq!(code(&a), (401, "key_not_usable"), "{}", a.raw);
 
@@ -709,7 +701,7 @@ async fn a_still_valid_token_is_reused_only_while_safe() {
     let mut doc = tutor_doc(&f.active, &f.revoked);
     let brake = NOW + 620;
     doc.tokens_not_before = Some(UnixTime(brake));
-    put_doc(&f.ssm, &doc).await;
+    put_service_document(&f.ssm, PATH, &doc).await;
     f.clock.set(brake + 16);
     let after = token_for(&f, Auth::Key(&f.active), None).await.body;
     assert_ne!(after["tokenId"], later["tokenId"]);
@@ -722,7 +714,7 @@ async fn a_still_valid_token_is_reused_only_while_safe() {
     assert!(claims.iat >= brake);
     // A brake ahead of now refuses every token until then.
     doc.tokens_not_before = Some(UnixTime(brake + 600));
-    put_doc(&f.ssm, &doc).await;
+    put_service_document(&f.ssm, PATH, &doc).await;
     f.clock.advance(16);
     let a = token_for(&f, Auth::Key(&f.active), None).await;
     assert_eq!(code(&a), (403, "braked"), "{}", a.raw);

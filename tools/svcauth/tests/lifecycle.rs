@@ -154,14 +154,7 @@ async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
     let run = svcauth(&args(&words(&revoke)), &aws, NOW + 20).await;
     expect(&run, exit::OK);
     // ...then the second writer's put lands and it dies before merging anything.
-    c.put_parameter()
-        .name(format!("{PATH}/tutor-service"))
-        .value(stale.to_json())
-        .r#type(ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
+    test_support::put_service_document(&c, PATH, &stale).await;
     let (doc, _) = other.read_document("tutor-service").await.unwrap().unwrap();
     assert_eq!(
         doc.key(&service_auth::KeyId::parse(&id).unwrap())
