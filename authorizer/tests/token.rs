@@ -17,14 +17,16 @@ use std::time::Duration;
 
 use authorizer::token::{JwksSource, SsmStandings};
 use authorizer::{Accept, Authorizer, CachedStore, Config, KeySource, TokenAuth};
-use aws_lc_rs::hmac;
 use common::{capture, lines};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::cache::RefreshPolicy;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
-use signer::{b64, good_claims, TestKey, ISSUER, NOW};
+use signer::{
+    good_claims, hs256_with_public_key, tampered, with, with_signature, without, TestKey, ISSUER,
+    NOW,
+};
 use test_support::{moto_ssm_client, put_service_document, MotoServer, TestClock};
 
 /// The API Gateway result TTL the authorizer is configured with.
@@ -129,16 +131,6 @@ impl World {
     }
 }
 
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
-    claims[key] = value;
-    claims
-}
-
-fn without(mut claims: Value, key: &str) -> Value {
-    claims.as_object_mut().unwrap().remove(key);
-    claims
-}
-
 /// A REQUEST event as API Gateway sends it, with these headers (each copied into
 /// `multiValueHeaders`, as API Gateway does).
 fn request(headers: &[(&str, &str)]) -> Value {
@@ -163,27 +155,6 @@ fn request(headers: &[(&str, &str)]) -> Value {
 
 fn bearer(token: &str) -> Value {
     request(&[("Authorization", &format!("Bearer {token}"))])
-}
-
-fn hs256_with_public_key(key: &TestKey, claims: &Value) -> String {
-    let header = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid}).to_string();
-    let input = TestKey::signing_input(&header, &claims.to_string());
-    let mac = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA256, &key.spki_der()),
-        input.as_bytes(),
-    );
-    format!("{input}.{}", b64(mac.as_ref()))
-}
-
-fn with_signature(token: &str, sig: &[u8]) -> String {
-    let (input, _) = token.rsplit_once('.').unwrap();
-    format!("{input}.{}", b64(sig))
-}
-
-fn tampered(token: &str, claims: &Value) -> String {
-    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    parts[1] = b64(claims.to_string().as_bytes());
-    parts.join(".")
 }
 
 /// What a row expects.
