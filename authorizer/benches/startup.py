@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Start-up time and memory of the authorizer binary, measured against a local
-Lambda Runtime API (stdlib only, served on 127.0.0.1).
+Lambda Runtime API (stdlib only, served on 127.0.0.1; `--token` also needs `cryptography`).
 
   start-up: from process spawn to its first `GET /runtime/invocation/next`, i.e. the
             end of init (config, key store load, runtime ready) with the development
@@ -20,14 +20,28 @@ Lambda Runtime API (stdlib only, served on 127.0.0.1).
 
 usage: authorizer/benches/startup.py BINARY [--runs 30] [--invocations 1000]
                                          [--env NAME=VALUE ...]
+                                         [--api-key-file FILE]
+                                         [--token [--token-key PEM] [--token-proof-key KID]]
                                          [--floor FLOOR [--baseline OLD]
                                           [--warm-rounds 5] [--warm-invocations 2000]]
 `--env` adds to or overrides the function's environment, e.g. to time an SSM load
 against moto_server: --env SVCAUTH_KEY_SOURCE=ssm --env AWS_ENDPOINT_URL=http://...
+--token times a token-only authorizer instead: it signs a token (ES256, with an
+ephemeral P-256 key, or the PKCS#8 PEM of --token-key; needs Python `cryptography`,
+in the tools virtualenv) with the claims of events/authorizer-token-bearer.json, valid
+for 50 minutes from now, sets SVCAUTH_ACCEPT=token, SVCAUTH_TOKEN_ISSUER=svcauth:dev,
+SVCAUTH_API_NAMES (the events' API id = identity) and SVCAUTH_TOKEN_JWKS (the key's
+JWKS inline, unless --env names SVCAUTH_TOKEN_JWKS_PARAMETER), all overridable with
+--env; the memory and warm parts alternate that token (allowed) and the same token
+with one signature byte changed (refused).
+--api-key-file FILE puts the key read from FILE in the allowed event instead of the
+development key (e.g. a key that `svcauth keys create --deliver stdout` made in
+moto_server, for the memory and warm parts with SVCAUTH_KEY_SOURCE=ssm).
 Build BINARY first, e.g. `cargo build --release -p authorizer` (native; the arm64
 Lambda build cannot run on an x86_64 machine).
 """
 import argparse
+import base64
 import json
 import os
 import queue
@@ -196,6 +210,54 @@ def compare_warm(binaries, events, rounds=5, invocations=2000, extra_env=()):
     }
 
 
+TOKEN_KID = "startup-bench-key"
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token_setup(key_pem=None, proof_key="kid_f94915a196acedcb"):
+    """(allowed event, refused event, JWKS text) for --token. The allowed event is
+    events/authorizer-token-bearer.json with a token signed now; the refused one
+    carries the same token with a changed signature."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    if key_pem:
+        key = serialization.load_pem_private_key(Path(key_pem).read_bytes(), password=None)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+    pub = key.public_key().public_numbers()
+    jwks = json.dumps({"keys": [{
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": TOKEN_KID,
+        "x": b64url(pub.x.to_bytes(32, "big")), "y": b64url(pub.y.to_bytes(32, "big")),
+    }]})
+    template = json.loads((ROOT / "events/authorizer-token-bearer.json").read_text())
+    sample = template["headers"]["Authorization"].split(" ", 1)[1]
+    claims = json.loads(base64.urlsafe_b64decode(sample.split(".")[1] + "=="))
+    now = int(time.time())
+    claims.update(iat=now, nbf=now, exp=now + 3000)
+    # The proof key must be an active key of the token's service in the store read
+    # (by default the development store's first tutor-service key).
+    claims["proof"] = {"method": "api-key", "keyId": proof_key}
+    header = {"alg": "ES256", "typ": "JWT", "kid": TOKEN_KID}
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+    r, s_ = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    signature = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+    tampered = bytes([signature[0] ^ 1]) + signature[1:]
+
+    def event(sig):
+        e = json.loads(json.dumps(template))
+        value = f"Bearer {signing_input}.{b64url(sig)}"
+        e["headers"]["Authorization"] = value
+        e["multiValueHeaders"]["Authorization"] = [value]
+        return e
+
+    return event(signature), event(tampered), jwks
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("binary")
@@ -206,10 +268,28 @@ def main():
     ap.add_argument("--baseline", metavar="OLD", help="an older authorizer build measured in the same run")
     ap.add_argument("--warm-rounds", type=int, default=5)
     ap.add_argument("--warm-invocations", type=int, default=2000)
+    ap.add_argument("--token", action="store_true", help="a token-only authorizer and token events (see above)")
+    ap.add_argument("--token-key", metavar="PEM", help="with --token: sign with this P-256 key (PKCS#8 PEM)")
+    ap.add_argument("--token-proof-key", metavar="KID", default="kid_f94915a196acedcb",
+                    help="with --token: the key id of the token's proof (an active tutor-service key of the store)")
+    ap.add_argument("--api-key-file", metavar="FILE", help="the key of the allowed event (default: the development key)")
     args = ap.parse_args()
 
-    allowed = json.loads((ROOT / "events/authorizer-valid-key.json").read_text())
-    refused = json.loads((ROOT / "events/authorizer-invalid-key.json").read_text())
+    if args.token:
+        allowed, refused, jwks = token_setup(args.token_key, args.token_proof_key)
+        given = {kv.split("=", 1)[0] for kv in args.env}
+        defaults = ["SVCAUTH_ACCEPT=token", "SVCAUTH_TOKEN_ISSUER=svcauth:dev",
+                    "SVCAUTH_API_NAMES=a1b2c3d4e5=identity"]
+        if "SVCAUTH_TOKEN_JWKS_PARAMETER" not in given:
+            defaults.append(f"SVCAUTH_TOKEN_JWKS={jwks}")
+        args.env = [kv for kv in defaults if kv.split("=", 1)[0] not in given] + args.env
+    else:
+        allowed = json.loads((ROOT / "events/authorizer-valid-key.json").read_text())
+        refused = json.loads((ROOT / "events/authorizer-invalid-key.json").read_text())
+        if args.api_key_file:
+            key = Path(args.api_key_file).read_text().strip()
+            allowed["headers"]["x-service-api-key"] = key
+            allowed["multiValueHeaders"]["x-service-api-key"] = [key]
 
     starts = [run_once(args.binary, [], args.env)[0] for _ in range(args.runs)]
     starts.sort()

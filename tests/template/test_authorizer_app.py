@@ -83,6 +83,7 @@ def test_application_is_ready_for_sam_publish():
     for field in ("Name", "Description", "Author", "SpdxLicenseId", "ReadmeUrl", "SemanticVersion"):
         assert meta.get(field), field
     assert re.fullmatch(r"\d+\.\d+\.\d+", meta["SemanticVersion"])
+    assert len(meta["Description"]) <= 256  # the repository's limit
     assert (APP.parent / meta["ReadmeUrl"]).is_file()
     cargo = tomllib.loads((ROOT / "authorizer" / "Cargo.toml").read_text(encoding="utf-8"))
     workspace = tomllib.loads((ROOT / "Cargo.toml").read_text(encoding="utf-8"))
@@ -93,6 +94,28 @@ def test_application_is_ready_for_sam_publish():
     assert (APP.parent / fn["Properties"]["CodeUri"] / "Cargo.toml").resolve() == ROOT / "Cargo.toml"
     assert fn["Metadata"] == {**fn["Metadata"], "BuildMethod": "rust-cargolambda",
                               "BuildProperties": {"Binary": "authorizer"}}
+
+
+def test_the_readme_documents_every_parameter_and_output():
+    """authorizer/README.md is the application's page in the Serverless Application
+    Repository: a row per parameter with its default, and every output."""
+    doc = load_template(APP)
+    readme = (APP.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Parameters"):readme.index("## Publish")]
+    rows = {m.group(1): m.group(2).strip() for m in re.finditer(r"^\| `(\w+)` \|([^|]*)\|", section, re.M)}
+    assert set(rows) == set(doc["Parameters"])
+    for name, param in doc["Parameters"].items():
+        default = str(param.get("Default", ""))
+        cell = rows[name]
+        if default:
+            assert cell in (default, f"`{default}`"), (name, cell, default)
+        else:
+            assert cell.startswith("empty"), (name, cell)
+    (outputs,) = re.findall(r"^Outputs: (.*?)\.$", section, re.M | re.S)
+    assert re.findall(r"`(\w+)`", outputs) == list(doc["Outputs"])
+    # every parameter is also in the console's parameter groups
+    groups = doc["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    assert sorted(p for g in groups for p in g["Parameters"]) == sorted(doc["Parameters"])
 
 
 def test_one_definition_of_the_authorizer():

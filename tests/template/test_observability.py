@@ -70,6 +70,8 @@ def emitted_metrics(files: list[Path] | None = None) -> tuple[dict[str, set[froz
         for m in re.finditer(r"\b(?:metrics::)?(?:counter|gauge|histogram)!\s*\(", text):
             args = _macro_args(text, m.end() - 1)
             first = args.split(",", 1)[0].strip()
+            if not first.startswith('"'):
+                first = first.rsplit("::", 1)[-1]  # a const by its path: crate::source::LOADS_METRIC
             if first.startswith('"'):
                 name = first.strip('"')
             elif first in consts:
@@ -263,27 +265,246 @@ def test_the_alarms_the_issue_asks_for(sam):
     assert set(iam_only) == {"IdentityIamApi5xxAlarm", "TutorIamApi5xxAlarm"}
 
 
-def test_authorizer_errors_alarm_subtracts_every_refusal(sam, source):
-    """A refusal is a function error (the handler returns "Unauthorized"); the alarm
-    must subtract every refusal reason the code has, or each 401 would page someone."""
-    decision = (ROOT / "libs" / "service-auth" / "src" / "decision.rs").read_text(encoding="utf-8")
-    code_fn = decision[decision.index("pub fn code(&self)"):]
-    code_fn = code_fn[:code_fn.index("\n    }\n")]
-    reasons = set(re.findall(r'=>\s*"([a-z_]+)"', code_fn))
-    assert len(reasons) >= 9
-    alarm = resolved(sam, AuthMode="api-key").resources()["AuthorizerErrorsAlarm"]["Properties"]
-    by_id = {q["Id"]: q for q in alarm["Metrics"]}
-    subtracted = {q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]: q["Id"] for q in alarm["Metrics"]
-                  if "MetricStat" in q and q["MetricStat"]["Metric"]["MetricName"] == "Unauthorized"}
-    assert set(subtracted) == reasons
+# ------------------------------------------------------------------ refusals in the source
+AUTHORIZER_SRC = ROOT / "authorizer" / "src"
+# The functions that audit a decision: each counts `Unauthorized{Reason}` and `Refusals`.
+AUDIT_CALL = re.compile(r"\b(?:audit|audit_token)\s*\(")
+
+
+def _blank_strings_and_comments(text: str) -> str:
+    """`text` with string literals, char literals and comments blanked (same length),
+    so braces and names inside them do not count."""
+    out = list(text)
+    for m in re.finditer(r'//[^\n]*|"(?:[^"\\]|\\.)*"', text):
+        for i in range(m.start() + (0 if m.group().startswith("//") else 1),
+                       m.end() - (0 if m.group().startswith("//") else 1)):
+            if out[i] != "\n":
+                out[i] = " "
+    return "".join(out)
+
+
+def _strip_groups(span: str) -> str:
+    """`span` without its complete `{...}` groups (sibling blocks and patterns)."""
+    prev = None
+    while prev != span:
+        prev, span = span, re.sub(r"\{[^{}]*\}", "", span)
+    return span
+
+
+def _enclosing_blocks(code: str, pos: int) -> list[int]:
+    """Positions of the `{` of every block around `pos`, innermost first."""
+    opens, depth = [], 0
+    for i in range(pos - 1, -1, -1):
+        if code[i] == "}":
+            depth += 1
+        elif code[i] == "{":
+            if depth == 0:
+                opens.append(i)
+            else:
+                depth -= 1
+    return opens
+
+
+def unaudited_refusals(text: str, name: str = "source") -> list[str]:
+    """Where `text` answers 401 (`Err(Unauthorized)`) without first auditing the
+    decision (`audit`/`audit_token`, which count it in `Refusals`) on the same path:
+    in the 401's own block, or before it at the same level of an enclosing block up to
+    the function's body (a sibling branch's audit does not count). Also any other use
+    of the `Unauthorized` value, which this check cannot follow."""
+    code = _blank_strings_and_comments(text)
+    problems = []
+    for m in re.finditer(r"Err\(Unauthorized\)", code):
+        line = code.count("\n", 0, m.start()) + 1
+        end, audited = m.start(), False
+        for brace in _enclosing_blocks(code, m.start()):
+            if AUDIT_CALL.search(_strip_groups(code[brace + 1:end])):
+                audited = True
+                break
+            head = code[max(code.rfind(";", 0, brace), code.rfind("}", 0, brace)) + 1:brace]
+            if re.search(r"\bfn\s+\w+", head):
+                break  # the function's body: the path starts here
+            end = brace
+        if not audited:
+            problems.append(f"{name}:{line}: Err(Unauthorized) with no audit before it on its path")
+    # Every other mention of the unit struct is a type, its definition or an import.
+    rest = re.sub(r"\b(?:pub\s+)?use\s+[^;]*;", "", code)
+    rest = re.sub(r"Err\(Unauthorized\)|struct Unauthorized\b|From<Unauthorized>|_: Unauthorized\b"
+                  r"|,\s*Unauthorized>", "", rest)
+    for m in re.finditer(r"(?<!::)\bUnauthorized\b", rest):
+        line = rest.count("\n", 0, m.start()) + 1
+        problems.append(f"{name}:{line}: a use of Unauthorized this check cannot follow")
+    return problems
+
+
+def _codes_of(path: Path, signature: str) -> set[str]:
+    """The string literals a `match` in the function starting with `signature` returns."""
+    text = path.read_text(encoding="utf-8")
+    body = text[text.index(signature):]
+    body = body[:body.index("\n    }\n")]
+    return set(re.findall(r'=>\s*"([a-z_]+)"', body))
+
+
+def key_reasons() -> set[str]:
+    """Every reason code of the API-key path (service_auth's UnauthorizedReason)."""
+    return _codes_of(ROOT / "libs" / "service-auth" / "src" / "decision.rs", "pub fn code(&self)")
+
+
+def token_reasons() -> set[str]:
+    """Every reason code the authorizer's token path can refuse with: the verifier's
+    rejections, the Authorization header's, and the literals the handler and the token
+    module refuse with directly."""
+    codes = _codes_of(ROOT / "libs" / "service-token" / "src" / "verify.rs", "pub fn code(&self)")
+    codes |= _codes_of(AUTHORIZER_SRC / "token.rs", "pub fn code(self)")
+    for path in AUTHORIZER_SRC.glob("*.rs"):
+        text = path.read_text(encoding="utf-8")
+        codes |= set(re.findall(r'\b(?:Refuse|refuse|Refusal::reason)\(\s*"([a-z_]+)"', text))
+    return codes
+
+
+def test_the_reason_code_readers_find_the_codes_of_both_paths():
+    keys, tokens = key_reasons(), token_reasons()
+    assert {"missing_key", "unknown_key", "store_unavailable", "malformed_method_arn"} <= keys
+    assert {"bad_signature", "expires_within_cache_ttl", "braked", "missing_token",
+            "duplicate_authorization", "ambiguous_credentials", "missing_credentials",
+            "token_verifier_unconfigured"} <= tokens
+    # the contract lists every one of them
+    contracts = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
+    section = contracts[contracts.index("### Reason codes"):contracts.index("## Authorizer response context")]
+    assert keys | tokens <= set(re.findall(r"`([a-z_]+)`", section))
+
+
+def test_every_401_of_the_authorizer_counts_a_refusal(source):
+    metrics, _ = source
+    assert metrics["Refusals"] == {frozenset()}  # one metric, no dimension
+    # the auditing functions count each 401 twice: by reason, and in the one sum
+    raw = (AUTHORIZER_SRC / "handler.rs").read_text(encoding="utf-8")
+    handler = _blank_strings_and_comments(raw)  # same positions, braces of strings blanked
+    by_reason = [m.start() for m in re.finditer(r'counter!\(\s*"Unauthorized"', raw)]
+    assert len(by_reason) == 2  # audit (keys) and audit_token (tokens, credentials)
+    for path in AUTHORIZER_SRC.glob("*.rs"):  # nowhere else
+        assert path.name == "handler.rs" or not re.search(r'counter!\(\s*"Unauthorized"', path.read_text(encoding="utf-8"))
+    for pos in by_reason:
+        block = raw[_enclosing_blocks(handler, pos)[0]:]
+        block = block[:block.index("}")]
+        assert re.search(r"counter!\(\s*(?:REFUSALS_METRIC|\"Refusals\")\s*\)\s*\.increment\(1\)", block), block
+    problems = []
+    for path in sorted(AUTHORIZER_SRC.glob("*.rs")):
+        problems += unaudited_refusals(path.read_text(encoding="utf-8"), path.name)
+    assert problems == []
+
+
+def test_negative_control_an_unaudited_401_is_caught():
+    ok = """fn run(v: V) -> Result<R, Unauthorized> {
+        if v.bad() { audit(&v, &d); return Err(Unauthorized); }
+        let refuse = |r: &str| { audit_token(&v, r); Err(Unauthorized) };
+        audit(&v, &d);
+        match d { Decision::Unauthorized { .. } => Err(Unauthorized), _ => Ok(r) }
+    }"""
+    assert unaudited_refusals(ok) == []
+    no_audit = "fn run(v: V) -> Result<R, Unauthorized> {\n if v.bad() { return Err(Unauthorized); }\n Ok(r)\n}"
+    assert len(unaudited_refusals(no_audit)) == 1
+    sibling = ("fn run(v: V) -> Result<R, Unauthorized> {\n if a { audit(&v, &d); return Err(Unauthorized); }\n"
+               " if b { return Err(Unauthorized); }\n Ok(r)\n}")
+    assert [p.split(":")[1] for p in unaudited_refusals(sibling)] == ["3"]
+    in_string = 'fn run() -> Result<R, Unauthorized> {\n tracing::info!("audit(x)"); Err(Unauthorized)\n}'
+    assert len(unaudited_refusals(in_string)) == 1
+    other_use = "fn run() -> Result<R, Unauthorized> {\n x.ok_or(Unauthorized)\n}"
+    assert len(unaudited_refusals(other_use)) == 1
+
+
+def _authorizer_functions(r: Resolver) -> set[str]:
+    """Function names of every nested instance of the authorizer application."""
+    app = (ROOT / "authorizer" / "template.yaml").resolve()
+    return {r.nested(lid).ref("AuthorizerFunction") for lid in r.nested_ids()
+            if (r.base_dir / r.cfn["Resources"][lid]["Properties"]["TemplateURL"]).resolve() == app}
+
+
+def _alarm_value(alarm: dict, values: dict[str, float]) -> float:
+    """The alarm's metric-math result for the given value of each metric id."""
     (result,) = [q for q in alarm["Metrics"] if q.get("ReturnData")]
     expr = result["Expression"]
-    assert re.match(r"MAX\(\[0, FILL\(errors, 0\) - \((.*)\)\]\)$", expr)
-    for qid in subtracted.values():
-        assert f"FILL({qid}, 0)" in expr
-    assert by_id["errors"]["MetricStat"]["Metric"]["MetricName"] == "Errors"
-    # CloudWatch takes at most 10 metrics in one metric-math alarm
-    assert sum(1 for q in alarm["Metrics"] if "MetricStat" in q) <= 10
+    assert re.fullmatch(r"[A-Za-z0-9_(),\[\] +\-]+", expr), expr
+    py = re.sub(r"FILL\((\w+), 0\)", lambda m: f"v.get({m.group(1)!r}, 0)", expr).replace("MAX(", "max(")
+    assert re.fullmatch(r"[a-z0-9_(),.'\[\] +\-]+", py), py
+    return eval(py, {"__builtins__": {}, "max": max}, {"v": values})  # noqa: S307 - checked above
+
+
+@pytest.mark.parametrize("mode", ["api-key", "both", "token", "key-or-token"])
+def test_authorizer_errors_alarm_subtracts_every_refusal(sam, source, mode):
+    """A refusal is a function error (the handler returns "Unauthorized"); the alarm must
+    subtract every refusal, key or token, or each 401 would page someone. The authorizer
+    counts every 401 in `Refusals` (test above); the alarm adds the errors of every
+    authorizer function of the stack (both emit into one namespace) and subtracts it."""
+    r = resolved(sam, AuthMode=mode)
+    alarm = r.resources()["AuthorizerErrorsAlarm"]["Properties"]
+    stats = {q["Id"]: q["MetricStat"]["Metric"] for q in alarm["Metrics"] if "MetricStat" in q}
+    errors = {qid: m["Dimensions"][0]["Value"] for qid, m in stats.items()
+              if (m["Namespace"], m["MetricName"]) == ("AWS/Lambda", "Errors")}
+    assert set(errors.values()) == _authorizer_functions(r)
+    assert len(_authorizer_functions(r)) == (2 if mode in ("token", "key-or-token") else 1)
+    ours = {qid: m for qid, m in stats.items() if m["Namespace"] == authorizer_namespace(r)}
+    assert [(m["MetricName"], m.get("Dimensions")) for m in ours.values()] == [("Refusals", None)]
+    (refusals,) = ours
+    assert set(stats) == set(errors) | {refusals}
+    # Every error a refusal: silent. One error more than the refusals: it fires.
+    for n in (0, 1, 7, 500):
+        split = {qid: n // len(errors) + (n % len(errors) if i == 0 else 0) for i, qid in enumerate(errors)}
+        assert _alarm_value(alarm, {**split, refusals: n}) == 0
+        if n:  # one of those errors was no refusal
+            assert _alarm_value(alarm, {**split, refusals: n - 1}) == 1
+        for qid in errors:  # a crash of either function
+            assert _alarm_value(alarm, {**split, qid: split[qid] + 1, refusals: n}) == 1
+    assert _alarm_value(alarm, {}) == 0  # no data: nothing failed
+    assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert "docs/deploy.md#alarm-authorizer-errors" in alarm["AlarmDescription"]
+
+
+def test_negative_control_an_errors_alarm_that_ignores_refusals_is_caught(sam, source):
+    sam2 = copy.deepcopy(sam)
+    props = sam2["Resources"]["AuthorizerErrorsAlarm"]["Properties"]
+    (result,) = [q for q in props["Metrics"] if q.get("ReturnData")]
+    result["Expression"] = "MAX([0, FILL(errors, 0)])"
+    with pytest.raises(AssertionError):
+        test_authorizer_errors_alarm_subtracts_every_refusal(sam2, source, "api-key")
+
+
+def test_authorizer_throttles_alarm_watches_every_authorizer_function(sam):
+    for mode in ("api-key", "both", "token", "key-or-token"):
+        r = resolved(sam, AuthMode=mode)
+        alarm = r.resources()["AuthorizerThrottlesAlarm"]["Properties"]
+        throttles = {q["Id"]: q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for q in alarm["Metrics"]
+                     if "MetricStat" in q and q["MetricStat"]["Metric"]["MetricName"] == "Throttles"}
+        assert set(throttles.values()) == _authorizer_functions(r), mode
+        for qid in throttles:
+            assert _alarm_value(alarm, {qid: 1}) == 1
+        assert _alarm_value(alarm, {}) == 0
+
+
+def test_token_refusal_widget_shows_every_token_and_credential_reason(sam):
+    """The token widget lists every reason only the token path (or the choice between
+    credentials) produces; the reasons both paths share (store_unavailable,
+    malformed_method_arn) are in the all-reasons widget."""
+    r = resolved(sam, AuthMode="token")
+    (dash,) = r.resources("AWS::CloudWatch::Dashboard").values()
+    widgets = json.loads(dash["Properties"]["DashboardBody"])["widgets"]
+    (widget,) = [w for w in widgets if w["properties"]["title"].startswith("Token and credential refusals")]
+    ((line,),) = widget["properties"]["metrics"]
+    ((ns, name, keys, fixed),) = _search_reads(line["expression"])
+    assert (name, keys) == ("Unauthorized", frozenset({"Reason"}))
+    assert fixed["Reason"] == token_reasons() - key_reasons()
+    assert {"duplicate_authorization", "empty_authorization", "unsupported_auth_scheme", "missing_token",
+            "ambiguous_credentials", "missing_credentials", "expires_within_cache_ttl"} <= fixed["Reason"]
+
+
+def test_every_search_query_fits_cloudwatchs_limit(sam):
+    """CloudWatch refuses a SEARCH whose query (schema and terms) is over 1024 characters."""
+    r = resolved(sam, AuthMode="key-or-token")
+    (dash,) = r.resources("AWS::CloudWatch::Dashboard").values()
+    for w in json.loads(dash["Properties"]["DashboardBody"])["widgets"]:
+        for line in w["properties"]["metrics"]:
+            if isinstance(line[0], dict):
+                for query in re.findall(r"SEARCH\('([^']*)'", line[0]["expression"]):
+                    assert len(query) <= 1024, w["properties"]["title"]
 
 
 def test_guessed_keys_alarm_counts_unknown_and_malformed_keys(sam):

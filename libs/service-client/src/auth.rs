@@ -15,6 +15,9 @@ use http::header::{HeaderValue, AUTHORIZATION};
 use service_auth::ApiKey;
 use zeroize::Zeroizing;
 
+use crate::error::ClientError;
+use crate::token::{Held, TokenAuth, TokenConfig};
+
 /// The header API keys travel in.
 pub const API_KEY_HEADER: &str = "x-service-api-key";
 /// The SigV4 signing name of API Gateway's invoke API.
@@ -70,6 +73,9 @@ pub enum AuthConfig {
         credentials: CredentialsSource,
         clock: Option<Clock>,
     },
+    /// A short-lived signed token from the token issuer, obtained with the proof of
+    /// [`TokenConfig::proof`] (an API key or SigV4) and refreshed before it expires.
+    Token(Box<TokenConfig>),
 }
 
 impl fmt::Debug for AuthConfig {
@@ -79,6 +85,7 @@ impl fmt::Debug for AuthConfig {
                 f.debug_struct("ApiKey").field("source", source).finish()
             }
             Self::SigV4 { region, .. } => f.debug_struct("SigV4").field("region", region).finish(),
+            Self::Token(t) => f.debug_tuple("Token").field(t).finish(),
         }
     }
 }
@@ -101,6 +108,11 @@ impl AuthConfig {
         }
     }
 
+    /// Token mode with the defaults of [`TokenConfig::new`].
+    pub fn token(config: TokenConfig) -> Self {
+        Self::Token(Box::new(config))
+    }
+
     pub fn sigv4(region: impl Into<String>, provider: SharedCredentialsProvider) -> Self {
         Self::SigV4 {
             region: region.into(),
@@ -113,11 +125,46 @@ impl AuthConfig {
 pub(crate) enum Auth {
     ApiKey(ApiKeyAuth),
     SigV4(SigV4Auth),
+    Token(TokenAuth),
 }
 
+/// The token a request was sent with, for what a 401 means.
+pub(crate) type Applied = Option<Arc<Held>>;
+
 impl Auth {
-    pub(crate) fn new(config: AuthConfig) -> Self {
-        match config {
+    /// `issuer_client` builds the token issuer's client in token mode (same caller,
+    /// timeout and retries as the client being built).
+    pub(crate) fn new(
+        config: AuthConfig,
+        issuer_client: impl FnOnce(String, AuthConfig) -> Result<crate::ServiceClient, ClientError>,
+    ) -> Result<Self, ClientError> {
+        Ok(match config {
+            AuthConfig::Token(t) => {
+                let TokenConfig {
+                    issuer_url,
+                    proof,
+                    request,
+                    settings,
+                    clock,
+                } = *t;
+                let iam = match &proof {
+                    AuthConfig::ApiKey { .. } => false,
+                    AuthConfig::SigV4 { .. } => true,
+                    AuthConfig::Token(_) => {
+                        return Err(ClientError::Config(
+                            "a token is obtained with an API key or SigV4, not with a token".into(),
+                        ))
+                    }
+                };
+                let issuer = issuer_client(issuer_url, proof)?;
+                Auth::Token(TokenAuth::new(issuer, iam, &request, settings, clock)?)
+            }
+            other => Self::plain(other)?,
+        })
+    }
+
+    fn plain(config: AuthConfig) -> Result<Self, ClientError> {
+        Ok(match config {
             AuthConfig::ApiKey {
                 source,
                 refresh_after_rejection,
@@ -148,42 +195,70 @@ impl Auth {
                     cached: tokio::sync::Mutex::new(None),
                 })
             }
-        }
+            AuthConfig::Token(_) => {
+                return Err(ClientError::Config(
+                    "token mode needs its issuer client".into(),
+                ))
+            }
+        })
     }
 
     pub(crate) fn mode(&self) -> &'static str {
         match self {
             Auth::ApiKey(_) => "api-key",
             Auth::SigV4(_) => "iam",
+            Auth::Token(_) => "token",
         }
     }
 
     /// Adds the credentials to a fully built request (all other headers set).
+    /// `service` names the called service in errors.
     pub(crate) async fn apply<B>(
         &self,
         req: &mut http::Request<B>,
         body: &[u8],
-    ) -> Result<(), String> {
+        service: &str,
+    ) -> Result<Applied, ClientError> {
+        let credentials = |reason: String| ClientError::Credentials {
+            service: service.to_owned(),
+            reason,
+        };
         match self {
             Auth::ApiKey(a) => {
-                let key = a.key().await?;
+                let key = a.key().await.map_err(credentials)?;
                 let mut v = HeaderValue::from_str(key.expose_secret())
-                    .map_err(|_| "the API key is not a valid header value".to_owned())?;
+                    .map_err(|_| credentials("the API key is not a valid header value".into()))?;
                 v.set_sensitive(true);
                 req.headers_mut().insert(API_KEY_HEADER, v);
-                Ok(())
+                Ok(None)
             }
             Auth::SigV4(s) => {
-                let creds = s.credentials().await?;
-                sign_request(req, body, &creds, &s.region, (s.clock)())
+                let creds = s.credentials().await.map_err(credentials)?;
+                sign_request(req, body, &creds, &s.region, (s.clock)()).map_err(credentials)?;
+                Ok(None)
+            }
+            Auth::Token(t) => {
+                let held = t.token(service).await?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", held.expose_secret()))
+                    .map_err(|_| credentials("the token is not a valid header value".into()))?;
+                v.set_sensitive(true);
+                req.headers_mut().insert(AUTHORIZATION, v);
+                Ok(Some(held))
             }
         }
     }
 
-    /// The called service refused our credentials (401/403).
-    pub(crate) async fn rejected(&self) {
-        if let Auth::ApiKey(a) = self {
-            a.rejected().await;
+    /// The called service refused our credentials with `status` (401/403). Returns
+    /// whether the call is worth one more try with new credentials (token mode, 401).
+    pub(crate) async fn rejected(&self, status: u16, applied: &Applied) -> bool {
+        match (self, applied) {
+            (Auth::ApiKey(a), _) => {
+                a.rejected().await;
+                false
+            }
+            // A 403 is the token's permissions: a new token would carry the same.
+            (Auth::Token(t), Some(held)) if status == 401 => t.rejected(held),
+            _ => false,
         }
     }
 }

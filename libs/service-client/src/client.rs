@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use service_auth::identity::{CorrelationId, CORRELATION_ID_HEADER};
 
-use crate::auth::{Auth, AuthConfig};
+use crate::auth::{Applied, Auth, AuthConfig};
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::error::ClientError;
 use crate::retry::{Outcome, RetryPolicy};
@@ -130,6 +130,14 @@ impl ServiceClient {
         ))
         .map_err(|_| ClientError::Config("the caller name is not a valid header value".into()))?;
 
+        let (caller, timeout, retry) = (config.caller.clone(), config.timeout, config.retry);
+        let auth = Auth::new(config.auth, |url, proof| {
+            let mut c = ClientConfig::new("token-issuer", url, caller, proof);
+            c.timeout = timeout;
+            c.retry = retry;
+            ServiceClient::new(c)
+        })?;
+
         let mut connector = HttpConnector::new();
         connector.enforce_http(false);
         connector.set_nodelay(true);
@@ -154,7 +162,7 @@ impl ServiceClient {
                 service: config.service,
                 prefix,
                 user_agent,
-                auth: Auth::new(config.auth),
+                auth,
                 http,
                 timeout: config.timeout,
                 retry: config.retry,
@@ -198,7 +206,24 @@ impl ServiceClient {
                 &made
             }
         };
-        let bytes = self.send(route, params, body, correlation).await?;
+        let inner = &*self.inner;
+        let body = match body {
+            Some(b) => Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Request {
+                service: inner.service.clone(),
+                route: route.name(),
+                reason: e.to_string(),
+            })?),
+            None => Bytes::new(),
+        };
+        let bytes = self
+            .send(
+                route,
+                params,
+                body,
+                correlation,
+                route.method.is_idempotent(),
+            )
+            .await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             service: self.inner.service.clone(),
             route: route.name(),
@@ -206,12 +231,29 @@ impl ServiceClient {
         })
     }
 
-    async fn send<B: Serialize>(
+    /// Calls a parameterless route with a prepared JSON body, retrying it like an
+    /// idempotent call when `idempotent`; the raw answer. Boxed: the token issuer's
+    /// client is called from within another client's `send`.
+    pub(crate) fn send_bytes<'a>(
+        &'a self,
+        route: &'a Route,
+        body: Bytes,
+        idempotent: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ClientError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            self.send(route, &[], body, &CorrelationId::generate(), idempotent)
+                .await
+        })
+    }
+
+    async fn send(
         &self,
         route: &Route,
         params: &[&str],
-        body: Option<&B>,
+        body: Bytes,
         correlation: &CorrelationId,
+        idempotent: bool,
     ) -> Result<Bytes, ClientError> {
         let inner = &*self.inner;
         let request_error = |reason: String| ClientError::Request {
@@ -225,16 +267,11 @@ impl ServiceClient {
         let uri: Uri = format!("{}{}{}", inner.origin, inner.prefix, path)
             .parse()
             .map_err(|_| request_error("the URL is invalid".into()))?;
-        let body = match body {
-            Some(b) => {
-                Bytes::from(serde_json::to_vec(b).map_err(|e| request_error(e.to_string()))?)
-            }
-            None => Bytes::new(),
-        };
         let correlation_header = HeaderValue::from_str(correlation.as_str())
             .map_err(|_| request_error("invalid correlation id".into()))?;
 
         let mut attempt = 0;
+        let mut auth_retried = false;
         loop {
             attempt += 1;
             let probe = match inner.breaker.admit(Instant::now()) {
@@ -270,12 +307,7 @@ impl ServiceClient {
                 .body(Full::new(body.clone()))
                 .map_err(|e| request_error(e.to_string()))?;
             // Credentials are applied on every attempt: a SigV4 signature carries the time.
-            if let Err(reason) = inner.auth.apply(&mut req, &body).await {
-                return Err(ClientError::Credentials {
-                    service: inner.service.clone(),
-                    reason,
-                });
-            }
+            let applied: Applied = inner.auth.apply(&mut req, &body, &inner.service).await?;
 
             let result = tokio::time::timeout(inner.timeout, self.exchange(req)).await;
             let (outcome, error) = match result {
@@ -290,8 +322,19 @@ impl ServiceClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        inner.auth.rejected().await;
+                    if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+                        && inner.auth.rejected(status.as_u16(), &applied).await
+                        && !auth_retried
+                    {
+                        // A refused token: one more try with a new one, not counted as
+                        // an attempt (the service answered; it is not failing).
+                        tracing::info!(service = %inner.service, route = %route.template,
+                            correlation_id = %correlation, "token refused; retrying once with a new one");
+                        auth_retried = true;
+                        guard.armed = false;
+                        inner.breaker.success();
+                        attempt -= 1;
+                        continue;
                     }
                     (
                         Outcome::Status(status.as_u16()),
@@ -329,8 +372,8 @@ impl ServiceClient {
             } else {
                 inner.breaker.success();
             }
-            let delay = inner.retry.next_delay(
-                &route.method,
+            let delay = inner.retry.next_delay_if(
+                idempotent,
                 attempt,
                 outcome,
                 error.retry_after(),

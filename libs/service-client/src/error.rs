@@ -42,6 +42,20 @@ pub enum ClientError {
     },
     #[error("{service}: no credentials to call it with: {reason}")]
     Credentials { service: String, reason: String },
+    /// Token mode: no usable token could be obtained from the token issuer.
+    #[error("{service}: no token to call it with: {reason}")]
+    Token {
+        service: String,
+        /// The issuer call's own error (never the token).
+        reason: String,
+        /// The issuer's HTTP status, when it answered.
+        status: Option<u16>,
+        /// The `error` field of the issuer's JSON error body.
+        code: Option<String>,
+        retry_after: Option<Duration>,
+        /// The issuer was unavailable (timeout, connection, open circuit, 429, 5xx).
+        unavailable: bool,
+    },
     #[error("{service} {route}: request not sent: {reason}")]
     Request {
         service: String,
@@ -67,6 +81,7 @@ impl ClientError {
         match self {
             Self::Timeout { .. } | Self::Connection { .. } | Self::CircuitOpen { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::Token { unavailable, .. } => *unavailable,
             _ => false,
         }
     }
@@ -75,7 +90,7 @@ impl ClientError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::CircuitOpen { retry_after, .. } => Some(*retry_after),
-            Self::Status { retry_after, .. } => *retry_after,
+            Self::Status { retry_after, .. } | Self::Token { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

@@ -57,12 +57,31 @@ impl RetryPolicy {
         retry_after: Option<Duration>,
         random: f64,
     ) -> Option<Duration> {
+        self.next_delay_if(
+            method.is_idempotent(),
+            attempt,
+            outcome,
+            retry_after,
+            random,
+        )
+    }
+
+    /// [`RetryPolicy::next_delay`] for a call whose repetition is known to be safe
+    /// (`idempotent`) or not, whatever its method (a token request is a safe POST).
+    pub fn next_delay_if(
+        &self,
+        idempotent: bool,
+        attempt: u32,
+        outcome: Outcome,
+        retry_after: Option<Duration>,
+        random: f64,
+    ) -> Option<Duration> {
         let retryable = match outcome {
             Outcome::ConnectionError => true,
             Outcome::Timeout => false,
             Outcome::Status(s) => s == 429 || s >= 500,
         };
-        if !retryable || !method.is_idempotent() || attempt >= self.max_attempts {
+        if !retryable || !idempotent || attempt >= self.max_attempts {
             return None;
         }
         let exp = self

@@ -52,7 +52,8 @@ impl FromRef<AppState> for IdentityConfig {
 
 impl AppState {
     /// From the environment: `SVCAUTH_IAM_ROLES`, `IDENTITY_SERVICE_URL`,
-    /// `SERVICE_AUTH_MODE`, `SERVICE_NAME`, `SERVICE_API_KEY_PARAMETER`.
+    /// `SERVICE_AUTH_MODE`, `SERVICE_NAME`, `SERVICE_API_KEY_PARAMETER`, and in token mode
+    /// the `SERVICE_TOKEN_*` variables (see docs/backends.md).
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let identity = IdentityConfig::from_env()?;
         let config = ClientConfig::from_env(IDENTITY_SERVICE, IDENTITY_SERVICE_URL_ENV).await?;
@@ -148,6 +149,19 @@ pub fn dependency_error(e: &ClientError) -> Response {
         }
         _ => {}
     }
+    // Token mode: the token issuer refused our proof (a revoked key, an unmapped role,
+    // no `POST /token` grant): as above, an operator problem.
+    if let ClientError::Token {
+        status: Some(401 | 403),
+        ..
+    } = e
+    {
+        return json_error(
+            StatusCode::BAD_GATEWAY,
+            "dependency_refused",
+            "the token issuer refused tutor-service's credentials",
+        );
+    }
     if e.is_unavailable() {
         let secs = e
             .retry_after()
@@ -230,5 +244,19 @@ mod tests {
             reason: "x".into(),
         };
         assert_eq!(answer(creds), (500, None));
+        let token = |status: Option<u16>, unavailable: bool| ClientError::Token {
+            service: IDENTITY_SERVICE.into(),
+            reason: "x".into(),
+            status,
+            code: None,
+            retry_after: None,
+            unavailable,
+        };
+        assert_eq!(answer(token(Some(401), false)), (502, None));
+        assert_eq!(answer(token(Some(403), false)), (502, None));
+        assert_eq!(answer(token(Some(503), true)), (503, Some("5".into())));
+        assert_eq!(answer(token(None, true)), (503, Some("5".into())));
+        // An unusable issuer answer (not a token, too short-lived): 502.
+        assert_eq!(answer(token(None, false)), (502, None));
     }
 }

@@ -50,11 +50,21 @@ impl E2e {
 
     /// Starts with the real functions changed by `customize` first.
     pub async fn start_with(keys: Keys, customize: impl FnOnce(&mut RealFunctions)) -> Self {
+        Self::start_in_mode("both", keys, customize).await
+    }
+
+    /// Starts with the template's `AuthMode` set to `mode` (`token`, `key-or-token`...).
+    pub async fn start_in_mode(
+        mode: &str,
+        keys: Keys,
+        customize: impl FnOnce(&mut RealFunctions),
+    ) -> Self {
         let clock = TestClock::at(NOW);
         let access_log: Arc<Mutex<Vec<String>>> = Arc::default();
         let mut o = Options::new(default_template());
         o.bind = "127.0.0.1:0".parse().unwrap();
         o.clock = clock.unix_clock();
+        o.env.parameters.insert("AuthMode".into(), mode.into());
         let sink = access_log.clone();
         o.access_log = Arc::new(move |l| sink.lock().unwrap().push(l.to_owned()));
         let mut functions = RealFunctions::dev(clock.unix_clock());
@@ -65,14 +75,13 @@ impl E2e {
         {
             let path = path.display().to_string();
             let ttl = store_ttl_secs.to_string();
-            functions.authorizer = authorizer::Config::from_lookup(|k| match k {
+            functions.authorizer_env = Arc::new(move |k| match k {
                 "SVCAUTH_KEY_SOURCE" => Some("file".into()),
                 "SVCAUTH_KEYS_FILE" => Some(path.clone()),
                 "SVCAUTH_CACHE_TTL_SECS" => Some(ttl.clone()),
-                "SVCAUTH_API_NAMES" => Some(service_auth::dev::DEV_API_NAMES.into()),
+                "SVCAUTH_API_NAMES" => Some(local_gateway::services::LOCAL_API_NAMES.into()),
                 _ => None,
-            })
-            .unwrap();
+            });
         }
         customize(&mut functions);
         let gw = start(o, &functions).await.expect("the gateway starts");

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use crate::dev_signer::SampleTokens;
 use crate::sigv4::LocalCredentials;
 use crate::template::{EnvValue, Model, RouteAuth};
 use crate::Site;
@@ -36,6 +37,25 @@ pub struct BannerInput<'a> {
     pub keys_file: Option<&'a str>,
     /// Clear keys given with `--service-key-file`, by service.
     pub given_service_keys: &'a BTreeMap<String, String>,
+    /// Token modes with the development key: the sample tokens it signed.
+    pub sample_tokens: Option<&'a SampleTokens>,
+}
+
+/// Whether an API's routes take API keys (`api-key`, `both`, `key-or-token`), not
+/// only tokens (`token`: identity source `Authorization`).
+fn takes_keys(model: &Model, api: &str) -> bool {
+    model.routes.iter().filter(|r| r.api == api).any(
+        |r| !matches!(&r.auth, RouteAuth::Request(a) if a.headers.iter().any(|h| h.eq_ignore_ascii_case("authorization"))),
+    )
+}
+
+/// A shell line that trades `proof` (curl arguments) for a token at `token_url` and
+/// keeps it in `$TOKEN`.
+fn get_token(token_url: &str, route: &str, proof: &str) -> String {
+    format!(
+        "TOKEN=$(curl -s -X POST {} {proof} | sed -n 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/p'); ",
+        quote(&format!("{token_url}{route}"))
+    )
 }
 
 /// Which key a calling service's function (tutor-service) sends through the gateway,
@@ -48,12 +68,24 @@ pub fn caller_key_lines(i: &BannerInput<'_>) -> Vec<String> {
             Some(EnvValue::Text(t)) => Some(t.as_str()),
             _ => None,
         };
-        if text(service_client::AUTH_MODE_ENV) != Some("api-key") {
-            continue;
-        }
         let Some(service) = text(service_client::SERVICE_NAME_ENV) else {
             continue;
         };
+        if text(service_client::AUTH_MODE_ENV) == Some("token") {
+            let proof = text(service_client::TOKEN_PROOF_ENV).unwrap_or("api-key");
+            let with = if proof == "iam" {
+                "a SigV4 signature of its role (POST /token/iam)"
+            } else {
+                "its key (POST /token)"
+            };
+            out.push(format!(
+                "{service} ({id}) calls through this gateway with tokens it gets from the token API for {with}, reused until due for refresh"
+            ));
+            continue;
+        }
+        if text(service_client::AUTH_MODE_ENV) != Some("api-key") {
+            continue;
+        }
         let parameter = text(service_client::API_KEY_PARAMETER_ENV).unwrap_or("-");
         let line = if i.given_service_keys.contains_key(service) {
             format!(
@@ -93,7 +125,27 @@ pub fn examples(i: &BannerInput<'_>) -> Vec<Example> {
     let url = |api: &str| i.site.api_url(api).map(str::to_owned);
     let tutor = i.keys.get("tutor-service");
     let admin = i.keys.get("admin-service");
-    if let Some(base) = url("IdentityKeyApi") {
+    let keys_accepted = takes_keys(i.model, "IdentityKeyApi");
+    if let Some(base) = url("IdentityKeyApi").filter(|_| !keys_accepted) {
+        let get = format!("{base}/internal/users/{user}");
+        out.push(Example {
+            what: "no token: refused by API Gateway (identity source Authorization), the authorizer is not invoked".into(),
+            expect: 401,
+            command: format!("curl -i {}", quote(&get)),
+        });
+        if let Some(k) = tutor {
+            out.push(Example {
+                what: "a key and a token on one request: refused by the authorizer (ambiguous_credentials)".into(),
+                expect: 401,
+                command: format!(
+                    "curl -i {} -H {} -H 'Authorization: Bearer not-a-token'",
+                    quote(&get),
+                    quote(&format!("x-service-api-key: {k}"))
+                ),
+            });
+        }
+    }
+    if let Some(base) = url("IdentityKeyApi").filter(|_| keys_accepted) {
         let get = format!("{base}/internal/users/{user}");
         if let Some(k) = tutor {
             out.push(Example {
@@ -132,7 +184,14 @@ pub fn examples(i: &BannerInput<'_>) -> Vec<Example> {
             });
         }
     }
-    if let (Some(base), Some(k)) = (url("TutorKeyApi"), admin) {
+    if let Some(token_url) = url("TokenApi") {
+        out.extend(token_examples(i, &token_url, user));
+    }
+    if let (Some(base), Some(k), true) = (
+        url("TutorKeyApi"),
+        admin,
+        takes_keys(i.model, "TutorKeyApi"),
+    ) {
         out.push(Example {
             what: "admin-service calls tutor-service, which calls identity-service through this gateway with its own key".into(),
             expect: 200,
@@ -171,6 +230,98 @@ pub fn examples(i: &BannerInput<'_>) -> Vec<Example> {
             what: "unsigned call to an AWS_IAM route".into(),
             expect: 403,
             command: format!("curl -i {}", quote(&get)),
+        });
+    }
+    out
+}
+
+/// The token API's examples: tokens for a key and for a SigV4 signature, calls with
+/// a token, an expired and a tampered token.
+fn token_examples(i: &BannerInput<'_>, token_url: &str, user: &str) -> Vec<Example> {
+    let mut out = Vec::new();
+    let tutor = i.keys.get("tutor-service");
+    let admin = i.keys.get("admin-service");
+    let identity = i.site.api_url("IdentityKeyApi");
+    if let Some(k) = tutor {
+        out.push(Example {
+            what: "tutor-service trades its key for a token (POST /token): {token, tokenType, expiresAt, expiresIn, tokenId}".into(),
+            expect: 200,
+            command: format!(
+                "curl -i -X POST {} -H {}",
+                quote(&format!("{token_url}/token")),
+                quote(&format!("x-service-api-key: {k}"))
+            ),
+        });
+    }
+    if let Some((akid, c)) = i.credentials.for_role("TutorServiceRole") {
+        out.push(Example {
+            what: "tutor-service trades a SigV4 signature of its role for a token (POST /token/iam; `local-gateway sign -X POST URL` prints the same)".into(),
+            expect: 200,
+            command: format!(
+                "curl -i --aws-sigv4 {} --user {} -X POST {}",
+                quote(&format!("aws:amz:{}:execute-api", i.region)),
+                quote(&format!("{akid}:{}", c.secret_access_key)),
+                quote(&format!("{token_url}/token/iam"))
+            ),
+        });
+    }
+    out.push(Example {
+        what:
+            "the key set the authorizer verifies with (GET /.well-known/jwks.json, no credentials)"
+                .into(),
+        expect: 200,
+        command: format!(
+            "curl -i {}",
+            quote(&format!("{token_url}/.well-known/jwks.json"))
+        ),
+    });
+    if let (Some(k), Some(base)) = (tutor, identity) {
+        let get = format!("{base}/internal/users/{user}");
+        out.push(Example {
+            what:
+                "a token for the key, then identity-service called with it (authenticatedBy=token)"
+                    .into(),
+            expect: 200,
+            command: format!(
+                "{}curl -i {} -H \"Authorization: Bearer $TOKEN\"",
+                get_token(
+                    token_url,
+                    "/token",
+                    &format!("-H {}", quote(&format!("x-service-api-key: {k}")))
+                ),
+                quote(&get)
+            ),
+        });
+        if let Some(samples) = i.sample_tokens {
+            out.push(Example {
+                what: "an expired token (signed by this run's key, expired an hour ago): refused by the authorizer (expired)".into(),
+                expect: 401,
+                command: format!(
+                    "curl -i {} -H {}",
+                    quote(&get),
+                    quote(&format!("Authorization: Bearer {}", samples.expired))
+                ),
+            });
+            out.push(Example {
+                what: "a tampered token (payload changed to admin-service after signing): refused by the authorizer (bad_signature)".into(),
+                expect: 401,
+                command: format!(
+                    "curl -i {} -H {}",
+                    quote(&get),
+                    quote(&format!("Authorization: Bearer {}", samples.tampered))
+                ),
+            });
+        }
+    }
+    if let (Some(k), Some(base)) = (admin, i.site.api_url("TutorKeyApi")) {
+        out.push(Example {
+            what: "admin-service calls tutor-service with a token; tutor-service calls identity-service with a token of its own (traded for its role)".into(),
+            expect: 200,
+            command: format!(
+                "{}curl -i {} -H \"Authorization: Bearer $TOKEN\" -H 'x-correlation-id: try-the-token-chain-1'",
+                get_token(token_url, "/token", &format!("-H {}", quote(&format!("x-service-api-key: {k}")))),
+                quote(&format!("{base}/internal/tutor/students/{user}/profile"))
+            ),
         });
     }
     out
@@ -255,7 +406,8 @@ pub fn render(i: &BannerInput<'_>) -> String {
     s
 }
 
-/// The `(expected status, command)` pairs in a rendered banner, for tests.
+/// The `(expected status, command)` pairs in a rendered banner, for tests: `curl`
+/// lines, and lines that get a token first (`TOKEN=$(curl ...); curl ...`).
 pub fn parse_examples(text: &str) -> Vec<(u16, String)> {
     let mut out = Vec::new();
     let mut expect = None;
@@ -263,7 +415,7 @@ pub fn parse_examples(text: &str) -> Vec<(u16, String)> {
         let t = line.trim();
         if let Some(c) = t.strip_prefix("# ") {
             expect = c.rsplit_once(" -> ").and_then(|(_, n)| n.parse().ok());
-        } else if t.starts_with("curl ") {
+        } else if t.starts_with("curl ") || t.starts_with("TOKEN=$(curl ") {
             if let Some(e) = expect.take() {
                 out.push((e, t.to_owned()));
             }

@@ -132,26 +132,27 @@ impl Function for LambdaHttp<LambdaService> {
     }
 }
 
-/// The `authorizer` crate's handler, with its cached key store.
+/// The `authorizer` crate's [`authorizer::Authorizer`]: its cached key store, what it
+/// accepts (`SVCAUTH_ACCEPT`) and its token verifier.
 pub struct RequestAuthorizer {
-    store: Arc<authorizer::CachedStore>,
+    authorizer: Arc<authorizer::Authorizer>,
 }
 
 impl RequestAuthorizer {
-    pub fn new(store: authorizer::CachedStore) -> Self {
+    pub fn new(authorizer: authorizer::Authorizer) -> Self {
         Self {
-            store: Arc::new(store),
+            authorizer: Arc::new(authorizer),
         }
     }
 
-    pub fn store(&self) -> &authorizer::CachedStore {
-        &self.store
+    pub fn authorizer(&self) -> &authorizer::Authorizer {
+        &self.authorizer
     }
 }
 
 impl Function for RequestAuthorizer {
     fn invoke(&self, event: Value, context: InvokeContext) -> FunctionFuture<'_> {
-        let store = self.store.clone();
+        let authorizer = self.authorizer.clone();
         let span = tracing::info_span!(
             "lambda",
             function = %context.function,
@@ -159,9 +160,8 @@ impl Function for RequestAuthorizer {
         );
         Box::pin(
             async move {
-                let task = tokio::spawn(
-                    async move { authorizer::handle(&store, &event).await }.in_current_span(),
-                );
+                let task =
+                    tokio::spawn(async move { authorizer.handle(&event).await }.in_current_span());
                 match task.await {
                     Ok(Ok(resp)) => serde_json::to_value(resp).map_err(|e| {
                         FunctionError::new("Runtime.SerializationError", e.to_string())

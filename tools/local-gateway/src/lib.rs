@@ -22,6 +22,7 @@ authorizer and services ([`services::RealFunctions`]) or stubs in tests.
 pub mod banner;
 pub mod cache;
 pub mod client;
+pub mod dev_signer;
 pub mod function;
 pub mod gateway;
 pub mod http;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use local_gateway::banner::{self, BannerInput};
-use local_gateway::services::{dev_keys, RealFunctions, UsersSource};
+use local_gateway::services::{dev_keys, RealFunctions, TokenSigning, UsersSource};
 use local_gateway::{default_template, sign, start, startup, LocalCredentials, Options};
 
 /// The svcauth internal APIs on 127.0.0.1, served like API Gateway REST: routes and
@@ -23,10 +23,19 @@ struct Cli {
     #[arg(short, long, default_value_t = 3000)]
     port: u16,
 
-    /// Which APIs exist (the template's AuthMode): api-key, iam or both [default: both].
-    /// Same as --parameter AuthMode=...; giving both with different values is refused.
-    #[arg(long, value_parser = ["api-key", "iam", "both"])]
+    /// Which APIs exist (the template's AuthMode): api-key, iam, both, token (the
+    /// internal APIs take only tokens, traded at the token API) or key-or-token
+    /// [default: both]. Same as --parameter AuthMode=...; giving both with different
+    /// values is refused.
+    #[arg(long, value_parser = ["api-key", "iam", "both", "token", "key-or-token"])]
     auth_mode: Option<String>,
+
+    /// Token modes: sign with this KMS key (id, ARN or alias) through the AWS SDK's
+    /// default configuration (AWS_ENDPOINT_URL works with moto), reading the key set
+    /// from the SSM parameter the template names, as deployed. Default: an ephemeral
+    /// development key made at start (tokens die with the process).
+    #[arg(long, env = "SVCAUTH_TOKEN_KEY", value_name = "KEY")]
+    token_signing_key: Option<String>,
 
     /// The SAM template [default: ./template.yaml, else the repository's].
     #[arg(long)]
@@ -165,6 +174,44 @@ fn print_signed(args: &SignArgs) {
     println!("{line}");
 }
 
+/// The expired and tampered tokens of the start-up examples, signed by this run's
+/// development key for tutor-service (token modes with the development key store).
+fn sample_tokens(
+    functions: &RealFunctions,
+    model: &local_gateway::Model,
+    keys: &std::collections::BTreeMap<String, String>,
+) -> Option<local_gateway::dev_signer::SampleTokens> {
+    let signer = functions.dev_signer.get()?;
+    let issuer = model
+        .functions
+        .values()
+        .find(|f| f.binary.as_deref() == Some("token-issuer"))
+        .and_then(|f| match f.env.get("SVCAUTH_TOKEN_ISSUER") {
+            Some(local_gateway::template::EnvValue::Text(t)) => Some(t.clone()),
+            _ => None,
+        })?;
+    let key = service_auth::ApiKey::parse(keys.get("tutor-service")?).ok()?;
+    let made = signer.samples(
+        &issuer,
+        "tutor-service",
+        vec![service_token::Permission::new(
+            ["identity"],
+            ["GET /internal/users/*"],
+        )],
+        service_token::Proof::ApiKey {
+            key_id: key.key_id().as_str().to_owned(),
+        },
+        service_auth::UnixTime::now().0,
+    );
+    match made {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no sample tokens for the examples");
+            None
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -207,18 +254,26 @@ async fn main() {
     functions.credentials = options.credentials.clone();
     let keys_file = cli.keys_file.as_ref().map(|p| p.display().to_string());
     let store_ttl = cli.store_ttl.to_string();
-    functions.authorizer = authorizer::Config::from_lookup(|k| match k {
-        "SVCAUTH_KEY_SOURCE" => Some(cli.key_source.clone()),
-        "SVCAUTH_KEYS_FILE" => keys_file.clone(),
+    let key_source = cli.key_source.clone();
+    let keys_file_env = keys_file.clone();
+    functions.authorizer_env = std::sync::Arc::new(move |k| match k {
+        "SVCAUTH_KEY_SOURCE" => Some(key_source.clone()),
+        "SVCAUTH_KEYS_FILE" => keys_file_env.clone(),
         "SVCAUTH_CACHE_TTL_SECS" => Some(store_ttl.clone()),
         // Local API ids are not real ones, so no SSM parameter names them: default to
-        // the names the template registers for its key APIs, whatever the key source.
+        // the names the template registers, whatever the key source.
         "SVCAUTH_API_NAMES" => std::env::var(k)
             .ok()
-            .or_else(|| Some(service_auth::dev::DEV_API_NAMES.to_owned())),
+            .or_else(|| Some(local_gateway::services::LOCAL_API_NAMES.to_owned())),
         other => std::env::var(other).ok(),
-    })
-    .unwrap_or_else(|e| fail(e));
+    });
+    if let Some(key) = &cli.token_signing_key {
+        functions.token_signing = TokenSigning::Kms { key: key.clone() };
+    }
+    // Checked now, so that a bad setting stops the start with its name.
+    let authorizer_config =
+        authorizer::Config::from_lookup(|k| functions.authorizer_env.as_ref()(k))
+            .unwrap_or_else(|e| fail(e));
     if cli.key_source != "dev" {
         // Only the development store holds clear keys; the others hold hashes.
         functions.service_keys = service_keys.clone();
@@ -229,7 +284,7 @@ async fn main() {
     if let (Some(path), "file") = (&keys_file, cli.key_source.as_str()) {
         // Loaded once now, so that a missing or broken file stops the start with its
         // name instead of refusing every request later.
-        if let Err(e) = authorizer::key_source(&functions.authorizer)
+        if let Err(e) = authorizer::key_source(&authorizer_config)
             .await
             .load(service_auth::UnixTime::now())
             .await
@@ -282,6 +337,7 @@ async fn main() {
     } else {
         Default::default()
     };
+    let samples = sample_tokens(&functions, running.model(), &keys);
     let text = banner::render(&BannerInput {
         model: running.model(),
         site: &running.site,
@@ -295,6 +351,7 @@ async fn main() {
         key_source_kind: &cli.key_source,
         keys_file: keys_file.as_deref(),
         given_service_keys: &service_keys,
+        sample_tokens: samples.as_ref(),
     });
     print!("{text}");
     let _ = tokio::signal::ctrl_c().await;

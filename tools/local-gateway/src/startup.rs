@@ -3,7 +3,7 @@
 //! serving something else than asked.
 
 /// The template's `AuthMode` values.
-pub const AUTH_MODES: [&str; 3] = ["api-key", "iam", "both"];
+pub const AUTH_MODES: [&str; 5] = ["api-key", "iam", "both", "token", "key-or-token"];
 
 /// `--parameter NAME=VALUE` options as pairs, and the `AuthMode` to use: from
 /// `--auth-mode`, or `--parameter AuthMode=...`, which must agree when both are given

@@ -485,6 +485,19 @@ impl Ctx<'_> {
 
     /// APIs named in a `Fn::Sub` text (`${IdentityKeyApi}`), for URL detection.
     fn apis_in(&self, node: &Node) -> Vec<String> {
+        // `!If [Cond, !Sub ..., ...]`: the branch in force.
+        if let Some(("If", arg)) = intrinsic(node) {
+            let items = seq_items(arg);
+            let chosen = match items.first().and_then(|n| n.as_str()) {
+                Some(cond) => match self.condition(cond, "Fn::If") {
+                    Ok(true) => items.get(1),
+                    Ok(false) => items.get(2),
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            return chosen.map(|n| self.apis_in(n)).unwrap_or_default();
+        }
         let Some(("Sub", arg)) = intrinsic(node) else {
             return Vec::new();
         };
@@ -864,6 +877,7 @@ fn nested_applications(
             condition_cache: Default::default(),
         };
         let globals_fn = child.get("Globals").and_then(|g| g.get("Function"));
+        let mut local_ids: BTreeMap<String, String> = BTreeMap::new();
         for (logical, res) in child_resources.entries() {
             if res.get("Type").and_then(Node::as_str) != Some("AWS::Serverless::Function") {
                 continue;
@@ -873,10 +887,18 @@ fn nested_applications(
                 continue;
             }
             let def = function_def(&child_ctx, res, globals_fn, &fat)?;
+            // The same application nested twice (with other parameters) has functions
+            // of the same logical id: the later one is named after its application.
+            let id = if nested.functions.contains_key(logical) {
+                format!("{app}{logical}")
+            } else {
+                logical.clone()
+            };
+            local_ids.insert(logical.clone(), id.clone());
             nested.functions.insert(
-                logical.clone(),
+                id.clone(),
                 FunctionDef {
-                    logical_id: logical.clone(),
+                    logical_id: id,
                     ..def
                 },
             );
@@ -895,7 +917,7 @@ fn nested_applications(
                 },
                 _ => None,
             });
-            if let Some(function) = target.filter(|f| nested.functions.contains_key(f)) {
+            if let Some(function) = target.and_then(|f| local_ids.get(&f).cloned()) {
                 nested.outputs.insert((app.clone(), name.clone()), function);
             }
         }
@@ -1329,6 +1351,93 @@ Resources:
         assert!(err.contains("only REQUEST"), "{err}");
         let literal = T.replace("RestApiId: !Ref IamApi", "RestApiId: IamApi");
         assert!(load(&literal, &env("both")).is_err());
+    }
+
+    /// The token modes of the project's template: the token API and its issuer, the
+    /// authorizer application nested twice (the internal APIs' one with the mode's
+    /// identity source, the token API's with keys only), tutor-service in token mode.
+    #[test]
+    fn the_project_template_in_the_token_modes() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let text = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+        for (mode, headers, ttl) in [
+            ("token", vec!["Authorization".to_owned()], 60),
+            ("key-or-token", vec![], 0),
+        ] {
+            let m = load(
+                &text,
+                &Environment {
+                    template_dir: Some(root.clone()),
+                    ..env(mode)
+                },
+            )
+            .unwrap();
+            let ids: Vec<&str> = m.apis.iter().map(|a| a.api_id.as_str()).collect();
+            assert_eq!(ids, ["identitykey", "tutorkey", "token"], "{mode}");
+            for r in m.routes.iter().filter(|r| r.api != "TokenApi") {
+                let RouteAuth::Request(a) = &r.auth else {
+                    panic!("{mode}: {r:?}")
+                };
+                assert_eq!((&a.headers, a.ttl_secs), (&headers, ttl), "{mode}: {r:?}");
+                assert_eq!(a.function, "AuthorizerFunction");
+            }
+            let token_routes: Vec<(String, String, String)> = m
+                .routes
+                .iter()
+                .filter(|r| r.api == "TokenApi")
+                .map(|r| {
+                    let auth = match &r.auth {
+                        RouteAuth::Request(a) => format!("{} {:?}", a.function, a.headers),
+                        other => other.describe(),
+                    };
+                    (r.method.clone(), r.path.clone(), auth)
+                })
+                .collect();
+            assert_eq!(
+                token_routes,
+                [
+                    (
+                        "POST".into(),
+                        "/token".into(),
+                        "IssuerAuthorizerAuthorizerFunction [\"x-service-api-key\"]".into()
+                    ),
+                    ("POST".into(), "/token/iam".into(), "AWS_IAM".into()),
+                    ("GET".into(), "/.well-known/jwks.json".into(), "NONE".into()),
+                ],
+                "{mode}"
+            );
+            let accept = |f: &str| m.functions[f].env.get("SVCAUTH_ACCEPT").cloned();
+            assert_eq!(
+                accept("AuthorizerFunction"),
+                Some(EnvValue::Text(
+                    if mode == "token" {
+                        "token"
+                    } else {
+                        "api-key,token"
+                    }
+                    .into()
+                ))
+            );
+            assert_eq!(
+                accept("IssuerAuthorizerAuthorizerFunction"),
+                Some(EnvValue::Text("api-key".into()))
+            );
+            let tutor = &m.functions["TutorServiceFunction"];
+            assert_eq!(
+                tutor.env["SERVICE_AUTH_MODE"],
+                EnvValue::Text("token".into())
+            );
+            assert_eq!(
+                tutor.env["SERVICE_TOKEN_URL"],
+                EnvValue::ApiUrl {
+                    api: "TokenApi".into()
+                }
+            );
+            assert_eq!(
+                m.functions["TokenIssuerFunction"].binary.as_deref(),
+                Some("token-issuer")
+            );
+        }
     }
 
     /// The project's own template, as the gateway reads it.

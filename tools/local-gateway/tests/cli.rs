@@ -157,6 +157,35 @@ fn api_key_mode_serves_only_the_key_apis() {
     }
 }
 
+/// The token modes' lines: a token for a key and for a SigV4 signature, calls with a
+/// token (also through tutor-service, which trades its role for a token of its own),
+/// the expired and the tampered sample tokens refused.
+#[test]
+fn token_modes_print_curl_lines_that_work_as_written() {
+    for mode in ["token", "key-or-token"] {
+        let (_child, banner, _log) = start(&["--auth-mode", mode]);
+        assert!(banner.contains("/token/v1"), "{banner}");
+        let examples = local_gateway::banner::parse_examples(&banner);
+        for needle in [
+            "/token/v1/token'",
+            "/token/v1/token/iam'",
+            "Authorization: Bearer $TOKEN",
+            "Authorization: Bearer eyJ",
+        ] {
+            assert!(
+                examples.iter().any(|(_, c)| c.contains(needle)),
+                "{mode}: no example with {needle} in {banner}"
+            );
+        }
+        for what in ["an expired token", "a tampered token"] {
+            assert!(banner.contains(what), "{mode}: no {what} in {banner}");
+        }
+        for (expect, command) in &examples {
+            assert_eq!(status_of(command), *expect, "{mode}: {command}");
+        }
+    }
+}
+
 /// Runs the binary expecting it to refuse to start; returns its stderr.
 fn refused(args: &[&str]) -> String {
     let out = Command::new(BIN)
