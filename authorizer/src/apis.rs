@@ -145,17 +145,9 @@ impl ApiNames {
             Source::Static(map) => map.get(api_id).cloned(),
             Source::Ssm { client, path } => {
                 let mut cache = self.cache.lock().await;
-                if cache.len() >= MAX_CACHED_APIS && !cache.contains_key(api_id) {
-                    // API ids come from API Gateway, one per API the authorizer is
-                    // attached to; a bound keeps memory fixed whatever arrives.
-                    cache.clear();
-                }
-                let entry = cache.entry(api_id.to_owned()).or_insert_with(|| Entry {
-                    slot: Slot::new(self.policy),
-                    failed_at: None,
-                });
+                let entry = bounded_entry(&mut cache, api_id, self.policy);
                 if entry.due(now, &self.policy) {
-                    let name = format!("{path}/{api_id}");
+                    let name = parameter_name(path, api_id);
                     let read = read_name(client, &name).await;
                     record(entry, api_id, &name, read, now);
                 }
@@ -180,7 +172,7 @@ impl ApiNames {
         let cache = self.cache.lock().await;
         match cache.get(api_id) {
             Some(e) if !e.due(now, &self.policy) => None,
-            _ => Some((api_id.to_owned(), format!("{path}/{api_id}"))),
+            _ => Some((api_id.to_owned(), parameter_name(path, api_id))),
         }
     }
 
@@ -197,16 +189,32 @@ impl ApiNames {
             return;
         };
         let mut cache = self.cache.lock().await;
-        if cache.len() >= MAX_CACHED_APIS && !cache.contains_key(api_id) {
-            cache.clear();
-        }
-        let entry = cache.entry(api_id.to_owned()).or_insert_with(|| Entry {
-            slot: Slot::new(self.policy),
-            failed_at: None,
-        });
-        let name = format!("{path}/{api_id}");
+        let entry = bounded_entry(&mut cache, api_id, self.policy);
+        let name = parameter_name(path, api_id);
         record(entry, api_id, &name, judge(parameter), now);
     }
+}
+
+/// The SSM parameter holding the name of API `api_id` under `path`.
+fn parameter_name(path: &str, api_id: &str) -> String {
+    format!("{path}/{api_id}")
+}
+
+/// The cache entry of `api_id`, made (never read yet) when missing. The cache holds at
+/// most [`MAX_CACHED_APIS`]: API ids come from API Gateway, one per API the authorizer
+/// is attached to, and a bound keeps memory fixed whatever arrives.
+fn bounded_entry<'c>(
+    cache: &'c mut HashMap<String, Entry>,
+    api_id: &str,
+    policy: RefreshPolicy,
+) -> &'c mut Entry {
+    if cache.len() >= MAX_CACHED_APIS && !cache.contains_key(api_id) {
+        cache.clear();
+    }
+    cache.entry(api_id.to_owned()).or_insert_with(|| Entry {
+        slot: Slot::new(policy),
+        failed_at: None,
+    })
 }
 
 /// Stores the result of one read of an API's name, and logs it.

@@ -358,92 +358,104 @@ fn iam_statements(policy: Policy) -> Vec<IamPolicyStatement> {
         .collect()
 }
 
-/// The one audit line per decision, and its metrics. Never the key: only its id.
+/// The one audit line per key decision, and its metrics. Never the key: only its id.
 fn audit(view: &RequestView<'_>, decision: &Decision) {
-    let (outcome, reason, service, key_id, legacy) = match decision {
-        Decision::Allow(g) => (
-            if g.route_permitted { "allow" } else { "deny" },
-            if g.route_permitted {
+    let line = match decision {
+        Decision::Allow(g) => AuditLine {
+            outcome: if g.route_permitted { "allow" } else { "deny" },
+            reason: if g.route_permitted {
                 "permitted"
             } else {
                 "route_not_permitted"
             },
-            Some(g.service.service.as_str()),
-            Some(g.key_id.as_str()),
-            g.legacy,
-        ),
+            authenticated_by: service_auth::context::AUTHENTICATED_BY_API_KEY,
+            service: Some(g.service.service.as_str()),
+            key_id: Some(g.key_id.as_str()),
+            token: None,
+            legacy_key: Some(g.legacy),
+        },
         Decision::Unauthorized {
             reason,
             key_id,
             service,
-        } => (
-            "unauthorized",
-            reason.code(),
-            service.as_deref(),
-            key_id.as_ref().map(|k| k.as_str()),
-            false,
-        ),
+        } => AuditLine {
+            outcome: UNAUTHORIZED_OUTCOME,
+            reason: reason.code(),
+            authenticated_by: service_auth::context::AUTHENTICATED_BY_API_KEY,
+            service: service.as_deref(),
+            key_id: key_id.as_ref().map(|k| k.as_str()),
+            token: None,
+            legacy_key: Some(false),
+        },
     };
-    tracing::info!(
-        event = "authorizer_decision",
-        decision = outcome,
-        reason,
-        authenticated_by = service_auth::context::AUTHENTICATED_BY_API_KEY,
-        service_id = service.unwrap_or(""),
-        key_id = key_id.unwrap_or(""),
-        legacy_key = legacy,
-        http_method = view.http_method.as_deref().unwrap_or(""),
-        resource_path = view.resource.as_deref().unwrap_or(""),
-        source_ip = view.source_ip.as_deref().unwrap_or(""),
-        request_id = view.request_id.as_deref().unwrap_or(""),
-        correlation_id = view.correlation_id.as_ref(),
-        "authorizer decision"
-    );
-    let service_dim = service.unwrap_or("unknown").to_owned();
-    metrics::counter!("Decisions", "Outcome" => outcome, "Service" => service_dim).increment(1);
-    if let Decision::Unauthorized { reason, .. } = decision {
-        metrics::counter!("Unauthorized", "Reason" => reason.code()).increment(1);
-        metrics::counter!(REFUSALS_METRIC).increment(1);
-    }
+    record_decision(view, &line);
 }
 
 /// The audit line and metrics of a token decision (or of a request refused before a
 /// path was chosen). Never the token: its id (`jti`) once it verified.
 fn audit_token(view: &RequestView<'_>, result: Result<&TokenGrant, &Refusal>) {
-    let (outcome, reason, service, token_id, key_id, kid) = match result {
-        Ok(g) => (
-            if g.route_permitted { "allow" } else { "deny" },
-            match (g.route_permitted, g.api_registered) {
+    let line = match result {
+        Ok(g) => AuditLine {
+            outcome: if g.route_permitted { "allow" } else { "deny" },
+            reason: match (g.route_permitted, g.api_registered) {
                 (true, _) => "permitted",
                 (false, true) => "route_not_permitted",
                 (false, false) => "api_not_registered",
             },
-            Some(g.claims.sub.as_str()),
-            Some(g.claims.jti.as_str()),
-            match &g.claims.proof {
+            authenticated_by: AUTHENTICATED_BY_TOKEN,
+            service: Some(g.claims.sub.as_str()),
+            key_id: match &g.claims.proof {
                 service_token::Proof::ApiKey { key_id } => Some(key_id.as_str()),
                 service_token::Proof::Iam { .. } => None,
             },
-            Some(g.kid.as_str()),
-        ),
-        Err(r) => (
-            "unauthorized",
-            r.reason,
-            r.service.as_deref(),
-            r.token_id.as_deref(),
-            None,
-            None,
-        ),
+            token: Some((g.claims.jti.as_str(), g.kid.as_str())),
+            legacy_key: None,
+        },
+        Err(r) => AuditLine {
+            outcome: UNAUTHORIZED_OUTCOME,
+            reason: r.reason,
+            authenticated_by: AUTHENTICATED_BY_TOKEN,
+            service: r.service.as_deref(),
+            key_id: None,
+            token: Some((r.token_id.as_deref().unwrap_or(""), "")),
+            legacy_key: None,
+        },
     };
+    record_decision(view, &line);
+}
+
+/// The `decision` of a refused request in logs and metrics.
+const UNAUTHORIZED_OUTCOME: &str = "unauthorized";
+
+/// What one decision's audit line says besides the request, key and token paths alike.
+/// A field one path does not have (`None`) is left out of its line.
+struct AuditLine<'a> {
+    outcome: &'static str,
+    reason: &'static str,
+    authenticated_by: &'static str,
+    service: Option<&'a str>,
+    key_id: Option<&'a str>,
+    /// Token decisions only: the token's id and its signing key's id (`""` when the
+    /// token did not verify).
+    token: Option<(&'a str, &'a str)>,
+    /// Key decisions only: whether the key came from the legacy map.
+    legacy_key: Option<bool>,
+}
+
+/// Writes one decision's audit line and counts it (`Decisions`; a refusal also in
+/// `Unauthorized` by reason and in [`REFUSALS_METRIC`]).
+fn record_decision(view: &RequestView<'_>, line: &AuditLine<'_>) {
+    let (token_id, signing_kid) = line.token.unzip();
     tracing::info!(
         event = "authorizer_decision",
-        decision = outcome,
-        reason,
-        authenticated_by = AUTHENTICATED_BY_TOKEN,
-        service_id = service.unwrap_or(""),
-        token_id = token_id.unwrap_or(""),
-        key_id = key_id.unwrap_or(""),
-        signing_kid = kid.unwrap_or(""),
+        decision = line.outcome,
+        reason = line.reason,
+        authenticated_by = line.authenticated_by,
+        service_id = line.service.unwrap_or(""),
+        token_id,
+        key_id = line.key_id.unwrap_or(""),
+        signing_kid,
+        legacy_key = line.legacy_key,
         http_method = view.http_method.as_deref().unwrap_or(""),
         resource_path = view.resource.as_deref().unwrap_or(""),
         source_ip = view.source_ip.as_deref().unwrap_or(""),
@@ -451,10 +463,11 @@ fn audit_token(view: &RequestView<'_>, result: Result<&TokenGrant, &Refusal>) {
         correlation_id = view.correlation_id.as_ref(),
         "authorizer decision"
     );
-    let service_dim = service.unwrap_or("unknown").to_owned();
-    metrics::counter!("Decisions", "Outcome" => outcome, "Service" => service_dim).increment(1);
-    if result.is_err() {
-        metrics::counter!("Unauthorized", "Reason" => reason).increment(1);
+    let service_dim = line.service.unwrap_or("unknown").to_owned();
+    metrics::counter!("Decisions", "Outcome" => line.outcome, "Service" => service_dim)
+        .increment(1);
+    if line.outcome == UNAUTHORIZED_OUTCOME {
+        metrics::counter!("Unauthorized", "Reason" => line.reason).increment(1);
         metrics::counter!(REFUSALS_METRIC).increment(1);
     }
 }

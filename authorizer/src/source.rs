@@ -305,8 +305,12 @@ impl CachedStore {
             } else {
                 let started = Instant::now();
                 let api = self.apis.due_parameter(method_arn, now).await;
+                // The SSM reads are boxed (here, below and in `reload`): inline, the SDK's
+                // deep futures make `authorizer::handle`'s future too deep for rustc's
+                // layout query (depth 128) in the crates that await it. One allocation
+                // per SSM call, never on a cached answer.
                 let lookup = ssm.lookup_key_with(&key_id, api.as_ref().map(|(_, p)| p.as_str()));
-                let result = match tokio::time::timeout(self.load_timeout, lookup).await {
+                let result = match tokio::time::timeout(self.load_timeout, Box::pin(lookup)).await {
                     Ok(r) => r.map_err(LoadError::from),
                     Err(_) => Err(LoadError::Timeout(self.load_timeout)),
                 };
@@ -338,11 +342,11 @@ impl CachedStore {
             .or_insert_with(|| Slot::new(policy));
         if slot.action(now) == Action::Reload && self.backoff_ready() {
             let started = Instant::now();
-            let result =
-                match tokio::time::timeout(self.load_timeout, ssm.read_service(&service)).await {
-                    Ok(r) => r.map_err(LoadError::from),
-                    Err(_) => Err(LoadError::Timeout(self.load_timeout)),
-                };
+            let read = Box::pin(ssm.read_service(&service));
+            let result = match tokio::time::timeout(self.load_timeout, read).await {
+                Ok(r) => r.map_err(LoadError::from),
+                Err(_) => Err(LoadError::Timeout(self.load_timeout)),
+            };
             match result {
                 Ok(read) => {
                     self.backoff_succeeded();
@@ -472,7 +476,8 @@ impl CachedStore {
 
     async fn reload(&self, slot: &mut Slot<KeyStore>, now: UnixTime) {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.load_timeout, self.source.load(now)).await {
+        let load = Box::pin(self.source.load(now));
+        let result = match tokio::time::timeout(self.load_timeout, load).await {
             Ok(r) => r,
             Err(_) => Err(LoadError::Timeout(self.load_timeout)),
         };

@@ -59,3 +59,48 @@ pub fn store(source: KeySource, clock: &TestClock) -> CachedStore {
 pub fn dev_store() -> CachedStore {
     store(KeySource::Dev, &TestClock::at(NOW))
 }
+
+/// What the log subscriber of [`capture`] writes, kept for the test to read.
+#[derive(Clone, Default)]
+struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` on a current-thread runtime with the JSON log format lambda_runtime
+/// installs under AWS_LAMBDA_LOG_FORMAT=json, and returns its output and what was
+/// logged.
+pub fn capture<T, F: std::future::Future<Output = T>>(f: F) -> (T, String) {
+    let buf = Buffer::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_target(false)
+        .without_time()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let out = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f);
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    (out, logs)
+}
+
+/// The log lines (each JSON) whose `event` field is `event`.
+pub fn lines(logs: &str, event: &str) -> Vec<Value> {
+    logs.lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("every log line is JSON"))
+        .filter(|v| v["fields"]["event"] == event)
+        .collect()
+}

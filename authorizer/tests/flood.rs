@@ -15,7 +15,7 @@ use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::cache::RefreshPolicy;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument, UnixTime};
-use test_support::{MotoServer, SsmFaults};
+use test_support::{put_service_document, MotoServer, SsmFaults};
 
 const PATH: &str = "/svcauth/flood/keys";
 
@@ -39,14 +39,7 @@ async fn seed(c: &Client, services: usize, indexed: bool) -> Vec<ApiKey> {
         );
         doc.keys
             .push(KeyRecord::for_key(&key, UnixTime(NOW - 3600), None));
-        c.put_parameter()
-            .name(store.parameter_name(&doc.service))
-            .value(doc.to_json())
-            .r#type(ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-            .await
-            .unwrap();
+        put_service_document(c, PATH, &doc).await;
         if indexed {
             let out = store.ensure_index(&doc).await.unwrap();
             assert_eq!(out.created, vec![key.key_id()]);
@@ -54,6 +47,30 @@ async fn seed(c: &Client, services: usize, indexed: bool) -> Vec<ApiKey> {
         keys.push(key);
     }
     keys
+}
+
+/// A moto SSM store seeded with `services` services (see [`seed`]) behind a client
+/// whose calls `faults` counts, and the test clock at `NOW`.
+struct Seeded {
+    _moto: MotoServer,
+    faults: SsmFaults,
+    c: Client,
+    keys: Vec<ApiKey>,
+    clock: TestClock,
+}
+
+async fn seeded(services: usize, indexed: bool) -> Seeded {
+    let moto = MotoServer::start();
+    let faults = SsmFaults::new();
+    let c = faults.client(&moto.endpoint());
+    let keys = seed(&c, services, indexed).await;
+    Seeded {
+        _moto: moto,
+        faults,
+        c,
+        keys,
+        clock: TestClock::at(NOW),
+    }
 }
 
 fn instance(c: Client, clock: &TestClock, policy: RefreshPolicy) -> CachedStore {
@@ -89,12 +106,14 @@ fn malformed(i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_keys_are_refused_without_a_single_ssm_call() {
-    let moto = MotoServer::start();
-    let faults = SsmFaults::new();
-    let c = faults.client(&moto.endpoint());
-    let keys = seed(&c, 3, true).await;
+    let Seeded {
+        _moto,
+        faults,
+        c,
+        keys,
+        clock,
+    } = seeded(3, true).await;
     faults.reset_counts();
-    let clock = TestClock::at(NOW);
     let cold = instance(c, &clock, RefreshPolicy::default());
     for i in 0..500 {
         assert!(handle(&cold, &request(&malformed(i))).await.is_err());
@@ -122,11 +141,13 @@ async fn malformed_keys_are_refused_without_a_single_ssm_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_instance_answers_an_indexed_key_with_two_ssm_calls_whatever_the_store_size() {
-    let moto = MotoServer::start();
-    let faults = SsmFaults::new();
-    let c = faults.client(&moto.endpoint());
-    let keys = seed(&c, 60, true).await;
-    let clock = TestClock::at(NOW);
+    let Seeded {
+        _moto,
+        faults,
+        c,
+        keys,
+        clock,
+    } = seeded(60, true).await;
 
     faults.reset_counts();
     let cold = instance(c.clone(), &clock, RefreshPolicy::default());
@@ -201,12 +222,14 @@ async fn a_cold_instance_answers_an_indexed_key_with_two_ssm_calls_whatever_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_without_an_index_entry_are_answered_by_one_full_load() {
-    let moto = MotoServer::start();
-    let faults = SsmFaults::new();
-    let c = faults.client(&moto.endpoint());
     // An older store: documents only, no index.
-    let keys = seed(&c, 12, false).await;
-    let clock = TestClock::at(NOW);
+    let Seeded {
+        _moto,
+        faults,
+        c,
+        keys,
+        clock,
+    } = seeded(12, false).await;
     faults.reset_counts();
     let cold = instance(c.clone(), &clock, RefreshPolicy::default());
     for k in &keys {
@@ -246,17 +269,20 @@ async fn keys_without_an_index_entry_are_answered_by_one_full_load() {
 async fn under_a_flood_of_invalid_keys_valid_callers_keep_being_answered() {
     const INSTANCES: usize = 6;
     const SERVICES: usize = 100;
-    let moto = MotoServer::start();
-    let faults = SsmFaults::new();
-    let c = faults.client(&moto.endpoint());
-    let keys = Arc::new(seed(&c, SERVICES, true).await);
+    let Seeded {
+        _moto,
+        faults,
+        c,
+        keys,
+        clock,
+    } = seeded(SERVICES, true).await;
+    let keys = Arc::new(keys);
     let valid: Arc<Vec<String>> = Arc::new(
         [3, 17, 42, 64, 99]
             .iter()
             .map(|&i| keys[i].expose_secret().to_owned())
             .collect(),
     );
-    let clock = TestClock::at(NOW);
     // Backoff capped at 2 s (the retry interval) so the test stays short.
     let policy = RefreshPolicy {
         retry_interval: Duration::from_secs(2),

@@ -7,53 +7,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use authorizer::handle;
 use common::*;
 use serde_json::Value;
 use service_auth::ApiKey;
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture<F: std::future::Future<Output = ()>>(f: F) -> String {
-    let buf = Buffer::default();
-    let writer = buf.clone();
-    // The same formatter lambda_runtime installs under AWS_LAMBDA_LOG_FORMAT=json.
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_target(false)
-        .without_time()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f);
-    let bytes = buf.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
-}
-
+/// The audit lines (one per decision) in `logs`.
 fn decisions(logs: &str) -> Vec<Value> {
-    logs.lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("every log line is JSON"))
-        .filter(|v| v["fields"]["event"] == "authorizer_decision")
-        .collect()
+    lines(logs, "authorizer_decision")
 }
 
 #[test]
@@ -117,7 +78,7 @@ fn one_audit_line_per_decision_with_the_documented_fields() {
         ),
     ];
     for (name, decision, reason, service) in cases {
-        let logs = capture(async {
+        let (_, logs) = capture(async {
             let store = dev_store();
             let _ = handle(&store, &event(name)).await;
         });
@@ -155,7 +116,7 @@ fn logs_of_a_full_run_hold_no_key_material() {
         .collect();
     names.sort();
     let mut presented: Vec<String> = keys.clone();
-    let logs = capture(async {
+    let (_, logs) = capture(async {
         let store = dev_store();
         for name in &names {
             let ev = event(name.trim_end_matches(".json"));
@@ -225,7 +186,7 @@ fn item6_malformed_event_logs_only_the_error_kind() {
     ev["headers"]["x-other"] = Value::String(format!("{key}\u{7f}\n"));
     ev["methodArn"] = serde_json::json!({ "arn": key });
     events.push(ev);
-    let logs = capture(async {
+    let (_, logs) = capture(async {
         let store = dev_store();
         for ev in &events {
             assert!(handle(&store, ev).await.is_err());

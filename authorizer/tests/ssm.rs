@@ -26,13 +26,7 @@ async fn put(client: &Client, name: &str, value: &str, kind: ParameterType) {
 }
 
 async fn put_doc(client: &Client, doc: &ServiceDocument) {
-    put(
-        client,
-        &format!("{PATH}/{}", doc.service),
-        &doc.to_json(),
-        ParameterType::SecureString,
-    )
-    .await;
+    test_support::put_service_document(client, PATH, doc).await;
 }
 
 fn tutor_doc(key: &ApiKey) -> ServiceDocument {

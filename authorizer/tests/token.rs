@@ -12,72 +12,32 @@
 // enough that rustc's default query depth (128) is too small to lay it out here.
 #![recursion_limit = "256"]
 
+mod common;
 #[path = "../../libs/service-token/tests/common/mod.rs"]
 mod signer;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authorizer::token::{JwksSource, SsmStandings};
 use authorizer::{Accept, Authorizer, CachedStore, Config, KeySource, TokenAuth};
-use aws_lc_rs::hmac;
+use common::{capture, lines};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::cache::RefreshPolicy;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
-use signer::{b64, good_claims, TestKey, ISSUER, NOW};
-use test_support::{moto_ssm_client, MotoServer, TestClock};
+use signer::{
+    good_claims, hs256_with_public_key, tampered, with, with_signature, without, TestKey, ISSUER,
+    NOW,
+};
+use test_support::{moto_ssm_client, put_service_document, MotoServer, TestClock};
 
 /// The API Gateway result TTL the authorizer is configured with.
 const CACHE_TTL: u64 = 60;
 const ARN: &str =
     "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42";
 const STAGE: &str = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/";
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `f` on a current-thread runtime with the JSON log format lambda_runtime uses,
-/// and returns what was logged.
-fn capture<T, F: std::future::Future<Output = T>>(f: F) -> (T, String) {
-    let buf = Buffer::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_target(false)
-        .without_time()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let out = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f);
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    (out, logs)
-}
-
-fn lines(logs: &str, event: &str) -> Vec<Value> {
-    logs.lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("every log line is JSON"))
-        .filter(|v| v["fields"]["event"] == event)
-        .collect()
-}
 
 /// The services the store knows, their keys, and the signing keys.
 struct World {
@@ -175,16 +135,6 @@ impl World {
     }
 }
 
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
-    claims[key] = value;
-    claims
-}
-
-fn without(mut claims: Value, key: &str) -> Value {
-    claims.as_object_mut().unwrap().remove(key);
-    claims
-}
-
 /// A REQUEST event as API Gateway sends it, with these headers (each copied into
 /// `multiValueHeaders`, as API Gateway does).
 fn request(headers: &[(&str, &str)]) -> Value {
@@ -209,27 +159,6 @@ fn request(headers: &[(&str, &str)]) -> Value {
 
 fn bearer(token: &str) -> Value {
     request(&[("Authorization", &format!("Bearer {token}"))])
-}
-
-fn hs256_with_public_key(key: &TestKey, claims: &Value) -> String {
-    let header = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid}).to_string();
-    let input = TestKey::signing_input(&header, &claims.to_string());
-    let mac = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA256, &key.spki_der()),
-        input.as_bytes(),
-    );
-    format!("{input}.{}", b64(mac.as_ref()))
-}
-
-fn with_signature(token: &str, sig: &[u8]) -> String {
-    let (input, _) = token.rsplit_once('.').unwrap();
-    format!("{input}.{}", b64(sig))
-}
-
-fn tampered(token: &str, claims: &Value) -> String {
-    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    parts[1] = b64(claims.to_string().as_bytes());
-    parts.join(".")
 }
 
 /// What a row expects.
@@ -1105,14 +1034,7 @@ fn per_service_standing_from_ssm_sees_revocation_markers_and_the_brake() {
         );
         doc.keys
             .push(KeyRecord::for_key(&w.tutor_key, UnixTime(NOW - 3600), None));
-        client
-            .put_parameter()
-            .name(format!("{PATH}/tutor-service"))
-            .value(doc.to_json())
-            .r#type(ParameterType::SecureString)
-            .send()
-            .await
-            .unwrap();
+        put_service_document(&client, PATH, &doc).await;
         let standings = SsmStandings::new(
             ssm.clone(),
             RefreshPolicy::default(),
@@ -1156,15 +1078,7 @@ fn per_service_standing_from_ssm_sees_revocation_markers_and_the_brake() {
         // An IAM-proof token of the same service, issued before the brake.
         let mut braked_doc = doc.clone();
         braked_doc.tokens_not_before = Some(UnixTime(NOW + 400));
-        client
-            .put_parameter()
-            .name(format!("{PATH}/tutor-service"))
-            .value(braked_doc.to_json())
-            .r#type(ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-            .await
-            .unwrap();
+        put_service_document(&client, PATH, &braked_doc).await;
         let iam = w.signing.token(&with(
             with(
                 with(

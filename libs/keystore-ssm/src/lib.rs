@@ -62,8 +62,11 @@ pub use aws_sdk_ssm;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use aws_sdk_ssm::config::http::HttpResponse;
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ssm::types::{ParameterTier, ParameterType};
+use aws_sdk_ssm::operation::put_parameter::builders::PutParameterFluentBuilder;
+use aws_sdk_ssm::operation::put_parameter::PutParameterError;
+use aws_sdk_ssm::types::{Parameter, ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 use service_auth::record::{valid_service_name, DocumentError};
 use service_auth::store::{
@@ -291,53 +294,17 @@ impl SsmKeyStore {
     }
 
     async fn read_documents_by_path(&self) -> Result<Vec<ReadDocument>, SsmStoreError> {
-        let mut docs = Vec::new();
-        // Paged by hand so that a throttled page is retried alone (after a jittered
-        // pause), not the whole load from its first page.
-        let mut token: Option<String> = None;
-        loop {
-            let page = retry_throttled(|| {
-                self.client
-                    .get_parameters_by_path()
-                    .path(&self.path)
-                    .recursive(false)
-                    .with_decryption(true)
-                    .max_results(10)
-                    .set_next_token(token.clone())
-                    .send()
-            })
-            .await
-            .map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
-            for p in page.parameters() {
-                docs.push(self.read_one(p));
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => break,
-            }
-        }
-        Ok(docs)
+        let params = self.list_path(true).await?;
+        Ok(params.iter().map(|p| self.read_one(p)).collect())
     }
 
     async fn read_documents_separately(&self) -> Result<Vec<ReadDocument>, SsmStoreError> {
-        let mut names = Vec::new();
-        let mut pages = self
-            .client
-            .get_parameters_by_path()
-            .path(&self.path)
-            .recursive(false)
-            .with_decryption(false)
-            .max_results(10)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
-            names.extend(
-                page.parameters()
-                    .iter()
-                    .filter_map(|p| p.name().map(str::to_owned)),
-            );
-        }
+        let names: Vec<String> = self
+            .list_path(false)
+            .await?
+            .into_iter()
+            .filter_map(|p| p.name)
+            .collect();
         let mut docs = Vec::with_capacity(names.len());
         for chunk in names.chunks(10) {
             let batch = self
@@ -381,8 +348,36 @@ impl SsmKeyStore {
         Ok(docs)
     }
 
+    /// Every parameter directly under the path (values decrypted when
+    /// `with_decryption`). Paged by hand so that a throttled page is retried alone
+    /// (after a jittered pause), not the whole listing from its first page.
+    async fn list_path(&self, with_decryption: bool) -> Result<Vec<Parameter>, SsmStoreError> {
+        let mut params = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = retry_throttled(|| {
+                self.client
+                    .get_parameters_by_path()
+                    .path(&self.path)
+                    .recursive(false)
+                    .with_decryption(with_decryption)
+                    .max_results(10)
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
+            params.extend(page.parameters.unwrap_or_default());
+            match page.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(params)
+    }
+
     /// One parameter read from under the path, judged.
-    fn read_one(&self, p: &aws_sdk_ssm::types::Parameter) -> ReadDocument {
+    fn read_one(&self, p: &Parameter) -> ReadDocument {
         let name = p.name().unwrap_or_default();
         let service = name.rsplit('/').next().unwrap_or_default();
         let document = require_secure(name, p.r#type())
@@ -767,21 +762,15 @@ impl SsmKeyStore {
                 .value(doc.to_json())
                 .r#type(ParameterType::SecureString)
                 .set_key_id(self.kms_key_id.clone())
-                .tier(ParameterTier::IntelligentTiering)
-                .overwrite(base_version.is_some());
-            let put = if base_version.is_none() {
-                put.description(format!(
+                .tier(ParameterTier::IntelligentTiering);
+            let description = || {
+                format!(
                     "svcauth key records of {service}; written by svcauth, read by the authorizer"
-                ))
-            } else {
-                put
+                )
             };
-            let written = match put.send().await {
-                Ok(out) => out.version(),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_parameter_already_exists()) =>
-                {
+            let written = match put_next_version(put, base_version, description).await {
+                Ok(Some(version)) => version,
+                Ok(None) => {
                     // Someone created it first: start again from theirs.
                     merged_conflicts += 1;
                     let Some((mut theirs, v)) = self.read_document(service).await? else {
@@ -955,6 +944,33 @@ impl SsmKeyStore {
             });
         }
         Ok(doc)
+    }
+}
+
+/// Sends `put` (a `PutParameter` naming the parameter, its value, type and tier) as
+/// the version after `base_version`: replacing that version, or, with no base,
+/// creating the parameter with `description()` and never replacing one that exists.
+/// `Ok(None)`: someone created it first (read theirs and apply the change to it).
+/// The version-checked writers (service documents here, the key set in svcauth) then
+/// compare the version written with `base_version + 1`.
+pub async fn put_next_version<D: Into<String>>(
+    put: PutParameterFluentBuilder,
+    base_version: Option<i64>,
+    description: impl FnOnce() -> D,
+) -> Result<Option<i64>, SdkError<PutParameterError, HttpResponse>> {
+    let put = match base_version {
+        Some(_) => put.overwrite(true),
+        None => put.overwrite(false).description(description()),
+    };
+    match put.send().await {
+        Ok(out) => Ok(Some(out.version())),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_parameter_already_exists()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -12,7 +12,12 @@ It does not install moto: a missing binary fails the test with the command to ru
 [`TestClock`] is the hand-moved clock the cache and expiry tests share, and, with the
 `ssm` feature, [`moto_ssm_client`] is an SSM client for a `MotoServer` and
 [`SsmFaults`] one whose chosen operations fail the way SSM fails (access denied,
-throttling) and that counts the calls it makes.
+throttling) and that counts the calls it makes. With the `kms` feature,
+[`moto_kms_client`] (or [`moto_kms_config`], to add retries or interceptors) is a KMS
+client for a `MotoServer` and [`create_kms_key`] makes a key in it.
+
+[`python_verify_es256`] checks a token with the workspace's independent verifier
+(Python `cryptography`, OpenSSL), which shares no code with the Rust one.
 */
 #![forbid(unsafe_code)]
 
@@ -171,17 +176,117 @@ pub fn moto_ssm_client(endpoint: &str) -> aws_sdk_ssm::Client {
 
 #[cfg(feature = "ssm")]
 fn moto_ssm_config(endpoint: &str) -> aws_sdk_ssm::config::Builder {
-    use aws_sdk_ssm::config::{retry::RetryConfig, timeout::TimeoutConfig};
-    use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_ssm::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
+    moto_config!(aws_sdk_ssm, endpoint)
+}
+
+/// Writes `doc` as its service's document under `path` (`{path}/{service}`, a
+/// SecureString, replacing what is there), without the key id index entries svcauth
+/// also writes.
+#[cfg(feature = "ssm")]
+pub async fn put_service_document(
+    ssm: &aws_sdk_ssm::Client,
+    path: &str,
+    doc: &service_auth::ServiceDocument,
+) {
+    ssm.put_parameter()
+        .name(format!("{path}/{}", doc.service))
+        .value(doc.to_json())
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("moto PutParameter");
+}
+
+/// The configuration every SDK client of a [`MotoServer`] gets, for the SDK crate
+/// `$sdk` (each crate has config types of its own): the endpoint, us-east-1, fixed
+/// test credentials, one attempt and a generous timeout (moto's first call can take
+/// seconds).
+#[cfg(any(feature = "ssm", feature = "kms"))]
+macro_rules! moto_config {
+    ($sdk:ident, $endpoint:expr) => {{
+        use $sdk::config::{retry::RetryConfig, timeout::TimeoutConfig};
+        use $sdk::config::{BehaviorVersion, Credentials, Region};
+        $sdk::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url($endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+    }};
+}
+#[cfg(any(feature = "ssm", feature = "kms"))]
+use moto_config;
+
+/// A KMS client for a [`MotoServer`] endpoint: fixed test credentials, one attempt and
+/// a generous timeout (moto's first call can take seconds).
+#[cfg(feature = "kms")]
+pub fn moto_kms_client(endpoint: &str) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::from_conf(moto_kms_config(endpoint).build())
+}
+
+/// The configuration of [`moto_kms_client`], for a test that sets its own retries or
+/// adds an interceptor before building the client.
+#[cfg(feature = "kms")]
+pub fn moto_kms_config(endpoint: &str) -> aws_sdk_kms::config::Builder {
+    moto_config!(aws_sdk_kms, endpoint)
+}
+
+/// Creates a KMS key of `spec` for `usage` and returns its key id (panics when KMS
+/// refuses: test setup).
+#[cfg(feature = "kms")]
+pub async fn create_kms_key(
+    kms: &aws_sdk_kms::Client,
+    spec: aws_sdk_kms::types::KeySpec,
+    usage: aws_sdk_kms::types::KeyUsageType,
+) -> String {
+    kms.create_key()
+        .key_spec(spec)
+        .key_usage(usage)
+        .send()
+        .await
+        .expect("moto CreateKey")
+        .key_metadata()
+        .expect("CreateKey answers the key's metadata")
+        .key_id()
+        .to_owned()
+}
+
+/// Checks `token` against the key set `jwks` (JWKS JSON) with the independent verifier
+/// `libs/token-kms/tests/verify_es256.py` (Python `cryptography`, OpenSSL) in the
+/// workspace's `.venv`; its answer's first word is `valid` or `invalid:`.
+pub fn python_verify_es256(token: &str, jwks: &serde_json::Value) -> String {
+    let root = workspace_root();
+    let python = root.join(".venv/bin/python");
+    let script = root.join("libs/token-kms/tests/verify_es256.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "could not run {} ({e}); run scripts/setup-tools.sh",
+                python.display()
+            )
+        });
+    let input = serde_json::json!({"token": token, "jwks": jwks}).to_string();
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())
+        .expect("writing to verify_es256.py");
+    let out = child.wait_with_output().expect("verify_es256.py ran");
+    assert!(out.status.success(), "verify_es256.py failed");
+    String::from_utf8(out.stdout)
+        .expect("verify_es256.py answers UTF-8")
+        .trim()
+        .to_owned()
 }

@@ -2,49 +2,26 @@
 //! the tokens it signs checked by two verifiers: this workspace's and Python
 //! `cryptography` (OpenSSL), which shares no code with it.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use jsonwebtoken::jwk::JwkSet;
 use service_auth::UnixTime;
 use service_token::{KeySet, Permission, Proof, Rejection, TokenClaims, Verifier, VerifierConfig};
-use test_support::MotoServer;
+use test_support::{create_kms_key, moto_kms_config, python_verify_es256, MotoServer};
 use token_kms::{aws_sdk_kms, key_set, KmsError, KmsSigner};
 
 const ISSUER: &str = "svcauth:dev";
 /// The API name tokens are verified for.
 const AUDIENCE: &str = "identity";
 
-fn client(moto: &MotoServer) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .timeout_config(
-            aws_sdk_kms::config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .retry_config(token_kms::retry_config())
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+/// A KMS client for moto that retries as the token signer's clients do.
+fn moto_kms(moto: &MotoServer) -> aws_sdk_kms::Client {
+    let conf = moto_kms_config(&moto.endpoint()).retry_config(token_kms::retry_config());
+    aws_sdk_kms::Client::from_conf(conf.build())
 }
 
-async fn create_key(kms: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageType) -> String {
-    kms.create_key()
-        .key_spec(spec)
-        .key_usage(usage)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned()
+/// The independent verifier's answer; its first word is `valid` or `invalid:`.
+fn python_verify(token: &str, jwks: &JwkSet) -> String {
+    python_verify_es256(token, &serde_json::to_value(jwks).unwrap())
 }
 
 fn claims(now: UnixTime, jti: &str) -> TokenClaims {
@@ -63,39 +40,11 @@ fn claims(now: UnixTime, jti: &str) -> TokenClaims {
     }
 }
 
-/// Runs the independent verifier; its first word is `valid` or `invalid:`.
-fn python_verify(token: &str, jwks: &JwkSet) -> String {
-    let python = test_support::workspace_root().join(".venv/bin/python");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/verify_es256.py");
-    let mut child = Command::new(&python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "could not run {} ({e}); run scripts/setup-tools.sh",
-                python.display()
-            )
-        });
-    let input = serde_json::json!({"token": token, "jwks": jwks});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "verify_es256.py failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_signed_tokens_verify_here_and_in_openssl() {
     let moto = MotoServer::start();
-    let kms = client(&moto);
-    let key_id = create_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let kms = moto_kms(&moto);
+    let key_id = create_kms_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     kms.create_alias()
         .alias_name("alias/svcauth-token-dev")
         .target_key_id(&key_id)
@@ -139,7 +88,7 @@ async fn moto_signed_tokens_verify_here_and_in_openssl() {
     assert_eq!(python_verify(&tampered, &jwks), "invalid: signature");
 
     // A token signed by another KMS key is refused for its unknown kid.
-    let other_key = create_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let other_key = create_kms_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     let other = KmsSigner::resolve(kms.clone(), &other_key).await.unwrap();
     let token = other.sign(&claims(now, "jti-z")).await.unwrap();
     assert_eq!(
@@ -156,14 +105,14 @@ async fn moto_signed_tokens_verify_here_and_in_openssl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_that_cannot_sign_es256_are_refused_with_what_to_do() {
     let moto = MotoServer::start();
-    let kms = client(&moto);
+    let kms = moto_kms(&moto);
     let cases = [
         (KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt),
         (KeySpec::EccNistP384, KeyUsageType::SignVerify),
         (KeySpec::Rsa2048, KeyUsageType::SignVerify),
     ];
     for (spec, usage) in cases {
-        let key = create_key(&kms, spec.clone(), usage).await;
+        let key = create_kms_key(&kms, spec.clone(), usage).await;
         let err = KmsSigner::resolve(kms.clone(), &key).await.unwrap_err();
         assert_eq!(err.code(), "kms_wrong_key", "{spec:?}: {err}");
         assert!(err.to_string().contains("ECC_NIST_P256"), "{err}");
@@ -197,8 +146,8 @@ async fn keys_that_cannot_sign_es256_are_refused_with_what_to_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_token_is_refused_before_kms_is_called() {
     let moto = MotoServer::start();
-    let kms = client(&moto);
-    let key = create_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let kms = moto_kms(&moto);
+    let key = create_kms_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     let signer = KmsSigner::resolve(kms, &key).await.unwrap();
     let mut big = claims(UnixTime::now(), "jti");
     big.permissions = vec![Permission::new(

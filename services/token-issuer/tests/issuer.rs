@@ -6,7 +6,6 @@
 //! KMS throttling (back-off, then 503), publish-before-sign and the key set endpoint.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,17 +18,17 @@ use service_auth::identity::IamRoleMap;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
 use service_identity_http::{lambda_service, IdentityConfig};
 use service_token::{KeySet, Permission, Proof, TokenClaims, Verifier, VerifierConfig};
-use test_support::{MotoServer, TestClock};
+use test_support::{
+    create_kms_key, moto_kms_config, put_service_document, python_verify_es256, MotoServer,
+    TestClock,
+};
 use token_issuer::api::{Documents, JwksSource, Parts, Signing};
 use token_issuer::{router, AppState, IssuerSettings, RetryPolicy};
 use token_kms::aws_sdk_kms;
 use token_kms::aws_sdk_kms::config::interceptors::{
     BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
 };
-use token_kms::aws_sdk_kms::config::retry::RetryConfig;
-use token_kms::aws_sdk_kms::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-};
+use token_kms::aws_sdk_kms::config::{ConfigBag, Intercept, RuntimeComponents};
 use token_kms::aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use tower::ServiceExt;
 
@@ -126,20 +125,8 @@ impl Intercept for KmsFaults {
 
 /// A KMS client for moto as the issuer builds its own: one attempt per call.
 fn kms_client(moto: &MotoServer, faults: &KmsFaults) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .timeout_config(
-            aws_sdk_kms::config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
-        .interceptor(faults.clone())
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+    let conf = moto_kms_config(&moto.endpoint()).interceptor(faults.clone());
+    aws_sdk_kms::Client::from_conf(conf.build())
 }
 
 struct Fixture {
@@ -153,17 +140,6 @@ struct Fixture {
     key_id: String,
     active: ApiKey,
     revoked: ApiKey,
-}
-
-async fn put_doc(ssm: &aws_sdk_ssm::Client, doc: &ServiceDocument) {
-    ssm.put_parameter()
-        .name(format!("{PATH}/{}", doc.service))
-        .value(doc.to_json())
-        .r#type(ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
 }
 
 async fn publish(ssm: &aws_sdk_ssm::Client, kms: &aws_sdk_kms::Client, keys: &[&str]) {
@@ -204,17 +180,7 @@ async fn fixture_with(retry: RetryPolicy, published: bool) -> Fixture {
     let moto = MotoServer::start();
     let faults = KmsFaults::default();
     let kms = kms_client(&moto, &faults);
-    let key_id = kms
-        .create_key()
-        .key_spec(KeySpec::EccNistP256)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let key_id = create_kms_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     kms.create_alias()
         .alias_name(ALIAS)
         .target_key_id(&key_id)
@@ -227,7 +193,7 @@ async fn fixture_with(retry: RetryPolicy, published: bool) -> Fixture {
     }
     let active = ApiKey::generate(Some("dev")).unwrap();
     let revoked = ApiKey::generate(Some("dev")).unwrap();
-    put_doc(&ssm, &tutor_doc(&active, &revoked)).await;
+    put_service_document(&ssm, PATH, &tutor_doc(&active, &revoked)).await;
     let roles =
         IamRoleMap::parse("tutor-task-role=tutor-service,reports-role=reports-service").unwrap();
     let clock = TestClock::at(NOW);
@@ -393,35 +359,6 @@ fn verify(token: &Value, keys: &KeySet, api: &str, now: u64) -> TokenClaims {
         .claims
 }
 
-/// The independent verifier of libs/token-kms (Python `cryptography`, OpenSSL).
-fn python_verify(token: &str, jwks: &Value) -> String {
-    let root = test_support::workspace_root();
-    let python = root.join(".venv/bin/python");
-    let script = root.join("libs/token-kms/tests/verify_es256.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "could not run {} ({e}); run scripts/setup-tools.sh",
-                python.display()
-            )
-        });
-    let input = json!({"token": token, "jwks": jwks});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "verify_es256.py failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_key_caller_gets_a_token_both_verifiers_accept() {
     let f = fixture().await;
@@ -457,7 +394,7 @@ async fn an_api_key_caller_gets_a_token_both_verifiers_accept() {
     let header = jsonwebtoken::decode_header(a.body["token"].as_str().unwrap());
     assert_eq!(header.unwrap().kid.as_deref(), Some(f.key_id.as_str()));
     // An independent implementation agrees.
-    let py = python_verify(a.body["token"].as_str().unwrap(), &jwks);
+    let py = python_verify_es256(a.body["token"].as_str().unwrap(), &jwks);
     assert!(py.starts_with("valid "), "{py}");
     assert!(py.contains(&format!("\"jti\": \"{}\"", claims.jti)), "{py}");
     assert!(py.contains("\"sub\": \"tutor-service\""), "{py}");
@@ -531,7 +468,7 @@ async fn revoked_expired_and_unknown_keys_get_401_and_no_token() {
         UnixTime(NOW - 1000),
         Some(UnixTime(NOW - 1)),
     ));
-    put_doc(&f.ssm, &doc).await;
+    put_service_document(&f.ssm, PATH, &doc).await;
     let a = token_for(&f, Auth::Key(&expired), None).await;
     assert_eq!(code(&a), (401, "key_not_usable"), "{}", a.raw);
 
@@ -743,18 +680,7 @@ async fn a_still_valid_token_is_reused_only_while_safe() {
     // A retired signing key takes its held tokens with it: the alias now names another
     // key and only that one is published, so the next request gets a new token signed
     // by it, though the held one has time left.
-    let next = f
-        .kms
-        .create_key()
-        .key_spec(KeySpec::EccNistP256)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let next = create_kms_key(&f.kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     publish(&f.ssm, &f.kms, &[&next]).await;
     f.kms
         .update_alias()
@@ -775,7 +701,7 @@ async fn a_still_valid_token_is_reused_only_while_safe() {
     let mut doc = tutor_doc(&f.active, &f.revoked);
     let brake = NOW + 620;
     doc.tokens_not_before = Some(UnixTime(brake));
-    put_doc(&f.ssm, &doc).await;
+    put_service_document(&f.ssm, PATH, &doc).await;
     f.clock.set(brake + 16);
     let after = token_for(&f, Auth::Key(&f.active), None).await.body;
     assert_ne!(after["tokenId"], later["tokenId"]);
@@ -788,7 +714,7 @@ async fn a_still_valid_token_is_reused_only_while_safe() {
     assert!(claims.iat >= brake);
     // A brake ahead of now refuses every token until then.
     doc.tokens_not_before = Some(UnixTime(brake + 600));
-    put_doc(&f.ssm, &doc).await;
+    put_service_document(&f.ssm, PATH, &doc).await;
     f.clock.advance(16);
     let a = token_for(&f, Auth::Key(&f.active), None).await;
     assert_eq!(code(&a), (403, "braked"), "{}", a.raw);
@@ -865,18 +791,7 @@ async fn the_issuer_signs_only_with_a_published_key() {
     assert!(a.raw.contains("svcauth tokens keys add"), "{}", a.raw);
 
     // A key set without the signing key (another key published): 503, naming the key.
-    let other = f
-        .kms
-        .create_key()
-        .key_spec(KeySpec::EccNistP256)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let other = create_kms_key(&f.kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     publish(&f.ssm, &f.kms, &[&other]).await;
     f.clock.advance(11);
     let a = token_for(&f, Auth::Key(&f.active), None).await;
@@ -920,18 +835,7 @@ async fn the_key_set_is_served_with_cache_headers() {
     assert_eq!(a.body["keys"][0]["kid"], f.key_id.as_str());
     assert!(a.body["keys"][0].get("d").is_none(), "no private part");
     // Held in memory for its max-age: a change shows after 300 s.
-    let next = f
-        .kms
-        .create_key()
-        .key_spec(KeySpec::EccNistP256)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let next = create_kms_key(&f.kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     publish(&f.ssm, &f.kms, &[&f.key_id, &next]).await;
     f.clock.advance(299);
     let a = call(&f.app, "GET", "/.well-known/jwks.json", Auth::None, None).await;

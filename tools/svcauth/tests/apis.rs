@@ -21,12 +21,6 @@ const API_PATH: &str = "/svcauth/test/apis";
 const IDENTITY_API: &str = "idapi00001";
 const BILLING_API: &str = "billapi001";
 
-fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["--env", "test", "--path", PATH];
-    v.extend_from_slice(cmd);
-    v
-}
-
 /// What the stack attaching the authorizer writes: the API's name under its id.
 async fn register_api(c: &Client, api_id: &str, name: &str) {
     c.put_parameter()

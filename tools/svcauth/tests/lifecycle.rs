@@ -15,12 +15,6 @@ use test_support::{Fault, MotoServer, SsmFaults};
 
 const LEGACY: &str = "/test/identity-service/service-api-keys";
 
-fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["--env", "test", "--path", PATH];
-    v.extend_from_slice(cmd);
-    v
-}
-
 /// The authorizer with the legacy map still configured, as during a migration.
 fn legacy_authorizer(
     client: &keystore_ssm::aws_sdk_ssm::Client,
@@ -160,14 +154,7 @@ async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
     let run = svcauth(&args(&words(&revoke)), &aws, NOW + 20).await;
     expect(&run, exit::OK);
     // ...then the second writer's put lands and it dies before merging anything.
-    c.put_parameter()
-        .name(format!("{PATH}/tutor-service"))
-        .value(stale.to_json())
-        .r#type(ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
+    test_support::put_service_document(&c, PATH, &stale).await;
     let (doc, _) = other.read_document("tutor-service").await.unwrap().unwrap();
     assert_eq!(
         doc.key(&service_auth::KeyId::parse(&id).unwrap())
@@ -231,21 +218,8 @@ async fn item2_a_merge_that_cannot_read_the_history_is_an_error_that_says_what_t
     let (tx, rx) = std::sync::mpsc::channel();
     let b_endpoint = endpoint.clone();
     faults.before_next("PutParameter", move || {
-        let run = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(svcauth(
-                    &args(&words(
-                        "keys create --service tutor-service --deliver stdout",
-                    )),
-                    &Aws::Client(moto_client(&b_endpoint)),
-                    NOW + 5,
-                ))
-        })
-        .join()
-        .unwrap();
+        let cmd = "keys create --service tutor-service --deliver stdout".to_owned();
+        let run = run_elsewhere(cmd, b_endpoint, |e| Aws::Client(moto_client(e)), NOW + 5);
         tx.send(run).unwrap();
     });
     let a = svcauth(

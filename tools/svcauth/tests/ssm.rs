@@ -10,12 +10,6 @@ use test_support::MotoServer;
 
 const TUTOR_PARAM: &str = "/test/tutor-service/identity-service-api-key";
 
-fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["--env", "test", "--path", PATH];
-    v.extend_from_slice(cmd);
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
     let moto = MotoServer::start();

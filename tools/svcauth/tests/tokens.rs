@@ -18,23 +18,9 @@ use crate::common::*;
 const JWKS: &str = "/svcauth/test/token/jwks";
 const ALIAS: &str = "alias/svcauth-token-test";
 
-fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["--env", "test", "--path", PATH];
-    v.extend_from_slice(cmd);
-    v
-}
-
+/// A signing key (ECC P-256 or another spec) in moto's KMS.
 async fn create_key(kms: &aws_sdk_kms::Client, spec: KeySpec) -> String {
-    kms.create_key()
-        .key_spec(spec)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned()
+    test_support::create_kms_key(kms, spec, KeyUsageType::SignVerify).await
 }
 
 /// The kids in the stored key set, checked to load in the token verifier's KeySet.
@@ -187,19 +173,6 @@ async fn keys_are_published_listed_and_retired_but_never_the_signing_key() {
     assert!(help.stderr.contains("--jwks-parameter"), "{help:?}");
 }
 
-/// Runs `cmd` with its own client on a thread of its own, for a fault hook.
-fn run_elsewhere(cmd: String, endpoint: String, now: u64) -> Run {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(svcauth(&args(&words(&cmd)), &moto_clients(&endpoint), now))
-    })
-    .join()
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_key_set_writers_lose_nothing() {
     let moto = MotoServer::start();
@@ -219,7 +192,7 @@ async fn concurrent_key_set_writers_lose_nothing() {
     let e = endpoint.clone();
     let cmd = format!("tokens keys add --key {b}");
     faults.before_next("PutParameter", move || {
-        tx.send(run_elsewhere(cmd, e, NOW)).unwrap();
+        tx.send(run_elsewhere(cmd, e, moto_clients, NOW)).unwrap();
     });
     let with_faults = Aws::Clients {
         ssm: faults.client(&endpoint),
@@ -240,7 +213,7 @@ async fn concurrent_key_set_writers_lose_nothing() {
     let e = endpoint.clone();
     let cmd = format!("tokens keys add --key {c}");
     faults.before_next("PutParameter", move || {
-        tx.send(run_elsewhere(cmd, e, NOW)).unwrap();
+        tx.send(run_elsewhere(cmd, e, moto_clients, NOW)).unwrap();
     });
     let run = tokens(&format!("tokens keys add --key {d}"), &with_faults).await;
     expect(&run, exit::OK);
@@ -263,7 +236,7 @@ async fn concurrent_key_set_writers_lose_nothing() {
     let e = endpoint.clone();
     let cmd = format!("tokens keys add --key {e2}");
     faults.before_next("PutParameter", move || {
-        tx.send(run_elsewhere(cmd, e, NOW)).unwrap();
+        tx.send(run_elsewhere(cmd, e, moto_clients, NOW)).unwrap();
     });
     let run = tokens(&format!("tokens keys remove --kid {b}"), &with_faults).await;
     expect(&run, exit::OK);
@@ -346,21 +319,8 @@ async fn the_brake_only_moves_later_and_survives_concurrent_writes() {
     let (tx, rx) = std::sync::mpsc::channel();
     let e = endpoint.clone();
     faults.before_next("PutParameter", move || {
-        let run = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(svcauth(
-                    &args(&words(
-                        "keys create --service tutor-service --deliver stdout",
-                    )),
-                    &Aws::Client(moto_client(&e)),
-                    NOW + 5,
-                ))
-        })
-        .join()
-        .unwrap();
+        let cmd = "keys create --service tutor-service --deliver stdout".to_owned();
+        let run = run_elsewhere(cmd, e, |e| Aws::Client(moto_client(e)), NOW + 5);
         tx.send(run).unwrap();
     });
     let run = svcauth(

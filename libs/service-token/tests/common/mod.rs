@@ -119,3 +119,40 @@ pub fn verifier() -> Verifier {
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// `claims` with `key` set to `value`.
+pub fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
+/// `claims` without `key`.
+pub fn without(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(key);
+    claims
+}
+
+/// The algorithm-confusion forgery: `claims` "signed" HS256 with `key`'s public key
+/// (its SPKI DER) as the HMAC secret, under `key`'s `kid`.
+pub fn hs256_with_public_key(key: &TestKey, claims: &Value) -> String {
+    let header = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid}).to_string();
+    let input = TestKey::signing_input(&header, &claims.to_string());
+    let mac = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key.spki_der()),
+        input.as_bytes(),
+    );
+    format!("{input}.{}", b64(mac.as_ref()))
+}
+
+/// `token` with its signature replaced by `sig`.
+pub fn with_signature(token: &str, sig: &[u8]) -> String {
+    let (input, _) = token.rsplit_once('.').unwrap();
+    format!("{input}.{}", b64(sig))
+}
+
+/// `token` with its payload swapped for `claims` (signature kept).
+pub fn tampered(token: &str, claims: &Value) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[1] = b64(claims.to_string().as_bytes());
+    parts.join(".")
+}

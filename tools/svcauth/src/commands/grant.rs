@@ -3,7 +3,10 @@
 
 use service_auth::ServiceDocument;
 
-use super::{checked_apis, checked_permissions, checked_service, grants_text, service_not_found};
+use super::{
+    checked_apis, checked_permissions, checked_service, documents_of, grants_text,
+    service_not_found,
+};
 use crate::cli::{GrantArgs, MigrateArgs};
 use crate::error::Error;
 use crate::{Ctx, Outcome};
@@ -77,16 +80,7 @@ pub async fn migrate(ctx: &mut Ctx<'_, '_>, args: &MigrateArgs) -> Result<Outcom
         ));
     }
     let store = ctx.store().await?;
-    let docs = match &args.service {
-        Some(s) => {
-            let s = checked_service(s)?;
-            match store.read_document(s).await? {
-                Some(d) => vec![d],
-                None => return Err(service_not_found(s, &store)),
-            }
-        }
-        None => store.load_documents().await?,
-    };
+    let docs = documents_of(&store, args.service.as_deref()).await?;
     let old: Vec<&ServiceDocument> = docs.iter().filter(|d| d.is_unscoped()).collect();
     if old.is_empty() {
         ctx.status(format!(

@@ -5,7 +5,7 @@ use service_auth::{
     KeyId, KeyRecord, KeyStatus, RoutePattern, ServiceDocument, ServiceGrant, UnixTime,
 };
 
-use super::{checked_service, service_not_found, when};
+use super::{documents_of, when};
 use crate::cli::ListArgs;
 use crate::error::Error;
 use crate::{Ctx, Outcome, ROTATION_POLICY};
@@ -150,18 +150,8 @@ pub fn rows(docs: &[ServiceDocument], now: UnixTime) -> Vec<KeyRow> {
 pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Error> {
     let store = ctx.store().await?;
     store.require_existing()?;
-    let docs = match &args.service {
-        Some(service) => {
-            let service = checked_service(service)?;
-            match store.read_document(service).await? {
-                Some(d) => vec![d],
-                None => return Err(service_not_found(service, &store)),
-            }
-        }
-        None => store.load_documents().await?,
-    };
+    let mut docs = documents_of(&store, args.service.as_deref()).await?;
     // A revocation marker wins over what a document says, as in the authorizer.
-    let mut docs = docs;
     let usable: Vec<service_auth::KeyId> = docs
         .iter()
         .flat_map(|d| d.keys.iter().filter(|k| k.usable_at(ctx.now)))

@@ -88,6 +88,22 @@ pub(crate) fn same_permissions(a: &[String], b: &[String]) -> bool {
     a == b
 }
 
+/// The documents a command works on: `service`'s alone (checked; no document is
+/// [`service_not_found`]) when named, else every document in the store.
+pub(crate) async fn documents_of(
+    store: &Store,
+    service: Option<&str>,
+) -> Result<Vec<ServiceDocument>, Error> {
+    let Some(service) = service else {
+        return store.load_documents().await;
+    };
+    let service = checked_service(service)?;
+    match store.read_document(service).await? {
+        Some(doc) => Ok(vec![doc]),
+        None => Err(service_not_found(service, store)),
+    }
+}
+
 pub(crate) fn service_not_found(service: &str, store: &Store) -> Error {
     Error::NotFound(format!(
         "service {service} has no document in the {}: check --service, {}; `svcauth keys list` shows the services there, `svcauth keys create` makes a service's first key",

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use service_auth::{KeyId, UnixTime};
 
-use super::{checked_service, list_ids, service_not_found};
+use super::{checked_service, documents_of, list_ids};
 use crate::cli::PruneArgs;
 use crate::error::Error;
 use crate::{Ctx, Outcome};
@@ -20,13 +20,7 @@ pub async fn prune(ctx: &mut Ctx<'_, '_>, args: &PruneArgs) -> Result<Outcome, E
     let store = ctx.store().await?;
     store.require_existing()?;
     store.check_writable()?;
-    let docs = match service {
-        Some(s) => match store.read_document(s).await? {
-            Some(doc) => vec![doc],
-            None => return Err(service_not_found(s, &store)),
-        },
-        None => store.load_documents().await?,
-    };
+    let docs = documents_of(&store, service).await?;
     let now = ctx.now;
     let cutoff = UnixTime(now.0.saturating_sub(args.older_than.as_secs()));
     // What would go, read first so that services with nothing to remove are not

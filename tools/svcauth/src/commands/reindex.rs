@@ -1,7 +1,7 @@
 //! `keys reindex`: write the key id index entries a store lacks, so that the
 //! authorizer answers those keys with two SSM calls instead of a full load.
 
-use super::{checked_service, list_ids, service_not_found};
+use super::{checked_service, documents_of, list_ids};
 use crate::cli::ReindexArgs;
 use crate::error::Error;
 use crate::store::Store;
@@ -21,13 +21,7 @@ pub async fn reindex(ctx: &mut Ctx<'_, '_>, args: &ReindexArgs) -> Result<Outcom
     if !args.dry_run {
         store.check_writable()?;
     }
-    let docs = match service {
-        Some(s) => match store.read_document(s).await? {
-            Some(doc) => vec![doc],
-            None => return Err(service_not_found(s, &store)),
-        },
-        None => store.load_documents().await?,
-    };
+    let docs = documents_of(&store, service).await?;
     let (mut missing, mut keys) = (0, 0);
     for doc in &docs {
         keys += doc.keys.len();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use keystore_ssm::aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use keystore_ssm::aws_sdk_ssm::Client;
+use keystore_ssm::put_next_version;
 use serde::Serialize;
 use service_auth::UnixTime;
 use service_token::KeySet;
@@ -143,21 +144,12 @@ where
             .name(name)
             .value(value)
             .r#type(ParameterType::String)
-            .tier(ParameterTier::Standard)
-            .overwrite(base.is_some());
-        let put = if base.is_none() {
-            put.description(
-                "svcauth published token signing keys (JWKS); written by `svcauth tokens keys`",
-            )
-        } else {
-            put
-        };
-        let written = match put.send().await {
-            Ok(out) => out.version(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_already_exists()) =>
-            {
+            .tier(ParameterTier::Standard);
+        let description =
+            || "svcauth published token signing keys (JWKS); written by `svcauth tokens keys`";
+        let written = match put_next_version(put, base, description).await {
+            Ok(Some(version)) => version,
+            Ok(None) => {
                 // Someone created it first: apply the change to theirs.
                 let Some((theirs, v)) = read_jwks(client, name).await? else {
                     continue;

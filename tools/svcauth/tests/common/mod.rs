@@ -24,6 +24,28 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
+/// `--env test --path PATH`, then `cmd`: a command on the test store in SSM.
+pub fn args<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--env", "test", "--path", PATH];
+    v.extend_from_slice(cmd);
+    v
+}
+
+/// Runs `cmd` (on the test store, at `now`) on a thread and runtime of its own, with
+/// the clients `clients` makes for `endpoint`: another operator's command, started
+/// from a fault hook while this test's command waits between its read and its write.
+pub fn run_elsewhere(cmd: String, endpoint: String, clients: fn(&str) -> Aws, now: u64) -> Run {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(svcauth(&args(&words(&cmd)), &clients(&endpoint), now))
+    })
+    .join()
+    .unwrap()
+}
+
 /// `keys create --service tutor-service --permissions TUTOR_PERMS --api identity`, then
 /// `extra`.
 pub fn create_tutor<'a>(extra: &[&'a str]) -> Vec<&'a str> {
@@ -237,27 +259,10 @@ impl Drop for TempDir {
     }
 }
 
-/// A KMS client for a `MotoServer` endpoint (for `tokens keys`), fixed test
-/// credentials, one attempt.
-pub fn moto_kms_client(endpoint: &str) -> token_kms::aws_sdk_kms::Client {
-    use token_kms::aws_sdk_kms::config::{
-        retry::RetryConfig, BehaviorVersion, Credentials, Region,
-    };
-    token_kms::aws_sdk_kms::Client::from_conf(
-        token_kms::aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
-            .build(),
-    )
-}
-
 /// SSM and KMS clients for a `MotoServer` endpoint.
 pub fn moto_clients(endpoint: &str) -> Aws {
     Aws::Clients {
         ssm: moto_client(endpoint),
-        kms: moto_kms_client(endpoint),
+        kms: test_support::moto_kms_client(endpoint),
     }
 }
