@@ -1,7 +1,9 @@
 //! The token decision: verification (ES256 on aws-lc-rs through `jsonwebtoken`), the
 //! service's standing and the policy, warm (key set in memory) and cold (the key set
 //! loaded from an inline JWKS first, as on a new Lambda instance), and the whole
-//! handler from a token event's JSON text to its serialised response.
+//! handler from a token event's JSON text to its serialised response. The warm and
+//! cold cases run without the cache of verified tokens; `token decision, cached` and
+//! the handler (the same token each time) answer from it.
 
 #[path = "../../libs/service-token/tests/common/mod.rs"]
 mod signer;
@@ -58,7 +60,9 @@ fn bench(c: &mut Criterion) {
     let arn = MethodArn::parse(METHOD_ARN).unwrap();
     let now = UnixTime(NOW);
 
-    let warm = TokenAuth::new(&config(&jwks), JwksSource::Inline(key.key_set()));
+    // Without the cache of verified tokens: every decision verifies the signature.
+    let warm =
+        TokenAuth::new(&config(&jwks), JwksSource::Inline(key.key_set())).with_verified_cache(0);
     rt.block_on(warm.prefetch(now));
     c.bench_function("token decision (verify + standing + policy), warm", |b| {
         b.iter(|| {
@@ -66,6 +70,19 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+
+    // The same token again: its signature verified once, the rest checked each time.
+    let cached = TokenAuth::new(&config(&jwks), JwksSource::Inline(key.key_set()));
+    rt.block_on(cached.prefetch(now));
+    rt.block_on(cached.decide(&token, Some("identity"), &arn, &Active, now))
+        .unwrap();
+    c.bench_function("token decision, cached", |b| {
+        b.iter(|| {
+            rt.block_on(cached.decide(black_box(&token), Some("identity"), &arn, &Active, now))
+                .unwrap()
+        })
+    });
+    assert_eq!(cached.verifications(), 1, "the cached case verified once");
 
     c.bench_function(
         "token decision, cold (parse the inline JWKS, load the key set, then decide)",

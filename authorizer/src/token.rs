@@ -6,7 +6,9 @@
 //! token's header and its `kid` in the key set (an unknown `kid` refetches the set at
 //! most once per 30 s, single-flight), the signature and claims for the API the request
 //! is for (its name is the audience), the standing of the token's service (brake,
-//! proof key), then the policy.
+//! proof key), then the policy. A token that verified before is answered from
+//! [`VerifiedTokens`] (by its SHA-256): only the signature is skipped, the `kid`, the
+//! audience, the times and the standing are checked again on every request.
 //!
 //! The policy allows the routes of the token's grants that name this API, on this
 //! API stage, whatever route is called: a function of the caller only, so it is safe
@@ -22,7 +24,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
@@ -36,8 +39,9 @@ use service_auth::KeyId;
 use service_auth::{KeyStatus, KeyStore, MethodArn, RoutePattern, UnixTime};
 use service_token::{
     check_standing, KeySet, KeySetCache, KeySetSource, Proof, Rejection, SourceError, Standing,
-    TokenClaims, Verifier, VerifierConfig,
+    TokenClaims, VerifiedToken, Verifier, VerifierConfig,
 };
+use sha2::{Digest, Sha256};
 
 use crate::config::TokenConfig;
 use crate::event::Authorization;
@@ -377,20 +381,112 @@ impl From<Rejection> for Refusal {
     }
 }
 
+/// Default most tokens kept in [`VerifiedTokens`].
+pub const DEFAULT_VERIFIED_CACHE_CAPACITY: usize = 1024;
+
+/// Tokens whose signature and claims verified, by the SHA-256 of the exact token text
+/// (the token itself is never kept), with their claims and signing `kid`.
+///
+/// Only what the signature settles is remembered: that these claims were signed by
+/// the key `kid`. Everything else is checked again on every use (see
+/// [`TokenAuth::decide`]). Only tokens the verifier accepted are inserted, so filling
+/// it takes validly signed tokens, never made-up ones. Bounded: when full, expired
+/// entries go first, then an arbitrary one.
+pub struct VerifiedTokens {
+    capacity: usize,
+    /// Entries stay usable until `exp + leeway`.
+    leeway_secs: u64,
+    entries: Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>,
+}
+
+impl VerifiedTokens {
+    /// A cache of at most `capacity` tokens (0: nothing is cached).
+    pub fn new(capacity: usize, leeway_secs: u64) -> Self {
+        Self {
+            capacity,
+            leeway_secs,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cache key of a token: its SHA-256.
+    pub fn digest(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    pub fn get(&self, digest: &[u8; 32]) -> Option<Arc<VerifiedToken>> {
+        self.lock().get(digest).cloned()
+    }
+
+    pub fn insert(&self, digest: [u8; 32], verified: Arc<VerifiedToken>, now: UnixTime) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity && !entries.contains_key(&digest) {
+            let leeway = self.leeway_secs;
+            entries.retain(|_, v| now.0 < v.claims.exp.saturating_add(leeway));
+            if entries.len() >= self.capacity {
+                if let Some(any) = entries.keys().next().copied() {
+                    entries.remove(&any);
+                }
+            }
+        }
+        entries.insert(digest, verified);
+    }
+
+    /// Tokens held now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<VerifiedToken>>> {
+        // The map is consistent after any panic (each change is one call): keep it.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The verifier and key set of one authorizer.
 pub struct TokenAuth {
     verifier: Verifier,
     keys: KeySetCache<JwksSource>,
+    verified: VerifiedTokens,
+    /// Signature verifications run (cache misses that reached the verifier).
+    verifications: AtomicU64,
 }
 
 impl TokenAuth {
     pub fn new(config: &TokenConfig, source: JwksSource) -> Self {
         let mut vc = VerifierConfig::new(config.issuer.clone());
         vc.min_remaining_secs = config.min_remaining_secs;
+        let leeway = vc.leeway_secs;
         Self {
             verifier: Verifier::new(vc),
             keys: KeySetCache::new(source),
+            verified: VerifiedTokens::new(DEFAULT_VERIFIED_CACHE_CAPACITY, leeway),
+            verifications: AtomicU64::new(0),
         }
+    }
+
+    /// The same with a cache of at most `capacity` verified tokens (0: none, every
+    /// token is verified on every request).
+    pub fn with_verified_cache(mut self, capacity: usize) -> Self {
+        self.verified = VerifiedTokens::new(capacity, self.verifier.config().leeway_secs);
+        self
+    }
+
+    /// Signature verifications run so far (for tests and benches).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Verified tokens held in the cache now.
+    pub fn cached_tokens(&self) -> usize {
+        self.verified.len()
     }
 
     /// Loads the key set now (at start): the first token then waits for nothing.
@@ -414,13 +510,8 @@ impl TokenAuth {
         standing: &S,
         now: UnixTime,
     ) -> Result<TokenGrant, Refusal> {
-        let header = self.verifier.header(token)?;
-        let keys = self.keys.keys_for(&header.kid, now).await?;
-        let verified = match api {
-            Some(api) => self.verifier.verify(token, &keys, api, now)?,
-            None => self.verifier.verify_without_audience(token, &keys, now)?,
-        };
-        let claims = verified.claims;
+        let verified = self.verified_token(token, api, now).await?;
+        let claims = &verified.claims;
         let refuse = |reason: &'static str| Refusal {
             reason,
             service: Some(claims.sub.clone()),
@@ -434,7 +525,7 @@ impl TokenAuth {
             .standing(&claims.sub, proof_key, now)
             .await
             .map_err(|_| refuse("store_unavailable"))?;
-        check_standing(&claims, found.as_ref().map(|f| &f.standing))
+        check_standing(claims, found.as_ref().map(|f| &f.standing))
             .map_err(|r| refuse(r.code()))?;
         let usage_plan_key = found.and_then(|f| f.usage_plan_key);
         let routes = match api {
@@ -453,9 +544,40 @@ impl TokenAuth {
             route_permitted,
             api_registered: api.is_some(),
             usage_plan_key,
-            kid: verified.kid,
-            claims,
+            kid: verified.kid.clone(),
+            claims: claims.clone(),
         })
+    }
+
+    /// The token's verified claims for `api` at `now`: from the cache when this exact
+    /// token verified before, else from the verifier (and then cached). A cached
+    /// token's signature is not checked again, but everything else is: its `kid` must
+    /// still be in the current key set (a key removed from the JWKS ends its tokens
+    /// when the set is refetched), and the audience and times are checked for this
+    /// request as the verifier checks them.
+    async fn verified_token(
+        &self,
+        token: &str,
+        api: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Arc<VerifiedToken>, Rejection> {
+        let digest = VerifiedTokens::digest(token);
+        // The lock is released here, before any await.
+        let cached = self.verified.get(&digest);
+        if let Some(verified) = cached {
+            self.keys.keys_for(&verified.kid, now).await?;
+            self.verifier.check_claims(&verified.claims, api, now)?;
+            return Ok(verified);
+        }
+        let header = self.verifier.header(token)?;
+        let keys = self.keys.keys_for(&header.kid, now).await?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let verified = Arc::new(match api {
+            Some(api) => self.verifier.verify(token, &keys, api, now)?,
+            None => self.verifier.verify_without_audience(token, &keys, now)?,
+        });
+        self.verified.insert(digest, verified.clone(), now);
+        Ok(verified)
     }
 }
 
@@ -537,6 +659,60 @@ mod tests {
         .map(|e| e.code())
         .collect();
         assert_eq!(codes.len(), 4);
+    }
+
+    fn verified(n: u64, exp: u64) -> Arc<VerifiedToken> {
+        Arc::new(VerifiedToken {
+            kid: "key-2026-12".into(),
+            claims: TokenClaims {
+                iss: "svcauth:dev".into(),
+                sub: "tutor-service".into(),
+                aud: vec!["identity".into()],
+                exp,
+                nbf: exp - 600,
+                iat: exp - 600,
+                jti: format!("jti-{n}"),
+                permissions: Vec::new(),
+                proof: Proof::Iam {
+                    role_arn: "arn:aws:iam::123456789012:role/t".into(),
+                },
+            },
+        })
+    }
+
+    #[test]
+    fn the_verified_token_cache_stays_bounded_and_evicts_expired_first() {
+        let now = UnixTime(10_000);
+        let cache = VerifiedTokens::new(DEFAULT_VERIFIED_CACHE_CAPACITY, 30);
+        for n in 0..5_000u64 {
+            let token = format!("token-{n}");
+            cache.insert(VerifiedTokens::digest(&token), verified(n, 10_600), now);
+            assert!(cache.len() <= DEFAULT_VERIFIED_CACHE_CAPACITY, "{n}");
+        }
+        assert_eq!(cache.len(), DEFAULT_VERIFIED_CACHE_CAPACITY);
+        // The newest is always kept.
+        assert!(cache.get(&VerifiedTokens::digest("token-4999")).is_some());
+
+        // Full of expired entries (exp + leeway passed) but one: the expired go first.
+        let small = VerifiedTokens::new(4, 30);
+        for n in 0..3u64 {
+            small.insert(
+                VerifiedTokens::digest(&format!("old-{n}")),
+                verified(n, 9_970),
+                now,
+            );
+        }
+        small.insert(VerifiedTokens::digest("live"), verified(9, 10_600), now);
+        small.insert(VerifiedTokens::digest("new"), verified(10, 10_600), now);
+        assert_eq!(small.len(), 2);
+        assert!(small.get(&VerifiedTokens::digest("live")).is_some());
+        assert!(small.get(&VerifiedTokens::digest("new")).is_some());
+        // The key is the digest, never the token text.
+        assert!(small.get(&VerifiedTokens::digest("live ")).is_none());
+
+        let none = VerifiedTokens::new(0, 30);
+        none.insert(VerifiedTokens::digest("t"), verified(0, 10_600), now);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -19,14 +19,18 @@ mod signer;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use authorizer::token::{JwksSource, SsmStandings};
+use authorizer::token::{
+    JwksSource, Refusal, ServiceStanding, SsmStandings, StandingSource, StandingUnavailable,
+    TokenGrant,
+};
 use authorizer::{Accept, Authorizer, CachedStore, Config, KeySource, TokenAuth};
 use common::{capture, lines};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::cache::RefreshPolicy;
-use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
+use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, MethodArn, ServiceDocument, UnixTime};
+use service_token::Standing;
 use signer::{
     good_claims, hs256_with_public_key, tampered, with, with_signature, without, TestKey, ISSUER,
     NOW,
@@ -1104,4 +1108,221 @@ fn per_service_standing_from_ssm_sees_revocation_markers_and_the_brake() {
         lines(&logs, "key_store_loaded").is_empty(),
         "no full load: {logs}"
     );
+}
+
+// The cache of verified tokens: a token's signature is verified once, everything else
+// on every request.
+
+/// A service standing the test sets by hand: the key store's answer for the caller.
+#[derive(Default)]
+struct SetStanding(std::sync::Mutex<Standing>);
+
+impl SetStanding {
+    fn set(&self, standing: Standing) {
+        *self.0.lock().unwrap() = standing;
+    }
+}
+
+impl StandingSource for SetStanding {
+    async fn standing(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: UnixTime,
+    ) -> Result<Option<ServiceStanding>, StandingUnavailable> {
+        Ok(Some(ServiceStanding {
+            standing: *self.0.lock().unwrap(),
+            usage_plan_key: None,
+        }))
+    }
+}
+
+/// Runs `f` under a log subscriber, as every test here does: an event first reached
+/// with no subscriber at all would have its interest cached as "never" while other
+/// tests capture logs in parallel.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    capture(f).0
+}
+
+fn reason(result: Result<TokenGrant, Refusal>) -> Option<&'static str> {
+    result.err().map(|r| r.reason)
+}
+
+const BILLING_ARN: &str =
+    "arn:aws:execute-api:us-east-1:123456789012:b2c3d4e5f6/prod/GET/internal/users/42";
+
+#[test]
+fn a_second_presentation_skips_verification_and_a_tampered_twin_is_still_refused() {
+    let w = world();
+    let clock = TestClock::at(NOW);
+    let token = w.signing.token(&w.claims());
+    // The same signature over other claims: not the cached token's digest.
+    let twin = tampered(&token, &with(w.claims(), "sub", json!("billing-service")));
+    let ((first, second, twins), logs) = capture(async {
+        let a = w.authorizer("token", &clock).await;
+        let t = a.tokens().unwrap();
+        let first = a.handle(&bearer(&token)).await.is_ok();
+        assert_eq!(t.verifications(), 1);
+        clock.set(NOW + 5);
+        let second = a.handle(&bearer(&token)).await.is_ok();
+        assert_eq!(
+            t.verifications(),
+            1,
+            "the second presentation is not verified"
+        );
+        assert_eq!(t.cached_tokens(), 1);
+        let twins = [
+            a.handle(&bearer(&twin)).await.is_err(),
+            a.handle(&bearer(&twin)).await.is_err(),
+        ];
+        assert_eq!(
+            t.verifications(),
+            3,
+            "a refused token is verified every time"
+        );
+        assert_eq!(t.cached_tokens(), 1, "a refusal is never cached");
+        (first, second, twins)
+    });
+    assert!(first && second && twins == [true, true]);
+    let d = lines(&logs, "authorizer_decision");
+    assert_eq!(d[1]["fields"]["decision"], "allow");
+    assert_eq!(d[1]["fields"]["token_id"], "0f8e6b2c-jti");
+    assert_eq!(d[2]["fields"]["reason"], "bad_signature");
+    assert_eq!(d[3]["fields"]["reason"], "bad_signature");
+    assert!(!logs.contains(&token) && !logs.contains(&twin));
+}
+
+#[test]
+fn a_cached_token_is_checked_again_for_audience_times_and_standing() {
+    let w = world();
+    let config = w.config("token").token.unwrap();
+    let t = TokenAuth::new(&config, JwksSource::Inline(w.signing.key_set()));
+    let standing = SetStanding::default();
+    let token = w.signing.token(&w.claims());
+    let identity = MethodArn::parse(ARN).unwrap();
+    let billing = MethodArn::parse(BILLING_ARN).unwrap();
+    let at = UnixTime;
+    block_on(async {
+        t.prefetch(at(NOW)).await;
+        let ok = t
+            .decide(&token, Some("identity"), &identity, &standing, at(NOW))
+            .await;
+        assert!(ok.is_ok(), "{ok:?}");
+        // Verified for identity: its aud lacks billing, on every call.
+        for _ in 0..2 {
+            let r = t
+                .decide(&token, Some("billing"), &billing, &standing, at(NOW + 1))
+                .await;
+            assert_eq!(reason(r), Some("wrong_audience"));
+        }
+        // The clock moves: the result-cache bound, then exp (plus leeway).
+        let r = t
+            .decide(
+                &token,
+                Some("identity"),
+                &identity,
+                &standing,
+                at(NOW + 600 - 30),
+            )
+            .await;
+        assert_eq!(reason(r), Some("expires_within_cache_ttl"));
+        let r = t
+            .decide(
+                &token,
+                Some("identity"),
+                &identity,
+                &standing,
+                at(NOW + 600 + 30),
+            )
+            .await;
+        assert_eq!(reason(r), Some("expired"));
+        // Still usable now; then the brake is set after it was cached.
+        let r = t
+            .decide(&token, Some("identity"), &identity, &standing, at(NOW + 2))
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+        standing.set(Standing {
+            tokens_not_before: Some(at(NOW + 1)),
+            proof_key_revoked: false,
+        });
+        let r = t
+            .decide(&token, Some("identity"), &identity, &standing, at(NOW + 3))
+            .await;
+        assert_eq!(reason(r), Some("braked"));
+        standing.set(Standing {
+            tokens_not_before: None,
+            proof_key_revoked: true,
+        });
+        let r = t
+            .decide(&token, Some("identity"), &identity, &standing, at(NOW + 3))
+            .await;
+        assert_eq!(reason(r), Some("key_revoked"));
+    });
+    assert_eq!(
+        t.verifications(),
+        1,
+        "every answer after the first was a cache hit"
+    );
+    assert_eq!(t.cached_tokens(), 1);
+}
+
+#[test]
+fn a_key_removed_from_the_key_set_ends_its_cached_tokens() {
+    const JWKS: &str = "/svcauth/test/token/jwks";
+    let w = world();
+    let config = w.config("token").token.unwrap();
+    let first = w.signing.token(&w.claims());
+    let next = w.unpublished.token(&w.claims());
+    let arn = MethodArn::parse(ARN).unwrap();
+    let standing = SetStanding::default();
+    block_on(async {
+        let moto = MotoServer::start();
+        let client = moto_ssm_client(&moto.endpoint());
+        let publish = |jwks: String| {
+            client
+                .put_parameter()
+                .name(JWKS)
+                .value(jwks)
+                .r#type(ParameterType::String)
+                .overwrite(true)
+                .send()
+        };
+        publish(serde_json::to_string(&w.signing.jwks()).unwrap())
+            .await
+            .unwrap();
+        let t = TokenAuth::new(
+            &config,
+            JwksSource::Ssm {
+                client: client.clone(),
+                parameter: JWKS.into(),
+            },
+        );
+        t.prefetch(UnixTime(NOW)).await;
+        let r = t
+            .decide(&first, Some("identity"), &arn, &standing, UnixTime(NOW))
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+        // The old key is removed from the published set, a new one published.
+        publish(serde_json::to_string(&w.unpublished.jwks()).unwrap())
+            .await
+            .unwrap();
+        // A token of the new key refetches the set (30 s after the last fetch) ...
+        let r = t
+            .decide(&next, Some("identity"), &arn, &standing, UnixTime(NOW + 30))
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(t.keyset_fetches(), 2);
+        // ... which no longer holds the old key: its cached token is refused.
+        let r = t
+            .decide(
+                &first,
+                Some("identity"),
+                &arn,
+                &standing,
+                UnixTime(NOW + 31),
+            )
+            .await;
+        assert_eq!(reason(r), Some("unknown_kid"));
+        assert_eq!(t.verifications(), 2);
+    });
 }

@@ -280,14 +280,27 @@ impl Verifier {
             .map_err(|e| map_error(e.kind()))?
             .claims;
         let claims = complete(raw)?;
-        if audience.is_some_and(|api| !claims.audience_includes(api)) {
-            return Err(Rejection::WrongAudience);
-        }
-        self.check_times(&claims, now)?;
+        self.check_claims(&claims, audience, now)?;
         Ok(VerifiedToken {
             kid: header.kid,
             claims,
         })
+    }
+
+    /// The checks of [`Verifier::verify`] that follow the signature: the audience
+    /// (`None`: not checked, as [`Verifier::verify_without_audience`]) and the times
+    /// against `now`. For claims that verified earlier (a cache of verified tokens),
+    /// which must pass them again on every use.
+    pub fn check_claims(
+        &self,
+        claims: &TokenClaims,
+        audience: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(), Rejection> {
+        if audience.is_some_and(|api| !claims.audience_includes(api)) {
+            return Err(Rejection::WrongAudience);
+        }
+        self.check_times(claims, now)
     }
 
     fn check_times(&self, c: &TokenClaims, now: UnixTime) -> Result<(), Rejection> {
