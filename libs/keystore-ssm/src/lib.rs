@@ -495,27 +495,33 @@ impl SsmKeyStore {
             "by": why,
         })
         .to_string();
-        match self
+        self.create_string(
+            &name,
+            value,
+            "svcauth revocation marker: this key is refused for good; never delete it",
+        )
+        .await
+    }
+
+    /// Creates the `String` parameter `name`, never replacing one that exists:
+    /// `Ok(true)` created, `Ok(false)` it was there already.
+    async fn create_string(
+        &self,
+        name: &str,
+        value: impl Into<String>,
+        description: &'static str,
+    ) -> Result<bool, SsmStoreError> {
+        let put = self
             .client
             .put_parameter()
-            .name(&name)
+            .name(name)
             .value(value)
             .r#type(ParameterType::String)
-            .tier(ParameterTier::Standard)
-            .overwrite(false)
-            .description("svcauth revocation marker: this key is refused for good; never delete it")
-            .send()
+            .tier(ParameterTier::Standard);
+        put_next_version(put, None, || description)
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_already_exists()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("PutParameter", &name, e)),
-        }
+            .map(|written| written.is_some())
+            .map_err(|e| sdk_error("PutParameter", name, e))
     }
 
     /// What the store knows about one key id, in ONE `GetParameters` call (no
@@ -668,34 +674,24 @@ impl SsmKeyStore {
         service: &str,
     ) -> Result<Option<String>, SsmStoreError> {
         let name = self.index_name(key_id);
-        match self
-            .client
-            .put_parameter()
-            .name(&name)
-            .value(service)
-            .r#type(ParameterType::String)
-            .tier(ParameterTier::Standard)
-            .overwrite(false)
-            .description("svcauth key id index: which service document holds this key (not secret)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(None),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_already_exists()) =>
-            {
-                let entries = self.index_entries(std::slice::from_ref(key_id)).await?;
-                Ok(Some(
-                    entries
-                        .into_iter()
-                        .next()
-                        .and_then(|(_, s)| s)
-                        .unwrap_or_default(),
-                ))
-            }
-            Err(e) => Err(sdk_error("PutParameter", &name, e)),
+        let created = self
+            .create_string(
+                &name,
+                service,
+                "svcauth key id index: which service document holds this key (not secret)",
+            )
+            .await?;
+        if created {
+            return Ok(None);
         }
+        let entries = self.index_entries(std::slice::from_ref(key_id)).await?;
+        Ok(Some(
+            entries
+                .into_iter()
+                .next()
+                .and_then(|(_, s)| s)
+                .unwrap_or_default(),
+        ))
     }
 
     /// One service's document and its version, `None` when the service has none.
