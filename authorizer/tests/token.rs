@@ -337,8 +337,18 @@ fn rows(w: &World) -> Vec<Row> {
         ),
         token_row(
             "no kid",
-            k.sign(&json!({"alg": "ES256", "typ": "JWT"}), &c()),
+            k.sign(&json!({"alg": "ES256", "typ": "at+jwt"}), &c()),
             Refused("missing_kid"),
+        ),
+        token_row(
+            "typ JWT, not at+jwt",
+            k.sign(&hdr(json!({"typ": "JWT"})), &c()),
+            Refused("wrong_typ"),
+        ),
+        token_row(
+            "no typ",
+            k.sign(&without(header.clone(), "typ"), &c()),
+            Refused("wrong_typ"),
         ),
         token_row(
             "crit header",
