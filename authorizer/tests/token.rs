@@ -8,10 +8,6 @@
 //! Tokens are signed with real P-256 keys made by aws-lc-rs (the test signer of
 //! `libs/service-token`), verified by the authorizer with `jsonwebtoken`.
 
-// The authorizer's handler future (key store, key-id index, SSM reads) nests deep
-// enough that rustc's default query depth (128) is too small to lay it out here.
-#![recursion_limit = "256"]
-
 mod common;
 #[path = "../../libs/service-token/tests/common/mod.rs"]
 mod signer;
