@@ -792,9 +792,7 @@ mod tests {
         );
         let mut narrower = claims(NOW + 10, 600, "x");
         narrower.permissions[0].routes = vec!["GET /internal/users/by-email/*".into()];
-        assert!(cache
-            .find(&narrower, None, UnixTime(NOW + 10), 0)
-            .is_none());
+        assert!(cache.find(&narrower, None, UnixTime(NOW + 10), 0).is_none());
         assert!(!format!(
             "{:?}",
             cache.find(&claims(NOW, 600, "n"), None, UnixTime(NOW), 0)
@@ -824,15 +822,28 @@ mod tests {
         for caller in [key_caller(key.key_id()), iam_caller()] {
             for (name, d, want) in [
                 ("no token grant", &ungranted, Some("tokens_not_granted")),
-                ("POST /token on another API", &elsewhere, Some("tokens_not_granted")),
-                ("GET /token on token", &other_route, Some("tokens_not_granted")),
+                (
+                    "POST /token on another API",
+                    &elsewhere,
+                    Some("tokens_not_granted"),
+                ),
+                (
+                    "GET /token on token",
+                    &other_route,
+                    Some("tokens_not_granted"),
+                ),
                 ("POST /* on token", &wildcard, None),
                 ("POST /token on token", &doc(&key), None),
             ] {
                 let got = issue(&caller, &standing(d.clone()), "{}")
                     .map(|_| ())
                     .map_err(|e| e.code());
-                assert_eq!(got, want.map_or(Ok(()), Err), "{}: {name}", caller.method_name());
+                assert_eq!(
+                    got,
+                    want.map_or(Ok(()), Err),
+                    "{}: {name}",
+                    caller.method_name()
+                );
             }
         }
         let e = issue(&iam_caller(), &standing(ungranted), "{}").unwrap_err();
@@ -856,7 +867,10 @@ mod tests {
             min_remaining_secs: 60,
             ..settings()
         };
-        assert_eq!((strict.least_left_secs(), strict.shortest_lifetime_secs()), (70, 130));
+        assert_eq!(
+            (strict.least_left_secs(), strict.shortest_lifetime_secs()),
+            (70, 130)
+        );
         let ask = |lifetime: u64| {
             claims_for(
                 &caller,
@@ -891,7 +905,10 @@ mod tests {
         assert_eq!(at(NOW + 66, 200), None);
         // Whatever it is asked, a token handed out has more than 70 s left.
         for t in NOW..NOW + 200 {
-            if cache.find(&claims(t, 200, "n"), None, UnixTime(t), 70).is_some() {
+            if cache
+                .find(&claims(t, 200, "n"), None, UnixTime(t), 70)
+                .is_some()
+            {
                 assert!(NOW + 200 - t > 70, "{t}");
             }
         }

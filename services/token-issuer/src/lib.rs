@@ -195,7 +195,10 @@ mod tests {
             ("/x/jwks", 900)
         );
         assert_eq!(c.ssm_path, "/svcauth/dev/keys");
-        assert_eq!(c.settings.min_remaining_secs, 300, "the authorizer's default");
+        assert_eq!(
+            c.settings.min_remaining_secs, 300,
+            "the authorizer's default"
+        );
         for bad in ["369", "3601", "ten", "-1"] {
             let lookup = move |k: &str| match k {
                 "SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS" => Some(bad.to_owned()),
