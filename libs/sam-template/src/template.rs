@@ -1,5 +1,5 @@
-//! What the gateway serves, read from the SAM template (`template.yaml`), the single
-//! source of truth for routes and their authorization.
+//! A SAM template (`template.yaml`) read into a [`Model`]: the single source of truth for
+//! routes and their authorization, for the local gateway and `svcauth access`.
 //!
 //! Read as the template's header comment describes: every `Type: Api` event of an
 //! `AWS::Serverless::Function` is a route (`Path`, `Method`, `RestApiId: !Ref <Api>`);
