@@ -610,18 +610,10 @@ async fn issue19_papercuts_on_the_file_store() {
 /// says it is revoked for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue19_a_pruned_legacy_key_is_reported_revoked() {
-    let moto = test_support::MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let legacy = "/test/identity-service/service-api-keys";
     let tutor_key = "Q".repeat(32) + &"7".repeat(32);
-    c.put_parameter()
-        .name(legacy)
-        .value(format!(r#"{{"{tutor_key}": "tutor-service"}}"#))
-        .r#type(keystore_ssm::aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_legacy_map(&c, legacy, &[(&tutor_key, "tutor-service")]).await;
     let import = |at: u64| {
         let aws = aws.clone();
         async move {
@@ -764,8 +756,7 @@ async fn the_keys_create_lines_of_docs_local_md_work_as_written() {
         "{lines:#?}"
     );
     let dir = TempDir::new("i19b4");
-    let moto = test_support::MotoServer::start();
-    let aws = Aws::Client(moto_client(&moto.endpoint()));
+    let (_moto, _, aws) = moto_ssm();
     for line in lines {
         let mut words = shell_words(&line);
         // `> tutor-service.key`: the key on stdout, which this run captures.

@@ -260,10 +260,7 @@ async fn the_brake_only_moves_later_and_survives_concurrent_writes() {
     let endpoint = moto.endpoint();
     let aws = Aws::Client(moto_client(&endpoint));
     let c = moto_client(&endpoint);
-    expect(
-        &svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await,
-        exit::OK,
-    );
+    new_tutor_key(&aws, NOW).await;
     let brake_of = |raw: String| ServiceDocument::from_json(&raw).unwrap().tokens_not_before;
     let doc_param = format!("{PATH}/tutor-service");
 
