@@ -134,16 +134,7 @@ async fn non_positive_durations_are_refused_with_what_is_accepted() {
         let after = svcauth(
             &file_args(
                 &file,
-                &[
-                    "keys",
-                    "revoke",
-                    "--service",
-                    "tutor-service",
-                    "--key-id",
-                    "kid_0123456789abcdef",
-                    "--after",
-                    value,
-                ],
+                &revoke_key("tutor-service", "kid_0123456789abcdef", &["--after", value]),
             ),
             &aws,
             NOW,
@@ -543,15 +534,7 @@ async fn issue19_papercuts_on_the_file_store() {
     assert!(!remove.stderr.contains("already has"), "{remove:?}");
 
     // Revoking another service's key names its owner.
-    let wrong = run(vec![
-        "keys",
-        "revoke",
-        "--service",
-        "tutor-service",
-        "--key-id",
-        &admin_id,
-    ])
-    .await;
+    let wrong = run(revoke_key("tutor-service", &admin_id, &[])).await;
     expect(&wrong, exit::NOT_FOUND);
     assert!(
         wrong.stderr.contains("belongs to admin-service")
@@ -562,15 +545,7 @@ async fn issue19_papercuts_on_the_file_store() {
     );
 
     // A revocation in a store file says what holds for a store file: no SSM, no marker.
-    let revoked = run(vec![
-        "keys",
-        "revoke",
-        "--service",
-        "admin-service",
-        "--key-id",
-        &admin_id,
-    ])
-    .await;
+    let revoked = run(revoke_key("admin-service", &admin_id, &[])).await;
     expect(&revoked, exit::OK);
     assert!(
         revoked.stderr.contains("reloads the store file"),
@@ -640,21 +615,7 @@ async fn issue19_a_pruned_legacy_key_is_reported_revoked() {
     let revoke = |at: u64| {
         let aws = aws.clone();
         let id = id.clone();
-        async move {
-            svcauth(
-                &args(&[
-                    "keys",
-                    "revoke",
-                    "--service",
-                    "tutor-service",
-                    "--key-id",
-                    &id,
-                ]),
-                &aws,
-                at,
-            )
-            .await
-        }
+        async move { svcauth(&args(&revoke_key("tutor-service", &id, &[])), &aws, at).await }
     };
     expect(&revoke(NOW).await, exit::OK);
     let prune = svcauth(&args(&words("keys prune --older-than 0s")), &aws, NOW + 10).await;

@@ -65,6 +65,13 @@ pub fn create_tutor<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 
 pub use test_support::moto_ssm_client as moto_client;
 
+/// `keys revoke --service SERVICE --key-id ID`, then `extra`.
+pub fn revoke_key<'a>(service: &'a str, key_id: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["keys", "revoke", "--service", service, "--key-id", key_id];
+    v.extend_from_slice(extra);
+    v
+}
+
 /// A moto_server of the test's own, an SSM client for it and the [`Aws`] that hands
 /// that client to svcauth: what every SSM test starts with. Keep the server bound
 /// (`_moto`) for as long as the test runs.
