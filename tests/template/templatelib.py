@@ -272,7 +272,9 @@ class Resolver:
         if type_ == "AWS::KMS::Key":
             return kms_key_id(self.prefix + name)
         if type_ == "AWS::IAM::Role" and "RoleName" in res.get("Properties", {}):
-            return self.resolve(res["Properties"]["RoleName"])
+            named = self.resolve(res["Properties"]["RoleName"])
+            if named is not _NO_VALUE:
+                return named
         return self.prefix + name  # RestApi id, role name, function name, table name ...
 
     def getatt(self, name: str, attr: str) -> str:
@@ -480,10 +482,11 @@ def role_statements(r: Resolver, role_id: str) -> list[dict]:
     for pol in role["Properties"].get("Policies", []):
         statements += as_list(pol["PolicyDocument"]["Statement"])
     assert not role["Properties"].get("ManagedPolicyArns"), f"{role_id} has managed policies"
+    name = r.ref(role_id)
     for lid, res in r.resources().items():
-        if res["Type"] == "AWS::IAM::RolePolicy" and res["Properties"]["RoleName"] == role_id:
+        if res["Type"] == "AWS::IAM::RolePolicy" and res["Properties"]["RoleName"] == name:
             statements += as_list(res["Properties"]["PolicyDocument"]["Statement"])
-        if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and role_id in as_list(
+        if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and name in as_list(
             res["Properties"].get("Roles")
         ):
             statements += as_list(res["Properties"]["PolicyDocument"]["Statement"])
@@ -525,6 +528,37 @@ def iam_api_decision(resource_policy: list[dict], identity: list[dict], caller: 
     if evaluate(identity, action, arn, context) == "allow":
         return "allow"
     return "deny"
+
+
+def kms_decision(key_policy: list[dict], identity: list[dict], principal: str, action: str, key_arn: str,
+                 context: dict | None = None) -> str:
+    """KMS's documented evaluation for a caller in the key's account: an explicit Deny
+    in the key policy or the caller's IAM policies wins; an Allow in the key policy that
+    names the caller is enough; an Allow for the account root only delegates to the
+    caller's IAM policies. `aws:PrincipalArn` is the caller's role ARN."""
+    context = {"aws:PrincipalArn": principal, **(context or {})}
+    root = f"arn:{PARTITION}:iam::{ACCOUNT}:root"
+    if "deny" in (evaluate(key_policy, action, key_arn, context, principal), evaluate(identity, action, key_arn, context)):
+        return "deny"
+    direct = [s for s in key_policy if s["Effect"] == "Allow" and s.get("Principal") != {"AWS": root}]
+    if evaluate(direct, action, key_arn, context, principal) == "allow":
+        return "allow"
+    delegated = [s for s in key_policy if s["Effect"] == "Allow" and s.get("Principal") == {"AWS": root}]
+    if principal == root:
+        return "allow" if evaluate(delegated, action, key_arn, context, root) == "allow" else "deny"
+    if evaluate(delegated, action, key_arn, context, root) == "allow" and \
+            evaluate(identity, action, key_arn, context) == "allow":
+        return "allow"
+    return "deny"
+
+
+def key_policy_principals(key_policy: list[dict]) -> set[str]:
+    """Every principal an Allow or Deny of a key policy names (`*` included)."""
+    out = set()
+    for s in key_policy:
+        p = s.get("Principal")
+        out |= {p} if isinstance(p, str) else {x for v in p.values() for x in as_list(v)}
+    return out
 
 
 # ------------------------------------------------------------------ API bodies
