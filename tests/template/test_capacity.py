@@ -1,4 +1,4 @@
-"""The authorizer's capacity (issue 11 item 3, issue 16 §3; docs/operate.md "Capacity").
+"""The authorizer's capacity (issue 11 item 3, issue 16 §3; docs/deploy.md "Reserved concurrency").
 
 Reserved concurrency caps how many instances a flood of invented keys can start, and
 with them the cold starts that read SSM; but Lambda keeps 100 of an account's quota
@@ -46,14 +46,15 @@ def test_reserved_concurrency_follows_the_parameter_on_every_instance():
 
 def test_the_sizing_rule_is_written_where_the_parameter_is_set():
     """100 unreserved plus every instance's reservation: said by the parameters and by
-    docs/operate.md, which also names the three instances."""
+    docs/deploy.md, which also names the three instances."""
     text = PLATFORM_SAM["Parameters"]["AuthorizerReservedConcurrency"]["Description"]
     assert "100 + 3 x N" in text
     assert "100 + N" in load_template(AUTHORIZER_APP)["Parameters"]["ReservedConcurrency"]["Description"]
-    operate = (ROOT / "docs" / "operate.md").read_text(encoding="utf-8")
-    section = operate[operate.index("## Capacity"):]
+    deploy_md = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = deploy_md[deploy_md.index("\n## Reserved concurrency"):]
     section = section[:section.index("\n## ", 4)]
-    assert re.search(r"100\b.*unreserved", section)
+    assert re.search(r"keeps\s+100 of the account's concurrency unreserved", section)
+    assert "100 + 3 × N + every other reservation" in section
     for instance in INSTANCES:
         assert instance in section, instance
 
