@@ -26,15 +26,16 @@ pub mod dev_signer;
 pub mod function;
 pub mod gateway;
 pub mod http;
-pub mod policy;
 pub mod routes;
 pub mod services;
 pub mod sign;
 pub mod sigv4;
 pub mod startup;
-pub mod template;
 pub mod util;
-pub mod yaml;
+
+// The template reader and the execute-api IAM evaluation live in `sam-template` (one
+// reader for the gateway and `svcauth access`); re-exported under their old paths.
+pub use sam_template::{policy, template, yaml};
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,5 +1,5 @@
-//! What the gateway serves, read from the SAM template (`template.yaml`), the single
-//! source of truth for routes and their authorization.
+//! A SAM template (`template.yaml`) read into a [`Model`]: the single source of truth for
+//! routes and their authorization, for the local gateway and `svcauth access`.
 //!
 //! Read as the template's header comment describes: every `Type: Api` event of an
 //! `AWS::Serverless::Function` is a route (`Path`, `Method`, `RestApiId: !Ref <Api>`);
@@ -7,13 +7,28 @@
 //! its authorization: a REQUEST authorizer, `AWS_IAM`, or none. Resources whose
 //! `Condition` is false for the chosen parameters (`AuthMode`) do not exist.
 //!
-//! CloudFormation intrinsics are evaluated as far as a local run needs: `Ref` of
+//! **Several stacks, one model.** An `AWS::Serverless::Application` with a local
+//! `Location` is read like the template itself (relative to its directory, with the
+//! parameters the parent passes it) and its APIs, routes, functions and roles join the
+//! model; `!GetAtt App.Outputs.Name` is that application's output. [`load_all`] reads
+//! several templates deployed side by side (a platform stack, then an application
+//! stack that imports from it): `Fn::ImportValue` finds an export of a template read
+//! before (or nested earlier). A nested stack is named `{parent}-{App}` (CloudFormation
+//! adds a random suffix; exports named `${AWS::StackName}-...` match all the same).
+//!
+//! CloudFormation intrinsics are evaluated as far as a local reading needs: `Ref` of
 //! parameters, pseudo parameters and resources, `Fn::Sub`, `Fn::If`, `Fn::GetAtt`,
-//! `Fn::Join`, and the condition functions. Resources resolve to local names: an API to
-//! its local API id, an IAM role to its logical id (so role ARNs are
-//! `arn:aws:iam::{account}:role/{LogicalId}`), anything else to its logical id.
+//! `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::ImportValue` and the
+//! condition functions. Resources resolve to local names: an API to its local API id,
+//! an IAM role to its local id (so role ARNs are `arn:aws:iam::{account}:role/{Id}`), a
+//! function's ARN to `arn:aws:lambda:{region}:{account}:function:{Id}`, anything else
+//! to its local id. A resource's local id is its logical id, or, when a stack read
+//! before already has that logical id, `{App}{LogicalId}` after the application
+//! nesting it.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use crate::policy::Statement;
 use crate::yaml::{self, Node};
@@ -23,6 +38,9 @@ use crate::yaml::{self, Node};
 pub const DEFAULT_RESULT_TTL: u64 = 300;
 /// Lambda's default function timeout.
 const DEFAULT_FUNCTION_TIMEOUT: u64 = 3;
+/// Deepest nesting of applications read (CloudFormation allows more; no template here
+/// comes close, and a cycle of files is caught sooner).
+const MAX_NESTING: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
@@ -39,7 +57,7 @@ fn invalid(at: impl Into<String>, msg: impl Into<String>) -> TemplateError {
     }
 }
 
-/// Where the gateway runs, for pseudo parameters and ARNs.
+/// Where a template is deployed, for pseudo parameters and ARNs.
 #[derive(Debug, Clone)]
 pub struct Environment {
     pub region: String,
@@ -69,7 +87,7 @@ impl Default for Environment {
 pub struct AuthorizerDef {
     /// Its name in the API's `Auth.Authorizers`.
     pub name: String,
-    /// Logical id of the authorizer function.
+    /// Local id of the authorizer function.
     pub function: String,
     /// Identity sources: header names and query string names.
     pub headers: Vec<String>,
@@ -99,13 +117,13 @@ impl RouteAuth {
 /// One route of one API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteDef {
-    /// Logical id of the API.
+    /// Local id of the API.
     pub api: String,
     /// `/internal/users/{id}`.
     pub path: String,
     /// `GET`, or `ANY`.
     pub method: String,
-    /// Logical id of the function serving it.
+    /// Local id of the function serving it.
     pub function: String,
     pub auth: RouteAuth,
 }
@@ -113,6 +131,7 @@ pub struct RouteDef {
 /// A REST API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiDef {
+    /// Its local id in the model (the logical id unless another stack had it first).
     pub logical_id: String,
     /// The local API id (also the first segment of its local URL).
     pub api_id: String,
@@ -128,7 +147,7 @@ pub struct ApiDef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvValue {
     Text(String),
-    /// The invoke URL of one of the template's APIs (stage included): locally, that
+    /// The invoke URL of one of the model's APIs (stage included): locally, that
     /// API's URL on the gateway.
     ApiUrl {
         api: String,
@@ -138,18 +157,20 @@ pub enum EnvValue {
 /// A Lambda function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionDef {
+    /// Its local id.
     pub logical_id: String,
     /// `Metadata.BuildProperties.Binary`: the Rust binary behind it.
     pub binary: Option<String>,
     pub timeout_secs: u64,
     pub env: BTreeMap<String, EnvValue>,
-    /// Logical id of its execution role, when it is one of the template's roles.
+    /// Local id of its execution role, when it is one of the model's roles.
     pub role: Option<String>,
 }
 
 /// An IAM role's statements about `execute-api`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RoleDef {
+    /// Its local id.
     pub logical_id: String,
     pub arn: String,
     pub statements: Vec<Statement>,
@@ -157,15 +178,30 @@ pub struct RoleDef {
     pub skipped: Vec<String>,
 }
 
-/// Everything the gateway needs from the template.
+/// One stack read into the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackDef {
+    pub name: String,
+    /// The nesting application's local id (`None` for a template read at the top).
+    pub parent_app: Option<String>,
+    /// The file, for a nested application (its `Location` resolved).
+    pub path: Option<PathBuf>,
+    /// Parameter values in force.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// Everything read from the templates.
 #[derive(Debug, Clone)]
 pub struct Model {
     pub apis: Vec<ApiDef>,
     pub routes: Vec<RouteDef>,
     pub functions: BTreeMap<String, FunctionDef>,
     pub roles: BTreeMap<String, RoleDef>,
-    /// Parameter values in force (defaults and overrides).
+    /// Parameter values in force in the (last) template read at the top.
     pub parameters: BTreeMap<String, String>,
+    /// Every stack read, in the order they were read (nested ones after their parent's
+    /// parameters were known, before the parent's own resources).
+    pub stacks: Vec<StackDef>,
 }
 
 impl Model {
@@ -183,7 +219,7 @@ impl Model {
     }
 }
 
-/// The local API id of an API: its logical id in lower case without a trailing `Api`
+/// The local API id of an API: its local id in lower case without a trailing `Api`
 /// (`IdentityKeyApi` → `identitykey`).
 pub fn local_api_id(logical_id: &str) -> String {
     let lower: String = logical_id
@@ -215,16 +251,61 @@ impl Val {
     }
 }
 
-/// The template being read, with parameter values and resources' types.
-struct Ctx<'a> {
-    env: &'a Environment,
-    resources: &'a Node,
-    conditions: &'a Node,
-    params: BTreeMap<String, String>,
-    condition_cache: std::cell::RefCell<BTreeMap<String, bool>>,
+/// What every stack read adds to.
+#[derive(Default)]
+struct Parts {
+    apis: Vec<ApiDef>,
+    /// API local id → its default authorizer and its REQUEST authorizers.
+    api_auth: BTreeMap<String, (Option<String>, BTreeMap<String, AuthorizerDef>)>,
+    routes: Vec<RouteDef>,
+    functions: BTreeMap<String, FunctionDef>,
+    roles: BTreeMap<String, RoleDef>,
+    stacks: Vec<StackDef>,
 }
 
-impl Ctx<'_> {
+/// The reading of one or more templates: what they add and what they export.
+struct Reader<'e> {
+    env: &'e Environment,
+    parts: RefCell<Parts>,
+    /// Export name → the exported value (an error when it cannot be evaluated here).
+    exports: RefCell<BTreeMap<String, Result<Val, TemplateError>>>,
+    /// Local ids given out so far.
+    taken: RefCell<HashSet<String>>,
+    /// Files of the applications being read (the nesting chain), to refuse a cycle.
+    reading: RefCell<Vec<PathBuf>>,
+}
+
+/// A nested application, as its parent sees it.
+enum App {
+    Reading,
+    /// Its outputs, each evaluated in its own stack.
+    Read(BTreeMap<String, Result<Val, TemplateError>>),
+    /// `Location` in the Serverless Application Repository or S3: not read.
+    Remote,
+}
+
+/// One template being read, with its parameter values and its resources' local ids.
+struct Stack<'a, 'e> {
+    reader: &'a Reader<'e>,
+    name: String,
+    /// `""` for a template read at the top, `{file}#` for a nested one: where errors are.
+    at_prefix: String,
+    dir: Option<PathBuf>,
+    resources: &'a Node,
+    conditions: &'a Node,
+    mappings: &'a Node,
+    params: BTreeMap<String, String>,
+    /// Logical id → local id.
+    ids: BTreeMap<String, String>,
+    condition_cache: RefCell<BTreeMap<String, bool>>,
+    apps: RefCell<BTreeMap<String, App>>,
+}
+
+impl Stack<'_, '_> {
+    fn at(&self, logical: &str) -> String {
+        format!("{}Resources.{logical}", self.at_prefix)
+    }
+
     fn resource_type(&self, logical: &str) -> Option<&str> {
         self.resources
             .get(logical)
@@ -232,13 +313,22 @@ impl Ctx<'_> {
             .and_then(Node::as_str)
     }
 
+    fn local_id<'s>(&'s self, logical: &'s str) -> &'s str {
+        self.ids.get(logical).map(String::as_str).unwrap_or(logical)
+    }
+
     /// `Ref` of a name.
     fn reference(&self, name: &str, at: &str) -> Result<Val, TemplateError> {
+        let env = self.reader.env;
         Ok(Val::Str(match name {
-            "AWS::Region" => self.env.region.clone(),
-            "AWS::AccountId" => self.env.account.clone(),
+            "AWS::Region" => env.region.clone(),
+            "AWS::AccountId" => env.account.clone(),
             "AWS::Partition" => "aws".into(),
-            "AWS::StackName" => self.env.stack_name.clone(),
+            "AWS::StackName" => self.name.clone(),
+            "AWS::StackId" => format!(
+                "arn:aws:cloudformation:{}:{}:stack/{}/local",
+                env.region, env.account, self.name
+            ),
             "AWS::URLSuffix" => "amazonaws.com".into(),
             "AWS::NoValue" => return Ok(Val::NoValue),
             _ => {
@@ -246,8 +336,8 @@ impl Ctx<'_> {
                     v.clone()
                 } else {
                     match self.resource_type(name) {
-                        Some("AWS::Serverless::Api") => local_api_id(name),
-                        Some(_) => name.to_owned(),
+                        Some("AWS::Serverless::Api") => local_api_id(self.local_id(name)),
+                        Some(_) => self.local_id(name).to_owned(),
                         None => return Err(invalid(at, format!("Ref to unknown name {name}"))),
                     }
                 }
@@ -257,14 +347,18 @@ impl Ctx<'_> {
 
     /// `Fn::GetAtt` of `logical.attr`.
     fn get_att(&self, logical: &str, attr: &str, at: &str) -> Result<Val, TemplateError> {
-        let (env, acct) = (&self.env.region, &self.env.account);
+        let (region, acct) = (&self.reader.env.region, &self.reader.env.account);
         let Some(ty) = self.resource_type(logical) else {
             return Err(invalid(at, format!("GetAtt of unknown resource {logical}")));
         };
+        let id = self.local_id(logical);
         Ok(Val::Str(match (ty, attr) {
-            ("AWS::IAM::Role", "Arn") => format!("arn:aws:iam::{acct}:role/{logical}"),
+            ("AWS::Serverless::Application", _) if attr.starts_with("Outputs.") => {
+                return self.app_output(logical, &attr["Outputs.".len()..], at);
+            }
+            ("AWS::IAM::Role", "Arn") => format!("arn:aws:iam::{acct}:role/{id}"),
             ("AWS::Serverless::Function", "Arn") => {
-                format!("arn:aws:lambda:{env}:{acct}:function:{logical}")
+                format!("arn:aws:lambda:{region}:{acct}:function:{id}")
             }
             ("AWS::Serverless::Api", "Stage") => self
                 .resources
@@ -275,9 +369,136 @@ impl Ctx<'_> {
                 .transpose()?
                 .unwrap_or_else(|| "Prod".into()),
             ("AWS::Serverless::Api", "RootResourceId") => "root".into(),
-            (_, "Arn") => format!("arn:aws:local:{env}:{acct}:{logical}"),
-            _ => format!("{logical}.{attr}"),
+            (_, "Arn") => format!("arn:aws:local:{region}:{acct}:{id}"),
+            _ => format!("{id}.{attr}"),
         }))
+    }
+
+    /// An output of the nested application `app`, read on first use.
+    fn app_output(&self, app: &str, output: &str, at: &str) -> Result<Val, TemplateError> {
+        self.read_app(app)?;
+        match self.apps.borrow().get(app) {
+            Some(App::Read(outputs)) => match outputs.get(output) {
+                Some(v) => v.clone(),
+                None => Err(invalid(
+                    at,
+                    format!("the application {app} has no output {output} (for these parameters)"),
+                )),
+            },
+            Some(App::Remote) => Err(invalid(
+                at,
+                format!("{app}'s Location is not a local file: its outputs are not known here"),
+            )),
+            Some(App::Reading) | None => Err(invalid(
+                at,
+                format!("the application {app} does not exist for these parameters"),
+            )),
+        }
+    }
+
+    /// Reads the nested application `app` (once) when it exists.
+    fn read_app(&self, app: &str) -> Result<(), TemplateError> {
+        match self.apps.borrow().get(app) {
+            Some(App::Reading) => {
+                return Err(invalid(
+                    self.at(app),
+                    "the application's parameters need its own outputs (a cycle)",
+                ))
+            }
+            Some(_) => return Ok(()),
+            None => {}
+        }
+        let at = self.at(app);
+        let empty = empty_map();
+        let res = self
+            .resources
+            .get(app)
+            .ok_or_else(|| invalid(&at, "no such application"))?;
+        if !self.exists(res, &at)? {
+            return Ok(());
+        }
+        let props = res.get("Properties").unwrap_or(&empty);
+        let location = match props.get("Location") {
+            Some(n) => match n.as_str() {
+                Some(s) => s.to_owned(),
+                // `{ApplicationId, SemanticVersion}`: the Serverless Application Repository.
+                None => String::new(),
+            },
+            // No Location: nothing this reader can read.
+            None => String::new(),
+        };
+        if location.is_empty() || location.starts_with("s3://") || location.starts_with("https://")
+        {
+            self.apps.borrow_mut().insert(app.to_owned(), App::Remote);
+            return Ok(());
+        }
+        self.apps.borrow_mut().insert(app.to_owned(), App::Reading);
+        let result = self.read_local_app(app, &location, props, &at);
+        let state = match result {
+            Ok(outputs) => App::Read(outputs),
+            Err(e) => {
+                self.apps.borrow_mut().remove(app);
+                return Err(e);
+            }
+        };
+        self.apps.borrow_mut().insert(app.to_owned(), state);
+        Ok(())
+    }
+
+    fn read_local_app(
+        &self,
+        app: &str,
+        location: &str,
+        props: &Node,
+        at: &str,
+    ) -> Result<Outputs, TemplateError> {
+        let dir = self.dir.as_ref().ok_or_else(|| {
+            invalid(
+                at,
+                "a nested application's Location needs the template's directory",
+            )
+        })?;
+        let path = dir.join(location);
+        if self.reader.reading.borrow().contains(&path) {
+            return Err(invalid(
+                at,
+                format!("{} nests itself (a cycle of applications)", path.display()),
+            ));
+        }
+        if self.reader.reading.borrow().len() >= MAX_NESTING {
+            return Err(invalid(
+                at,
+                format!("applications nested more than {MAX_NESTING} deep"),
+            ));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| invalid(at, format!("cannot read {}: {e}", path.display())))?;
+        let mut params = BTreeMap::new();
+        let empty = empty_map();
+        for (name, v) in props.get("Parameters").unwrap_or(&empty).entries() {
+            match self.eval(v, &format!("{at}.Parameters.{name}"))? {
+                Val::NoValue => {}
+                v => {
+                    params.insert(name.clone(), v.into_string(at)?);
+                }
+            }
+        }
+        let child = yaml::parse(&text)?;
+        self.reader.reading.borrow_mut().push(path.clone());
+        let result = read_stack(
+            self.reader,
+            &child,
+            StackSource {
+                name: format!("{}-{app}", self.name),
+                at_prefix: format!("{}#", path.display()),
+                dir: path.parent().map(Path::to_path_buf),
+                given: &params,
+                parent_app: Some(self.local_id(app).to_owned()),
+                path: Some(path.clone()),
+            },
+        );
+        self.reader.reading.borrow_mut().pop();
+        result
     }
 
     fn condition(&self, name: &str, at: &str) -> Result<bool, TemplateError> {
@@ -288,7 +509,7 @@ impl Ctx<'_> {
             .conditions
             .get(name)
             .ok_or_else(|| invalid(at, format!("unknown condition {name}")))?;
-        let v = self.eval_condition(node, &format!("Conditions.{name}"))?;
+        let v = self.eval_condition(node, &format!("{}Conditions.{name}", self.at_prefix))?;
         self.condition_cache.borrow_mut().insert(name.to_owned(), v);
         Ok(v)
     }
@@ -338,91 +559,7 @@ impl Ctx<'_> {
     /// Evaluates a value with its intrinsics.
     fn eval(&self, node: &Node, at: &str) -> Result<Val, TemplateError> {
         if let Some((func, arg)) = intrinsic(node) {
-            return match func {
-                "Ref" => {
-                    let name = raw_str(arg).ok_or_else(|| invalid(at, "Ref of a non-name"))?;
-                    self.reference(name, at)
-                }
-                "GetAtt" => {
-                    let (l, a) = match arg {
-                        Node::Scalar { value, .. } => value
-                            .split_once('.')
-                            .map(|(l, a)| (l.to_owned(), a.to_owned()))
-                            .ok_or_else(|| invalid(at, "GetAtt needs Resource.Attribute"))?,
-                        _ => {
-                            let items = seq_items(arg);
-                            match (
-                                items.first().and_then(|n| n.as_str()),
-                                items.get(1).and_then(|n| n.as_str()),
-                            ) {
-                                (Some(l), Some(a)) => (l.to_owned(), a.to_owned()),
-                                _ => return Err(invalid(at, "GetAtt needs [Resource, Attribute]")),
-                            }
-                        }
-                    };
-                    self.get_att(&l, &a, at)
-                }
-                "Sub" => {
-                    let (text, vars) = match arg {
-                        Node::Scalar { value, .. } => (value.clone(), Vec::new()),
-                        _ => {
-                            let items = seq_items(arg);
-                            let text = items
-                                .first()
-                                .and_then(|n| n.as_str())
-                                .ok_or_else(|| invalid(at, "Sub needs a string"))?
-                                .to_owned();
-                            let mut vars = Vec::new();
-                            if let Some(m) = items.get(1) {
-                                for (k, v) in m.entries() {
-                                    vars.push((k.clone(), self.eval(v, at)?.into_string(at)?));
-                                }
-                            }
-                            (text, vars)
-                        }
-                    };
-                    self.sub(&text, &vars, at).map(Val::Str)
-                }
-                "If" => {
-                    let items = seq_items(arg);
-                    if items.len() != 3 {
-                        return Err(invalid(at, "Fn::If needs [condition, then, else]"));
-                    }
-                    let name = items[0]
-                        .as_str()
-                        .ok_or_else(|| invalid(at, "Fn::If condition name"))?;
-                    if self.condition(name, at)? {
-                        self.eval(items[1], at)
-                    } else {
-                        self.eval(items[2], at)
-                    }
-                }
-                "Join" => {
-                    let items = seq_items(arg);
-                    let sep = items
-                        .first()
-                        .and_then(|n| n.as_str())
-                        .ok_or_else(|| invalid(at, "Join needs a separator"))?;
-                    let list = items
-                        .get(1)
-                        .map(|n| self.eval(n, at))
-                        .transpose()?
-                        .unwrap_or(Val::List(Vec::new()));
-                    let Val::List(parts) = list else {
-                        return Err(invalid(at, "Join needs a list"));
-                    };
-                    let parts: Result<Vec<String>, _> = parts
-                        .into_iter()
-                        .filter(|v| *v != Val::NoValue)
-                        .map(|v| v.into_string(at))
-                        .collect();
-                    Ok(Val::Str(parts?.join(sep)))
-                }
-                "Equals" | "Not" | "And" | "Or" | "Condition" => {
-                    Ok(Val::Str(self.eval_condition(node, at)?.to_string()))
-                }
-                other => Err(invalid(at, format!("Fn::{other} is not supported locally"))),
-            };
+            return self.eval_intrinsic(node, func, arg, at);
         }
         Ok(match node {
             Node::Scalar { value, .. } => Val::Str(value.clone()),
@@ -447,6 +584,167 @@ impl Ctx<'_> {
                 Val::Map(out)
             }
         })
+    }
+
+    fn eval_intrinsic(
+        &self,
+        node: &Node,
+        func: &str,
+        arg: &Node,
+        at: &str,
+    ) -> Result<Val, TemplateError> {
+        match func {
+            "Ref" => {
+                let name = raw_str(arg).ok_or_else(|| invalid(at, "Ref of a non-name"))?;
+                self.reference(name, at)
+            }
+            "GetAtt" => {
+                let (l, a) = match arg {
+                    Node::Scalar { value, .. } => value
+                        .split_once('.')
+                        .map(|(l, a)| (l.to_owned(), a.to_owned()))
+                        .ok_or_else(|| invalid(at, "GetAtt needs Resource.Attribute"))?,
+                    _ => {
+                        let items = seq_items(arg);
+                        match (
+                            items.first().and_then(|n| n.as_str()),
+                            items.get(1).and_then(|n| n.as_str()),
+                        ) {
+                            (Some(l), Some(a)) => (l.to_owned(), a.to_owned()),
+                            _ => return Err(invalid(at, "GetAtt needs [Resource, Attribute]")),
+                        }
+                    }
+                };
+                self.get_att(&l, &a, at)
+            }
+            "Sub" => {
+                let (text, vars) = match arg {
+                    Node::Scalar { value, .. } => (value.clone(), Vec::new()),
+                    _ => {
+                        let items = seq_items(arg);
+                        let text = items
+                            .first()
+                            .and_then(|n| n.as_str())
+                            .ok_or_else(|| invalid(at, "Sub needs a string"))?
+                            .to_owned();
+                        let mut vars = Vec::new();
+                        if let Some(m) = items.get(1) {
+                            for (k, v) in m.entries() {
+                                vars.push((k.clone(), self.eval(v, at)?.into_string(at)?));
+                            }
+                        }
+                        (text, vars)
+                    }
+                };
+                self.sub(&text, &vars, at).map(Val::Str)
+            }
+            "If" => {
+                let items = seq_items(arg);
+                if items.len() != 3 {
+                    return Err(invalid(at, "Fn::If needs [condition, then, else]"));
+                }
+                let name = items[0]
+                    .as_str()
+                    .ok_or_else(|| invalid(at, "Fn::If condition name"))?;
+                if self.condition(name, at)? {
+                    self.eval(items[1], at)
+                } else {
+                    self.eval(items[2], at)
+                }
+            }
+            "Join" => {
+                let items = seq_items(arg);
+                let sep = items
+                    .first()
+                    .and_then(|n| n.as_str())
+                    .ok_or_else(|| invalid(at, "Join needs a separator"))?;
+                let parts = self.list(items.get(1).copied(), "Join", at)?;
+                let parts: Result<Vec<String>, _> =
+                    parts.into_iter().map(|v| v.into_string(at)).collect();
+                Ok(Val::Str(parts?.join(sep)))
+            }
+            "Select" => {
+                let items = seq_items(arg);
+                let index = match items.first() {
+                    Some(n) => self.eval(n, at)?.into_string(at)?,
+                    None => return Err(invalid(at, "Select needs [index, list]")),
+                };
+                let index: usize = index
+                    .parse()
+                    .map_err(|_| invalid(at, format!("Select index {index:?}")))?;
+                let list = self.list(items.get(1).copied(), "Select", at)?;
+                list.into_iter()
+                    .nth(index)
+                    .ok_or_else(|| invalid(at, format!("Select index {index} is out of range")))
+            }
+            "Split" => {
+                let items = seq_items(arg);
+                let (Some(sep), Some(text)) =
+                    (items.first().and_then(|n| n.as_str()), items.get(1))
+                else {
+                    return Err(invalid(at, "Split needs [separator, text]"));
+                };
+                let text = self.eval(text, at)?.into_string(at)?;
+                Ok(Val::List(
+                    text.split(sep).map(|s| Val::Str(s.to_owned())).collect(),
+                ))
+            }
+            "FindInMap" => {
+                let items = seq_items(arg);
+                if items.len() != 3 {
+                    return Err(invalid(at, "FindInMap needs [map, key, key]"));
+                }
+                let mut keys = Vec::new();
+                for n in items {
+                    keys.push(self.eval(n, at)?.into_string(at)?);
+                }
+                let value = self
+                    .mappings
+                    .get(&keys[0])
+                    .and_then(|m| m.get(&keys[1]))
+                    .and_then(|m| m.get(&keys[2]))
+                    .ok_or_else(|| {
+                        invalid(
+                            at,
+                            format!("Mappings has no {}.{}.{}", keys[0], keys[1], keys[2]),
+                        )
+                    })?;
+                self.eval(value, at)
+            }
+            "ImportValue" => {
+                // `!ImportValue x` tags its own argument: evaluate it without the tag
+                // (`Fn::ImportValue: !Sub ...` keeps the argument's own tag).
+                let name = if std::ptr::eq(arg, node) {
+                    self.eval(&untagged(arg), at)?
+                } else {
+                    self.eval(arg, at)?
+                };
+                let name = name.into_string(at)?;
+                match self.reader.exports.borrow().get(&name) {
+                    Some(v) => v.clone(),
+                    None => Err(invalid(
+                        at,
+                        format!("Fn::ImportValue {name}: no template read before this one exports it (read the exporting stack's template first, e.g. the platform's)"),
+                    )),
+                }
+            }
+            "Equals" | "Not" | "And" | "Or" | "Condition" => {
+                Ok(Val::Str(self.eval_condition(node, at)?.to_string()))
+            }
+            other => Err(invalid(at, format!("Fn::{other} is not supported here"))),
+        }
+    }
+
+    /// A list argument (absent: empty), without `AWS::NoValue` items.
+    fn list(&self, node: Option<&Node>, func: &str, at: &str) -> Result<Vec<Val>, TemplateError> {
+        let list = node
+            .map(|n| self.eval(n, at))
+            .transpose()?
+            .unwrap_or(Val::List(Vec::new()));
+        let Val::List(parts) = list else {
+            return Err(invalid(at, format!("{func} needs a list")));
+        };
+        Ok(parts.into_iter().filter(|v| *v != Val::NoValue).collect())
     }
 
     /// `Fn::Sub` text with `${Name}`, `${Resource.Attr}` and `${!Literal}`.
@@ -483,53 +781,33 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    /// APIs named in a `Fn::Sub` text (`${IdentityKeyApi}`), for URL detection.
-    fn apis_in(&self, node: &Node) -> Vec<String> {
-        // `!If [Cond, !Sub ..., ...]`: the branch in force.
-        if let Some(("If", arg)) = intrinsic(node) {
-            let items = seq_items(arg);
-            let chosen = match items.first().and_then(|n| n.as_str()) {
-                Some(cond) => match self.condition(cond, "Fn::If") {
-                    Ok(true) => items.get(1),
-                    Ok(false) => items.get(2),
-                    Err(_) => None,
-                },
-                None => None,
-            };
-            return chosen.map(|n| self.apis_in(n)).unwrap_or_default();
-        }
-        let Some(("Sub", arg)) = intrinsic(node) else {
-            return Vec::new();
-        };
-        let text = match arg {
-            Node::Scalar { value, .. } => value.as_str(),
-            _ => seq_items(arg)
-                .first()
-                .and_then(|n| n.as_str())
-                .unwrap_or(""),
-        };
-        let mut out = Vec::new();
-        let mut rest = text;
-        while let Some(i) = rest.find("${") {
-            let after = &rest[i + 2..];
-            let Some(end) = after.find('}') else { break };
-            let name = after[..end].split('.').next().unwrap_or("");
-            if self.resource_type(name) == Some("AWS::Serverless::Api")
-                && !out.iter().any(|n| n == name)
-            {
-                out.push(name.to_owned());
-            }
-            rest = &after[end + 1..];
-        }
-        out
-    }
-
     /// Whether a resource exists for these parameters.
     fn exists(&self, resource: &Node, at: &str) -> Result<bool, TemplateError> {
         match resource.get("Condition").and_then(Node::as_str) {
             None => Ok(true),
             Some(c) => self.condition(c, at),
         }
+    }
+
+    /// The existing resources of one type: (logical id, resource, place for errors).
+    fn of_type<'n>(
+        &'n self,
+        ty: &'n str,
+    ) -> impl Iterator<Item = Result<(&'n str, &'n Node, String), TemplateError>> + 'n {
+        self.resources
+            .entries()
+            .iter()
+            .filter_map(move |(logical, res)| {
+                if res.get("Type").and_then(Node::as_str) != Some(ty) {
+                    return None;
+                }
+                let at = self.at(logical);
+                match self.exists(res, &at) {
+                    Ok(true) => Some(Ok((logical.as_str(), res, at))),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
     }
 }
 
@@ -569,119 +847,82 @@ fn seq_items(node: &Node) -> Vec<&Node> {
     }
 }
 
-/// Reads a template.
-pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
-    let root = yaml::parse(text)?;
-    let empty = Node::Map {
+/// `node` without its own tag (the argument of a short-form intrinsic).
+fn untagged(node: &Node) -> Node {
+    match node.clone() {
+        Node::Scalar { value, plain, .. } => Node::Scalar {
+            value,
+            tag: None,
+            plain,
+        },
+        Node::Seq { items, .. } => Node::Seq { items, tag: None },
+        Node::Map { entries, .. } => Node::Map { entries, tag: None },
+    }
+}
+
+fn empty_map() -> Node {
+    Node::Map {
         entries: Vec::new(),
         tag: None,
+    }
+}
+
+/// Reads a template (and the applications it nests with a local `Location`).
+pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
+    load_all(&[(text, env)])
+}
+
+/// Reads templates deployed side by side, in order: each one's `Fn::ImportValue` finds
+/// the exports of those before it (and of the applications nested earlier). Region and
+/// account are the first environment's; each template has its own stack name,
+/// parameters and directory. The model holds all of them.
+pub fn load_all(templates: &[(&str, &Environment)]) -> Result<Model, TemplateError> {
+    let Some((_, first)) = templates.first() else {
+        return Err(invalid("templates", "no template to read"));
     };
-    let resources = root
-        .get("Resources")
-        .ok_or_else(|| invalid("template", "no Resources"))?;
-    let conditions = root.get("Conditions").unwrap_or(&empty);
-
-    // Parameters: defaults, then overrides (checked against AllowedValues).
-    let mut params = BTreeMap::new();
-    for (name, p) in root.get("Parameters").unwrap_or(&empty).entries() {
-        if let Some(d) = p.get("Default").and_then(Node::as_str) {
-            params.insert(name.clone(), d.to_owned());
-        }
-    }
-    for (name, value) in &env.parameters {
-        let p = root
-            .get("Parameters")
-            .and_then(|ps| ps.get(name))
-            .ok_or_else(|| {
-                invalid(
-                    "parameters",
-                    format!("the template has no parameter {name}"),
-                )
-            })?;
-        let allowed: Vec<&str> = p
-            .get("AllowedValues")
-            .map(|a| a.items().iter().filter_map(Node::as_str).collect())
-            .unwrap_or_default();
-        if !allowed.is_empty() && !allowed.contains(&value.as_str()) {
-            return Err(invalid(
-                format!("parameter {name}"),
-                format!("{value:?} is not one of {}", allowed.join(", ")),
-            ));
-        }
-        params.insert(name.clone(), value.clone());
-    }
-
-    let ctx = Ctx {
-        env,
-        resources,
-        conditions,
-        params,
-        condition_cache: Default::default(),
+    let reader = Reader {
+        env: first,
+        parts: Default::default(),
+        exports: Default::default(),
+        taken: Default::default(),
+        reading: Default::default(),
     };
-    let globals_fn = root.get("Globals").and_then(|g| g.get("Function"));
-    let globals_api = root.get("Globals").and_then(|g| g.get("Api"));
-
-    // Nested applications with a local Location: their functions run here like the
-    // template's own, and their Outputs can name one as an authorizer.
-    let nested = nested_applications(&ctx, resources, &empty)?;
-
-    // APIs.
-    let mut apis = Vec::new();
-    let mut api_auth: BTreeMap<String, (Option<String>, BTreeMap<String, AuthorizerDef>)> =
-        BTreeMap::new();
-    for (logical, res) in resources.entries() {
-        if res.get("Type").and_then(Node::as_str) != Some("AWS::Serverless::Api") {
-            continue;
+    let mut parameters = BTreeMap::new();
+    for (text, env) in templates {
+        let root = yaml::parse(text)?;
+        let top = read_stack(
+            &reader,
+            &root,
+            StackSource {
+                name: env.stack_name.clone(),
+                at_prefix: String::new(),
+                dir: env.template_dir.clone(),
+                given: &env.parameters,
+                parent_app: None,
+                path: None,
+            },
+        );
+        top?;
+        if let Some(s) = reader
+            .parts
+            .borrow()
+            .stacks
+            .iter()
+            .rev()
+            .find(|s| s.parent_app.is_none())
+        {
+            parameters = s.parameters.clone();
         }
-        let at = format!("Resources.{logical}");
-        if !ctx.exists(res, &at)? {
-            continue;
-        }
-        let props = res.get("Properties").unwrap_or(&empty);
-        let prop = |k: &str| props.get(k).or_else(|| globals_api.and_then(|g| g.get(k)));
-        let stage = match prop("StageName") {
-            Some(n) => ctx.eval(n, &at)?.into_string(&at)?,
-            None => return Err(invalid(&at, "no StageName")),
-        };
-        let description = match prop("Description") {
-            Some(n) => ctx.eval(n, &at)?.into_string(&at)?,
-            None => String::new(),
-        };
-        let mut default = None;
-        let mut authorizers = BTreeMap::new();
-        if let Some(auth) = prop("Auth") {
-            if let Some(d) = auth.get("DefaultAuthorizer") {
-                default = Some(ctx.eval(d, &at)?.into_string(&at)?);
-            }
-            for (name, a) in auth.get("Authorizers").unwrap_or(&empty).entries() {
-                let at = format!("{at}.Auth.Authorizers.{name}");
-                if let Some(def) = authorizer(&ctx, name, a, &at, &nested.outputs)? {
-                    authorizers.insert(name.clone(), def);
-                }
-            }
-        }
-        let mut variables = BTreeMap::new();
-        if let Some(v) = prop("Variables") {
-            if let Val::Map(entries) = ctx.eval(v, &format!("{at}.Variables"))? {
-                for (k, v) in entries {
-                    variables.insert(k, v.into_string(&at)?);
-                }
-            }
-        }
-        let access_log_format = match prop("AccessLogSetting").and_then(|a| a.get("Format")) {
-            Some(f) => Some(ctx.eval(f, &at)?.into_string(&at)?),
-            None => None,
-        };
-        api_auth.insert(logical.clone(), (default, authorizers));
-        apis.push(ApiDef {
-            logical_id: logical.clone(),
-            api_id: local_api_id(logical),
-            stage,
-            description,
-            variables,
-            access_log_format,
-        });
     }
+    let Parts {
+        apis,
+        routes,
+        mut functions,
+        roles,
+        stacks,
+        ..
+    } = reader.parts.into_inner();
+
     let mut seen_ids = HashSet::new();
     for a in &apis {
         if !seen_ids.insert(a.api_id.clone()) {
@@ -691,20 +932,243 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
             ));
         }
     }
+    for r in &routes {
+        if let RouteAuth::Request(a) = &r.auth {
+            if !functions.contains_key(&a.function) {
+                return Err(invalid(
+                    format!("authorizer {}", a.name),
+                    format!(
+                        "its function {} does not exist for these parameters",
+                        a.function
+                    ),
+                ));
+            }
+        }
+    }
+    // An environment value that is one of the model's API URLs (the API id is the
+    // host's first label, a VPC endpoint's id may follow after `-`) is that API.
+    for f in functions.values_mut() {
+        for v in f.env.values_mut() {
+            if let EnvValue::Text(text) = v {
+                if let Some(api) = api_of_url(text, &apis) {
+                    *v = EnvValue::ApiUrl { api };
+                }
+            }
+        }
+    }
+    Ok(Model {
+        apis,
+        routes,
+        functions,
+        roles,
+        parameters,
+        stacks,
+    })
+}
 
-    // Functions and their routes.
-    let mut functions = BTreeMap::new();
-    let mut routes = Vec::new();
-    for (logical, res) in resources.entries() {
-        if res.get("Type").and_then(Node::as_str) != Some("AWS::Serverless::Function") {
+/// The API whose invoke URL `text` is (`https://{apiId}[-{vpce}].execute-api.…`).
+fn api_of_url(text: &str, apis: &[ApiDef]) -> Option<String> {
+    let host = text.strip_prefix("https://")?.split('/').next()?;
+    let (label, _) = host.split_once(".execute-api.")?;
+    let id = label.split('-').next()?;
+    apis.iter()
+        .find(|a| a.api_id == id)
+        .map(|a| a.logical_id.clone())
+}
+
+/// Outputs of a stack by name, each evaluated or the reason it cannot be.
+type Outputs = BTreeMap<String, Result<Val, TemplateError>>;
+
+/// A template to read as one stack.
+struct StackSource<'g> {
+    name: String,
+    at_prefix: String,
+    dir: Option<PathBuf>,
+    given: &'g BTreeMap<String, String>,
+    parent_app: Option<String>,
+    path: Option<PathBuf>,
+}
+
+/// Reads one stack into the reader's parts: its nested applications first (in
+/// document order, or earlier when a value needs one's outputs), then its APIs,
+/// functions and routes, roles, and finally its outputs and exports.
+fn read_stack(
+    reader: &Reader<'_>,
+    root: &Node,
+    source: StackSource<'_>,
+) -> Result<Outputs, TemplateError> {
+    let empty = empty_map();
+    let at_prefix = source.at_prefix;
+    let resources = root
+        .get("Resources")
+        .ok_or_else(|| invalid(format!("{at_prefix}template"), "no Resources"))?;
+
+    // Parameters: defaults, then values given (checked against AllowedValues).
+    let declared = root.get("Parameters").unwrap_or(&empty);
+    let mut params = BTreeMap::new();
+    for (name, p) in declared.entries() {
+        if let Some(d) = p.get("Default").and_then(Node::as_str) {
+            params.insert(name.clone(), d.to_owned());
+        }
+    }
+    for (name, value) in source.given {
+        let p = declared.get(name).ok_or_else(|| {
+            invalid(
+                format!("{at_prefix}parameters"),
+                format!("the template has no parameter {name}"),
+            )
+        })?;
+        let allowed: Vec<&str> = p
+            .get("AllowedValues")
+            .map(|a| a.items().iter().filter_map(Node::as_str).collect())
+            .unwrap_or_default();
+        if !allowed.is_empty() && !allowed.contains(&value.as_str()) {
+            return Err(invalid(
+                format!("{at_prefix}parameter {name}"),
+                format!("{value:?} is not one of {}", allowed.join(", ")),
+            ));
+        }
+        params.insert(name.clone(), value.clone());
+    }
+
+    // Local ids: the logical id unless a stack read before took it.
+    let mut ids = BTreeMap::new();
+    {
+        let mut taken = reader.taken.borrow_mut();
+        for (logical, _) in resources.entries() {
+            let mut id = logical.clone();
+            if taken.contains(&id) {
+                let prefix = source.parent_app.as_deref().unwrap_or("");
+                id = format!("{prefix}{logical}");
+                let mut n = 2;
+                while taken.contains(&id) {
+                    id = format!("{prefix}{logical}{n}");
+                    n += 1;
+                }
+            }
+            taken.insert(id.clone());
+            ids.insert(logical.clone(), id);
+        }
+    }
+
+    let stack = Stack {
+        reader,
+        name: source.name,
+        at_prefix,
+        dir: source.dir,
+        resources,
+        conditions: root.get("Conditions").unwrap_or(&empty),
+        mappings: root.get("Mappings").unwrap_or(&empty),
+        params,
+        ids,
+        condition_cache: Default::default(),
+        apps: Default::default(),
+    };
+    reader.parts.borrow_mut().stacks.push(StackDef {
+        name: stack.name.clone(),
+        parent_app: source.parent_app,
+        path: source.path,
+        parameters: stack.params.clone(),
+    });
+    let globals_fn = root.get("Globals").and_then(|g| g.get("Function"));
+    let globals_api = root.get("Globals").and_then(|g| g.get("Api"));
+
+    for app in stack.of_type("AWS::Serverless::Application") {
+        let (logical, _, _) = app?;
+        stack.read_app(logical)?;
+    }
+    read_apis(&stack, globals_api)?;
+    read_functions(&stack, globals_fn)?;
+    read_roles(&stack)?;
+
+    // Outputs, and the exports later templates import.
+    let mut outputs = Outputs::new();
+    for (name, out) in root.get("Outputs").unwrap_or(&empty).entries() {
+        let at = format!("{}Outputs.{name}", stack.at_prefix);
+        if !stack.exists(out, &at)? {
             continue;
         }
-        let at = format!("Resources.{logical}");
-        if !ctx.exists(res, &at)? {
-            continue;
+        let value = match out.get("Value") {
+            Some(v) => stack.eval(v, &at),
+            None => Err(invalid(&at, "no Value")),
+        };
+        if let Some(export) = out.get("Export").and_then(|e| e.get("Name")) {
+            let export = stack.eval(export, &at)?.into_string(&at)?;
+            let mut exports = reader.exports.borrow_mut();
+            if exports.contains_key(&export) {
+                return Err(invalid(
+                    &at,
+                    format!("the export {export} is already exported by a stack read before"),
+                ));
+            }
+            exports.insert(export, value.clone());
         }
+        outputs.insert(name.clone(), value);
+    }
+    Ok(outputs)
+}
+
+fn read_apis(stack: &Stack<'_, '_>, globals_api: Option<&Node>) -> Result<(), TemplateError> {
+    let empty = empty_map();
+    for api in stack.of_type("AWS::Serverless::Api") {
+        let (logical, res, at) = api?;
         let props = res.get("Properties").unwrap_or(&empty);
-        let def = function_def(&ctx, res, globals_fn, &at)?;
+        let prop = |k: &str| props.get(k).or_else(|| globals_api.and_then(|g| g.get(k)));
+        let stage = match prop("StageName") {
+            Some(n) => stack.eval(n, &at)?.into_string(&at)?,
+            None => return Err(invalid(&at, "no StageName")),
+        };
+        let description = match prop("Description") {
+            Some(n) => stack.eval(n, &at)?.into_string(&at)?,
+            None => String::new(),
+        };
+        let mut default = None;
+        let mut authorizers = BTreeMap::new();
+        if let Some(auth) = prop("Auth") {
+            if let Some(d) = auth.get("DefaultAuthorizer") {
+                default = Some(stack.eval(d, &at)?.into_string(&at)?);
+            }
+            for (name, a) in auth.get("Authorizers").unwrap_or(&empty).entries() {
+                let at = format!("{at}.Auth.Authorizers.{name}");
+                if let Some(def) = authorizer(stack, name, a, &at)? {
+                    authorizers.insert(name.clone(), def);
+                }
+            }
+        }
+        let mut variables = BTreeMap::new();
+        if let Some(v) = prop("Variables") {
+            if let Val::Map(entries) = stack.eval(v, &format!("{at}.Variables"))? {
+                for (k, v) in entries {
+                    variables.insert(k, v.into_string(&at)?);
+                }
+            }
+        }
+        let access_log_format = match prop("AccessLogSetting").and_then(|a| a.get("Format")) {
+            Some(f) => Some(stack.eval(f, &at)?.into_string(&at)?),
+            None => None,
+        };
+        let id = stack.local_id(logical).to_owned();
+        let mut parts = stack.reader.parts.borrow_mut();
+        parts.api_auth.insert(id.clone(), (default, authorizers));
+        parts.apis.push(ApiDef {
+            api_id: local_api_id(&id),
+            logical_id: id,
+            stage,
+            description,
+            variables,
+            access_log_format,
+        });
+    }
+    Ok(())
+}
+
+fn read_functions(stack: &Stack<'_, '_>, globals_fn: Option<&Node>) -> Result<(), TemplateError> {
+    let empty = empty_map();
+    for function in stack.of_type("AWS::Serverless::Function") {
+        let (logical, res, at) = function?;
+        let props = res.get("Properties").unwrap_or(&empty);
+        let def = function_def(stack, res, globals_fn, &at)?;
+        let id = stack.local_id(logical).to_owned();
         for (event_name, ev) in props.get("Events").unwrap_or(&empty).entries() {
             if ev.get("Type").and_then(Node::as_str) != Some("Api") {
                 continue;
@@ -724,8 +1188,11 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
                     ))
                 }
             };
-            let Some((default, authorizers)) = api_auth.get(&api) else {
-                if resources.get(&api).is_some() {
+            let api_id = stack.local_id(&api).to_owned();
+            let Some((default, authorizers)) =
+                stack.reader.parts.borrow().api_auth.get(&api_id).cloned()
+            else {
+                if stack.resources.get(&api).is_some() {
                     // The API does not exist for these parameters.
                     continue;
                 }
@@ -750,7 +1217,7 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
                 method
             };
             let chosen = match p.get("Auth").and_then(|a| a.get("Authorizer")) {
-                Some(n) => Some(ctx.eval(n, &eat)?.into_string(&eat)?),
+                Some(n) => Some(stack.eval(n, &eat)?.into_string(&eat)?),
                 None => default.clone(),
             };
             let auth = match chosen.as_deref() {
@@ -763,180 +1230,34 @@ pub fn load(text: &str, env: &Environment) -> Result<Model, TemplateError> {
                         .ok_or_else(|| invalid(&eat, format!("unknown authorizer {name}")))?,
                 ),
             };
-            routes.push(RouteDef {
-                api,
+            stack.reader.parts.borrow_mut().routes.push(RouteDef {
+                api: api_id,
                 path,
                 method,
-                function: logical.clone(),
+                function: id.clone(),
                 auth,
             });
         }
-        functions.insert(
-            logical.clone(),
+        stack.reader.parts.borrow_mut().functions.insert(
+            id.clone(),
             FunctionDef {
-                logical_id: logical.clone(),
+                logical_id: id,
                 ..def
             },
         );
     }
-    for (logical, def) in nested.functions {
-        if functions.contains_key(&logical) {
-            return Err(invalid(
-                format!("Resources.{logical}"),
-                "a nested application has a function of the same logical id",
-            ));
-        }
-        functions.insert(logical, def);
-    }
-    for r in &routes {
-        if let RouteAuth::Request(a) = &r.auth {
-            if !functions.contains_key(&a.function) {
-                return Err(invalid(
-                    format!("authorizer {}", a.name),
-                    format!(
-                        "its function {} does not exist for these parameters",
-                        a.function
-                    ),
-                ));
-            }
-        }
-    }
-
-    let roles = roles(&ctx, resources, &empty)?;
-    Ok(Model {
-        apis,
-        routes,
-        functions,
-        roles,
-        parameters: ctx.params.clone(),
-    })
-}
-
-/// What the template's nested applications contribute.
-#[derive(Default)]
-struct Nested {
-    functions: BTreeMap<String, FunctionDef>,
-    /// (application, output) → logical id of the function whose Arn the output is.
-    outputs: BTreeMap<(String, String), String>,
-}
-
-/// `AWS::Serverless::Application`s with a local `Location`, read relative to the
-/// template's directory with the parameters the template passes them. Applications
-/// from the Serverless Application Repository (or S3) are not read.
-fn nested_applications(
-    ctx: &Ctx<'_>,
-    resources: &Node,
-    empty: &Node,
-) -> Result<Nested, TemplateError> {
-    let mut nested = Nested::default();
-    for (app, res) in resources.entries() {
-        if res.get("Type").and_then(Node::as_str) != Some("AWS::Serverless::Application") {
-            continue;
-        }
-        let at = format!("Resources.{app}");
-        if !ctx.exists(res, &at)? {
-            continue;
-        }
-        let props = res.get("Properties").unwrap_or(empty);
-        let Some(location) = props.get("Location").and_then(Node::as_str) else {
-            continue;
-        };
-        if location.starts_with("s3://") || location.starts_with("https://") {
-            continue;
-        }
-        let dir = ctx.env.template_dir.as_ref().ok_or_else(|| {
-            invalid(
-                &at,
-                "a nested application's Location needs the template's directory",
-            )
-        })?;
-        let path = dir.join(location);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| invalid(&at, format!("cannot read {}: {e}", path.display())))?;
-        let child = yaml::parse(&text)?;
-        let mut params = BTreeMap::new();
-        for (name, p) in child.get("Parameters").unwrap_or(empty).entries() {
-            if let Some(d) = p.get("Default").and_then(Node::as_str) {
-                params.insert(name.clone(), d.to_owned());
-            }
-        }
-        for (name, v) in props.get("Parameters").unwrap_or(empty).entries() {
-            match ctx.eval(v, &format!("{at}.Parameters.{name}"))? {
-                Val::NoValue => {}
-                v => {
-                    params.insert(name.clone(), v.into_string(&at)?);
-                }
-            }
-        }
-        let child_resources = child.get("Resources").unwrap_or(empty);
-        let child_ctx = Ctx {
-            env: ctx.env,
-            resources: child_resources,
-            conditions: child.get("Conditions").unwrap_or(empty),
-            params,
-            condition_cache: Default::default(),
-        };
-        let globals_fn = child.get("Globals").and_then(|g| g.get("Function"));
-        let mut local_ids: BTreeMap<String, String> = BTreeMap::new();
-        for (logical, res) in child_resources.entries() {
-            if res.get("Type").and_then(Node::as_str) != Some("AWS::Serverless::Function") {
-                continue;
-            }
-            let fat = format!("{}#{logical}", path.display());
-            if !child_ctx.exists(res, &fat)? {
-                continue;
-            }
-            let def = function_def(&child_ctx, res, globals_fn, &fat)?;
-            // The same application nested twice (with other parameters) has functions
-            // of the same logical id: the later one is named after its application.
-            let id = if nested.functions.contains_key(logical) {
-                format!("{app}{logical}")
-            } else {
-                logical.clone()
-            };
-            local_ids.insert(logical.clone(), id.clone());
-            nested.functions.insert(
-                id.clone(),
-                FunctionDef {
-                    logical_id: id,
-                    ..def
-                },
-            );
-        }
-        for (name, out) in child.get("Outputs").unwrap_or(empty).entries() {
-            let target = out.get("Value").and_then(|v| match intrinsic(v) {
-                Some(("GetAtt", n)) => match n {
-                    Node::Scalar { value, .. } => value.strip_suffix(".Arn").map(str::to_owned),
-                    _ => match (
-                        seq_items(n).first().and_then(|n| n.as_str()),
-                        seq_items(n).get(1).and_then(|n| n.as_str()),
-                    ) {
-                        (Some(r), Some("Arn")) => Some(r.to_owned()),
-                        _ => None,
-                    },
-                },
-                _ => None,
-            });
-            if let Some(function) = target.and_then(|f| local_ids.get(&f).cloned()) {
-                nested.outputs.insert((app.clone(), name.clone()), function);
-            }
-        }
-    }
-    Ok(nested)
+    Ok(())
 }
 
 /// A function's build, timeout, environment and role (`logical_id` left empty).
 fn function_def(
-    ctx: &Ctx<'_>,
+    stack: &Stack<'_, '_>,
     res: &Node,
     globals_fn: Option<&Node>,
     at: &str,
 ) -> Result<FunctionDef, TemplateError> {
     let at = at.to_owned();
-    let empty = Node::Map {
-        entries: Vec::new(),
-        tag: None,
-    };
+    let empty = empty_map();
     let props = res.get("Properties").unwrap_or(&empty);
     let binary = res
         .get("Metadata")
@@ -947,7 +1268,7 @@ fn function_def(
     let timeout = props
         .get("Timeout")
         .or_else(|| globals_fn.and_then(|g| g.get("Timeout")))
-        .map(|n| ctx.eval(n, &at).and_then(|v| v.into_string(&at)))
+        .map(|n| stack.eval(n, &at).and_then(|v| v.into_string(&at)))
         .transpose()?
         .map(|s| {
             s.parse::<u64>()
@@ -963,16 +1284,10 @@ fn function_def(
     for vars in [globals_env, fn_env].into_iter().flatten() {
         for (k, v) in vars.entries() {
             let vat = format!("{at}.Environment.Variables.{k}");
-            let api_refs = ctx.apis_in(v);
-            let value = match ctx.eval(v, &vat)? {
+            let value = match stack.eval(v, &vat)? {
                 Val::NoValue => {
                     env_vars.remove(k);
                     continue;
-                }
-                Val::Str(s) if s.contains(".execute-api.") && api_refs.len() == 1 => {
-                    EnvValue::ApiUrl {
-                        api: api_refs[0].clone(),
-                    }
                 }
                 Val::Str(s) => EnvValue::Text(s),
                 other => {
@@ -984,7 +1299,7 @@ fn function_def(
     }
     let role = match props.get("Role") {
         Some(r) => {
-            let arn = ctx.eval(r, &at)?.into_string(&at)?;
+            let arn = stack.eval(r, &at)?.into_string(&at)?;
             arn.rsplit_once(":role/").map(|(_, n)| n.to_owned())
         }
         None => None,
@@ -999,15 +1314,14 @@ fn function_def(
 }
 
 fn authorizer(
-    ctx: &Ctx<'_>,
+    stack: &Stack<'_, '_>,
     name: &str,
     a: &Node,
     at: &str,
-    nested_outputs: &BTreeMap<(String, String), String>,
 ) -> Result<Option<AuthorizerDef>, TemplateError> {
     let payload = a
         .get("FunctionPayloadType")
-        .map(|n| ctx.eval(n, at).and_then(|v| v.into_string(at)))
+        .map(|n| stack.eval(n, at).and_then(|v| v.into_string(at)))
         .transpose()?
         .unwrap_or_else(|| "TOKEN".into());
     let Some(arn) = a.get("FunctionArn") else {
@@ -1020,44 +1334,25 @@ fn authorizer(
             "only REQUEST Lambda authorizers are emulated (FunctionPayloadType: REQUEST)",
         ));
     }
-    let target = match intrinsic(arn) {
-        Some(("GetAtt", n)) => match n {
-            Node::Scalar { value, .. } => value
-                .split_once('.')
-                .map(|(r, a)| (r.to_owned(), a.to_owned())),
-            _ => match (
-                seq_items(n).first().and_then(|n| n.as_str()),
-                seq_items(n).get(1).and_then(|n| n.as_str()),
-            ) {
-                (Some(r), Some(a)) => Some((r.to_owned(), a.to_owned())),
-                _ => None,
-            },
-        },
-        _ => None,
-    };
-    let function = match target {
-        // `!GetAtt App.Outputs.Name` of a nested application whose output is a function's Arn
-        Some((app, attr)) if attr.starts_with("Outputs.") => nested_outputs
-            .get(&(app, attr["Outputs.".len()..].to_owned()))
-            .cloned(),
-        Some((function, _)) => Some(function),
-        None => None,
-    }
-    .ok_or_else(|| {
-        invalid(
-            at,
-            "FunctionArn must be !GetAtt <Function>.Arn, or !GetAtt <App>.Outputs.<Name> of a nested application with a local Location",
-        )
-    })?;
-    let empty = Node::Map {
-        entries: Vec::new(),
-        tag: None,
-    };
+    // A function of the model, by its ARN: `!GetAtt Fn.Arn`, a nested application's
+    // output, or an export of a stack read before.
+    let arn = stack.eval(arn, at)?.into_string(at)?;
+    let function = arn
+        .split_once(":function:")
+        .filter(|(prefix, _)| prefix.starts_with("arn:aws:lambda:"))
+        .map(|(_, name)| name.to_owned())
+        .ok_or_else(|| {
+            invalid(
+                at,
+                format!("FunctionArn {arn:?} is not a function of the templates read (give !GetAtt <Function>.Arn, !GetAtt <App>.Outputs.<Name> of a nested application with a local Location, or the import of an export of a template read before)"),
+            )
+        })?;
+    let empty = empty_map();
     let identity = a.get("Identity").unwrap_or(&empty);
     let list = |k: &str| -> Result<Vec<String>, TemplateError> {
         match identity.get(k) {
             None => Ok(Vec::new()),
-            Some(n) => match ctx.eval(n, at)? {
+            Some(n) => match stack.eval(n, at)? {
                 Val::List(items) => items.into_iter().map(|v| v.into_string(at)).collect(),
                 Val::Str(s) => Ok(vec![s]),
                 _ => Err(invalid(at, format!("Identity.{k} must be a list"))),
@@ -1074,7 +1369,7 @@ fn authorizer(
     let ttl_secs = match identity.get("ReauthorizeEvery") {
         None => DEFAULT_RESULT_TTL,
         Some(n) => {
-            let s = ctx.eval(n, at)?.into_string(at)?;
+            let s = stack.eval(n, at)?.into_string(at)?;
             s.parse()
                 .map_err(|_| invalid(at, format!("ReauthorizeEvery {s:?} is not a number")))?
         }
@@ -1096,28 +1391,20 @@ fn authorizer(
 
 /// `execute-api` statements of every role, from its inline `Policies` and from
 /// `AWS::IAM::RolePolicy` / `AWS::IAM::Policy` resources naming it.
-fn roles(
-    ctx: &Ctx<'_>,
-    resources: &Node,
-    empty: &Node,
-) -> Result<BTreeMap<String, RoleDef>, TemplateError> {
-    let mut roles = BTreeMap::new();
-    for (logical, res) in resources.entries() {
-        if res.get("Type").and_then(Node::as_str) != Some("AWS::IAM::Role") {
-            continue;
-        }
-        let at = format!("Resources.{logical}");
-        if !ctx.exists(res, &at)? {
-            continue;
-        }
+fn read_roles(stack: &Stack<'_, '_>) -> Result<(), TemplateError> {
+    let empty = empty_map();
+    let account = &stack.reader.env.account;
+    for role in stack.of_type("AWS::IAM::Role") {
+        let (logical, res, at) = role?;
+        let id = stack.local_id(logical).to_owned();
         let mut role = RoleDef {
-            logical_id: logical.clone(),
-            arn: format!("arn:aws:iam::{}:role/{logical}", ctx.env.account),
+            arn: format!("arn:aws:iam::{account}:role/{id}"),
+            logical_id: id.clone(),
             ..Default::default()
         };
-        let props = res.get("Properties").unwrap_or(empty);
+        let props = res.get("Properties").unwrap_or(&empty);
         if let Some(p) = props.get("Policies") {
-            if let Val::List(policies) = ctx.eval(p, &at)? {
+            if let Val::List(policies) = stack.eval(p, &at)? {
                 for pol in policies {
                     if let Val::Map(entries) = pol {
                         if let Some((_, doc)) =
@@ -1129,24 +1416,24 @@ fn roles(
                 }
             }
         }
-        roles.insert(logical.clone(), role);
+        stack.reader.parts.borrow_mut().roles.insert(id, role);
     }
-    for (logical, res) in resources.entries() {
+    for (logical, res) in stack.resources.entries() {
         let ty = res.get("Type").and_then(Node::as_str);
         if !matches!(ty, Some("AWS::IAM::RolePolicy" | "AWS::IAM::Policy")) {
             continue;
         }
-        let at = format!("Resources.{logical}");
-        if !ctx.exists(res, &at)? {
+        let at = stack.at(logical);
+        if !stack.exists(res, &at)? {
             continue;
         }
-        let props = res.get("Properties").unwrap_or(empty);
+        let props = res.get("Properties").unwrap_or(&empty);
         let mut names = Vec::new();
         if let Some(n) = props.get("RoleName") {
-            names.push(ctx.eval(n, &at)?.into_string(&at)?);
+            names.push(stack.eval(n, &at)?.into_string(&at)?);
         }
         if let Some(n) = props.get("Roles") {
-            if let Val::List(items) = ctx.eval(n, &at)? {
+            if let Val::List(items) = stack.eval(n, &at)? {
                 for i in items {
                     names.push(i.into_string(&at)?);
                 }
@@ -1155,14 +1442,15 @@ fn roles(
         let Some(doc) = props.get("PolicyDocument") else {
             continue;
         };
-        let doc = ctx.eval(doc, &at)?;
+        let doc = stack.eval(doc, &at)?;
+        let mut parts = stack.reader.parts.borrow_mut();
         for name in names {
-            if let Some(role) = roles.get_mut(&name) {
+            if let Some(role) = parts.roles.get_mut(&name) {
                 add_statements(role, doc.clone(), &at);
             }
         }
     }
-    Ok(roles)
+    Ok(())
 }
 
 fn add_statements(role: &mut RoleDef, doc: Val, at: &str) {
