@@ -1795,7 +1795,13 @@ Resources:
         let ids: Vec<&str> = m.apis.iter().map(|a| a.api_id.as_str()).collect();
         assert_eq!(
             ids,
-            ["token", "identitykey", "tutorkey", "identityiam", "tutoriam"]
+            [
+                "token",
+                "identitykey",
+                "tutorkey",
+                "identityiam",
+                "tutoriam"
+            ]
         );
         assert!(m
             .apis
@@ -1934,7 +1940,9 @@ Resources:
         assert_eq!(env["SECOND"], EnvValue::Text("b".into()));
         // a plain parameter with no value is still an error where it is used
         let used = t.replace("!Ref VpcId", "!Ref Name");
-        let err = load(&used, &Environment::default()).unwrap_err().to_string();
+        let err = load(&used, &Environment::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Name"), "{err}");
     }
 
