@@ -414,12 +414,17 @@ pub fn render(i: &BannerInput<'_>) -> String {
         }
     }
     let _ = writeln!(s);
-    // No route takes a key (AuthMode=iam): the keys would only mislead.
-    let keys_used = i.model.routes.iter().any(|r| route_takes_keys(&r.auth));
+    // No internal API takes a key or a token (AuthMode=iam; the token API's key route
+    // alone gives tokens nothing accepts): the keys would only mislead.
+    let keys_used = takes_tokens(i.model)
+        || i.model
+            .routes
+            .iter()
+            .any(|r| r.api != "TokenApi" && route_takes_keys(&r.auth));
     let unused = if keys_used {
         ""
     } else {
-        " (unused: no route of this AuthMode takes a key)"
+        " (unused: no internal API of this AuthMode takes a key or a token)"
     };
     let _ = writeln!(s, "Key store: {}{unused}", i.key_source);
     if !i.keys.is_empty() && keys_used {

@@ -168,7 +168,7 @@ fn iam_mode_lists_no_development_keys() {
     assert!(!banner.contains("Development keys"), "{banner}");
     assert!(!banner.contains("svcauth_dev_"), "{banner}");
     assert!(
-        banner.contains("unused: no route of this AuthMode takes a key"),
+        banner.contains("unused: no internal API of this AuthMode takes a key or a token"),
         "{banner}"
     );
 }
