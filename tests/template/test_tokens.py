@@ -220,7 +220,11 @@ def test_issuer_environment_follows_the_contract():
         "SVCAUTH_IAM_ROLES": "TutorServiceRole=tutor-service,TutorFunctionRole=tutor-service,"
                              "AdminServiceRole=admin-service",
         "SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS": "900",
+        "SVCAUTH_TOKEN_MIN_REMAINING_SECS": "60",
     }
+    # no token is issued that the token-only authorizer would refuse as too short-lived
+    token_only = r.nested("TokenAuthorizer").resources()["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert token_only["SVCAUTH_TOKEN_MIN_REMAINING_SECS"] == env["SVCAUTH_TOKEN_MIN_REMAINING_SECS"]
     # the token-taking authorizers check the same issuer and read the same key set
     for instance in ("TokenAuthorizer", "KeyOrTokenAuthorizer"):
         auth = r.nested(instance).resources()["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
