@@ -1,0 +1,1347 @@
+//! Who may call which route, by which proof, and why: decided from plain inputs
+//! ([`Sources`]: the templates' model, the service documents, revocation markers, the
+//! API names, the time), with the code that decides for real.
+//!
+//! * `api-key`: the route's authorizer configuration as the authorizer reads it
+//!   ([`authorizer::Config::from_lookup`] on the function's environment), the key
+//!   store as the authorizer builds it ([`KeyStore::build`] plus revocation markers),
+//!   the policy it returns ([`Policy::for_service`] on the API's registered name), and
+//!   API Gateway's evaluation of that policy for every call of the route
+//!   ([`sam_template::iam`]).
+//! * `iam`: the backend's role map ([`identify`] with its `SVCAUTH_IAM_ROLES`) and the
+//!   mapped roles' policies from the templates, evaluated with IAM's rules.
+//! * `token`: whether the service gets a token at all (its `api-key` or `iam` answer
+//!   on the token issuer's routes, then the issuer's own rules,
+//!   [`token_issuer::issue::claims_for`]), and the token's routes for the API
+//!   ([`TokenClaims::routes_for`]) through the same policy and evaluation.
+//!
+//! What cannot be decided is [`Answer::Unknown`] with the reason. Assumed throughout:
+//! a call comes through the network path the APIs' resource policies require
+//! (their `aws:SourceVpce`-style conditions are the same for every caller).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use sam_template::iam::{
+    self, coverage_of_all, Coverage, IamAnswer, PolicyStatement, ResourceTemplate, ANY_METHODS,
+};
+use sam_template::template::{EnvValue, FunctionDef, Model, RoleDef, RouteAuth};
+use service_auth::identity::{identify, AuthMethod, IamRoleMap, ServiceIdentity};
+use service_auth::policy::{Effect, Policy};
+use service_auth::store::ServiceGrant;
+use service_auth::{KeyId, KeyStore, MethodArn, RoutePattern, ServiceDocument, UnixTime};
+use service_token::TokenClaims;
+
+/// The env var a backend maps IAM roles to services with.
+const ROLE_MAP_ENV: &str = "SVCAUTH_IAM_ROLES";
+/// The binary of the token issuer function (its `Metadata.BuildProperties.Binary`).
+const ISSUER_BINARY: &str = "token-issuer";
+/// The issuer's routes: a proof by key, a proof by IAM role.
+const TOKEN_BY_KEY: (&str, &str) = ("POST", "/token");
+const TOKEN_BY_ROLE: (&str, &str) = ("POST", "/token/iam");
+/// Resource-policy condition keys about the network path only: the same for every
+/// caller, so assumed met (see the module doc).
+const NETWORK_KEYS: [&str; 4] = [
+    "aws:sourcevpce",
+    "aws:sourcevpc",
+    "aws:sourceip",
+    "aws:vpcsourceip",
+];
+
+/// Where API names come from.
+#[derive(Debug, Clone)]
+pub enum Registry {
+    /// API id → name, authoritative for the ids given (`--api-names`, as the
+    /// authorizer's SVCAUTH_API_NAMES, or the development defaults).
+    ById {
+        names: BTreeMap<String, String>,
+        label: String,
+    },
+    /// Name → deployed API id (the store's registry): a template API is registered
+    /// when the name its template declares is there.
+    ByName {
+        ids: BTreeMap<String, String>,
+        label: String,
+    },
+    /// None given: the names the templates declare are taken as registered.
+    Declared,
+}
+
+/// Everything the answers are decided from.
+pub struct Sources {
+    pub model: Model,
+    pub documents: Vec<ServiceDocument>,
+    /// Key ids with a revocation marker.
+    pub revoked: HashSet<KeyId>,
+    pub registry: Registry,
+    pub region: String,
+    pub account: String,
+    pub now: UnixTime,
+}
+
+/// The proofs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Via {
+    ApiKey,
+    Iam,
+    Token,
+}
+
+impl Via {
+    pub const ALL: [Via; 3] = [Via::ApiKey, Via::Iam, Via::Token];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::ApiKey => "api-key",
+            Via::Iam => "iam",
+            Via::Token => "token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Via> {
+        Via::ALL.into_iter().find(|v| v.name() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Allowed,
+    Refused,
+    Unknown,
+}
+
+impl Answer {
+    /// `true`, `false`, or `None` for unknown.
+    pub fn allowed(self) -> Option<bool> {
+        match self {
+            Answer::Allowed => Some(true),
+            Answer::Refused => Some(false),
+            Answer::Unknown => None,
+        }
+    }
+}
+
+/// One answer: may `service` call `route` of `api` with this proof?
+#[derive(Debug, Clone)]
+pub struct Cell<'a> {
+    pub service: &'a str,
+    pub api: &'a str,
+    pub route: &'a str,
+    pub via: Via,
+    pub answer: Answer,
+    pub reason: Cow<'a, str>,
+    /// The grant, policy statement or rule that decides it, when one does.
+    pub rule: Option<Cow<'a, str>>,
+}
+
+/// An answer before it is placed in a cell.
+#[derive(Debug, Clone)]
+struct Verdict<'a> {
+    answer: Answer,
+    reason: Cow<'a, str>,
+    rule: Option<Cow<'a, str>>,
+}
+
+impl<'a> Verdict<'a> {
+    fn new(answer: Answer, reason: impl Into<Cow<'a, str>>) -> Self {
+        Self {
+            answer,
+            reason: reason.into(),
+            rule: None,
+        }
+    }
+
+    fn refused(reason: impl Into<Cow<'a, str>>) -> Self {
+        Self::new(Answer::Refused, reason)
+    }
+
+    fn unknown(reason: impl Into<Cow<'a, str>>) -> Self {
+        Self::new(Answer::Unknown, reason)
+    }
+
+    fn with_rule(mut self, rule: impl Into<Cow<'a, str>>) -> Self {
+        self.rule = Some(rule.into());
+        self
+    }
+
+    fn into_owned(self) -> Verdict<'static> {
+        Verdict {
+            answer: self.answer,
+            reason: Cow::Owned(self.reason.into_owned()),
+            rule: self.rule.map(|r| Cow::Owned(r.into_owned())),
+        }
+    }
+}
+
+/// How an API is named for the authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiName {
+    /// Registered under this name: how we know.
+    Registered { name: String, how: String },
+    /// Not registered: the authorizer allows nothing on it.
+    Unregistered { why: String },
+}
+
+/// What a route takes.
+#[derive(Debug, Clone)]
+enum RouteKind {
+    /// No authorization.
+    Open,
+    /// SigV4; the serving function's role map (an index into [`Access::role_maps`]).
+    Iam { role_map: usize },
+    /// A REQUEST authorizer: which proofs its configuration accepts, or why it
+    /// refuses everything.
+    Authorizer {
+        name: String,
+        function: String,
+        accept: Result<authorizer::Accept, String>,
+    },
+    /// An API no template given defines (its routes are grant patterns).
+    Untemplated,
+}
+
+/// One route of one API, ready to decide.
+#[derive(Debug, Clone)]
+pub struct RouteRow {
+    /// `GET /internal/users/{id}`.
+    pub route: String,
+    kind: RouteKind,
+    /// The method ARNs of the route (one per method of `ANY`).
+    templates: Vec<ResourceTemplate>,
+    is_issuer: bool,
+}
+
+/// One API.
+#[derive(Debug, Clone)]
+pub struct ApiRow {
+    /// The name when registered, else the template's logical id.
+    pub label: String,
+    pub logical_id: Option<String>,
+    pub api_id: String,
+    pub name: ApiName,
+    pub api_key_required: bool,
+    /// `arn:aws:execute-api:{region}:{account}:{id}/{stage}/`.
+    prefix: String,
+    /// A method ARN of the stage, for [`Policy::for_service`].
+    method_arn: Option<MethodArn>,
+    /// Why its resource policy leaves the answers open, when it does.
+    resource_policy_open: Option<String>,
+    /// Its resource policy's statements about execute-api:Invoke.
+    resource_policy: Vec<PolicyStatement>,
+    pub routes: Vec<RouteRow>,
+}
+
+/// A role mapped to a service by a backend.
+#[derive(Debug, Clone)]
+struct MappedRole {
+    /// The model's role (local id), or `None` for a map entry no template defines.
+    role: Option<String>,
+    /// The role's name or ARN as the map or the template gives it.
+    label: String,
+    service: String,
+}
+
+/// One backend's `SVCAUTH_IAM_ROLES`, resolved against the model's roles.
+#[derive(Debug, Clone)]
+struct RoleMap {
+    function: String,
+    /// `Err`: the map does not parse; the backend refuses every IAM caller.
+    roles: Result<Vec<MappedRole>, String>,
+}
+
+/// What a service may do with tokens.
+#[derive(Debug, Clone)]
+enum TokenState {
+    /// The issuer gives it a token with these claims, obtained this way.
+    Issued {
+        claims: TokenClaims,
+        proof: String,
+    },
+    Refused(String),
+    Unknown(String),
+}
+
+/// One calling service.
+#[derive(Debug, Clone)]
+pub struct ServiceRow {
+    pub name: String,
+    doc: Option<usize>,
+    grant: Option<Arc<ServiceGrant>>,
+    /// A usable key, or why there is none.
+    key: Result<KeyId, String>,
+    token: TokenState,
+}
+
+/// The sources, prepared once, answering for every (service, API, route, proof).
+pub struct Access {
+    pub sources: Sources,
+    pub apis: Vec<ApiRow>,
+    pub services: Vec<ServiceRow>,
+    role_maps: Vec<RoleMap>,
+    /// The token issuer's routes: (API index, route index) by key and by role.
+    issuer: Option<IssuerRoutes>,
+    /// Notes on what was assumed or could not be read.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct IssuerRoutes {
+    by_key: Option<(usize, usize)>,
+    by_role: Option<(usize, usize)>,
+    function: usize,
+}
+
+/// Why the sources cannot be used at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AccessError(pub String);
+
+fn text<'a>(f: &'a FunctionDef, k: &str) -> Option<&'a str> {
+    match f.env.get(k) {
+        Some(EnvValue::Text(t)) => Some(t),
+        _ => None,
+    }
+}
+
+fn method_templates(prefix: &str, method: &str, path: &str) -> Vec<ResourceTemplate> {
+    if method == "ANY" || method == "*" {
+        ANY_METHODS
+            .iter()
+            .map(|m| ResourceTemplate::route(prefix, m, path))
+            .collect()
+    } else {
+        vec![ResourceTemplate::route(prefix, method, path)]
+    }
+}
+
+impl Access {
+    pub fn new(sources: Sources) -> Result<Self, AccessError> {
+        let mut notes = Vec::new();
+        let model = &sources.model;
+        // The key store as the authorizer builds it, markers applied.
+        let mut store = KeyStore::build(&sources.documents, &[]).map_err(|e| {
+            AccessError(format!(
+                "the key store would not load in the authorizer: {e}; fix it first"
+            ))
+        })?;
+        store.revoke_ids(&sources.revoked);
+
+        // Role maps of every function that has one.
+        let mut role_maps = Vec::new();
+        let mut role_map_of = BTreeMap::new();
+        for (id, f) in &model.functions {
+            let Some(spec) = text(f, ROLE_MAP_ENV) else {
+                continue;
+            };
+            role_map_of.insert(id.clone(), role_maps.len());
+            role_maps.push(RoleMap {
+                function: id.clone(),
+                roles: resolve_role_map(model, spec, &sources.account),
+            });
+        }
+
+        // APIs of the templates.
+        let mut apis = Vec::new();
+        let declared = &model.api_names;
+        for a in &model.apis {
+            let name = api_name(&sources.registry, &a.api_id, declared.get(&a.api_id));
+            let prefix = format!(
+                "arn:aws:execute-api:{}:{}:{}/{}/",
+                sources.region, sources.account, a.api_id, a.stage
+            );
+            let mut routes = Vec::new();
+            for r in model.routes.iter().filter(|r| r.api == a.logical_id) {
+                let kind = match &r.auth {
+                    RouteAuth::None => RouteKind::Open,
+                    RouteAuth::Iam => match role_map_of.get(&r.function) {
+                        Some(i) => RouteKind::Iam { role_map: *i },
+                        None => {
+                            role_map_of.insert(r.function.clone(), role_maps.len());
+                            role_maps.push(RoleMap {
+                                function: r.function.clone(),
+                                roles: Ok(Vec::new()),
+                            });
+                            RouteKind::Iam {
+                                role_map: role_maps.len() - 1,
+                            }
+                        }
+                    },
+                    RouteAuth::Request(auth) => RouteKind::Authorizer {
+                        name: auth.name.clone(),
+                        function: auth.function.clone(),
+                        accept: match model.functions.get(&auth.function) {
+                            Some(f) => authorizer::Config::from_lookup(|k| {
+                                text(f, k).map(str::to_owned)
+                            })
+                            .map(|c| c.accept)
+                            .map_err(|e| {
+                                format!(
+                                    "the authorizer {}'s configuration is invalid ({e}): it refuses every call",
+                                    auth.function
+                                )
+                            }),
+                            None => Err(format!("the authorizer function {} is not in the templates", auth.function)),
+                        },
+                    },
+                };
+                let is_issuer = model
+                    .functions
+                    .get(&r.function)
+                    .is_some_and(|f| f.binary.as_deref() == Some(ISSUER_BINARY));
+                routes.push(RouteRow {
+                    route: format!("{} {}", r.method, r.path),
+                    kind,
+                    templates: method_templates(&prefix, &r.method, &r.path),
+                    is_issuer,
+                });
+            }
+            let mut open = Vec::new();
+            for st in &a.resource_policy {
+                if !network_only(st) {
+                    open.push(format!(
+                        "its resource policy's {} is not evaluated",
+                        st.source
+                    ));
+                }
+            }
+            open.extend(a.resource_policy_unread.iter().cloned());
+            apis.push(ApiRow {
+                label: match &name {
+                    ApiName::Registered { name, .. } => name.clone(),
+                    ApiName::Unregistered { .. } => a.logical_id.clone(),
+                },
+                logical_id: Some(a.logical_id.clone()),
+                api_id: a.api_id.clone(),
+                name,
+                api_key_required: a.api_key_required,
+                method_arn: MethodArn::parse(&format!("{prefix}GET/")).ok(),
+                prefix,
+                resource_policy_open: (!open.is_empty()).then(|| open.join("; ")),
+                resource_policy: a.resource_policy.clone(),
+                routes,
+            });
+        }
+
+        // APIs the grants name that no template defines: their grant patterns.
+        let mut labels: HashSet<String> = apis.iter().map(|a| a.label.clone()).collect();
+        let mut untemplated: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for doc in &sources.documents {
+            for g in &doc.grants {
+                for api in &g.apis {
+                    if !labels.contains(api) {
+                        untemplated
+                            .entry(api.clone())
+                            .or_default()
+                            .extend(g.routes.iter().cloned());
+                    }
+                }
+            }
+        }
+        for (api, patterns) in untemplated {
+            let prefix = format!(
+                "arn:aws:execute-api:{}:{}:{api}/stage/",
+                sources.region, sources.account
+            );
+            labels.insert(api.clone());
+            let routes = patterns
+                .into_iter()
+                .filter_map(|p| RoutePattern::parse(&p).ok())
+                .map(|p| {
+                    let text = p.to_string();
+                    let (method, path) = text.split_once(' ').unwrap_or(("*", "/"));
+                    RouteRow {
+                        templates: method_templates(&prefix, method, path),
+                        route: text.clone(),
+                        kind: RouteKind::Untemplated,
+                        is_issuer: false,
+                    }
+                })
+                .collect();
+            apis.push(ApiRow {
+                label: api.clone(),
+                logical_id: None,
+                api_id: api.clone(),
+                name: ApiName::Registered {
+                    name: api.clone(),
+                    how: "named by grants; no template given defines it".into(),
+                },
+                api_key_required: false,
+                method_arn: MethodArn::parse(&format!("{prefix}GET/")).ok(),
+                prefix,
+                resource_policy_open: None,
+                resource_policy: Vec::new(),
+                routes,
+            });
+        }
+        if apis
+            .iter()
+            .any(|a| a.resource_policy_open.is_none() && a.logical_id.is_some())
+        {
+            notes.push("resource policies' network conditions (aws:SourceVpce and the like) are assumed met: they are the same for every caller".into());
+        }
+
+        // Services: the store's and the role maps'.
+        let mut names: BTreeSet<String> = sources
+            .documents
+            .iter()
+            .map(|d| d.service.clone())
+            .collect();
+        for m in &role_maps {
+            if let Ok(roles) = &m.roles {
+                names.extend(roles.iter().map(|r| r.service.clone()));
+            }
+        }
+        let services = names
+            .into_iter()
+            .map(|name| {
+                let doc = sources.documents.iter().position(|d| d.service == name);
+                let grant = store.service(&name).cloned();
+                let key = usable_key(
+                    &store,
+                    doc.map(|i| &sources.documents[i]),
+                    &name,
+                    sources.now,
+                );
+                ServiceRow {
+                    name,
+                    doc,
+                    grant,
+                    key,
+                    token: TokenState::Unknown(String::new()),
+                }
+            })
+            .collect();
+
+        let issuer = find_issuer(&apis, model);
+        let mut access = Access {
+            sources,
+            apis,
+            services,
+            role_maps,
+            issuer,
+            notes,
+        };
+        for i in 0..access.services.len() {
+            access.services[i].token = access.token_state(i);
+        }
+        Ok(access)
+    }
+
+    /// Every cell of the services and APIs asked (all when empty), in order of
+    /// service, API, route, proof.
+    pub fn for_each_cell<'a>(
+        &'a self,
+        services: &[String],
+        apis: &[String],
+        mut f: impl FnMut(Cell<'a>),
+    ) {
+        for (si, s) in self.services.iter().enumerate() {
+            if !services.is_empty() && !services.contains(&s.name) {
+                continue;
+            }
+            for (ai, a) in self.apis.iter().enumerate() {
+                if !apis.is_empty() && !self.api_matches(a, apis) {
+                    continue;
+                }
+                for ri in 0..a.routes.len() {
+                    for via in Via::ALL {
+                        f(self.cell(si, ai, ri, via));
+                    }
+                }
+            }
+        }
+    }
+
+    fn api_matches(&self, a: &ApiRow, asked: &[String]) -> bool {
+        asked
+            .iter()
+            .any(|n| *n == a.label || a.logical_id.as_deref() == Some(n.as_str()) || *n == a.api_id)
+    }
+
+    /// Whether API `ai` is one of the `asked` names.
+    pub fn apis_named_any(&self, ai: usize, asked: &[String]) -> bool {
+        self.api_matches(&self.apis[ai], asked)
+    }
+
+    /// The index of the service named `name`.
+    pub fn service(&self, name: &str) -> Option<usize> {
+        self.services.iter().position(|s| s.name == name)
+    }
+
+    /// The APIs called `name` (a registered name, logical id or API id).
+    pub fn apis_named(&self, name: &str) -> Vec<usize> {
+        let asked = [name.to_owned()];
+        (0..self.apis.len())
+            .filter(|i| self.api_matches(&self.apis[*i], &asked))
+            .collect()
+    }
+
+    /// The route of API `ai` that API Gateway would route `method path` to (a
+    /// template route, or a concrete path matching one), as a route row index.
+    pub fn route_of(&self, ai: usize, method: &str, path: &str) -> Option<usize> {
+        let method = method.to_ascii_uppercase();
+        let routes = &self.apis[ai].routes;
+        let exact = format!("{method} {path}");
+        if let Some(i) = routes.iter().position(|r| r.route == exact) {
+            return Some(i);
+        }
+        // A concrete call: the route whose template covers it.
+        let call = ResourceTemplate::exact(&format!("{}{method}{path}", self.apis[ai].prefix));
+        let mut best: Option<(usize, usize)> = None;
+        for (i, r) in routes.iter().enumerate() {
+            let (rm, rp) = r.route.split_once(' ').unwrap_or(("", ""));
+            if rm != method && rm != "ANY" && rm != "*" {
+                continue;
+            }
+            let pattern = route_as_pattern(&self.apis[ai].prefix, &method, rp);
+            if iam::coverage(&pattern, &call) == Some(Coverage::All) {
+                // API Gateway prefers the most literal route.
+                let literal =
+                    rp.chars().filter(|c| *c != '{').count() - rp.matches('{').count() * 2;
+                if best.is_none_or(|(_, l)| literal > l) {
+                    best = Some((i, literal));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// The answer for one (service, API, route, proof).
+    pub fn cell(&self, si: usize, ai: usize, ri: usize, via: Via) -> Cell<'_> {
+        self.cell_on(si, ai, &self.apis[ai].routes[ri], via)
+    }
+
+    /// The answer for one concrete call `METHOD /path` of route `ri` (exact, where
+    /// the route's answer is for every value of its parameters).
+    pub fn call_cell(
+        &self,
+        si: usize,
+        ai: usize,
+        ri: usize,
+        method: &str,
+        path: &str,
+        via: Via,
+    ) -> Cell<'static> {
+        let a = &self.apis[ai];
+        let mut r = a.routes[ri].clone();
+        r.templates = vec![ResourceTemplate::exact(&format!(
+            "{}{}{path}",
+            a.prefix,
+            method.to_ascii_uppercase()
+        ))];
+        let c = self.cell_on(si, ai, &r, via);
+        Cell {
+            service: "",
+            api: "",
+            route: "",
+            via,
+            answer: c.answer,
+            reason: Cow::Owned(c.reason.into_owned()),
+            rule: c.rule.map(|r| Cow::Owned(r.into_owned())),
+        }
+    }
+
+    fn cell_on<'x>(&'x self, si: usize, ai: usize, r: &'x RouteRow, via: Via) -> Cell<'x> {
+        let s = &self.services[si];
+        let a = &self.apis[ai];
+        let v = match via {
+            Via::ApiKey => self.key_verdict(si, ai, r),
+            Via::Iam => self.iam_verdict(si, ai, r),
+            Via::Token => self.token_verdict(si, ai, r),
+        };
+        Cell {
+            service: &s.name,
+            api: &a.label,
+            route: &r.route,
+            via,
+            answer: v.answer,
+            reason: v.reason,
+            rule: v.rule,
+        }
+    }
+
+    /// What the route's authorization says before any credential is looked at:
+    /// `Some(verdict)` decides the cell.
+    fn route_gate<'x>(&'x self, r: &'x RouteRow, via: Via) -> Option<Verdict<'x>> {
+        match (&r.kind, via) {
+            (RouteKind::Open, _) => Some(
+                Verdict::new(
+                    Answer::Allowed,
+                    "the route has no authorization: every caller that reaches the API may call it",
+                )
+                .with_rule("Auth: NONE"),
+            ),
+            (RouteKind::Untemplated, Via::Iam) => Some(Verdict::unknown(
+                "no template given defines this API: its IAM authorization is not known",
+            )),
+            (RouteKind::Untemplated, _) => None,
+            (RouteKind::Iam { .. }, Via::Iam) => None,
+            (RouteKind::Iam { .. }, _) => Some(Verdict::refused(format!(
+                "the route takes SigV4 (AWS_IAM), not {}",
+                match via {
+                    Via::Token => "tokens",
+                    _ => "API keys",
+                }
+            ))),
+            (RouteKind::Authorizer { .. }, Via::Iam) => Some(Verdict::refused(
+                "the route takes its REQUEST authorizer, not SigV4 (AWS_IAM)",
+            )),
+            (RouteKind::Authorizer { accept: Err(e), .. }, _) => Some(Verdict::refused(e.as_str())),
+            (
+                RouteKind::Authorizer {
+                    accept: Ok(accept),
+                    name,
+                    function,
+                },
+                _,
+            ) => {
+                let (takes, what) = match via {
+                    Via::Token => (accept.tokens(), "tokens"),
+                    _ => (accept.keys(), "API keys"),
+                };
+                (!takes).then(|| {
+                    Verdict::refused(format!(
+                        "the route's authorizer {name} ({function}, SVCAUTH_ACCEPT={}) takes no {what}",
+                        accept.name()
+                    ))
+                })
+            }
+        }
+    }
+
+    fn key_verdict<'x>(&'x self, si: usize, ai: usize, r: &'x RouteRow) -> Verdict<'x> {
+        let (s, a) = (&self.services[si], &self.apis[ai]);
+        if let Some(v) = self.route_gate(r, Via::ApiKey) {
+            return v;
+        }
+        if let Err(why) = &s.key {
+            return Verdict::refused(why.as_str());
+        }
+        let routes = s
+            .grant
+            .as_deref()
+            .map(|g| g.routes_on(self.name_of(a)))
+            .unwrap_or(&[]);
+        self.grant_verdict(s, a, r, routes, "key")
+    }
+
+    /// The registered name (empty when none: no grant names it).
+    fn name_of<'x>(&self, a: &'x ApiRow) -> &'x str {
+        match &a.name {
+            ApiName::Registered { name, .. } => name,
+            ApiName::Unregistered { .. } => "",
+        }
+    }
+
+    /// The policy the authorizer returns for these routes on this API, evaluated for
+    /// every call of the route.
+    fn grant_verdict<'x>(
+        &'x self,
+        s: &'x ServiceRow,
+        a: &'x ApiRow,
+        r: &'x RouteRow,
+        routes: &[RoutePattern],
+        proof: &str,
+    ) -> Verdict<'x> {
+        let name = match &a.name {
+            ApiName::Registered { name, .. } => name,
+            ApiName::Unregistered { why } => {
+                return Verdict::refused(format!(
+                    "{why}: the authorizer allows nothing on it (svcauth apis register)"
+                ))
+            }
+        };
+        if a.api_key_required
+            && s.doc
+                .is_none_or(|d| self.sources.documents[d].usage_plan_key.is_none())
+        {
+            return Verdict::refused(format!(
+                "{} has no usagePlanKey and {} requires an API key (ApiKeyRequired): API Gateway answers 403",
+                s.name, a.label
+            ));
+        }
+        let Some(arn) = &a.method_arn else {
+            return Verdict::unknown(format!("{} has no usable method ARN", a.label));
+        };
+        if routes.is_empty() {
+            return Verdict::refused(format!(
+                "{} is granted nothing on {name} (the {proof}'s policy denies the whole stage)",
+                s.name
+            ));
+        }
+        let policy = Policy::for_service(routes, arn);
+        let mut some = None;
+        for st in policy
+            .statements
+            .iter()
+            .filter(|st| st.effect == Effect::Allow)
+        {
+            for res in &st.resources {
+                match coverage_of_all(res, &r.templates) {
+                    Some(Coverage::All) => {
+                        let pattern = routes
+                            .iter()
+                            .find(|p| p.resource_arn(&a.prefix) == *res)
+                            .map(ToString::to_string)
+                            .unwrap_or_else(|| res.clone());
+                        return Verdict::new(
+                            Answer::Allowed,
+                            format!("granted `{pattern}` on {name}"),
+                        )
+                        .with_rule(format!("grant `{pattern}` on {name}"));
+                    }
+                    Some(Coverage::Some) | None => {
+                        some.get_or_insert(res.clone());
+                    }
+                    Some(Coverage::None) => {}
+                }
+            }
+        }
+        if let Some(res) = some {
+            return Verdict::unknown(format!(
+                "the grant's resource {res} covers only some calls of the route (some values of its parameters)"
+            ));
+        }
+        let granted: Vec<String> = routes.iter().map(ToString::to_string).collect();
+        Verdict::refused(format!(
+            "no grant of {} on {name} covers it (granted: {})",
+            s.name,
+            granted.join(", ")
+        ))
+    }
+
+    fn iam_verdict<'x>(&'x self, si: usize, ai: usize, r: &'x RouteRow) -> Verdict<'x> {
+        self.iam_decision(si, ai, r).0
+    }
+
+    /// The IAM answer, and the role that allowed the call when one did.
+    fn iam_decision<'x>(
+        &'x self,
+        si: usize,
+        ai: usize,
+        r: &'x RouteRow,
+    ) -> (Verdict<'x>, Option<&'x RoleDef>) {
+        let (s, a) = (&self.services[si], &self.apis[ai]);
+        if let Some(v) = self.route_gate(r, Via::Iam) {
+            return (v, None);
+        }
+        let RouteKind::Iam { role_map } = r.kind else {
+            return (Verdict::unknown("not an IAM route"), None);
+        };
+        let map = &self.role_maps[role_map];
+        let roles = match &map.roles {
+            Ok(roles) => roles,
+            Err(e) => {
+                let v = Verdict::refused(format!(
+                    "the backend {}'s {ROLE_MAP_ENV} does not parse ({e}): it refuses every IAM caller",
+                    map.function
+                ));
+                return (v, None);
+            }
+        };
+        let mine: Vec<&MappedRole> = roles.iter().filter(|m| m.service == s.name).collect();
+        if mine.is_empty() {
+            let v = Verdict::refused(format!(
+                "no role is mapped to {} in {ROLE_MAP_ENV} of {}, the backend of this route",
+                s.name, map.function
+            ));
+            return (v, None);
+        }
+        // A resource policy that allows every signed caller (`Principal: *`) is
+        // enough on its own in the API's account.
+        for st in a
+            .resource_policy
+            .iter()
+            .filter(|st| st.allow && st.principals.iter().any(|p| p == "*"))
+        {
+            let assumed = PolicyStatement {
+                condition_keys: Vec::new(),
+                ..st.clone()
+            };
+            if network_only(st) && iam::evaluate(&[assumed], &r.templates) == IamAnswer::Allowed(0)
+            {
+                let v = Verdict::new(
+                    Answer::Allowed,
+                    format!(
+                        "the API's resource policy allows every signed caller ({})",
+                        st.source
+                    ),
+                )
+                .with_rule(format!("{}: {}", st.source, st.summary()));
+                return (v, None);
+            }
+        }
+        let mut unknown = Vec::new();
+        let mut refused = Vec::new();
+        for m in mine {
+            let Some(role) = m
+                .role
+                .as_ref()
+                .and_then(|id| self.sources.model.roles.get(id))
+            else {
+                unknown.push(format!(
+                    "{} is mapped to {} but no template given defines it",
+                    m.label, s.name
+                ));
+                continue;
+            };
+            match iam::evaluate(&role.policy, &r.templates) {
+                IamAnswer::Allowed(i) => {
+                    let st = &role.policy[i];
+                    if let Some(u) = role.unread_policies.first() {
+                        unknown.push(format!(
+                            "role {} is allowed by {}, but {u}",
+                            role.name, st.source
+                        ));
+                    } else if let Some(b) = &role.permissions_boundary {
+                        unknown.push(format!(
+                            "role {} is allowed by {}, but its permissions boundary {b} is not evaluated",
+                            role.name, st.source
+                        ));
+                    } else if let Some(open) = &a.resource_policy_open {
+                        unknown.push(format!(
+                            "role {} is allowed by {}, but {open}",
+                            role.name, st.source
+                        ));
+                    } else {
+                        let v = Verdict::new(
+                            Answer::Allowed,
+                            format!("role {} ({}): {}", role.name, st.source, st.summary()),
+                        )
+                        .with_rule(format!(
+                            "{}: {}",
+                            st.source,
+                            st.summary()
+                        ));
+                        return (v, Some(role));
+                    }
+                }
+                IamAnswer::ExplicitDeny(i) => refused.push(format!(
+                    "role {}: explicit Deny by {}",
+                    role.name, role.policy[i].source
+                )),
+                IamAnswer::ImplicitDeny if role.unread_policies.is_empty() => {
+                    refused.push(format!("role {}: no statement allows it", role.name))
+                }
+                IamAnswer::ImplicitDeny => unknown.push(format!(
+                    "role {}: no statement read allows it, but {}",
+                    role.name, role.unread_policies[0]
+                )),
+                IamAnswer::Unknown { reason, .. } => {
+                    unknown.push(format!("role {}: {reason}", role.name))
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            return (Verdict::unknown(unknown.join("; ")), None);
+        }
+        (Verdict::refused(refused.join("; ")), None)
+    }
+
+    fn token_verdict<'x>(&'x self, si: usize, ai: usize, r: &'x RouteRow) -> Verdict<'x> {
+        let (s, a) = (&self.services[si], &self.apis[ai]);
+        if let Some(v) = self.route_gate(r, Via::Token) {
+            return v;
+        }
+        let (claims, proof) = match &s.token {
+            TokenState::Issued { claims, proof } => (claims, proof),
+            TokenState::Refused(why) => return Verdict::refused(why.as_str()),
+            TokenState::Unknown(why) => return Verdict::unknown(why.as_str()),
+        };
+        let routes: Vec<RoutePattern> = match claims
+            .routes_for(self.name_of(a))
+            .map(RoutePattern::parse)
+            .collect()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Verdict::refused(format!(
+                    "the token's routes do not parse ({e}): the authorizer refuses it"
+                ))
+            }
+        };
+        let mut v = self.grant_verdict(s, a, r, &routes, "token");
+        if v.answer == Answer::Allowed {
+            v.reason = Cow::Owned(format!("token from {proof}; {}", v.reason));
+        }
+        v
+    }
+
+    /// Whether the issuer gives the service a token, and how.
+    fn token_state(&self, si: usize) -> TokenState {
+        let s = &self.services[si];
+        let Some(issuer) = self.issuer else {
+            return TokenState::Unknown(
+                "no token issuer in the templates given (read the platform's template too)".into(),
+            );
+        };
+        let mut why = Vec::new();
+        let mut unknown = false;
+        let mut candidates = Vec::new();
+        for (route, via) in [(issuer.by_key, Via::ApiKey), (issuer.by_role, Via::Iam)] {
+            let Some((ai, ri)) = route else { continue };
+            let row = &self.apis[ai].routes[ri];
+            let route = &row.route;
+            let (v, role) = match via {
+                Via::ApiKey => (self.key_verdict(si, ai, row), None),
+                _ => self.iam_decision(si, ai, row),
+            };
+            match v.answer {
+                Answer::Allowed => candidates.push((via, v.into_owned(), role)),
+                Answer::Unknown => {
+                    unknown = true;
+                    why.push(format!("{route}: {}", v.reason));
+                }
+                Answer::Refused => why.push(format!("{route}: {}", v.reason)),
+            }
+        }
+        let doc = s.doc.map(|d| self.sources.documents[d].clone());
+        let settings = issuer_settings(&self.sources.model, issuer.function);
+        for (via, v, role) in candidates {
+            let caller = match via {
+                Via::ApiKey => match &s.key {
+                    Ok(key_id) => ServiceIdentity {
+                        service: s.name.clone(),
+                        method: AuthMethod::ApiKey {
+                            key_id: key_id.clone(),
+                        },
+                    },
+                    Err(_) => continue,
+                },
+                _ => match role.and_then(|r| self.role_identity(si, r)) {
+                    Some(id) => id,
+                    None => continue,
+                },
+            };
+            let settings = match &settings {
+                Ok(s) => s,
+                Err(e) => return TokenState::Refused(e.clone()),
+            };
+            let standing = token_issuer::issue::Standing {
+                document: doc.clone(),
+                proof_key_revoked: false,
+            };
+            let proof = format!(
+                "{} ({})",
+                match via {
+                    Via::ApiKey => "its API key on POST /token",
+                    _ => "its IAM role on POST /token/iam",
+                },
+                v.rule.as_deref().unwrap_or("")
+            );
+            match token_issuer::issue::claims_for(
+                &caller,
+                &standing,
+                &Default::default(),
+                settings,
+                self.sources.now,
+                "svcauth-access".into(),
+            ) {
+                Ok(claims) => return TokenState::Issued { claims, proof },
+                Err(e) => why.push(format!("the issuer refuses {}: {e}", s.name)),
+            }
+        }
+        let why = format!("{} gets no token: {}", s.name, why.join("; "));
+        if unknown {
+            TokenState::Unknown(why)
+        } else {
+            TokenState::Refused(why)
+        }
+    }
+
+    /// The identity the issuer's role map gives a session of `role`.
+    fn role_identity(&self, si: usize, role: &RoleDef) -> Option<ServiceIdentity> {
+        let s = &self.services[si];
+        let role_name = &role.name;
+        let account = role.arn.split(':').nth(4)?;
+        let issuer = self.issuer?;
+        let (ai, ri) = issuer.by_role?;
+        let RouteKind::Iam { role_map } = self.apis[ai].routes[ri].kind else {
+            return None;
+        };
+        let spec = self
+            .sources
+            .model
+            .functions
+            .get(&self.role_maps[role_map].function)
+            .and_then(|f| text(f, ROLE_MAP_ENV))?;
+        let map = IamRoleMap::parse(spec).ok()?;
+        let caller = format!("arn:aws:sts::{account}:assumed-role/{role_name}/svcauth-access");
+        identify(|_| None, Some(&caller), &map)
+            .ok()
+            .filter(|id| id.service == s.name)
+    }
+
+    /// For `explain`: the service's token standing in one sentence.
+    pub fn token_summary(&self, si: usize) -> String {
+        match &self.services[si].token {
+            TokenState::Issued { claims, proof } => format!(
+                "gets tokens by {proof}, for {}",
+                if claims.aud.is_empty() {
+                    "no API".to_owned()
+                } else {
+                    claims.aud.join(", ")
+                }
+            ),
+            TokenState::Refused(why) | TokenState::Unknown(why) => why.clone(),
+        }
+    }
+
+    /// The same route with the other proof, for `diff`: `(API, route)` indexes where
+    /// the backend route (same function binary, method and path) is served with
+    /// `target` authorization, or the same route when no other API serves it.
+    pub fn counterpart(&self, ai: usize, ri: usize, target: Via) -> (usize, usize) {
+        let model = &self.sources.model;
+        let Some(logical) = &self.apis[ai].logical_id else {
+            return (ai, ri);
+        };
+        let route = &self.apis[ai].routes[ri].route;
+        let backend = |api: &str, route: &str| -> Option<String> {
+            let r = model
+                .routes
+                .iter()
+                .find(|r| r.api == api && format!("{} {}", r.method, r.path) == route)?;
+            let f = model.functions.get(&r.function)?;
+            Some(f.binary.clone().unwrap_or_else(|| f.logical_id.clone()))
+        };
+        let Some(mine) = backend(logical, route) else {
+            return (ai, ri);
+        };
+        for (bi, b) in self.apis.iter().enumerate() {
+            let Some(bl) = &b.logical_id else { continue };
+            for (bri, br) in b.routes.iter().enumerate() {
+                let takes = match (&br.kind, target) {
+                    (RouteKind::Iam { .. }, Via::Iam) => true,
+                    (RouteKind::Authorizer { accept: Ok(a), .. }, Via::Token) => a.tokens(),
+                    (RouteKind::Authorizer { accept: Ok(a), .. }, Via::ApiKey) => a.keys(),
+                    _ => false,
+                };
+                if takes && br.route == *route && backend(bl, route).as_deref() == Some(&mine) {
+                    return (bi, bri);
+                }
+            }
+        }
+        (ai, ri)
+    }
+
+    /// For `diff --to token`: the token answer as if the route's authorizer took
+    /// tokens (the service's token and the token's routes decide).
+    pub fn token_if_accepted(&self, si: usize, ai: usize, ri: usize) -> Cell<'_> {
+        let r = &self.apis[ai].routes[ri];
+        let v = match &r.kind {
+            RouteKind::Authorizer { .. } | RouteKind::Iam { .. } | RouteKind::Untemplated => {
+                let mut moved = r.clone();
+                moved.kind = RouteKind::Untemplated;
+                let s = &self.services[si];
+                let a = &self.apis[ai];
+                match &s.token {
+                    TokenState::Issued { claims, .. } => {
+                        let routes: Vec<RoutePattern> = claims
+                            .routes_for(self.name_of(a))
+                            .filter_map(|p| RoutePattern::parse(p).ok())
+                            .collect();
+                        self.grant_verdict(s, a, &moved, &routes, "token")
+                            .into_owned()
+                    }
+                    TokenState::Refused(w) => Verdict::refused(w.clone()),
+                    TokenState::Unknown(w) => Verdict::unknown(w.clone()),
+                }
+            }
+            RouteKind::Open => self.token_verdict(si, ai, r).into_owned(),
+        };
+        let cell = self.cell(si, ai, ri, Via::Token);
+        Cell {
+            answer: v.answer,
+            reason: v.reason,
+            rule: v.rule,
+            ..cell
+        }
+    }
+
+    /// Whether API `ai` is a route of the token issuer (its cells are about getting
+    /// tokens, not about calling a backend).
+    pub fn is_issuer_route(&self, ai: usize, ri: usize) -> bool {
+        self.apis[ai].routes[ri].is_issuer
+    }
+}
+
+/// A route path as an IAM pattern (`{param}` → `*`), for matching a concrete call.
+fn route_as_pattern(prefix: &str, method: &str, path: &str) -> String {
+    let mut out = format!("{prefix}{method}");
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if seg.starts_with('{') { "*" } else { seg });
+    }
+    out
+}
+
+/// A resource-policy statement about the network path only (see the module doc).
+fn network_only(st: &PolicyStatement) -> bool {
+    let anyone = st
+        .principals
+        .iter()
+        .all(|p| p == "*" || p.ends_with(":root") || p.bytes().all(|b| b.is_ascii_digit()));
+    anyone
+        && st
+            .condition_keys
+            .iter()
+            .all(|k| NETWORK_KEYS.contains(&k.to_ascii_lowercase().as_str()))
+}
+
+/// The name of the API with local id `api_id`.
+fn api_name(registry: &Registry, api_id: &str, declared: Option<&String>) -> ApiName {
+    match registry {
+        Registry::ById { names, label } => match names.get(api_id) {
+            Some(n) => ApiName::Registered {
+                name: n.clone(),
+                how: format!("{label} maps {api_id} to {n}"),
+            },
+            None => ApiName::Unregistered {
+                why: format!("{api_id} is not registered in {label}"),
+            },
+        },
+        Registry::ByName { ids, label } => match declared {
+            Some(n) => match ids.get(n) {
+                Some(id) => ApiName::Registered {
+                    name: n.clone(),
+                    how: format!(
+                        "the template names it {n}; {label} has {n} registered (as API {id}, taken to be this one)"
+                    ),
+                },
+                None => ApiName::Unregistered {
+                    why: format!("the template names it {n}, but {label} has no {n}"),
+                },
+            },
+            None => ApiName::Unregistered {
+                why: format!("the templates declare no name for {api_id}"),
+            },
+        },
+        Registry::Declared => match declared {
+            Some(n) => ApiName::Registered {
+                name: n.clone(),
+                how: format!("the template names it {n} (no registry given: taken as registered)"),
+            },
+            None => ApiName::Unregistered {
+                why: format!("the templates declare no name for {api_id} and no registry was given"),
+            },
+        },
+    }
+}
+
+/// The roles a map sends to services: the model's roles it matches (by the real
+/// identity code, on a session of each role), and entries matching none of them.
+fn resolve_role_map(model: &Model, spec: &str, account: &str) -> Result<Vec<MappedRole>, String> {
+    let map = IamRoleMap::parse(spec).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut matched_services: Vec<(String, String)> = Vec::new();
+    for (id, role) in &model.roles {
+        let acct = role.arn.split(':').nth(4).unwrap_or(account);
+        let caller = format!(
+            "arn:aws:sts::{acct}:assumed-role/{}/svcauth-access",
+            role.name
+        );
+        if let Ok(identity) = identify(|_| None, Some(&caller), &map) {
+            matched_services.push((role.name.to_ascii_lowercase(), identity.service.clone()));
+            out.push(MappedRole {
+                role: Some(id.clone()),
+                label: role.name.clone(),
+                service: identity.service,
+            });
+        }
+    }
+    for (entry, service) in map.entries() {
+        let name = entry
+            .rsplit('/')
+            .next()
+            .unwrap_or(&entry)
+            .to_ascii_lowercase();
+        if !matched_services
+            .iter()
+            .any(|(n, s)| *n == name && s == service)
+        {
+            out.push(MappedRole {
+                role: None,
+                label: entry.clone(),
+                service: service.to_owned(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A usable key of the service in the store, or why it has none.
+fn usable_key(
+    store: &KeyStore,
+    doc: Option<&ServiceDocument>,
+    service: &str,
+    now: UnixTime,
+) -> Result<KeyId, String> {
+    let Some(doc) = doc else {
+        return Err(format!("{service} has no service document (no key)"));
+    };
+    for k in &doc.keys {
+        let usable = store.key_by_id(k.key_id.as_str()).is_some_and(|e| {
+            e.grant.service == service
+                && e.status == service_auth::KeyStatus::Active
+                && e.expires.is_none_or(|t| now < t)
+        });
+        if usable {
+            return Ok(k.key_id.clone());
+        }
+    }
+    Err(format!(
+        "{service} has no usable key ({} revoked or expired)",
+        doc.keys.len()
+    ))
+}
+
+/// The token issuer's routes in the APIs.
+fn find_issuer(apis: &[ApiRow], model: &Model) -> Option<IssuerRoutes> {
+    let mut found = IssuerRoutes {
+        by_key: None,
+        by_role: None,
+        function: 0,
+    };
+    let mut any = false;
+    for (ai, a) in apis.iter().enumerate() {
+        for (ri, r) in a.routes.iter().enumerate() {
+            if !r.is_issuer {
+                continue;
+            }
+            any = true;
+            if r.route == format!("{} {}", TOKEN_BY_KEY.0, TOKEN_BY_KEY.1) {
+                found.by_key = Some((ai, ri));
+            } else if r.route == format!("{} {}", TOKEN_BY_ROLE.0, TOKEN_BY_ROLE.1) {
+                found.by_role = Some((ai, ri));
+            }
+        }
+    }
+    found.function = model
+        .functions
+        .values()
+        .position(|f| f.binary.as_deref() == Some(ISSUER_BINARY))?;
+    any.then_some(found)
+}
+
+/// The issuer's settings as it reads them from its environment.
+fn issuer_settings(
+    model: &Model,
+    function: usize,
+) -> Result<token_issuer::issue::IssuerSettings, String> {
+    let f = model
+        .functions
+        .values()
+        .nth(function)
+        .ok_or_else(|| "no token issuer function".to_owned())?;
+    token_issuer::Config::from_lookup(|k| text(f, k).map(str::to_owned))
+        .map(|c| c.settings)
+        .map_err(|e| {
+            format!(
+                "the token issuer {}'s configuration is invalid ({e}): it issues no token",
+                f.logical_id
+            )
+        })
+}
