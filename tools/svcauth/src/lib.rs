@@ -46,7 +46,9 @@ pub use error::{exit, Error, EXIT_CODES_HELP};
 
 /// The answers of `svcauth access`, from plain inputs (for benchmarks and tools).
 pub mod access {
+    pub use crate::commands::access::cli::Format;
     pub use crate::commands::access::engine::*;
+    pub use crate::commands::access::render::matrix as write_matrix;
 }
 pub use store::{FileStore, Store, Written};
 

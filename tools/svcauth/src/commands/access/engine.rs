@@ -165,6 +165,15 @@ impl<'a> Verdict<'a> {
         self
     }
 
+    /// The same answer, borrowing this one's text.
+    fn borrowed(&self) -> Verdict<'_> {
+        Verdict {
+            answer: self.answer,
+            reason: Cow::Borrowed(&self.reason),
+            rule: self.rule.as_deref().map(Cow::Borrowed),
+        }
+    }
+
     fn into_owned(self) -> Verdict<'static> {
         Verdict {
             answer: self.answer,
@@ -207,6 +216,8 @@ pub struct RouteRow {
     /// `GET /internal/users/{id}`.
     pub route: String,
     kind: RouteKind,
+    /// What the route's authorization alone decides, per proof (by [`Via`] index).
+    gates: [Option<Verdict<'static>>; 3],
     /// The method ARNs of the route (one per method of `ANY`).
     templates: Vec<ResourceTemplate>,
     is_issuer: bool,
@@ -391,6 +402,7 @@ impl Access {
                     .is_some_and(|f| f.binary.as_deref() == Some(ISSUER_BINARY));
                 routes.push(RouteRow {
                     route: format!("{} {}", r.method, r.path),
+                    gates: gates(&kind),
                     kind,
                     templates: method_templates(&prefix, &r.method, &r.path),
                     is_issuer,
@@ -453,6 +465,7 @@ impl Access {
                     RouteRow {
                         templates: method_templates(&prefix, method, path),
                         route: text.clone(),
+                        gates: gates(&RouteKind::Untemplated),
                         kind: RouteKind::Untemplated,
                         is_issuer: false,
                     }
@@ -529,12 +542,13 @@ impl Access {
     }
 
     /// Every cell of the services and APIs asked (all when empty), in order of
-    /// service, API, route, proof.
-    pub fn for_each_cell<'a>(
-        &'a self,
+    /// service, API, route, proof. What a service may do with keys and tokens on an
+    /// API is worked out once for all the API's routes.
+    pub fn for_each_cell(
+        &self,
         services: &[String],
         apis: &[String],
-        mut f: impl FnMut(Cell<'a>),
+        mut f: impl FnMut(&Cell<'_>),
     ) {
         for (si, s) in self.services.iter().enumerate() {
             if !services.is_empty() && !services.contains(&s.name) {
@@ -544,9 +558,19 @@ impl Access {
                 if !apis.is_empty() && !self.api_matches(a, apis) {
                     continue;
                 }
-                for ri in 0..a.routes.len() {
+                let pair = self.pair(si, ai);
+                for r in &a.routes {
                     for via in Via::ALL {
-                        f(self.cell(si, ai, ri, via));
+                        let v = self.verdict(si, ai, r, via, &pair);
+                        f(&Cell {
+                            service: &s.name,
+                            api: &a.label,
+                            route: &r.route,
+                            via,
+                            answer: v.answer,
+                            reason: v.reason,
+                            rule: v.rule,
+                        });
                     }
                 }
             }
@@ -608,8 +632,8 @@ impl Access {
     }
 
     /// The answer for one (service, API, route, proof).
-    pub fn cell(&self, si: usize, ai: usize, ri: usize, via: Via) -> Cell<'_> {
-        self.cell_on(si, ai, &self.apis[ai].routes[ri], via)
+    pub fn cell(&self, si: usize, ai: usize, ri: usize, via: Via) -> Cell<'static> {
+        self.owned_cell(si, ai, &self.apis[ai].routes[ri], via)
     }
 
     /// The answer for one concrete call `METHOD /path` of route `ri` (exact, where
@@ -630,30 +654,16 @@ impl Access {
             a.prefix,
             method.to_ascii_uppercase()
         ))];
-        let c = self.cell_on(si, ai, &r, via);
+        self.owned_cell(si, ai, &r, via)
+    }
+
+    fn owned_cell(&self, si: usize, ai: usize, r: &RouteRow, via: Via) -> Cell<'static> {
+        let pair = self.pair(si, ai);
+        let v = self.verdict(si, ai, r, via, &pair).into_owned();
         Cell {
             service: "",
             api: "",
             route: "",
-            via,
-            answer: c.answer,
-            reason: Cow::Owned(c.reason.into_owned()),
-            rule: c.rule.map(|r| Cow::Owned(r.into_owned())),
-        }
-    }
-
-    fn cell_on<'x>(&'x self, si: usize, ai: usize, r: &'x RouteRow, via: Via) -> Cell<'x> {
-        let s = &self.services[si];
-        let a = &self.apis[ai];
-        let v = match via {
-            Via::ApiKey => self.key_verdict(si, ai, r),
-            Via::Iam => self.iam_verdict(si, ai, r),
-            Via::Token => self.token_verdict(si, ai, r),
-        };
-        Cell {
-            service: &s.name,
-            api: &a.label,
-            route: &r.route,
             via,
             answer: v.answer,
             reason: v.reason,
@@ -661,69 +671,66 @@ impl Access {
         }
     }
 
-    /// What the route's authorization says before any credential is looked at:
-    /// `Some(verdict)` decides the cell.
-    fn route_gate<'x>(&'x self, r: &'x RouteRow, via: Via) -> Option<Verdict<'x>> {
-        match (&r.kind, via) {
-            (RouteKind::Open, _) => Some(
-                Verdict::new(
-                    Answer::Allowed,
-                    "the route has no authorization: every caller that reaches the API may call it",
-                )
-                .with_rule("Auth: NONE"),
-            ),
-            (RouteKind::Untemplated, Via::Iam) => Some(Verdict::unknown(
-                "no template given defines this API: its IAM authorization is not known",
-            )),
-            (RouteKind::Untemplated, _) => None,
-            (RouteKind::Iam { .. }, Via::Iam) => None,
-            (RouteKind::Iam { .. }, _) => Some(Verdict::refused(format!(
-                "the route takes SigV4 (AWS_IAM), not {}",
-                match via {
-                    Via::Token => "tokens",
-                    _ => "API keys",
-                }
-            ))),
-            (RouteKind::Authorizer { .. }, Via::Iam) => Some(Verdict::refused(
-                "the route takes its REQUEST authorizer, not SigV4 (AWS_IAM)",
-            )),
-            (RouteKind::Authorizer { accept: Err(e), .. }, _) => Some(Verdict::refused(e.as_str())),
-            (
-                RouteKind::Authorizer {
-                    accept: Ok(accept),
-                    name,
-                    function,
-                },
-                _,
-            ) => {
-                let (takes, what) = match via {
-                    Via::Token => (accept.tokens(), "tokens"),
-                    _ => (accept.keys(), "API keys"),
-                };
-                (!takes).then(|| {
-                    Verdict::refused(format!(
-                        "the route's authorizer {name} ({function}, SVCAUTH_ACCEPT={}) takes no {what}",
-                        accept.name()
-                    ))
-                })
-            }
+    /// One answer, with the service's keys and tokens on the API worked out in `pair`.
+    fn verdict<'x>(
+        &'x self,
+        si: usize,
+        ai: usize,
+        r: &'x RouteRow,
+        via: Via,
+        pair: &'x Pair,
+    ) -> Verdict<'x> {
+        if let Some(g) = &r.gates[via as usize] {
+            return g.borrowed();
+        }
+        match via {
+            Via::ApiKey => grant_cell(&pair.key, r),
+            Via::Token => grant_cell(&pair.token, r),
+            Via::Iam => self.iam_decision(si, ai, r).0,
         }
     }
 
-    fn key_verdict<'x>(&'x self, si: usize, ai: usize, r: &'x RouteRow) -> Verdict<'x> {
-        let (s, a) = (&self.services[si], &self.apis[ai]);
-        if let Some(v) = self.route_gate(r, Via::ApiKey) {
-            return v;
+    /// What service `si` may do with keys and tokens on API `ai`.
+    fn pair(&self, si: usize, ai: usize) -> Pair {
+        Pair {
+            key: self.key_grants(si, ai),
+            token: self.token_grants(si, ai),
         }
+    }
+
+    fn key_grants(&self, si: usize, ai: usize) -> Grants {
+        let (s, a) = (&self.services[si], &self.apis[ai]);
         if let Err(why) = &s.key {
-            return Verdict::refused(why.as_str());
+            return Grants::Decided(Verdict::refused(why.clone()));
         }
         let routes = s
             .grant
             .as_deref()
             .map(|g| g.routes_on(self.name_of(a)))
             .unwrap_or(&[]);
-        self.grant_verdict(s, a, r, routes, "key")
+        self.grants(s, a, routes, "key", "")
+    }
+
+    fn token_grants(&self, si: usize, ai: usize) -> Grants {
+        let (s, a) = (&self.services[si], &self.apis[ai]);
+        let (claims, proof) = match &s.token {
+            TokenState::Issued { claims, proof } => (claims, proof),
+            TokenState::Refused(why) => return Grants::Decided(Verdict::refused(why.clone())),
+            TokenState::Unknown(why) => return Grants::Decided(Verdict::unknown(why.clone())),
+        };
+        let routes: Vec<RoutePattern> = match claims
+            .routes_for(self.name_of(a))
+            .map(RoutePattern::parse)
+            .collect()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Grants::Decided(Verdict::refused(format!(
+                    "the token's routes do not parse ({e}): the authorizer refuses it"
+                )))
+            }
+        };
+        self.grants(s, a, &routes, "token", &format!("token from {proof}; "))
     }
 
     /// The registered name (empty when none: no grant names it).
@@ -734,85 +741,74 @@ impl Access {
         }
     }
 
-    /// The policy the authorizer returns for these routes on this API, evaluated for
-    /// every call of the route.
-    fn grant_verdict<'x>(
-        &'x self,
-        s: &'x ServiceRow,
-        a: &'x ApiRow,
-        r: &'x RouteRow,
+    /// The policy the authorizer returns for these routes on this API
+    /// ([`Policy::for_service`]), or what decides every route before it.
+    fn grants(
+        &self,
+        s: &ServiceRow,
+        a: &ApiRow,
         routes: &[RoutePattern],
         proof: &str,
-    ) -> Verdict<'x> {
+        prefix: &str,
+    ) -> Grants {
         let name = match &a.name {
             ApiName::Registered { name, .. } => name,
             ApiName::Unregistered { why } => {
-                return Verdict::refused(format!(
+                return Grants::Decided(Verdict::refused(format!(
                     "{why}: the authorizer allows nothing on it (svcauth apis register)"
-                ))
+                )))
             }
         };
         if a.api_key_required
             && s.doc
                 .is_none_or(|d| self.sources.documents[d].usage_plan_key.is_none())
         {
-            return Verdict::refused(format!(
+            return Grants::Decided(Verdict::refused(format!(
                 "{} has no usagePlanKey and {} requires an API key (ApiKeyRequired): API Gateway answers 403",
                 s.name, a.label
-            ));
+            )));
         }
         let Some(arn) = &a.method_arn else {
-            return Verdict::unknown(format!("{} has no usable method ARN", a.label));
+            return Grants::Decided(Verdict::unknown(format!(
+                "{} has no usable method ARN",
+                a.label
+            )));
         };
         if routes.is_empty() {
-            return Verdict::refused(format!(
+            return Grants::Decided(Verdict::refused(format!(
                 "{} is granted nothing on {name} (the {proof}'s policy denies the whole stage)",
                 s.name
-            ));
+            )));
         }
         let policy = Policy::for_service(routes, arn);
-        let mut some = None;
+        let mut allowed = Vec::new();
         for st in policy
             .statements
             .iter()
             .filter(|st| st.effect == Effect::Allow)
         {
             for res in &st.resources {
-                match coverage_of_all(res, &r.templates) {
-                    Some(Coverage::All) => {
-                        let pattern = routes
-                            .iter()
-                            .find(|p| p.resource_arn(&a.prefix) == *res)
-                            .map(ToString::to_string)
-                            .unwrap_or_else(|| res.clone());
-                        return Verdict::new(
-                            Answer::Allowed,
-                            format!("granted `{pattern}` on {name}"),
-                        )
-                        .with_rule(format!("grant `{pattern}` on {name}"));
-                    }
-                    Some(Coverage::Some) | None => {
-                        some.get_or_insert(res.clone());
-                    }
-                    Some(Coverage::None) => {}
-                }
+                let pattern = routes
+                    .iter()
+                    .find(|p| p.resource_arn(&a.prefix) == *res)
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| res.clone());
+                allowed.push(Granted {
+                    reason: format!("{prefix}granted `{pattern}` on {name}"),
+                    rule: format!("grant `{pattern}` on {name}"),
+                    resource: res.clone(),
+                });
             }
         }
-        if let Some(res) = some {
-            return Verdict::unknown(format!(
-                "the grant's resource {res} covers only some calls of the route (some values of its parameters)"
-            ));
-        }
         let granted: Vec<String> = routes.iter().map(ToString::to_string).collect();
-        Verdict::refused(format!(
-            "no grant of {} on {name} covers it (granted: {})",
-            s.name,
-            granted.join(", ")
-        ))
-    }
-
-    fn iam_verdict<'x>(&'x self, si: usize, ai: usize, r: &'x RouteRow) -> Verdict<'x> {
-        self.iam_decision(si, ai, r).0
+        Grants::Policy {
+            allowed,
+            none: format!(
+                "no grant of {} on {name} covers it (granted: {})",
+                s.name,
+                granted.join(", ")
+            ),
+        }
     }
 
     /// The IAM answer, and the role that allowed the call when one did.
@@ -823,8 +819,8 @@ impl Access {
         r: &'x RouteRow,
     ) -> (Verdict<'x>, Option<&'x RoleDef>) {
         let (s, a) = (&self.services[si], &self.apis[ai]);
-        if let Some(v) = self.route_gate(r, Via::Iam) {
-            return (v, None);
+        if let Some(g) = &r.gates[Via::Iam as usize] {
+            return (g.borrowed(), None);
         }
         let RouteKind::Iam { role_map } = r.kind else {
             return (Verdict::unknown("not an IAM route"), None);
@@ -939,35 +935,6 @@ impl Access {
         (Verdict::refused(refused.join("; ")), None)
     }
 
-    fn token_verdict<'x>(&'x self, si: usize, ai: usize, r: &'x RouteRow) -> Verdict<'x> {
-        let (s, a) = (&self.services[si], &self.apis[ai]);
-        if let Some(v) = self.route_gate(r, Via::Token) {
-            return v;
-        }
-        let (claims, proof) = match &s.token {
-            TokenState::Issued { claims, proof } => (claims, proof),
-            TokenState::Refused(why) => return Verdict::refused(why.as_str()),
-            TokenState::Unknown(why) => return Verdict::unknown(why.as_str()),
-        };
-        let routes: Vec<RoutePattern> = match claims
-            .routes_for(self.name_of(a))
-            .map(RoutePattern::parse)
-            .collect()
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return Verdict::refused(format!(
-                    "the token's routes do not parse ({e}): the authorizer refuses it"
-                ))
-            }
-        };
-        let mut v = self.grant_verdict(s, a, r, &routes, "token");
-        if v.answer == Answer::Allowed {
-            v.reason = Cow::Owned(format!("token from {proof}; {}", v.reason));
-        }
-        v
-    }
-
     /// Whether the issuer gives the service a token, and how.
     fn token_state(&self, si: usize) -> TokenState {
         let s = &self.services[si];
@@ -984,11 +951,20 @@ impl Access {
             let row = &self.apis[ai].routes[ri];
             let route = &row.route;
             let (v, role) = match via {
-                Via::ApiKey => (self.key_verdict(si, ai, row), None),
-                _ => self.iam_decision(si, ai, row),
+                Via::ApiKey => {
+                    let v = match &row.gates[Via::ApiKey as usize] {
+                        Some(g) => g.clone(),
+                        None => grant_cell(&self.key_grants(si, ai), row).into_owned(),
+                    };
+                    (v, None)
+                }
+                _ => {
+                    let (v, role) = self.iam_decision(si, ai, row);
+                    (v.into_owned(), role)
+                }
             };
             match v.answer {
-                Answer::Allowed => candidates.push((via, v.into_owned(), role)),
+                Answer::Allowed => candidates.push((via, v, role)),
                 Answer::Unknown => {
                     unknown = true;
                     why.push(format!("{route}: {}", v.reason));
@@ -1127,35 +1103,20 @@ impl Access {
 
     /// For `diff --to token`: the token answer as if the route's authorizer took
     /// tokens (the service's token and the token's routes decide).
-    pub fn token_if_accepted(&self, si: usize, ai: usize, ri: usize) -> Cell<'_> {
+    pub fn token_if_accepted(&self, si: usize, ai: usize, ri: usize) -> Cell<'static> {
         let r = &self.apis[ai].routes[ri];
-        let v = match &r.kind {
-            RouteKind::Authorizer { .. } | RouteKind::Iam { .. } | RouteKind::Untemplated => {
-                let mut moved = r.clone();
-                moved.kind = RouteKind::Untemplated;
-                let s = &self.services[si];
-                let a = &self.apis[ai];
-                match &s.token {
-                    TokenState::Issued { claims, .. } => {
-                        let routes: Vec<RoutePattern> = claims
-                            .routes_for(self.name_of(a))
-                            .filter_map(|p| RoutePattern::parse(p).ok())
-                            .collect();
-                        self.grant_verdict(s, a, &moved, &routes, "token")
-                            .into_owned()
-                    }
-                    TokenState::Refused(w) => Verdict::refused(w.clone()),
-                    TokenState::Unknown(w) => Verdict::unknown(w.clone()),
-                }
-            }
-            RouteKind::Open => self.token_verdict(si, ai, r).into_owned(),
-        };
-        let cell = self.cell(si, ai, ri, Via::Token);
+        if matches!(r.kind, RouteKind::Open) {
+            return self.cell(si, ai, ri, Via::Token);
+        }
+        let v = grant_cell(&self.token_grants(si, ai), r).into_owned();
         Cell {
+            service: "",
+            api: "",
+            route: "",
+            via: Via::Token,
             answer: v.answer,
             reason: v.reason,
             rule: v.rule,
-            ..cell
         }
     }
 
@@ -1163,6 +1124,109 @@ impl Access {
     /// tokens, not about calling a backend).
     pub fn is_issuer_route(&self, ai: usize, ri: usize) -> bool {
         self.apis[ai].routes[ri].is_issuer
+    }
+}
+
+/// What a service may do with keys (or tokens) on one API, for all its routes.
+enum Grants {
+    /// One answer for every route (no key, not registered, nothing granted...).
+    Decided(Verdict<'static>),
+    /// The policy's Allow resources, each with what it says when it covers a route,
+    /// and the refusal when none does.
+    Policy { allowed: Vec<Granted>, none: String },
+}
+
+struct Granted {
+    resource: String,
+    reason: String,
+    rule: String,
+}
+
+/// Keys and tokens of one service on one API.
+struct Pair {
+    key: Grants,
+    token: Grants,
+}
+
+/// API Gateway's evaluation of the policy in `grants` for every call of route `r`.
+fn grant_cell<'x>(grants: &'x Grants, r: &RouteRow) -> Verdict<'x> {
+    let (allowed, none) = match grants {
+        Grants::Decided(v) => return v.borrowed(),
+        Grants::Policy { allowed, none } => (allowed, none),
+    };
+    let mut some = None;
+    for g in allowed {
+        match coverage_of_all(&g.resource, &r.templates) {
+            Some(Coverage::All) => {
+                return Verdict {
+                    answer: Answer::Allowed,
+                    reason: Cow::Borrowed(&g.reason),
+                    rule: Some(Cow::Borrowed(&g.rule)),
+                }
+            }
+            Some(Coverage::Some) | None => {
+                some.get_or_insert(&g.resource);
+            }
+            Some(Coverage::None) => {}
+        }
+    }
+    match some {
+        Some(res) => Verdict::unknown(format!(
+            "the policy's resource {res} covers only some calls of the route (some values of its parameters)"
+        )),
+        None => Verdict::refused(none.as_str()),
+    }
+}
+
+/// What a route's authorization alone decides for each proof (before any
+/// credential is looked at), by [`Via`] index.
+fn gates(kind: &RouteKind) -> [Option<Verdict<'static>>; 3] {
+    Via::ALL.map(|via| gate(kind, via))
+}
+
+fn gate(kind: &RouteKind, via: Via) -> Option<Verdict<'static>> {
+    match (kind, via) {
+        (RouteKind::Open, _) => Some(
+            Verdict::new(
+                Answer::Allowed,
+                "the route has no authorization: every caller that reaches the API may call it",
+            )
+            .with_rule("Auth: NONE"),
+        ),
+        (RouteKind::Untemplated, Via::Iam) => Some(Verdict::unknown(
+            "no template given defines this API: its IAM authorization is not known",
+        )),
+        (RouteKind::Untemplated, _) => None,
+        (RouteKind::Iam { .. }, Via::Iam) => None,
+        (RouteKind::Iam { .. }, Via::Token) => Some(Verdict::refused(
+            "the route takes SigV4 (AWS_IAM), not tokens",
+        )),
+        (RouteKind::Iam { .. }, Via::ApiKey) => Some(Verdict::refused(
+            "the route takes SigV4 (AWS_IAM), not API keys",
+        )),
+        (RouteKind::Authorizer { .. }, Via::Iam) => Some(Verdict::refused(
+            "the route takes its REQUEST authorizer, not SigV4 (AWS_IAM)",
+        )),
+        (RouteKind::Authorizer { accept: Err(e), .. }, _) => Some(Verdict::refused(e.clone())),
+        (
+            RouteKind::Authorizer {
+                accept: Ok(accept),
+                name,
+                function,
+            },
+            _,
+        ) => {
+            let (takes, what) = match via {
+                Via::Token => (accept.tokens(), "tokens"),
+                _ => (accept.keys(), "API keys"),
+            };
+            (!takes).then(|| {
+                Verdict::refused(format!(
+                    "the route's authorizer {name} ({function}, SVCAUTH_ACCEPT={}) takes no {what}",
+                    accept.name()
+                ))
+            })
+        }
     }
 }
 

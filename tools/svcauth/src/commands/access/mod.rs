@@ -4,7 +4,7 @@
 
 pub mod cli;
 pub mod engine;
-mod render;
+pub(crate) mod render;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;

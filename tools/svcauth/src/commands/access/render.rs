@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::cli::{Format, Target};
-use super::engine::{Access, Answer, ApiName, Cell, Via};
+use super::engine::{Access, Answer, ApiName, Via};
 use super::{Change, Explained};
 
 /// Widest table line.
@@ -41,7 +41,8 @@ fn fit(text: &str, w: usize) -> String {
     s
 }
 
-pub(super) fn matrix(
+/// Writes the cells of the services and APIs asked (all when empty) in `format`.
+pub fn matrix(
     access: &Access,
     services: &[String],
     apis: &[String],
@@ -200,33 +201,22 @@ fn table(
         "{}",
         line("SERVICE", "API", "ROUTE", "API-KEY", "IAM", "TOKEN")
     )?;
-    let mut row: Vec<Cell<'_>> = Vec::with_capacity(3);
+    // The cells of a row come in proof order, token last.
+    let mut marks = [""; 3];
     let mut result = Ok(());
     let mut unknown = false;
     access.for_each_cell(services, apis, |c| {
         unknown |= c.answer == Answer::Unknown;
-        row.push(c);
-        if row.len() < 3 || result.is_err() {
+        marks[c.via as usize] = mark(c.answer);
+        if c.via != Via::Token || result.is_err() {
             return;
         }
-        let get = |v: Via| {
-            row.iter()
-                .find(|c| c.via == v)
-                .map_or("", |c| mark(c.answer))
-        };
         result = writeln!(
             out,
             "{}",
-            line(
-                row[0].service,
-                row[0].api,
-                row[0].route,
-                get(Via::ApiKey),
-                get(Via::Iam),
-                get(Via::Token)
-            )
+            line(c.service, c.api, c.route, marks[0], marks[1], marks[2])
         );
-        row.clear();
+        marks = [""; 3];
     });
     result?;
     writeln!(out)?;
