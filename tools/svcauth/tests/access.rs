@@ -427,3 +427,72 @@ async fn matrix_formats() {
     expect(&run, exit::NOT_FOUND);
     assert!(run.stderr.contains("tutor-service"), "{run:#?}");
 }
+
+/// docs/access.md shows the example deployment as `matrix --format mermaid` draws it;
+/// `SVCAUTH_UPDATE_DOCS=1` rewrites the picture instead of comparing.
+#[tokio::test]
+async fn the_docs_picture_is_the_example_deployment() {
+    let dir = TempDir::new("access-docs");
+    let store = dev_store(&dir, |_| {});
+    let run = access(&store, "both", &words("matrix --format mermaid")).await;
+    expect(&run, exit::OK);
+    let doc_path = root().join("docs/access.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let (begin, end) = ("<!-- access-picture:begin -->\n", "<!-- access-picture:end -->");
+    let a = doc.find(begin).expect("the picture's begin marker") + begin.len();
+    let b = doc.find(end).expect("the picture's end marker");
+    let picture = format!("```mermaid\n{}```\n", run.stdout);
+    if std::env::var_os("SVCAUTH_UPDATE_DOCS").is_some() {
+        std::fs::write(&doc_path, format!("{}{picture}{}", &doc[..a], &doc[b..])).unwrap();
+        return;
+    }
+    assert_eq!(
+        doc[a..b],
+        picture,
+        "docs/access.md's picture differs from what the templates and the development store give now: run SVCAUTH_UPDATE_DOCS=1 cargo test -p svcauth --test integration access::the_docs_picture"
+    );
+}
+
+/// With `--store ssm`: the documents and the API registry next to the key store in
+/// SSM (moto). A template API counts as registered when the name its template declares
+/// is in the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ssm_store_and_its_registry() {
+    use keystore_ssm::aws_sdk_ssm::types::ParameterType;
+    let moto = test_support::MotoServer::start();
+    let c = moto_client(&moto.endpoint());
+    let aws = Aws::Client(c.clone());
+    let run = svcauth(
+        &args(&create_tutor(&["--usage-plan-key", "tutor-plan"])),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::OK);
+    let template = root().join("template.yaml").display().to_string();
+    let explain = || {
+        let mut cmd = args(&words(
+            "access explain --service tutor-service --api identity --parameter AuthMode=api-key",
+        ));
+        cmd.extend_from_slice(&["--template", &template, "--route", "GET /internal/users/42"]);
+        cmd.into_iter().map(str::to_owned).collect::<Vec<String>>()
+    };
+    let cmd = explain();
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let run = svcauth(&cmd, &aws, NOW).await;
+    expect(&run, exit::NOT_ACCEPTED);
+    assert!(answer(&run, "api-key").contains("has no identity"), "{run:#?}");
+    // An operator registers the deployed API under its name.
+    let parent = PATH.rsplit_once('/').unwrap().0;
+    c.put_parameter()
+        .name(format!("{parent}/apis/a1b2c3d4e5"))
+        .value("identity")
+        .r#type(ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let run = svcauth(&cmd, &aws, NOW).await;
+    expect(&run, exit::OK);
+    assert!(answer(&run, "api-key").contains("granted `GET /internal/users/*` on identity"), "{run:#?}");
+    assert!(run.stdout.contains("registered (as API a1b2c3d4e5"), "{run:#?}");
+}

@@ -419,9 +419,13 @@ impl Access {
             }
             open.extend(a.resource_policy_unread.iter().cloned());
             apis.push(ApiRow {
+                // Its name, registered or as its template declares it, else its id.
                 label: match &name {
                     ApiName::Registered { name, .. } => name.clone(),
-                    ApiName::Unregistered { .. } => a.logical_id.clone(),
+                    ApiName::Unregistered { .. } => declared
+                        .get(&a.api_id)
+                        .cloned()
+                        .unwrap_or_else(|| a.logical_id.clone()),
                 },
                 logical_id: Some(a.logical_id.clone()),
                 api_id: a.api_id.clone(),
