@@ -438,7 +438,10 @@ async fn the_docs_picture_is_the_example_deployment() {
     expect(&run, exit::OK);
     let doc_path = root().join("docs/access.md");
     let doc = std::fs::read_to_string(&doc_path).unwrap();
-    let (begin, end) = ("<!-- access-picture:begin -->\n", "<!-- access-picture:end -->");
+    let (begin, end) = (
+        "<!-- access-picture:begin -->\n",
+        "<!-- access-picture:end -->",
+    );
     let a = doc.find(begin).expect("the picture's begin marker") + begin.len();
     let b = doc.find(end).expect("the picture's end marker");
     let picture = format!("```mermaid\n{}```\n", run.stdout);
@@ -481,7 +484,10 @@ async fn the_ssm_store_and_its_registry() {
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let run = svcauth(&cmd, &aws, NOW).await;
     expect(&run, exit::NOT_ACCEPTED);
-    assert!(answer(&run, "api-key").contains("has no identity"), "{run:#?}");
+    assert!(
+        answer(&run, "api-key").contains("has no identity"),
+        "{run:#?}"
+    );
     // An operator registers the deployed API under its name.
     let parent = PATH.rsplit_once('/').unwrap().0;
     c.put_parameter()
@@ -493,6 +499,12 @@ async fn the_ssm_store_and_its_registry() {
         .unwrap();
     let run = svcauth(&cmd, &aws, NOW).await;
     expect(&run, exit::OK);
-    assert!(answer(&run, "api-key").contains("granted `GET /internal/users/*` on identity"), "{run:#?}");
-    assert!(run.stdout.contains("registered (as API a1b2c3d4e5"), "{run:#?}");
+    assert!(
+        answer(&run, "api-key").contains("granted `GET /internal/users/*` on identity"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains("registered (as API a1b2c3d4e5"),
+        "{run:#?}"
+    );
 }

@@ -1413,3 +1413,159 @@ fn issuer_settings(
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sam_template::template::{load, Environment};
+    use service_auth::{ApiGrant, ApiKey, KeyRecord};
+
+    /// A key API (behind an authorizer taking keys), an IAM API whose backend maps
+    /// four roles, the roles' policies in every shape the evaluation must not guess on.
+    const T: &str = r#"
+Resources:
+  Auth:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment: {Variables: {SVCAUTH_KEY_SOURCE: ssm}}
+  KeyApi:
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: v1
+      Auth:
+        DefaultAuthorizer: K
+        Authorizers: {K: {FunctionArn: !GetAtt Auth.Arn, FunctionPayloadType: REQUEST, Identity: {Headers: [x-service-api-key]}}}
+  IamApi:
+    Type: AWS::Serverless::Api
+    Properties: {StageName: v1, Auth: {DefaultAuthorizer: AWS_IAM}}
+  Plain: {Type: AWS::IAM::Role, Properties: {}}
+  Conditional: {Type: AWS::IAM::Role, Properties: {}}
+  Managed:
+    Type: AWS::IAM::Role
+    Properties: {ManagedPolicyArns: [arn:aws:iam::aws:policy/AmazonAPIGatewayInvokeFullAccess]}
+  Everything:
+    Type: AWS::IAM::Role
+    Properties: {}
+  Invoke:
+    Type: AWS::IAM::Policy
+    Properties:
+      Roles: [!Ref Plain, !Ref Managed]
+      PolicyDocument:
+        Statement:
+          - {Effect: Allow, Action: execute-api:Invoke, Resource: !Sub "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${IamApi}/v1/GET/items/*"}
+  InvokeIf:
+    Type: AWS::IAM::RolePolicy
+    Properties:
+      RoleName: !Ref Conditional
+      PolicyDocument:
+        Statement:
+          - {Effect: Allow, Action: execute-api:Invoke, Resource: "*", Condition: {StringEquals: {aws:PrincipalTag/team: a}}}
+  InvokeAllBut:
+    Type: AWS::IAM::RolePolicy
+    Properties:
+      RoleName: !Ref Everything
+      PolicyDocument:
+        Statement:
+          - {Effect: Allow, NotAction: s3:*, NotResource: !Sub "arn:aws:execute-api:*:*:${IamApi}/v1/DELETE/*"}
+  Backend:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          SVCAUTH_IAM_ROLES: !Sub "${Plain}=plain,${Conditional}=conditional,${Managed}=managed,${Everything}=everything,Elsewhere=elsewhere"
+      Events:
+        Get: {Type: Api, Properties: {RestApiId: !Ref IamApi, Path: "/items/{id}", Method: GET}}
+        Del: {Type: Api, Properties: {RestApiId: !Ref IamApi, Path: "/items/{id}", Method: DELETE}}
+        Open: {Type: Api, Properties: {RestApiId: !Ref IamApi, Path: /health, Method: GET, Auth: {Authorizer: NONE}}}
+        Key: {Type: Api, Properties: {RestApiId: !Ref KeyApi, Path: "/items/{id}", Method: ANY}}
+"#;
+
+    fn access(routes: &[&str]) -> Access {
+        let model = load(T, &Environment::default()).unwrap();
+        let mut doc = ServiceDocument::new("plain", vec![ApiGrant::new(&["items"], routes)]);
+        let key = ApiKey::generate(Some("test")).unwrap();
+        doc.keys.push(KeyRecord::for_key(&key, UnixTime(1), None));
+        Access::new(Sources {
+            model,
+            documents: vec![doc],
+            revoked: HashSet::new(),
+            registry: Registry::ById {
+                names: [("key".to_owned(), "items".to_owned())].into(),
+                label: "test".into(),
+            },
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            now: UnixTime(2),
+        })
+        .unwrap()
+    }
+
+    /// (answer, reason) of `service` on `route` of `api` by `via`.
+    fn ask(a: &Access, service: &str, api: &str, route: &str, via: Via) -> (Answer, String) {
+        let si = a.service(service).unwrap();
+        let ai = a.apis_named(api)[0];
+        let ri = a.apis[ai]
+            .routes
+            .iter()
+            .position(|r| r.route == route)
+            .unwrap();
+        let c = a.cell(si, ai, ri, via);
+        (c.answer, c.reason.into_owned())
+    }
+
+    #[test]
+    fn iam_answers_are_decided_or_unknown_with_the_reason() {
+        let a = access(&["GET /items/*"]);
+        let iam = |s: &str, route: &str| ask(&a, s, "IamApi", route, Via::Iam);
+        assert_eq!(iam("plain", "GET /items/{id}").0, Answer::Allowed);
+        assert_eq!(iam("plain", "DELETE /items/{id}").0, Answer::Refused);
+        // NotAction/NotResource: everything but DELETE.
+        assert_eq!(iam("everything", "GET /items/{id}").0, Answer::Allowed);
+        assert_eq!(iam("everything", "DELETE /items/{id}").0, Answer::Refused);
+        // A condition, a managed policy outside the templates, a role no template
+        // defines: unknown, each saying why.
+        for (service, why) in [
+            ("conditional", "aws:PrincipalTag/team"),
+            ("managed", "AmazonAPIGatewayInvokeFullAccess"),
+            ("elsewhere", "no template given defines it"),
+        ] {
+            let (answer, reason) = iam(service, "GET /items/{id}");
+            assert_eq!(answer, Answer::Unknown, "{service}: {reason}");
+            assert!(reason.contains(why), "{service}: {reason}");
+        }
+        // An open route is open to every proof.
+        for via in Via::ALL {
+            assert_eq!(
+                ask(&a, "conditional", "IamApi", "GET /health", via).0,
+                Answer::Allowed
+            );
+        }
+    }
+
+    #[test]
+    fn key_answers_cover_every_call_of_the_route() {
+        // ANY takes every method: a GET grant covers some of its calls only.
+        let a = access(&["GET /items/*"]);
+        let (answer, reason) = ask(&a, "plain", "items", "ANY /items/{id}", Via::ApiKey);
+        assert_eq!(answer, Answer::Unknown, "{reason}");
+        let a = access(&["* /items/*"]);
+        let (answer, reason) = ask(&a, "plain", "items", "ANY /items/{id}", Via::ApiKey);
+        assert_eq!(answer, Answer::Allowed, "{reason}");
+        assert_eq!(reason, "granted `* /items/*` on items");
+        // Some ids only: unknown for the route, exact for one call.
+        let a = access(&["* /items/4*"]);
+        assert_eq!(
+            ask(&a, "plain", "items", "ANY /items/{id}", Via::ApiKey).0,
+            Answer::Unknown
+        );
+        let ai = a.apis_named("items")[0];
+        let si = a.service("plain").unwrap();
+        let call = |path: &str| a.call_cell(si, ai, 0, "GET", path, Via::ApiKey).answer;
+        assert_eq!(call("/items/42"), Answer::Allowed);
+        assert_eq!(call("/items/7"), Answer::Refused);
+        // No token issuer in these templates: token answers say so.
+        let (answer, reason) = ask(&a, "plain", "items", "ANY /items/{id}", Via::Token);
+        assert_eq!(answer, Answer::Refused, "{reason}");
+        assert!(reason.contains("takes no tokens"), "{reason}");
+    }
+}
