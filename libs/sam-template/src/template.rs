@@ -388,10 +388,7 @@ impl Stack<'_, '_> {
                 format!("arn:aws:lambda:{region}:{acct}:function:{id}")
             }
             ("AWS::Serverless::Api", "Stage") => self
-                .resources
-                .get(logical)
-                .and_then(|r| r.get("Properties"))
-                .and_then(|p| p.get("StageName"))
+                .property(logical, "StageName")
                 .map(|n| self.eval(n, at).and_then(|v| v.into_string(at)))
                 .transpose()?
                 .unwrap_or_else(|| "Prod".into()),
@@ -401,13 +398,17 @@ impl Stack<'_, '_> {
         }))
     }
 
-    /// A role's name: its `RoleName`, else its local id.
-    fn role_name(&self, logical: &str, at: &str) -> Result<String, TemplateError> {
-        let name = self
-            .resources
+    /// A property of a resource, as written.
+    fn property(&self, logical: &str, key: &str) -> Option<&Node> {
+        self.resources
             .get(logical)
             .and_then(|r| r.get("Properties"))
-            .and_then(|p| p.get("RoleName"));
+            .and_then(|p| p.get(key))
+    }
+
+    /// A role's name: its `RoleName`, else its local id.
+    fn role_name(&self, logical: &str, at: &str) -> Result<String, TemplateError> {
+        let name = self.property(logical, "RoleName");
         match name.map(|n| self.eval(n, at)).transpose()? {
             Some(Val::Str(s)) => Ok(s),
             Some(Val::NoValue) | None => Ok(self.local_id(logical).to_owned()),
@@ -418,10 +419,7 @@ impl Stack<'_, '_> {
     /// A role's ARN: `arn:aws:iam::{account}:role{Path}{name}`.
     fn role_arn(&self, logical: &str, at: &str) -> Result<String, TemplateError> {
         let path = self
-            .resources
-            .get(logical)
-            .and_then(|r| r.get("Properties"))
-            .and_then(|p| p.get("Path"))
+            .property(logical, "Path")
             .map(|n| self.eval(n, at).and_then(|v| v.into_string(at)))
             .transpose()?
             .unwrap_or_else(|| "/".into());

@@ -554,42 +554,45 @@ impl Access {
         apis: &[String],
         mut f: impl FnMut(&Cell<'_>),
     ) {
-        for (si, s) in self.services.iter().enumerate() {
-            if !services.is_empty() && !services.contains(&s.name) {
-                continue;
-            }
-            for (ai, a) in self.apis.iter().enumerate() {
-                if !apis.is_empty() && !self.api_matches(a, apis) {
-                    continue;
-                }
-                let pair = self.pair(si, ai);
-                for r in &a.routes {
-                    for via in Via::ALL {
-                        let v = self.verdict(si, ai, r, via, &pair);
-                        f(&Cell {
-                            service: &s.name,
-                            api: &a.label,
-                            route: &r.route,
-                            via,
-                            answer: v.answer,
-                            reason: v.reason,
-                            rule: v.rule,
-                        });
-                    }
+        for (si, ai) in self.asked(services, apis) {
+            let (s, a) = (&self.services[si], &self.apis[ai]);
+            let pair = self.pair(si, ai);
+            for r in &a.routes {
+                for via in Via::ALL {
+                    let v = self.verdict(si, ai, r, via, &pair);
+                    f(&Cell {
+                        service: &s.name,
+                        api: &a.label,
+                        route: &r.route,
+                        via,
+                        answer: v.answer,
+                        reason: v.reason,
+                        rule: v.rule,
+                    });
                 }
             }
         }
+    }
+
+    /// (service, API) indexes of the services and APIs asked (all when empty).
+    pub fn asked<'q>(
+        &'q self,
+        services: &'q [String],
+        apis: &'q [String],
+    ) -> impl Iterator<Item = (usize, usize)> + 'q {
+        let services = (0..self.services.len())
+            .filter(move |si| services.is_empty() || services.contains(&self.services[*si].name));
+        services.flat_map(move |si| {
+            (0..self.apis.len())
+                .filter(move |ai| apis.is_empty() || self.api_matches(&self.apis[*ai], apis))
+                .map(move |ai| (si, ai))
+        })
     }
 
     fn api_matches(&self, a: &ApiRow, asked: &[String]) -> bool {
         asked
             .iter()
             .any(|n| *n == a.label || a.logical_id.as_deref() == Some(n.as_str()) || *n == a.api_id)
-    }
-
-    /// Whether API `ai` is one of the `asked` names.
-    pub fn apis_named_any(&self, ai: usize, asked: &[String]) -> bool {
-        self.api_matches(&self.apis[ai], asked)
     }
 
     /// The index of the service named `name`.

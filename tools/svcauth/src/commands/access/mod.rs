@@ -34,16 +34,7 @@ const MAX_EXPECTATIONS_BYTES: u64 = 4 << 20;
 
 pub async fn matrix(ctx: &mut Ctx<'_, '_>, args: &MatrixArgs) -> Result<Outcome, Error> {
     let access = load(ctx, &args.source).await?;
-    for s in &args.service {
-        if access.service(s).is_none() {
-            return Err(unknown_service(&access, s));
-        }
-    }
-    for a in &args.api {
-        if access.apis_named(a).is_empty() {
-            return Err(unknown_api(&access, a));
-        }
-    }
+    check_names(&access, &args.service, &args.api)?;
     let mut out = std::io::BufWriter::new(&mut *ctx.io.stdout);
     render::matrix(&access, &args.service, &args.api, args.format, &mut out)
         .and_then(|()| out.flush())
@@ -73,11 +64,7 @@ pub async fn explain(ctx: &mut Ctx<'_, '_>, args: &ExplainArgs) -> Result<Outcom
     } else {
         render::explain_text(&access, si, &explained)
     };
-    ctx.io
-        .stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| ctx.io.stdout.flush())
-        .map_err(stdout_error)?;
+    print(ctx, &text)?;
     Ok(if allowed {
         Outcome::Done
     } else {
@@ -193,11 +180,7 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &ExpectArgs) -> Result<Outcome, 
             violations.join("\n")
         )
     };
-    ctx.io
-        .stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| ctx.io.stdout.flush())
-        .map_err(stdout_error)?;
+    print(ctx, &text)?;
     Ok(if violations.is_empty() {
         Outcome::Done
     } else {
@@ -330,27 +313,14 @@ pub(crate) fn parse_expectations(text: &str) -> Result<Vec<Expectation>, String>
 
 pub async fn diff(ctx: &mut Ctx<'_, '_>, args: &DiffArgs) -> Result<Outcome, Error> {
     let access = load(ctx, &args.source).await?;
-    for s in &args.service {
-        if access.service(s).is_none() {
-            return Err(unknown_service(&access, s));
-        }
-    }
-    for a in &args.api {
-        if access.apis_named(a).is_empty() {
-            return Err(unknown_api(&access, a));
-        }
-    }
+    check_names(&access, &args.service, &args.api)?;
     let changes = changes(&access, args.to, &args.service, &args.api);
     let text = if args.json {
         render::diff_json(&changes, args.to)
     } else {
         render::diff_text(&changes, args.to)
     };
-    ctx.io
-        .stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| ctx.io.stdout.flush())
-        .map_err(stdout_error)?;
+    print(ctx, &text)?;
     Ok(Outcome::Done)
 }
 
@@ -381,49 +351,42 @@ pub(crate) fn changes(
         Target::Token => Via::Token,
     };
     let mut out = Vec::new();
-    for (si, s) in access.services.iter().enumerate() {
-        if !services.is_empty() && !services.contains(&s.name) {
-            continue;
-        }
-        for (ai, a) in access.apis.iter().enumerate() {
-            if !apis.is_empty() && !access.apis_named_any(ai, apis) {
+    for (si, ai) in access.asked(services, apis) {
+        let (s, a) = (&access.services[si], &access.apis[ai]);
+        for ri in 0..a.routes.len() {
+            if access.is_issuer_route(ai, ri) {
                 continue;
             }
-            for ri in 0..a.routes.len() {
-                if access.is_issuer_route(ai, ri) {
-                    continue;
+            let cells: Vec<Cell<'_>> = Via::ALL
+                .into_iter()
+                .map(|via| access.cell(si, ai, ri, via))
+                .collect();
+            let now = best(cells.iter().map(|c| c.answer));
+            let now_by = cells
+                .iter()
+                .filter(|c| c.answer == now)
+                .map(|c| c.via)
+                .collect();
+            let (after_api, after) = match to {
+                Target::Iam => {
+                    let (bi, bri) = access.counterpart(ai, ri, Via::Iam);
+                    (bi, access.cell(si, bi, bri, target))
                 }
-                let cells: Vec<Cell<'_>> = Via::ALL
-                    .into_iter()
-                    .map(|via| access.cell(si, ai, ri, via))
-                    .collect();
-                let now = best(cells.iter().map(|c| c.answer));
-                let now_by = cells
-                    .iter()
-                    .filter(|c| c.answer == now)
-                    .map(|c| c.via)
-                    .collect();
-                let (after_api, after) = match to {
-                    Target::Iam => {
-                        let (bi, bri) = access.counterpart(ai, ri, Via::Iam);
-                        (bi, access.cell(si, bi, bri, target))
-                    }
-                    Target::Token => (ai, access.token_if_accepted(si, ai, ri)),
-                };
-                if after.answer == now {
-                    continue;
-                }
-                out.push(Change {
-                    service: s.name.clone(),
-                    api: a.label.clone(),
-                    route: a.routes[ri].route.clone(),
-                    now,
-                    now_by,
-                    after: after.answer,
-                    after_api: access.apis[after_api].label.clone(),
-                    after_reason: after.reason.into_owned(),
-                });
+                Target::Token => (ai, access.token_if_accepted(si, ai, ri)),
+            };
+            if after.answer == now {
+                continue;
             }
+            out.push(Change {
+                service: s.name.clone(),
+                api: a.label.clone(),
+                route: a.routes[ri].route.clone(),
+                now,
+                now_by,
+                after: after.answer,
+                after_api: access.apis[after_api].label.clone(),
+                after_reason: after.reason.into_owned(),
+            });
         }
     }
     out
@@ -455,6 +418,26 @@ fn parse_route(route: &str) -> Result<(String, String), Error> {
         return Err(bad());
     }
     Ok((method.to_ascii_uppercase(), path.to_owned()))
+}
+
+/// Every `--service` and `--api` asked for names something.
+fn check_names(access: &Access, services: &[String], apis: &[String]) -> Result<(), Error> {
+    if let Some(s) = services.iter().find(|s| access.service(s).is_none()) {
+        return Err(unknown_service(access, s));
+    }
+    if let Some(a) = apis.iter().find(|a| access.apis_named(a).is_empty()) {
+        return Err(unknown_api(access, a));
+    }
+    Ok(())
+}
+
+/// Writes a command's answer on stdout.
+fn print(ctx: &mut Ctx<'_, '_>, text: &str) -> Result<(), Error> {
+    ctx.io
+        .stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| ctx.io.stdout.flush())
+        .map_err(stdout_error)
 }
 
 fn unknown_service(access: &Access, name: &str) -> Error {
