@@ -488,8 +488,37 @@ async fn the_ssm_store_and_its_registry() {
         answer(&run, "api-key").contains("has no identity"),
         "{run:#?}"
     );
-    // An operator registers the deployed API under its name.
+    // A String entry is not trusted: anyone who may put parameters could write it.
     let parent = PATH.rsplit_once('/').unwrap().0;
+    c.put_parameter()
+        .name(format!("{parent}/apis/forged0001"))
+        .value("identity")
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let run = svcauth(&cmd, &aws, NOW).await;
+    expect(&run, exit::NOT_ACCEPTED);
+    assert!(
+        answer(&run, "api-key").contains("has no identity"),
+        "{run:#?}"
+    );
+    let mut matrix = args(&words(
+        "access matrix --format json --parameter AuthMode=api-key",
+    ));
+    matrix.extend_from_slice(&["--template", &template]);
+    let run = svcauth(&matrix, &aws, NOW).await;
+    expect(&run, exit::OK);
+    let m: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        m["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("forged0001 ignored")),
+        "{run:#?}"
+    );
+    // An operator registers the deployed API under its name.
     c.put_parameter()
         .name(format!("{parent}/apis/a1b2c3d4e5"))
         .value("identity")

@@ -63,6 +63,9 @@ pub enum Registry {
     ByName {
         ids: BTreeMap<String, String>,
         label: String,
+        /// Entries not trusted (a `String` parameter: anyone allowed to put parameters
+        /// could have written it), by parameter name.
+        ignored: Vec<String>,
     },
     /// None given: the names the templates declare are taken as registered.
     Declared,
@@ -490,6 +493,14 @@ impl Access {
                 resource_policy: Vec::new(),
                 routes,
             });
+        }
+        if let Registry::ByName { ignored, label, .. } = &sources.registry {
+            if !ignored.is_empty() {
+                notes.push(format!(
+                    "{label}: {} ignored: a String parameter is never trusted, only SecureString entries written by svcauth apis register",
+                    ignored.join(", ")
+                ));
+            }
         }
         if apis
             .iter()
@@ -1274,7 +1285,7 @@ fn api_name(registry: &Registry, api_id: &str, declared: Option<&String>) -> Api
                 why: format!("{api_id} is not registered in {label}"),
             },
         },
-        Registry::ByName { ids, label } => match declared {
+        Registry::ByName { ids, label, .. } => match declared {
             Some(n) => match ids.get(n) {
                 Some(id) => ApiName::Registered {
                     name: n.clone(),

@@ -600,22 +600,26 @@ async fn registry(
                 .unwrap_or_default();
             let path = format!("{parent}/apis");
             let client = ctx.client().await?;
-            let ids = read_registry(&client, &path).await?;
+            let (ids, ignored) = read_registry(&client, &path).await?;
             Ok(Registry::ByName {
                 ids,
                 label: format!("the registry {path}"),
+                ignored,
             })
         }
         Store::File(_) => Ok(Registry::Declared),
     }
 }
 
-/// The API registry under `path`: name → API id.
+/// The API registry under `path`: name → API id, and the entries not trusted (a
+/// `String` parameter, which the authorizer does not trust either).
 async fn read_registry(
     client: &keystore_ssm::aws_sdk_ssm::Client,
     path: &str,
-) -> Result<BTreeMap<String, String>, Error> {
+) -> Result<(BTreeMap<String, String>, Vec<String>), Error> {
+    use keystore_ssm::aws_sdk_ssm::types::ParameterType;
     let mut out = BTreeMap::new();
+    let mut ignored = Vec::new();
     let mut next = None;
     loop {
         let page = client
@@ -633,6 +637,10 @@ async fn read_registry(
             })?;
         for p in page.parameters() {
             if let (Some(name), Some(value)) = (p.name(), p.value()) {
+                if p.r#type() != Some(&ParameterType::SecureString) {
+                    ignored.push(name.to_owned());
+                    continue;
+                }
                 if let Some((_, id)) = name.rsplit_once('/') {
                     out.insert(value.to_owned(), id.to_owned());
                 }
@@ -643,7 +651,7 @@ async fn read_registry(
             break;
         }
     }
-    Ok(out)
+    Ok((out, ignored))
 }
 
 #[cfg(test)]

@@ -442,18 +442,22 @@ pub(super) fn diff_text(changes: &[Change], to: Target) -> String {
     );
     for c in changes {
         let now_by: Vec<&str> = c.now_by.iter().map(|v| v.name()).collect();
+        let now_by = if c.now == Answer::Refused {
+            String::new()
+        } else {
+            format!(" ({})", now_by.join(", "))
+        };
         let on = if c.after_api == c.api {
             String::new()
         } else {
             format!(" on {}", c.after_api)
         };
         out.push_str(&format!(
-            "{} {} {}: now {} ({}), with {}{on} {}: {}\n",
+            "{} {} {}: now {}{now_by}, with {}{on} {}: {}\n",
             c.service,
             c.api,
             c.route,
             word(c.now),
-            now_by.join(", "),
             target_name(to),
             word(c.after),
             c.after_reason
