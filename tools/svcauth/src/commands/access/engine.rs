@@ -28,6 +28,7 @@ use sam_template::iam::{
 };
 use sam_template::template::{EnvValue, FunctionDef, Model, RoleDef, RouteAuth};
 use service_auth::identity::{identify, AuthMethod, IamRoleMap, ServiceIdentity};
+use service_auth::permissions::wildcard_match;
 use service_auth::policy::{Effect, Policy};
 use service_auth::store::ServiceGrant;
 use service_auth::{KeyId, KeyStore, MethodArn, RoutePattern, ServiceDocument, UnixTime};
@@ -628,19 +629,16 @@ impl Access {
         if let Some(i) = routes.iter().position(|r| r.route == exact) {
             return Some(i);
         }
-        // A concrete call: the route whose template covers it.
-        let call = ResourceTemplate::exact(&format!("{}{method}{path}", self.apis[ai].prefix));
+        // A concrete call: the route API Gateway sends it to (the most literal
+        // segments win).
         let mut best: Option<(usize, usize)> = None;
         for (i, r) in routes.iter().enumerate() {
             let (rm, rp) = r.route.split_once(' ').unwrap_or(("", ""));
             if rm != method && rm != "ANY" && rm != "*" {
                 continue;
             }
-            let pattern = route_as_pattern(&self.apis[ai].prefix, &method, rp);
-            if iam::coverage(&pattern, &call) == Some(Coverage::All) {
-                // API Gateway prefers the most literal route.
-                let literal =
-                    rp.chars().filter(|c| *c != '{').count() - rp.matches('{').count() * 2;
+            if routes_to(rp, path) {
+                let literal = rp.split('/').filter(|seg| !seg.starts_with('{')).count();
                 if best.is_none_or(|(_, l)| literal > l) {
                     best = Some((i, literal));
                 }
@@ -1248,16 +1246,30 @@ fn gate(kind: &RouteKind, via: Via) -> Option<Verdict<'static>> {
     }
 }
 
-/// A route path as an IAM pattern (`{param}` → `*`), for matching a concrete call.
-fn route_as_pattern(prefix: &str, method: &str, path: &str) -> String {
-    let mut out = format!("{prefix}{method}");
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        out.push_str(if seg.starts_with('{') { "*" } else { seg });
+/// Whether API Gateway routes `path` to the route path `route`: `{param}` is one
+/// segment, `{proxy+}` (last) one or more; a route written as a grant pattern (an API
+/// no template defines) matches with IAM's wildcards.
+fn routes_to(route: &str, path: &str) -> bool {
+    if route.contains('*') {
+        return wildcard_match(route.as_bytes(), path.as_bytes());
     }
-    out
+    let mut want = route.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with("+}") => {
+                return !g.is_empty() && want.next().is_none()
+            }
+            (Some(w), Some(g)) if w.starts_with('{') => {
+                if g.is_empty() {
+                    return false;
+                }
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return false,
+        }
+    }
 }
 
 /// A resource-policy statement about the network path only (see the module doc).
@@ -1554,6 +1566,26 @@ Resources:
                 Answer::Allowed
             );
         }
+    }
+
+    #[test]
+    fn calls_go_to_the_route_api_gateway_picks() {
+        assert!(routes_to("/users/{id}", "/users/42"));
+        assert!(!routes_to("/users/{id}", "/users/by-email/x"));
+        assert!(!routes_to("/users/{id}", "/users/"));
+        assert!(routes_to("/files/{proxy+}", "/files/a/b"));
+        assert!(!routes_to("/files/{proxy+}", "/files"));
+        assert!(routes_to("/internal/*", "/internal/a/b"));
+        let a = access(&["GET /items/*"]);
+        let ai = a.apis_named("IamApi")[0];
+        let ri = a.route_of(ai, "get", "/items/7").unwrap();
+        assert_eq!(a.apis[ai].routes[ri].route, "GET /items/{id}");
+        assert_eq!(
+            a.route_of(ai, "GET", "/health")
+                .map(|r| a.apis[ai].routes[r].route.as_str()),
+            Some("GET /health")
+        );
+        assert_eq!(a.route_of(ai, "PUT", "/items/7"), None);
     }
 
     #[test]
