@@ -20,14 +20,15 @@
 //! parameters, pseudo parameters and resources, `Fn::Sub`, `Fn::If`, `Fn::GetAtt`,
 //! `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::ImportValue` and the
 //! condition functions. Resources resolve to local names: an API to its local API id,
-//! an IAM role to its local id (so role ARNs are `arn:aws:iam::{account}:role/{Id}`), a
+//! an IAM role to its local id (so role ARNs are `arn:aws:iam::{account}:role/{Id}`;
+//! [`RoleNames::Deployed`] uses its `RoleName` instead), a
 //! function's ARN to `arn:aws:lambda:{region}:{account}:function:{Id}`, anything else
 //! to its local id. A resource's local id is its logical id, or, when a stack read
 //! before already has that logical id, `{App}{LogicalId}` after the application
 //! nesting it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::iam::PolicyStatement;
@@ -69,6 +70,20 @@ pub struct Environment {
     /// Directory of the template file: a nested application's local `Location` is
     /// relative to it. `None`: a template with one cannot be read.
     pub template_dir: Option<std::path::PathBuf>,
+    /// What an IAM role's `Ref` (and its ARN's name) is.
+    pub role_names: RoleNames,
+}
+
+/// How IAM roles are named in a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoleNames {
+    /// By local id, whatever their `RoleName`: what a local run signs as (the local
+    /// gateway's credentials name roles so).
+    #[default]
+    Local,
+    /// As deployed: `RoleName` (and `Path`) when set, else the local id (CloudFormation
+    /// would generate one; the local id stands for it).
+    Deployed,
 }
 
 impl Default for Environment {
@@ -79,6 +94,7 @@ impl Default for Environment {
             stack_name: "svcauth-local".into(),
             parameters: BTreeMap::new(),
             template_dir: None,
+            role_names: RoleNames::default(),
         }
     }
 }
@@ -181,7 +197,7 @@ pub struct FunctionDef {
 pub struct RoleDef {
     /// Its local id.
     pub logical_id: String,
-    /// Its name: `RoleName`, else its local id.
+    /// Its name as read here ([`RoleNames`]): its local id, or its `RoleName`.
     pub name: String,
     pub arn: String,
     /// The statements a local run evaluates per request (no `Condition`, `NotAction`,
@@ -209,6 +225,8 @@ pub struct StackDef {
     pub path: Option<PathBuf>,
     /// Parameter values in force.
     pub parameters: BTreeMap<String, String>,
+    /// Its outputs that evaluate to text, by name.
+    pub outputs: BTreeMap<String, String>,
 }
 
 /// Everything read from the templates.
@@ -317,10 +335,15 @@ struct Stack<'a, 'e> {
     /// `""` for a template read at the top, `{file}#` for a nested one: where errors are.
     at_prefix: String,
     dir: Option<PathBuf>,
+    /// The template's directory relative to the top template's (empty at the top):
+    /// nested files are named relative to it in messages.
+    rel_dir: PathBuf,
     resources: &'a Node,
     conditions: &'a Node,
     mappings: &'a Node,
     params: BTreeMap<String, String>,
+    /// Parameters of a list type (`List<...>`, `CommaDelimitedList`): a `Ref` is a list.
+    list_params: BTreeSet<String>,
     /// Logical id → local id.
     ids: BTreeMap<String, String>,
     condition_cache: RefCell<BTreeMap<String, bool>>,
@@ -359,6 +382,11 @@ impl Stack<'_, '_> {
             "AWS::NoValue" => return Ok(Val::NoValue),
             _ => {
                 if let Some(v) = self.params.get(name) {
+                    if self.list_params.contains(name) {
+                        return Ok(Val::List(
+                            v.split(',').map(|s| Val::Str(s.to_owned())).collect(),
+                        ));
+                    }
                     v.clone()
                 } else {
                     match self.resource_type(name) {
@@ -379,6 +407,12 @@ impl Stack<'_, '_> {
             return Err(invalid(at, format!("GetAtt of unknown resource {logical}")));
         };
         let id = self.local_id(logical);
+        if (ty, attr) == ("AWS::EC2::VPCEndpoint", "DnsEntries") {
+            // `hosted-zone:name` entries, as EC2 gives them; a local run resolves none.
+            return Ok(Val::List(vec![Val::Str(format!(
+                "Z0LOCAL:{id}.{region}.vpce.local"
+            ))]));
+        }
         Ok(Val::Str(match (ty, attr) {
             ("AWS::Serverless::Application", _) if attr.starts_with("Outputs.") => {
                 return self.app_output(logical, &attr["Outputs.".len()..], at);
@@ -406,26 +440,38 @@ impl Stack<'_, '_> {
             .and_then(|p| p.get(key))
     }
 
-    /// A role's name: its `RoleName`, else its local id.
+    /// A role's name as read here (see [`RoleNames`]).
     fn role_name(&self, logical: &str, at: &str) -> Result<String, TemplateError> {
-        let name = self.property(logical, "RoleName");
-        match name.map(|n| self.eval(n, at)).transpose()? {
-            Some(Val::Str(s)) => Ok(s),
-            Some(Val::NoValue) | None => Ok(self.local_id(logical).to_owned()),
-            Some(other) => Err(invalid(at, format!("RoleName is not a string: {other:?}"))),
+        if self.reader.env.role_names == RoleNames::Deployed {
+            match self
+                .property(logical, "RoleName")
+                .map(|n| self.eval(n, at))
+                .transpose()?
+            {
+                Some(Val::Str(name)) => return Ok(name),
+                Some(Val::NoValue) | None => {}
+                Some(other) => {
+                    return Err(invalid(at, format!("RoleName is not a string: {other:?}")))
+                }
+            }
         }
+        Ok(self.local_id(logical).to_owned())
     }
 
-    /// A role's ARN: `arn:aws:iam::{account}:role{Path}{name}`.
+    /// A role's ARN as read here: `arn:aws:iam::{account}:role{Path}{name}` (the path
+    /// only when roles are named as deployed).
     fn role_arn(&self, logical: &str, at: &str) -> Result<String, TemplateError> {
-        let path = self
-            .property(logical, "Path")
-            .map(|n| self.eval(n, at).and_then(|v| v.into_string(at)))
-            .transpose()?
-            .unwrap_or_else(|| "/".into());
+        let path = match self.reader.env.role_names {
+            RoleNames::Local => None,
+            RoleNames::Deployed => self
+                .property(logical, "Path")
+                .map(|n| self.eval(n, at).and_then(|v| v.into_string(at)))
+                .transpose()?,
+        };
         Ok(format!(
-            "arn:aws:iam::{}:role{path}{}",
+            "arn:aws:iam::{}:role{}{}",
             self.reader.env.account,
+            path.as_deref().unwrap_or("/"),
             self.role_name(logical, at)?
         ))
     }
@@ -541,12 +587,14 @@ impl Stack<'_, '_> {
         }
         let child = yaml::parse(&text)?;
         self.reader.reading.borrow_mut().push(path.clone());
+        let rel = lexical(&self.rel_dir.join(location));
         let result = read_stack(
             self.reader,
             &child,
             StackSource {
                 name: format!("{}-{app}", self.name),
-                at_prefix: format!("{}#", path.display()),
+                at_prefix: format!("{}#", rel.display()),
+                rel_dir: rel.parent().map(Path::to_path_buf).unwrap_or_default(),
                 dir: path.parent().map(Path::to_path_buf),
                 given: &params,
                 parent_app: Some(self.local_id(app).to_owned()),
@@ -903,6 +951,22 @@ fn seq_items(node: &Node) -> Vec<&Node> {
     }
 }
 
+/// `path` with `.` and `dir/..` taken out, without touching the file system.
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.iter().collect()
+}
+
 /// `node` without its own tag (the argument of a short-form intrinsic).
 fn untagged(node: &Node) -> Node {
     match node.clone() {
@@ -952,6 +1016,7 @@ pub fn load_all(templates: &[(&str, &Environment)]) -> Result<Model, TemplateErr
             StackSource {
                 name: env.stack_name.clone(),
                 at_prefix: String::new(),
+                rel_dir: PathBuf::new(),
                 dir: env.template_dir.clone(),
                 given: &env.parameters,
                 parent_app: None,
@@ -1041,6 +1106,7 @@ type Outputs = BTreeMap<String, Result<Val, TemplateError>>;
 struct StackSource<'g> {
     name: String,
     at_prefix: String,
+    rel_dir: PathBuf,
     dir: Option<PathBuf>,
     given: &'g BTreeMap<String, String>,
     parent_app: Option<String>,
@@ -1061,12 +1127,21 @@ fn read_stack(
         .get("Resources")
         .ok_or_else(|| invalid(format!("{at_prefix}template"), "no Resources"))?;
 
-    // Parameters: defaults, then values given (checked against AllowedValues).
+    // Parameters: defaults, then values given (checked against AllowedValues). A
+    // parameter of an AWS-specific type with no value (VpcId, SubnetIds: a local run has
+    // no VPC) gets a placeholder `local-{Name}`; nothing the gateway decides reads it.
     let declared = root.get("Parameters").unwrap_or(&empty);
     let mut params = BTreeMap::new();
+    let mut list_params = BTreeSet::new();
     for (name, p) in declared.entries() {
+        let kind = p.get("Type").and_then(Node::as_str).unwrap_or("");
+        if kind.starts_with("List<") || kind == "CommaDelimitedList" {
+            list_params.insert(name.clone());
+        }
         if let Some(d) = p.get("Default").and_then(Node::as_str) {
             params.insert(name.clone(), d.to_owned());
+        } else if kind.starts_with("AWS::") || kind.starts_with("List<AWS::") {
+            params.insert(name.clone(), format!("local-{name}"));
         }
     }
     for (name, value) in source.given {
@@ -1113,11 +1188,13 @@ fn read_stack(
         reader,
         name: source.name,
         at_prefix,
+        rel_dir: source.rel_dir,
         dir: source.dir,
         resources,
         conditions: root.get("Conditions").unwrap_or(&empty),
         mappings: root.get("Mappings").unwrap_or(&empty),
         params,
+        list_params,
         ids,
         condition_cache: Default::default(),
         apps: Default::default(),
@@ -1127,7 +1204,9 @@ fn read_stack(
         parent_app: source.parent_app,
         path: source.path,
         parameters: stack.params.clone(),
+        outputs: BTreeMap::new(),
     });
+    let index = reader.parts.borrow().stacks.len() - 1;
     let globals_fn = root.get("Globals").and_then(|g| g.get("Function"));
     let globals_api = root.get("Globals").and_then(|g| g.get("Api"));
 
@@ -1163,7 +1242,11 @@ fn read_stack(
         }
         if let Ok(Val::Str(text)) = &value {
             let names = registered_names(text);
-            reader.parts.borrow_mut().api_names.extend(names);
+            let mut parts = reader.parts.borrow_mut();
+            parts.api_names.extend(names);
+            parts.stacks[index]
+                .outputs
+                .insert(name.clone(), text.clone());
         }
         outputs.insert(name.clone(), value);
     }
@@ -1923,33 +2006,51 @@ Resources:
         assert!(load(&literal, &env("both")).is_err());
     }
 
-    /// The token modes of the project's template: the token API and its issuer, the
-    /// authorizer application nested twice (the internal APIs' one with the mode's
-    /// identity source, the token API's with keys only), tutor-service in token mode.
-    #[test]
-    fn the_project_template_in_the_token_modes() {
+    /// The project's root template: the platform (platform/template.yaml, nesting the
+    /// authorizer application three times) and the example (example/template.yaml,
+    /// importing the platform's exports), as the gateway reads them.
+    fn project(mode: &str) -> Model {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let text = std::fs::read_to_string(root.join("template.yaml")).unwrap();
-        for (mode, headers, ttl) in [
-            ("token", vec!["Authorization".to_owned()], 60),
-            ("key-or-token", vec![], 0),
+        load(
+            &text,
+            &Environment {
+                template_dir: Some(root),
+                ..env(mode)
+            },
+        )
+        .unwrap()
+    }
+
+    /// The token modes: the example's key APIs behind the platform's token-taking
+    /// instances, the token API behind the key-only one, tutor-service in token mode.
+    #[test]
+    fn the_project_template_in_the_token_modes() {
+        for (mode, function, headers, ttl, accept) in [
+            (
+                "token",
+                "TokenAuthorizerAuthorizerFunction",
+                vec!["Authorization".to_owned()],
+                60,
+                "token",
+            ),
+            (
+                "key-or-token",
+                "KeyOrTokenAuthorizerAuthorizerFunction",
+                vec![],
+                0,
+                "api-key,token",
+            ),
         ] {
-            let m = load(
-                &text,
-                &Environment {
-                    template_dir: Some(root.clone()),
-                    ..env(mode)
-                },
-            )
-            .unwrap();
+            let m = project(mode);
             let ids: Vec<&str> = m.apis.iter().map(|a| a.api_id.as_str()).collect();
-            assert_eq!(ids, ["identitykey", "tutorkey", "token"], "{mode}");
+            assert_eq!(ids, ["token", "identitykey", "tutorkey"], "{mode}");
             for r in m.routes.iter().filter(|r| r.api != "TokenApi") {
                 let RouteAuth::Request(a) = &r.auth else {
                     panic!("{mode}: {r:?}")
                 };
                 assert_eq!((&a.headers, a.ttl_secs), (&headers, ttl), "{mode}: {r:?}");
-                assert_eq!(a.function, "AuthorizerFunction");
+                assert_eq!(a.function, function);
             }
             let token_routes: Vec<(String, String, String)> = m
                 .routes
@@ -1969,27 +2070,17 @@ Resources:
                     (
                         "POST".into(),
                         "/token".into(),
-                        "IssuerAuthorizerAuthorizerFunction [\"x-service-api-key\"]".into()
+                        "AuthorizerFunction [\"x-service-api-key\"]".into()
                     ),
                     ("POST".into(), "/token/iam".into(), "AWS_IAM".into()),
                     ("GET".into(), "/.well-known/jwks.json".into(), "NONE".into()),
                 ],
                 "{mode}"
             );
-            let accept = |f: &str| m.functions[f].env.get("SVCAUTH_ACCEPT").cloned();
+            let accepts = |f: &str| m.functions[f].env.get("SVCAUTH_ACCEPT").cloned();
+            assert_eq!(accepts(function), Some(EnvValue::Text(accept.into())));
             assert_eq!(
-                accept("AuthorizerFunction"),
-                Some(EnvValue::Text(
-                    if mode == "token" {
-                        "token"
-                    } else {
-                        "api-key,token"
-                    }
-                    .into()
-                ))
-            );
-            assert_eq!(
-                accept("IssuerAuthorizerAuthorizerFunction"),
+                accepts("AuthorizerFunction"),
                 Some(EnvValue::Text("api-key".into()))
             );
             let tutor = &m.functions["TutorServiceFunction"];
@@ -1997,6 +2088,7 @@ Resources:
                 tutor.env["SERVICE_AUTH_MODE"],
                 EnvValue::Text("token".into())
             );
+            // the platform's export, recognised as the token API's URL
             assert_eq!(
                 tutor.env["SERVICE_TOKEN_URL"],
                 EnvValue::ApiUrl {
@@ -2010,27 +2102,48 @@ Resources:
         }
     }
 
-    /// The project's own template, as the gateway reads it.
+    /// The project's root template, as the gateway reads it.
     #[test]
     fn the_project_template() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let text = std::fs::read_to_string(root.join("template.yaml")).unwrap();
-        let env = |mode: &str| Environment {
-            template_dir: Some(root.clone()),
-            ..env(mode)
-        };
-        // The authorizer is a nested application (authorizer/template.yaml).
+        // The platform and the example are nested applications.
         let err = load(&text, &super::tests::env("api-key"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("Resources.Authorizer"), "{err}");
-        let m = load(&text, &env("both")).unwrap();
+        assert!(err.contains("Resources.Platform"), "{err}");
+        let m = project("both");
+        let names: Vec<&str> = m.stacks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "svcauth-local",
+                "svcauth-local-Platform",
+                "svcauth-local-Platform-KeyAuthorizer",
+                "svcauth-local-Platform-TokenAuthorizer",
+                "svcauth-local-Platform-KeyOrTokenAuthorizer",
+                "svcauth-local-Example",
+            ]
+        );
         let ids: Vec<&str> = m.apis.iter().map(|a| a.api_id.as_str()).collect();
-        assert_eq!(ids, ["identitykey", "tutorkey", "identityiam", "tutoriam"]);
+        assert_eq!(
+            ids,
+            [
+                "token",
+                "identitykey",
+                "tutorkey",
+                "identityiam",
+                "tutoriam"
+            ]
+        );
         assert!(m
             .apis
             .iter()
             .all(|a| a.stage == "v1" && a.access_log_format.is_some()));
+        // one access log format, the platform's and the example's
+        let formats: std::collections::BTreeSet<_> =
+            m.apis.iter().map(|a| a.access_log_format.clone()).collect();
+        assert_eq!(formats.len(), 1);
         let key_routes: Vec<String> = m
             .routes
             .iter()
@@ -2040,6 +2153,7 @@ Resources:
         assert_eq!(
             key_routes,
             [
+                "TokenApi POST /token",
                 "IdentityKeyApi GET /internal/users/{id}",
                 "IdentityKeyApi GET /internal/users/by-email/{email}",
                 "IdentityKeyApi POST /internal/users",
@@ -2048,7 +2162,7 @@ Resources:
         );
         assert_eq!(
             m.routes.iter().filter(|r| r.auth == RouteAuth::Iam).count(),
-            4
+            5
         );
         let tutor = &m.functions["TutorServiceFunction"];
         assert_eq!(tutor.binary.as_deref(), Some("tutor-service"));
@@ -2077,14 +2191,28 @@ Resources:
                 api: "IdentityIamApi".into()
             }
         );
-        let authorizer = &m.functions["AuthorizerFunction"];
-        assert_eq!(authorizer.timeout_secs, 5);
-        assert_eq!(authorizer.binary.as_deref(), Some("authorizer"));
+        // The three instances of the one authorizer application.
+        for (function, accept) in [
+            ("AuthorizerFunction", "api-key"),
+            ("TokenAuthorizerAuthorizerFunction", "token"),
+            ("KeyOrTokenAuthorizerAuthorizerFunction", "api-key,token"),
+        ] {
+            let authorizer = &m.functions[function];
+            assert_eq!(authorizer.timeout_secs, 5, "{function}");
+            assert_eq!(authorizer.binary.as_deref(), Some("authorizer"));
+            assert_eq!(
+                authorizer.env["SVCAUTH_SSM_PATH"],
+                EnvValue::Text("/svcauth/dev/keys".into())
+            );
+            assert_eq!(
+                authorizer.env["SVCAUTH_ACCEPT"],
+                EnvValue::Text(accept.into())
+            );
+        }
         assert_eq!(
-            authorizer.env["SVCAUTH_SSM_PATH"],
-            EnvValue::Text("/svcauth/dev/keys".into())
+            m.functions["AuthorizerFunction"].role.as_deref(),
+            Some("AuthorizerRole")
         );
-        assert_eq!(authorizer.role.as_deref(), Some("AuthorizerRole"));
         assert_eq!(m.functions["IdentityServiceFunction"].timeout_secs, 10);
         for role in ["TutorServiceRole", "TutorFunctionRole"] {
             let tutor_role = &m.roles[role];
@@ -2098,9 +2226,23 @@ Resources:
             );
         }
         assert_eq!(m.roles["AdminServiceRole"].statements[0].resources.len(), 2);
+        // The root names the example's roles to the platform's issuer by the names a
+        // deployed stack gives them; the example prints its own line.
+        let example = m.stacks.last().unwrap();
+        assert_eq!(
+            example.outputs["TokenIamRoles"],
+            "TutorServiceRole=tutor-service,TutorFunctionRole=tutor-service,AdminServiceRole=admin-service"
+        );
+        assert_eq!(
+            m.functions["TokenIssuerFunction"].env["SVCAUTH_IAM_ROLES"],
+            EnvValue::Text(
+                "svcauth-local-tutor-service=tutor-service,svcauth-local-tutor-function=tutor-service,svcauth-local-admin-service=admin-service"
+                    .into()
+            )
+        );
         // api-key mode has no IAM APIs and no invoke policies.
-        let m = load(&text, &env("api-key")).unwrap();
-        assert_eq!(m.apis.len(), 2);
+        let m = project("api-key");
+        assert_eq!(m.apis.len(), 3);
         assert!(m.roles["TutorServiceRole"].statements.is_empty());
     }
 
@@ -2149,9 +2291,21 @@ Outputs:
 "#;
         let m = load(t, &Environment::default()).unwrap();
         let role = &m.roles["Named"];
-        assert_eq!(role.name, "team-caller");
-        assert_eq!(role.arn, "arn:aws:iam::123456789012:role/svc/team-caller");
-        assert!(m.role_by_name("team-caller").is_some());
+        // Named by its local id, as the local gateway's credentials name roles...
+        assert_eq!(role.name, "Named");
+        assert_eq!(role.arn, "arn:aws:iam::123456789012:role/Named");
+        assert!(m.role_by_name("Named").is_some());
+        // ... or as deployed.
+        let deployed = Environment {
+            role_names: RoleNames::Deployed,
+            ..Environment::default()
+        };
+        let d = load(t, &deployed).unwrap();
+        assert_eq!(d.roles["Named"].name, "team-caller");
+        assert_eq!(
+            d.roles["Named"].arn,
+            "arn:aws:iam::123456789012:role/svc/team-caller"
+        );
         let sources: Vec<&str> = role.policy.iter().map(|s| s.source.as_str()).collect();
         assert_eq!(
             sources,
@@ -2188,6 +2342,39 @@ Outputs:
         // command an operator is told to run.
         assert_eq!(m.api_names["api"], "billing");
         assert_eq!(m.api_names["x1"], "other");
+    }
+
+    /// A VPC's parameters have no value in a local run: a placeholder, and a list
+    /// parameter is a list (a parent joins it to pass it on, a child splits it).
+    #[test]
+    fn aws_typed_parameters_get_a_placeholder_and_lists_stay_lists() {
+        let t = r#"
+Parameters:
+  VpcId: {Type: "AWS::EC2::VPC::Id"}
+  SubnetIds: {Type: "List<AWS::EC2::Subnet::Id>"}
+  Extra: {Type: CommaDelimitedList, Default: "a,b"}
+  Name: {Type: String}
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          VPC: !Ref VpcId
+          SUBNETS: !Join [",", !Ref SubnetIds]
+          SECOND: !Select [1, !Ref Extra]
+"#;
+        let m = load(t, &Environment::default()).unwrap();
+        let env = &m.functions["Fn"].env;
+        assert_eq!(env["VPC"], EnvValue::Text("local-VpcId".into()));
+        assert_eq!(env["SUBNETS"], EnvValue::Text("local-SubnetIds".into()));
+        assert_eq!(env["SECOND"], EnvValue::Text("b".into()));
+        // a plain parameter with no value is still an error where it is used
+        let used = t.replace("!Ref VpcId", "!Ref Name");
+        let err = load(&used, &Environment::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Name"), "{err}");
     }
 
     #[test]

@@ -200,7 +200,10 @@ async fn iam_roles_with_and_without_the_route() {
             && iam.contains("Allow execute-api:Invoke"),
         "{run:#?}"
     );
-    assert!(run.stdout.contains("decided by Resources."), "{run:#?}");
+    assert!(
+        run.stdout.contains("decided by ") && run.stdout.contains("Resources."),
+        "{run:#?}"
+    );
     // ... but not create them: no statement of its roles allows POST.
     cmd.pop();
     cmd.push("POST /internal/users");

@@ -34,6 +34,8 @@ use service_auth::store::ServiceGrant;
 use service_auth::{KeyId, KeyStore, MethodArn, RoutePattern, ServiceDocument, UnixTime};
 use service_token::TokenClaims;
 
+/// The rule of an answer that the route's lack of authorization decides.
+pub const OPEN_RULE: &str = "Auth: NONE";
 /// The env var a backend maps IAM roles to services with.
 const ROLE_MAP_ENV: &str = "SVCAUTH_IAM_ROLES";
 /// The binary of the token issuer function (its `Metadata.BuildProperties.Binary`).
@@ -1207,7 +1209,7 @@ fn gate(kind: &RouteKind, via: Via) -> Option<Verdict<'static>> {
                 Answer::Allowed,
                 "the route has no authorization: every caller that reaches the API may call it",
             )
-            .with_rule("Auth: NONE"),
+            .with_rule(OPEN_RULE),
         ),
         (RouteKind::Untemplated, Via::Iam) => Some(Verdict::unknown(
             "no template given defines this API: its IAM authorization is not known",

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sam_template::template::{load_all, Environment};
+use sam_template::template::{load_all, Environment, RoleNames};
 use sam_template::yaml::{self, Node};
 
 use self::cli::{DiffArgs, ExpectArgs, ExplainArgs, MatrixArgs, SourceArgs, Target};
@@ -552,6 +552,8 @@ fn read_templates(
             }
         });
         envs.push(Environment {
+            // The role maps name deployed roles by their names.
+            role_names: RoleNames::Deployed,
             region: region(ctx),
             account: src.account.clone(),
             stack_name,

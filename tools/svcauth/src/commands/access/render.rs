@@ -1,13 +1,13 @@
 //! How `svcauth access` prints: tables that fit 100 columns, JSON, CSV, mermaid.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
 use serde::Serialize;
 use serde_json::json;
 
 use super::cli::{Format, Target};
-use super::engine::{Access, Answer, ApiName, Via};
+use super::engine::{Access, Answer, ApiName, Via, OPEN_RULE};
 use super::{Change, Explained};
 
 /// Widest table line.
@@ -279,12 +279,21 @@ fn mermaid(
     let mut edges: BTreeMap<(String, String), BTreeMap<Via, Tally>> = BTreeMap::new();
     let mut service_names = Vec::new();
     let mut api_names = Vec::new();
+    // Routes with no authorization are open to everyone: counted on the API, not on
+    // every service's edges.
+    let mut open: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     access.for_each_cell(services, apis, |c| {
         if !service_names.iter().any(|s| s == c.service) {
             service_names.push(c.service.to_owned());
         }
         if !api_names.iter().any(|a| a == c.api) {
             api_names.push(c.api.to_owned());
+        }
+        if c.rule.as_deref() == Some(OPEN_RULE) {
+            open.entry(c.api.to_owned())
+                .or_default()
+                .insert(c.route.to_owned());
+            return;
         }
         let e = edges
             .entry((c.service.to_owned(), c.api.to_owned()))
@@ -303,7 +312,12 @@ fn mermaid(
         writeln!(out, "  {}[\"{s}\"]", node_id("s", s))?;
     }
     for a in &api_names {
-        writeln!(out, "  {}[(\"{a}\")]", node_id("a", a))?;
+        let note = match open.get(a).map(BTreeSet::len) {
+            Some(1) => "<br/>1 open route".to_owned(),
+            Some(n) => format!("<br/>{n} open routes"),
+            None => String::new(),
+        };
+        writeln!(out, "  {}[(\"{a}{note}\")]", node_id("a", a))?;
     }
     for ((s, a), vias) in &edges {
         let allowed: Vec<String> = vias
