@@ -407,15 +407,18 @@ pub enum IamAnswer {
     },
 }
 
-/// How a statement applies to a route.
-fn applies(st: &PolicyStatement, templates: &[ResourceTemplate]) -> Result<Coverage, String> {
+/// How a statement applies to a route, given how much of it a pattern covers.
+fn applies(
+    st: &PolicyStatement,
+    coverage: &mut dyn FnMut(&str) -> Option<Coverage>,
+) -> Result<Coverage, String> {
     if !st.covers_invoke() {
         return Ok(Coverage::None);
     }
-    let union = |patterns: &[String]| -> Result<Coverage, String> {
+    let mut union = |patterns: &[String]| -> Result<Coverage, String> {
         let mut c = Coverage::None;
         for p in patterns {
-            c = c.or(coverage_of_all(p, templates).ok_or_else(|| {
+            c = c.or(coverage(p).ok_or_else(|| {
                 format!("the pattern {p} is too complex to compare with the route")
             })?);
         }
@@ -435,12 +438,21 @@ fn applies(st: &PolicyStatement, templates: &[ResourceTemplate]) -> Result<Cover
 /// IAM's evaluation of `statements` for every call of the route `templates` stands for
 /// (several for an `ANY` route): explicit Deny over Allow over the implicit deny.
 pub fn evaluate(statements: &[PolicyStatement], templates: &[ResourceTemplate]) -> IamAnswer {
+    evaluate_with(statements, &mut |p| coverage_of_all(p, templates))
+}
+
+/// [`evaluate`] with the coverage of a pattern given by `coverage` (a caller that
+/// asks about the same route for many policies can remember it).
+pub fn evaluate_with(
+    statements: &[PolicyStatement],
+    coverage: &mut dyn FnMut(&str) -> Option<Coverage>,
+) -> IamAnswer {
     let mut allow_all = None;
     let mut maybe_allow = Vec::new();
     let mut maybe_deny = Vec::new();
     let mut reasons = Vec::new();
     for (i, st) in statements.iter().enumerate() {
-        let c = match applies(st, templates) {
+        let c = match applies(st, coverage) {
             Ok(c) => c,
             Err(reason) => {
                 reasons.push(format!("{}: {reason}", st.source));

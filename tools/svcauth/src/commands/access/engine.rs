@@ -20,7 +20,8 @@
 //! (their `aws:SourceVpce`-style conditions are the same for every caller).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use sam_template::iam::{
@@ -34,6 +35,8 @@ use service_auth::store::ServiceGrant;
 use service_auth::{KeyId, KeyStore, MethodArn, RoutePattern, ServiceDocument, UnixTime};
 use service_token::TokenClaims;
 
+/// The id of a route row made up for one answer (nothing is remembered for it).
+const NO_ROUTE_ID: usize = usize::MAX;
 /// The rule of an answer that the route's lack of authorization decides.
 pub const OPEN_RULE: &str = "Auth: NONE";
 /// The env var a backend maps IAM roles to services with.
@@ -221,6 +224,9 @@ enum RouteKind {
 pub struct RouteRow {
     /// `GET /internal/users/{id}`.
     pub route: String,
+    /// Its index among every route of every API ([`NO_ROUTE_ID`] for a call made up
+    /// for one answer): where what patterns cover of it is remembered.
+    id: usize,
     kind: RouteKind,
     /// What the route's authorization alone decides, per proof (by [`Via`] index).
     gates: [Option<Verdict<'static>>; 3],
@@ -246,6 +252,8 @@ pub struct ApiRow {
     resource_policy_open: Option<String>,
     /// Its resource policy's statements about execute-api:Invoke.
     resource_policy: Vec<PolicyStatement>,
+    /// The role maps of its IAM routes' backends (indexes into [`Access::role_maps`]).
+    role_maps: Vec<usize>,
     pub routes: Vec<RouteRow>,
 }
 
@@ -300,6 +308,8 @@ pub struct Access {
     issuer: Option<IssuerRoutes>,
     /// Notes on what was assumed or could not be read.
     pub notes: Vec<String>,
+    /// By route id: how much of the route each pattern asked about covers.
+    covered: RefCell<Vec<HashMap<String, Option<Coverage>>>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -407,6 +417,7 @@ impl Access {
                     .get(&r.function)
                     .is_some_and(|f| f.binary.as_deref() == Some(ISSUER_BINARY));
                 routes.push(RouteRow {
+                    id: NO_ROUTE_ID,
                     route: format!("{} {}", r.method, r.path),
                     gates: gates(&kind),
                     kind,
@@ -441,6 +452,18 @@ impl Access {
                 prefix,
                 resource_policy_open: (!open.is_empty()).then(|| open.join("; ")),
                 resource_policy: a.resource_policy.clone(),
+                role_maps: {
+                    let mut maps: Vec<usize> = routes
+                        .iter()
+                        .filter_map(|r| match r.kind {
+                            RouteKind::Iam { role_map } => Some(role_map),
+                            _ => None,
+                        })
+                        .collect();
+                    maps.sort_unstable();
+                    maps.dedup();
+                    maps
+                },
                 routes,
             });
         }
@@ -473,6 +496,7 @@ impl Access {
                     let text = p.to_string();
                     let (method, path) = text.split_once(' ').unwrap_or(("*", "/"));
                     RouteRow {
+                        id: NO_ROUTE_ID,
                         templates: method_templates(&prefix, method, path),
                         route: text.clone(),
                         gates: gates(&RouteKind::Untemplated),
@@ -494,6 +518,7 @@ impl Access {
                 prefix,
                 resource_policy_open: None,
                 resource_policy: Vec::new(),
+                role_maps: Vec::new(),
                 routes,
             });
         }
@@ -544,6 +569,11 @@ impl Access {
             })
             .collect();
 
+        let mut ids = 0;
+        for r in apis.iter_mut().flat_map(|a| a.routes.iter_mut()) {
+            r.id = ids;
+            ids += 1;
+        }
         let issuer = find_issuer(&apis, model);
         let mut access = Access {
             sources,
@@ -552,6 +582,7 @@ impl Access {
             role_maps,
             issuer,
             notes,
+            covered: RefCell::new(vec![HashMap::new(); ids]),
         };
         for i in 0..access.services.len() {
             access.services[i].token = access.token_state(i);
@@ -667,6 +698,7 @@ impl Access {
     ) -> Cell<'static> {
         let a = &self.apis[ai];
         let mut r = a.routes[ri].clone();
+        r.id = NO_ROUTE_ID;
         r.templates = vec![ResourceTemplate::exact(&format!(
             "{}{}{path}",
             a.prefix,
@@ -702,17 +734,90 @@ impl Access {
             return g.borrowed();
         }
         match via {
-            Via::ApiKey => grant_cell(&pair.key, r),
-            Via::Token => grant_cell(&pair.token, r),
-            Via::Iam => self.iam_decision(si, ai, r).0,
+            Via::ApiKey => self.grant_cell(&pair.key, r),
+            Via::Token => self.grant_cell(&pair.token, r),
+            Via::Iam => self.iam_decision(si, ai, r, Some(pair)).0,
         }
     }
 
-    /// What service `si` may do with keys and tokens on API `ai`.
+    /// What service `si` may do with keys and tokens on API `ai`, and which roles the
+    /// API's backends map to it.
     fn pair(&self, si: usize, ai: usize) -> Pair {
         Pair {
             key: self.key_grants(si, ai),
             token: self.token_grants(si, ai),
+            roles: self.apis[ai]
+                .role_maps
+                .iter()
+                .map(|m| (*m, self.mapped_roles(si, *m)))
+                .collect(),
+        }
+    }
+
+    /// The roles role map `m` maps to service `si` (indexes into its roles), or the
+    /// answer for every route it backs.
+    fn mapped_roles(&self, si: usize, m: usize) -> Result<Vec<usize>, Verdict<'static>> {
+        let s = &self.services[si];
+        let map = &self.role_maps[m];
+        let roles = match &map.roles {
+            Ok(roles) => roles,
+            Err(e) => return Err(Verdict::refused(format!(
+                "the backend {}'s {ROLE_MAP_ENV} does not parse ({e}): it refuses every IAM caller",
+                map.function
+            ))),
+        };
+        let mine: Vec<usize> = (0..roles.len())
+            .filter(|i| roles[*i].service == s.name)
+            .collect();
+        if mine.is_empty() {
+            return Err(Verdict::refused(format!(
+                "no role is mapped to {} in {ROLE_MAP_ENV} of {}, the backend of this route",
+                s.name, map.function
+            )));
+        }
+        Ok(mine)
+    }
+
+    /// How much of route `r` the IAM pattern covers, remembered per route.
+    fn covers(&self, r: &RouteRow, pattern: &str) -> Option<Coverage> {
+        if r.id == NO_ROUTE_ID {
+            return coverage_of_all(pattern, &r.templates);
+        }
+        if let Some(c) = self.covered.borrow()[r.id].get(pattern) {
+            return *c;
+        }
+        let c = coverage_of_all(pattern, &r.templates);
+        self.covered.borrow_mut()[r.id].insert(pattern.to_owned(), c);
+        c
+    }
+
+    /// API Gateway's evaluation of the policy in `grants` for every call of route `r`.
+    fn grant_cell<'x>(&self, grants: &'x Grants, r: &RouteRow) -> Verdict<'x> {
+        let (allowed, none) = match grants {
+            Grants::Decided(v) => return v.borrowed(),
+            Grants::Policy { allowed, none } => (allowed, none),
+        };
+        let mut some = None;
+        for g in allowed {
+            match self.covers(r, &g.resource) {
+                Some(Coverage::All) => {
+                    return Verdict {
+                        answer: Answer::Allowed,
+                        reason: Cow::Borrowed(&g.reason),
+                        rule: Some(Cow::Borrowed(&g.rule)),
+                    }
+                }
+                Some(Coverage::Some) | None => {
+                    some.get_or_insert(&g.resource);
+                }
+                Some(Coverage::None) => {}
+            }
+        }
+        match some {
+            Some(res) => Verdict::unknown(format!(
+                "the policy's resource {res} covers only some calls of the route (some values of its parameters)"
+            )),
+            None => Verdict::refused(none.as_str()),
         }
     }
 
@@ -835,6 +940,7 @@ impl Access {
         si: usize,
         ai: usize,
         r: &'x RouteRow,
+        pair: Option<&'x Pair>,
     ) -> (Verdict<'x>, Option<&'x RoleDef>) {
         let (s, a) = (&self.services[si], &self.apis[ai]);
         if let Some(g) = &r.gates[Via::Iam as usize] {
@@ -843,25 +949,26 @@ impl Access {
         let RouteKind::Iam { role_map } = r.kind else {
             return (Verdict::unknown("not an IAM route"), None);
         };
-        let map = &self.role_maps[role_map];
-        let roles = match &map.roles {
-            Ok(roles) => roles,
-            Err(e) => {
-                let v = Verdict::refused(format!(
-                    "the backend {}'s {ROLE_MAP_ENV} does not parse ({e}): it refuses every IAM caller",
-                    map.function
-                ));
-                return (v, None);
+        let found = pair
+            .and_then(|p| p.roles.iter().find(|(m, _)| *m == role_map))
+            .map(|(_, mine)| mine);
+        if let Some(Err(v)) = found {
+            return (v.borrowed(), None);
+        }
+        let computed;
+        let mine = match found {
+            Some(mine) => mine,
+            None => {
+                computed = self.mapped_roles(si, role_map);
+                &computed
             }
         };
-        let mine: Vec<&MappedRole> = roles.iter().filter(|m| m.service == s.name).collect();
-        if mine.is_empty() {
-            let v = Verdict::refused(format!(
-                "no role is mapped to {} in {ROLE_MAP_ENV} of {}, the backend of this route",
-                s.name, map.function
-            ));
-            return (v, None);
-        }
+        let mine = match mine {
+            Ok(mine) => mine,
+            Err(v) => return (v.clone(), None),
+        };
+        let roles = self.role_maps[role_map].roles.as_deref().unwrap_or(&[]);
+        let mine: Vec<&MappedRole> = mine.iter().map(|i| &roles[*i]).collect();
         // A resource policy that allows every signed caller (`Principal: *`) is
         // enough on its own in the API's account.
         for st in a
@@ -900,7 +1007,7 @@ impl Access {
                 ));
                 continue;
             };
-            match iam::evaluate(&role.policy, &r.templates) {
+            match iam::evaluate_with(&role.policy, &mut |p| self.covers(r, p)) {
                 IamAnswer::Allowed(i) => {
                     let st = &role.policy[i];
                     if let Some(u) = role.unread_policies.first() {
@@ -972,12 +1079,12 @@ impl Access {
                 Via::ApiKey => {
                     let v = match &row.gates[Via::ApiKey as usize] {
                         Some(g) => g.clone(),
-                        None => grant_cell(&self.key_grants(si, ai), row).into_owned(),
+                        None => self.grant_cell(&self.key_grants(si, ai), row).into_owned(),
                     };
                     (v, None)
                 }
                 _ => {
-                    let (v, role) = self.iam_decision(si, ai, row);
+                    let (v, role) = self.iam_decision(si, ai, row, None);
                     (v.into_owned(), role)
                 }
             };
@@ -1126,7 +1233,7 @@ impl Access {
         if matches!(r.kind, RouteKind::Open) {
             return self.cell(si, ai, ri, Via::Token);
         }
-        let v = grant_cell(&self.token_grants(si, ai), r).into_owned();
+        let v = self.grant_cell(&self.token_grants(si, ai), r).into_owned();
         Cell {
             service: "",
             api: "",
@@ -1160,40 +1267,12 @@ struct Granted {
     rule: String,
 }
 
-/// Keys and tokens of one service on one API.
+/// Keys, tokens and mapped roles of one service on one API.
 struct Pair {
     key: Grants,
     token: Grants,
-}
-
-/// API Gateway's evaluation of the policy in `grants` for every call of route `r`.
-fn grant_cell<'x>(grants: &'x Grants, r: &RouteRow) -> Verdict<'x> {
-    let (allowed, none) = match grants {
-        Grants::Decided(v) => return v.borrowed(),
-        Grants::Policy { allowed, none } => (allowed, none),
-    };
-    let mut some = None;
-    for g in allowed {
-        match coverage_of_all(&g.resource, &r.templates) {
-            Some(Coverage::All) => {
-                return Verdict {
-                    answer: Answer::Allowed,
-                    reason: Cow::Borrowed(&g.reason),
-                    rule: Some(Cow::Borrowed(&g.rule)),
-                }
-            }
-            Some(Coverage::Some) | None => {
-                some.get_or_insert(&g.resource);
-            }
-            Some(Coverage::None) => {}
-        }
-    }
-    match some {
-        Some(res) => Verdict::unknown(format!(
-            "the policy's resource {res} covers only some calls of the route (some values of its parameters)"
-        )),
-        None => Verdict::refused(none.as_str()),
-    }
+    /// By role map of the API's IAM routes: [`Access::mapped_roles`].
+    roles: Vec<(usize, Result<Vec<usize>, Verdict<'static>>)>,
 }
 
 /// What a route's authorization alone decides for each proof (before any
