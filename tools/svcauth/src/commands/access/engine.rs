@@ -761,10 +761,12 @@ impl Access {
         let map = &self.role_maps[m];
         let roles = match &map.roles {
             Ok(roles) => roles,
-            Err(e) => return Err(Verdict::refused(format!(
+            Err(e) => {
+                return Err(Verdict::refused(format!(
                 "the backend {}'s {ROLE_MAP_ENV} does not parse ({e}): it refuses every IAM caller",
                 map.function
-            ))),
+            )))
+            }
         };
         let mine: Vec<usize> = (0..roles.len())
             .filter(|i| roles[*i].service == s.name)
