@@ -286,10 +286,10 @@ pub async fn remove(ctx: &mut Ctx<'_, '_>, args: &TokenKeyRemoveArgs) -> Result<
         .await?
         .is_some_and(|(s, _)| s.keys.iter().any(|k| kid_of(k) == kid));
     if !present {
-        ctx.status(format!(
-            "nothing to do: key {kid} is not published in {parameter}"
-        ));
-        return Ok(Outcome::NothingToDo);
+        // Like an unknown key id in `keys revoke`: not found (4), not "nothing to do".
+        return Err(Error::NotFound(format!(
+            "key {kid} is not published in {parameter}: `svcauth tokens keys list` shows the published kids"
+        )));
     }
     if args.dry_run {
         ctx.status(format!(
