@@ -20,7 +20,8 @@
 //! parameters, pseudo parameters and resources, `Fn::Sub`, `Fn::If`, `Fn::GetAtt`,
 //! `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::ImportValue` and the
 //! condition functions. Resources resolve to local names: an API to its local API id,
-//! an IAM role to its local id (so role ARNs are `arn:aws:iam::{account}:role/{Id}`), a
+//! an IAM role to its local id (so role ARNs are `arn:aws:iam::{account}:role/{Id}`;
+//! [`RoleNames::Deployed`] uses its `RoleName` instead), a
 //! function's ARN to `arn:aws:lambda:{region}:{account}:function:{Id}`, anything else
 //! to its local id. A resource's local id is its logical id, or, when a stack read
 //! before already has that logical id, `{App}{LogicalId}` after the application
@@ -30,6 +31,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::iam::PolicyStatement;
 use crate::policy::Statement;
 use crate::yaml::{self, Node};
 
@@ -68,6 +70,20 @@ pub struct Environment {
     /// Directory of the template file: a nested application's local `Location` is
     /// relative to it. `None`: a template with one cannot be read.
     pub template_dir: Option<std::path::PathBuf>,
+    /// What an IAM role's `Ref` (and its ARN's name) is.
+    pub role_names: RoleNames,
+}
+
+/// How IAM roles are named in a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoleNames {
+    /// By local id, whatever their `RoleName`: what a local run signs as (the local
+    /// gateway's credentials name roles so).
+    #[default]
+    Local,
+    /// As deployed: `RoleName` (and `Path`) when set, else the local id (CloudFormation
+    /// would generate one; the local id stands for it).
+    Deployed,
 }
 
 impl Default for Environment {
@@ -78,6 +94,7 @@ impl Default for Environment {
             stack_name: "svcauth-local".into(),
             parameters: BTreeMap::new(),
             template_dir: None,
+            role_names: RoleNames::default(),
         }
     }
 }
@@ -129,7 +146,7 @@ pub struct RouteDef {
 }
 
 /// A REST API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ApiDef {
     /// Its local id in the model (the logical id unless another stack had it first).
     pub logical_id: String,
@@ -141,6 +158,14 @@ pub struct ApiDef {
     pub variables: BTreeMap<String, String>,
     /// `AccessLogSetting.Format`, when set.
     pub access_log_format: Option<String>,
+    /// `Auth.ApiKeyRequired`: API Gateway refuses (403) a call that comes without a
+    /// usage-plan API key (from the authorizer, with `ApiKeySourceType: AUTHORIZER`).
+    pub api_key_required: bool,
+    /// `Auth.ResourcePolicy.CustomStatements` about `execute-api:Invoke`, with
+    /// `execute-api:/...` resources written out as this API's ARNs.
+    pub resource_policy: Vec<PolicyStatement>,
+    /// Other `Auth.ResourcePolicy` settings (IP, VPC or account lists), not read.
+    pub resource_policy_unread: Vec<String>,
 }
 
 /// A value of a function's environment, as far as a local run can give it.
@@ -172,10 +197,22 @@ pub struct FunctionDef {
 pub struct RoleDef {
     /// Its local id.
     pub logical_id: String,
+    /// Its name as read here ([`RoleNames`]): its local id, or its `RoleName`.
+    pub name: String,
     pub arn: String,
+    /// The statements a local run evaluates per request (no `Condition`, `NotAction`,
+    /// `NotResource`).
     pub statements: Vec<Statement>,
     /// Statements skipped because a local run cannot evaluate them (conditions).
     pub skipped: Vec<String>,
+    /// Every statement that may be about `execute-api:Invoke`, as written, from the
+    /// role's inline policies and the template's policies naming it.
+    pub policy: Vec<PolicyStatement>,
+    /// Policies the role has that the templates do not show (`ManagedPolicyArns`
+    /// outside them, statements not read): they could allow or deny more.
+    pub unread_policies: Vec<String>,
+    /// `PermissionsBoundary`, when set: it can only take permissions away.
+    pub permissions_boundary: Option<String>,
 }
 
 /// One stack read into the model.
@@ -204,6 +241,10 @@ pub struct Model {
     /// Every stack read, in the order they were read (nested ones after their parent's
     /// parameters were known, before the parent's own resources).
     pub stacks: Vec<StackDef>,
+    /// API names the templates declare, by local API id: an `AWS::SSM::Parameter`
+    /// `.../apis/{apiId}` with the name as its value, or an output holding the
+    /// `svcauth apis register --api-id ID --name NAME` command an operator runs.
+    pub api_names: BTreeMap<String, String>,
 }
 
 impl Model {
@@ -217,7 +258,7 @@ impl Model {
 
     /// The role with this ARN (`arn:aws:iam::{account}:role/{name}`), by name.
     pub fn role_by_name(&self, name: &str) -> Option<&RoleDef> {
-        self.roles.values().find(|r| r.logical_id == name)
+        self.roles.values().find(|r| r.name == name)
     }
 }
 
@@ -263,6 +304,7 @@ struct Parts {
     functions: BTreeMap<String, FunctionDef>,
     roles: BTreeMap<String, RoleDef>,
     stacks: Vec<StackDef>,
+    api_names: BTreeMap<String, String>,
 }
 
 /// The reading of one or more templates: what they add and what they export.
@@ -293,6 +335,9 @@ struct Stack<'a, 'e> {
     /// `""` for a template read at the top, `{file}#` for a nested one: where errors are.
     at_prefix: String,
     dir: Option<PathBuf>,
+    /// The template's directory relative to the top template's (empty at the top):
+    /// nested files are named relative to it in messages.
+    rel_dir: PathBuf,
     resources: &'a Node,
     conditions: &'a Node,
     mappings: &'a Node,
@@ -346,6 +391,7 @@ impl Stack<'_, '_> {
                 } else {
                     match self.resource_type(name) {
                         Some("AWS::Serverless::Api") => local_api_id(self.local_id(name)),
+                        Some("AWS::IAM::Role") => self.role_name(name, at)?,
                         Some(_) => self.local_id(name).to_owned(),
                         None => return Err(invalid(at, format!("Ref to unknown name {name}"))),
                     }
@@ -371,15 +417,12 @@ impl Stack<'_, '_> {
             ("AWS::Serverless::Application", _) if attr.starts_with("Outputs.") => {
                 return self.app_output(logical, &attr["Outputs.".len()..], at);
             }
-            ("AWS::IAM::Role", "Arn") => format!("arn:aws:iam::{acct}:role/{id}"),
+            ("AWS::IAM::Role", "Arn") => self.role_arn(logical, at)?,
             ("AWS::Serverless::Function", "Arn") => {
                 format!("arn:aws:lambda:{region}:{acct}:function:{id}")
             }
             ("AWS::Serverless::Api", "Stage") => self
-                .resources
-                .get(logical)
-                .and_then(|r| r.get("Properties"))
-                .and_then(|p| p.get("StageName"))
+                .property(logical, "StageName")
                 .map(|n| self.eval(n, at).and_then(|v| v.into_string(at)))
                 .transpose()?
                 .unwrap_or_else(|| "Prod".into()),
@@ -387,6 +430,50 @@ impl Stack<'_, '_> {
             (_, "Arn") => format!("arn:aws:local:{region}:{acct}:{id}"),
             _ => format!("{id}.{attr}"),
         }))
+    }
+
+    /// A property of a resource, as written.
+    fn property(&self, logical: &str, key: &str) -> Option<&Node> {
+        self.resources
+            .get(logical)
+            .and_then(|r| r.get("Properties"))
+            .and_then(|p| p.get(key))
+    }
+
+    /// A role's name as read here (see [`RoleNames`]).
+    fn role_name(&self, logical: &str, at: &str) -> Result<String, TemplateError> {
+        if self.reader.env.role_names == RoleNames::Deployed {
+            match self
+                .property(logical, "RoleName")
+                .map(|n| self.eval(n, at))
+                .transpose()?
+            {
+                Some(Val::Str(name)) => return Ok(name),
+                Some(Val::NoValue) | None => {}
+                Some(other) => {
+                    return Err(invalid(at, format!("RoleName is not a string: {other:?}")))
+                }
+            }
+        }
+        Ok(self.local_id(logical).to_owned())
+    }
+
+    /// A role's ARN as read here: `arn:aws:iam::{account}:role{Path}{name}` (the path
+    /// only when roles are named as deployed).
+    fn role_arn(&self, logical: &str, at: &str) -> Result<String, TemplateError> {
+        let path = match self.reader.env.role_names {
+            RoleNames::Local => None,
+            RoleNames::Deployed => self
+                .property(logical, "Path")
+                .map(|n| self.eval(n, at).and_then(|v| v.into_string(at)))
+                .transpose()?,
+        };
+        Ok(format!(
+            "arn:aws:iam::{}:role{}{}",
+            self.reader.env.account,
+            path.as_deref().unwrap_or("/"),
+            self.role_name(logical, at)?
+        ))
     }
 
     /// An output of the nested application `app`, read on first use.
@@ -500,12 +587,14 @@ impl Stack<'_, '_> {
         }
         let child = yaml::parse(&text)?;
         self.reader.reading.borrow_mut().push(path.clone());
+        let rel = lexical(&self.rel_dir.join(location));
         let result = read_stack(
             self.reader,
             &child,
             StackSource {
                 name: format!("{}-{app}", self.name),
-                at_prefix: format!("{}#", path.display()),
+                at_prefix: format!("{}#", rel.display()),
+                rel_dir: rel.parent().map(Path::to_path_buf).unwrap_or_default(),
                 dir: path.parent().map(Path::to_path_buf),
                 given: &params,
                 parent_app: Some(self.local_id(app).to_owned()),
@@ -862,6 +951,22 @@ fn seq_items(node: &Node) -> Vec<&Node> {
     }
 }
 
+/// `path` with `.` and `dir/..` taken out, without touching the file system.
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.iter().collect()
+}
+
 /// `node` without its own tag (the argument of a short-form intrinsic).
 fn untagged(node: &Node) -> Node {
     match node.clone() {
@@ -911,6 +1016,7 @@ pub fn load_all(templates: &[(&str, &Environment)]) -> Result<Model, TemplateErr
             StackSource {
                 name: env.stack_name.clone(),
                 at_prefix: String::new(),
+                rel_dir: PathBuf::new(),
                 dir: env.template_dir.clone(),
                 given: &env.parameters,
                 parent_app: None,
@@ -935,6 +1041,7 @@ pub fn load_all(templates: &[(&str, &Environment)]) -> Result<Model, TemplateErr
         mut functions,
         roles,
         stacks,
+        api_names,
         ..
     } = reader.parts.into_inner();
 
@@ -978,6 +1085,7 @@ pub fn load_all(templates: &[(&str, &Environment)]) -> Result<Model, TemplateErr
         roles,
         parameters,
         stacks,
+        api_names,
     })
 }
 
@@ -998,6 +1106,7 @@ type Outputs = BTreeMap<String, Result<Val, TemplateError>>;
 struct StackSource<'g> {
     name: String,
     at_prefix: String,
+    rel_dir: PathBuf,
     dir: Option<PathBuf>,
     given: &'g BTreeMap<String, String>,
     parent_app: Option<String>,
@@ -1079,6 +1188,7 @@ fn read_stack(
         reader,
         name: source.name,
         at_prefix,
+        rel_dir: source.rel_dir,
         dir: source.dir,
         resources,
         conditions: root.get("Conditions").unwrap_or(&empty),
@@ -1131,13 +1241,57 @@ fn read_stack(
             exports.insert(export, value.clone());
         }
         if let Ok(Val::Str(text)) = &value {
-            reader.parts.borrow_mut().stacks[index]
+            let names = registered_names(text);
+            let mut parts = reader.parts.borrow_mut();
+            parts.api_names.extend(names);
+            parts.stacks[index]
                 .outputs
                 .insert(name.clone(), text.clone());
         }
         outputs.insert(name.clone(), value);
     }
+    // The names this stack writes for its APIs, as the authorizer once read them.
+    for param in stack.of_type("AWS::SSM::Parameter") {
+        let (_, res, at) = param?;
+        let props = res.get("Properties").unwrap_or(&empty);
+        let value = |k: &str| {
+            props
+                .get(k)
+                .and_then(|n| stack.eval(n, &at).ok())
+                .and_then(|v| v.into_string(&at).ok())
+        };
+        if let (Some(name), Some(value)) = (value("Name"), value("Value")) {
+            if let Some((_, id)) = name.rsplit_once("/apis/") {
+                reader
+                    .parts
+                    .borrow_mut()
+                    .api_names
+                    .insert(id.to_owned(), value);
+            }
+        }
+    }
     Ok(outputs)
+}
+
+/// `(api id, name)` of each `svcauth apis register ... --api-id ID --name NAME` in a
+/// text (an output telling the operator what to run after a deploy).
+fn registered_names(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for command in text.split("svcauth apis register").skip(1) {
+        let command = command.split(['&', ';', '\n', '|']).next().unwrap_or("");
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let arg = |flag: &str| {
+            words
+                .iter()
+                .position(|w| *w == flag)
+                .and_then(|i| words.get(i + 1))
+                .map(|w| w.trim_matches(['\'', '"']).to_owned())
+        };
+        if let (Some(id), Some(name)) = (arg("--api-id"), arg("--name")) {
+            out.push((id, name));
+        }
+    }
+    out
 }
 
 fn read_apis(stack: &Stack<'_, '_>, globals_api: Option<&Node>) -> Result<(), TemplateError> {
@@ -1180,6 +1334,46 @@ fn read_apis(stack: &Stack<'_, '_>, globals_api: Option<&Node>) -> Result<(), Te
             None => None,
         };
         let id = stack.local_id(logical).to_owned();
+        let auth = prop("Auth");
+        let api_key_required = match auth.and_then(|a| a.get("ApiKeyRequired")) {
+            Some(n) => stack.eval(n, &at)?.into_string(&at)? == "true",
+            None => false,
+        };
+        let mut resource_policy = Vec::new();
+        let mut resource_policy_unread = Vec::new();
+        for (k, v) in auth
+            .and_then(|a| a.get("ResourcePolicy"))
+            .map(Node::entries)
+            .unwrap_or_default()
+        {
+            let rat = format!("{at}.Auth.ResourcePolicy.{k}");
+            if k != "CustomStatements" {
+                resource_policy_unread.push(format!("{rat} is not read"));
+                continue;
+            }
+            let statements = match stack.eval(v, &rat)? {
+                Val::List(l) => l,
+                other => vec![other],
+            };
+            let doc = Val::Map(vec![("Statement".into(), Val::List(statements))]);
+            let (mut read, unread) = policy_statements(&doc, &rat);
+            // SAM writes `execute-api:/stage/METHOD/path` out as this API's ARN.
+            let arn = format!(
+                "arn:aws:execute-api:{}:{}:{}/",
+                stack.reader.env.region,
+                stack.reader.env.account,
+                local_api_id(&id)
+            );
+            for st in &mut read {
+                for r in st.resources.iter_mut().chain(st.not_resources.iter_mut()) {
+                    if let Some(rest) = r.strip_prefix("execute-api:/") {
+                        *r = format!("{arn}{rest}");
+                    }
+                }
+            }
+            resource_policy.extend(read);
+            resource_policy_unread.extend(unread);
+        }
         let mut parts = stack.reader.parts.borrow_mut();
         parts.api_auth.insert(id.clone(), (default, authorizers));
         parts.apis.push(ApiDef {
@@ -1189,6 +1383,9 @@ fn read_apis(stack: &Stack<'_, '_>, globals_api: Option<&Node>) -> Result<(), Te
             description,
             variables,
             access_log_format,
+            api_key_required,
+            resource_policy,
+            resource_policy_unread,
         });
     }
     Ok(())
@@ -1421,16 +1618,24 @@ fn authorizer(
     }))
 }
 
-/// `execute-api` statements of every role, from its inline `Policies` and from
-/// `AWS::IAM::RolePolicy` / `AWS::IAM::Policy` resources naming it.
+/// `execute-api` statements of every role, from its inline `Policies`, from
+/// `AWS::IAM::RolePolicy` / `AWS::IAM::Policy` / `AWS::IAM::ManagedPolicy` resources
+/// naming it, and from the template's managed policies in its `ManagedPolicyArns`.
 fn read_roles(stack: &Stack<'_, '_>) -> Result<(), TemplateError> {
     let empty = empty_map();
-    let account = &stack.reader.env.account;
+    let managed: BTreeMap<&str, &str> = stack
+        .resources
+        .entries()
+        .iter()
+        .filter(|(_, r)| r.get("Type").and_then(Node::as_str) == Some("AWS::IAM::ManagedPolicy"))
+        .map(|(l, _)| (stack.local_id(l), l.as_str()))
+        .collect();
     for role in stack.of_type("AWS::IAM::Role") {
         let (logical, res, at) = role?;
         let id = stack.local_id(logical).to_owned();
         let mut role = RoleDef {
-            arn: format!("arn:aws:iam::{account}:role/{id}"),
+            name: stack.role_name(logical, &at)?,
+            arn: stack.role_arn(logical, &at)?,
             logical_id: id.clone(),
             ..Default::default()
         };
@@ -1438,21 +1643,60 @@ fn read_roles(stack: &Stack<'_, '_>) -> Result<(), TemplateError> {
         if let Some(p) = props.get("Policies") {
             if let Val::List(policies) = stack.eval(p, &at)? {
                 for pol in policies {
-                    if let Val::Map(entries) = pol {
-                        if let Some((_, doc)) =
-                            entries.into_iter().find(|(k, _)| k == "PolicyDocument")
-                        {
-                            add_statements(&mut role, doc, &at);
-                        }
+                    let Val::Map(entries) = pol else { continue };
+                    let name = entries
+                        .iter()
+                        .find(|(k, _)| k == "PolicyName")
+                        .and_then(|(_, v)| match v {
+                            Val::Str(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    if let Some((_, doc)) = entries.into_iter().find(|(k, _)| k == "PolicyDocument")
+                    {
+                        add_statements(&mut role, doc, &format!("{at}.Policies.{name}"));
                     }
                 }
+            }
+        }
+        if let Some(arns) = props.get("ManagedPolicyArns") {
+            let arns = match stack.eval(arns, &at)? {
+                Val::List(l) => l,
+                other => vec![other],
+            };
+            for arn in arns {
+                let arn = arn.into_string(&at)?;
+                let doc = managed.get(arn.as_str()).and_then(|l| {
+                    stack
+                        .resources
+                        .get(l)
+                        .and_then(|r| r.get("Properties"))
+                        .and_then(|p| p.get("PolicyDocument"))
+                });
+                match doc {
+                    Some(doc) => {
+                        let doc = stack.eval(doc, &at)?;
+                        add_statements(&mut role, doc, &stack.at(&arn));
+                    }
+                    None => role.unread_policies.push(format!(
+                        "{at}: managed policy {arn} is not in the templates read"
+                    )),
+                }
+            }
+        }
+        if let Some(b) = props.get("PermissionsBoundary") {
+            if let Val::Str(b) = stack.eval(b, &at)? {
+                role.permissions_boundary = Some(b);
             }
         }
         stack.reader.parts.borrow_mut().roles.insert(id, role);
     }
     for (logical, res) in stack.resources.entries() {
         let ty = res.get("Type").and_then(Node::as_str);
-        if !matches!(ty, Some("AWS::IAM::RolePolicy" | "AWS::IAM::Policy")) {
+        if !matches!(
+            ty,
+            Some("AWS::IAM::RolePolicy" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy")
+        ) {
             continue;
         }
         let at = stack.at(logical);
@@ -1477,7 +1721,8 @@ fn read_roles(stack: &Stack<'_, '_>) -> Result<(), TemplateError> {
         let doc = stack.eval(doc, &at)?;
         let mut parts = stack.reader.parts.borrow_mut();
         for name in names {
-            if let Some(role) = parts.roles.get_mut(&name) {
+            // Roles are named by `!Ref Role`: their name.
+            if let Some(role) = parts.roles.values_mut().find(|r| r.name == name) {
                 add_statements(role, doc.clone(), &at);
             }
         }
@@ -1485,56 +1730,144 @@ fn read_roles(stack: &Stack<'_, '_>) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// Adds a policy document's `execute-api` statements to a role: all of them to
+/// [`RoleDef::policy`], those a local run evaluates to [`RoleDef::statements`].
 fn add_statements(role: &mut RoleDef, doc: Val, at: &str) {
-    let Val::Map(doc) = doc else { return };
-    let Some((_, st)) = doc.into_iter().find(|(k, _)| k == "Statement") else {
-        return;
-    };
-    let list = match st {
-        Val::List(l) => l,
-        m @ Val::Map(_) => vec![m],
-        _ => return,
-    };
-    let strings = |v: Option<&Val>| -> Vec<String> {
-        match v {
-            Some(Val::Str(s)) => vec![s.clone()],
-            Some(Val::List(l)) => l
-                .iter()
-                .filter_map(|v| match v {
-                    Val::Str(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    for s in list {
-        let Val::Map(fields) = s else { continue };
-        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v);
-        let actions = strings(get("Action"));
-        if !actions
-            .iter()
-            .any(|a| crate::policy::action_matches(a, crate::policy::INVOKE_ACTION))
-        {
-            continue;
-        }
-        let effect = match get("Effect") {
-            Some(Val::Str(e)) => e.clone(),
-            _ => continue,
-        };
-        if get("Condition").is_some() || get("NotResource").is_some() || get("NotAction").is_some()
+    let (read, unread) = policy_statements(&doc, at);
+    role.unread_policies.extend(unread);
+    for st in read {
+        if !st.condition_keys.is_empty()
+            || !st.not_resources.is_empty()
+            || !st.not_actions.is_empty()
         {
             role.skipped.push(format!(
-                "{at}: an execute-api statement with Condition/NotResource/NotAction is not evaluated locally"
+                "{}: an execute-api statement with Condition/NotResource/NotAction is not evaluated locally",
+                st.source
+            ));
+        } else {
+            role.statements.push(Statement {
+                allow: st.allow,
+                actions: st.actions.clone(),
+                resources: st.resources.clone(),
+            });
+        }
+        role.policy.push(st);
+    }
+}
+
+/// The statements of a policy document that may be about `execute-api:Invoke`, and
+/// what could not be read (a statement that is not a map, an `Effect` that is neither
+/// `Allow` nor `Deny`, a value that is not a string).
+fn policy_statements(doc: &Val, at: &str) -> (Vec<PolicyStatement>, Vec<String>) {
+    let mut read = Vec::new();
+    let mut unread = Vec::new();
+    let Val::Map(doc) = doc else {
+        unread.push(format!("{at}: the policy document is not a map"));
+        return (read, unread);
+    };
+    let list = match doc.iter().find(|(k, _)| k == "Statement").map(|(_, v)| v) {
+        Some(Val::List(l)) => l.iter().collect::<Vec<_>>(),
+        Some(m @ Val::Map(_)) => vec![m],
+        _ => {
+            unread.push(format!("{at}: no Statement list"));
+            return (read, unread);
+        }
+    };
+    for (i, s) in list.into_iter().enumerate() {
+        let Val::Map(fields) = s else {
+            unread.push(format!("{at}, statement {}: not a map", i + 1));
+            continue;
+        };
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+        let sid = match get("Sid") {
+            Some(Val::Str(s)) => format!(" ({s})"),
+            _ => String::new(),
+        };
+        let source = format!("{at}, statement {}{sid}", i + 1);
+        let mut bad = false;
+        let mut strings = |v: Option<&Val>| -> Vec<String> {
+            match v {
+                None => Vec::new(),
+                Some(Val::Str(s)) => vec![s.clone()],
+                Some(Val::List(l)) => l
+                    .iter()
+                    .filter_map(|v| match v {
+                        Val::Str(s) => Some(s.clone()),
+                        _ => {
+                            bad = true;
+                            None
+                        }
+                    })
+                    .collect(),
+                Some(_) => {
+                    bad = true;
+                    Vec::new()
+                }
+            }
+        };
+        let actions = strings(get("Action"));
+        let not_actions = strings(get("NotAction"));
+        let resources = strings(get("Resource"));
+        let not_resources = strings(get("NotResource"));
+        let principals = match get("Principal") {
+            Some(Val::Map(p)) => p
+                .iter()
+                .flat_map(|(_, v)| match v {
+                    Val::Str(s) => vec![s.clone()],
+                    Val::List(l) => l
+                        .iter()
+                        .filter_map(|v| match v {
+                            Val::Str(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+            other => strings(other),
+        };
+        let condition_keys: Vec<String> = match get("Condition") {
+            None => Vec::new(),
+            Some(Val::Map(ops)) => ops
+                .iter()
+                .flat_map(|(op, keys)| match keys {
+                    Val::Map(keys) => keys.iter().map(|(k, _)| k.clone()).collect(),
+                    _ => vec![op.clone()],
+                })
+                .collect(),
+            Some(_) => vec!["Condition".into()],
+        };
+        let allow = match get("Effect") {
+            Some(Val::Str(e)) if e.eq_ignore_ascii_case("Allow") => true,
+            Some(Val::Str(e)) if e.eq_ignore_ascii_case("Deny") => false,
+            _ => {
+                unread.push(format!("{source}: Effect is not Allow or Deny"));
+                continue;
+            }
+        };
+        let st = PolicyStatement {
+            source,
+            allow,
+            actions,
+            not_actions,
+            resources,
+            not_resources,
+            condition_keys,
+            principals,
+        };
+        if !st.covers_invoke() {
+            continue;
+        }
+        if bad || get("NotPrincipal").is_some() {
+            unread.push(format!(
+                "{}: a value that is not a string (or NotPrincipal) is not read",
+                st.source
             ));
             continue;
         }
-        role.statements.push(Statement {
-            allow: effect.eq_ignore_ascii_case("Allow"),
-            actions,
-            resources: strings(get("Resource")),
-        });
+        read.push(st);
     }
+    (read, unread)
 }
 
 #[cfg(test)]
@@ -1911,6 +2244,104 @@ Resources:
         let m = project("api-key");
         assert_eq!(m.apis.len(), 3);
         assert!(m.roles["TutorServiceRole"].statements.is_empty());
+    }
+
+    /// What `svcauth access` reads besides routes: role names and full statements
+    /// (NotResource, conditions), policies it cannot see, resource policies, the API
+    /// key requirement, and the API names the template declares.
+    #[test]
+    fn roles_policies_and_declared_names() {
+        let t = r#"
+Resources:
+  Api:
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: v1
+      Auth:
+        DefaultAuthorizer: AWS_IAM
+        ApiKeyRequired: true
+        ResourcePolicy:
+          CustomStatements:
+            - {Sid: Net, Effect: Deny, Principal: "*", Action: execute-api:Invoke, Resource: execute-api:/*, Condition: {StringNotEquals: {aws:SourceVpce: vpce-1}}}
+          IpRangeWhitelist: [10.0.0.0/8]
+  Named:
+    Type: AWS::IAM::Role
+    Properties:
+      RoleName: team-caller
+      Path: /svc/
+      ManagedPolicyArns: [arn:aws:iam::aws:policy/AmazonAPIGatewayInvokeFullAccess, !Ref Local]
+      PermissionsBoundary: arn:aws:iam::123456789012:policy/boundary
+      Policies:
+        - PolicyName: inline
+          PolicyDocument:
+            Statement:
+              - {Effect: Allow, NotAction: s3:*, NotResource: !Sub "arn:aws:execute-api:*:*:${Api}/v1/POST/*"}
+              - {Effect: Allow, Action: s3:GetObject, Resource: "*"}
+  Local:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument:
+        Statement: {Effect: Deny, Action: "execute-api:*", Resource: "*", Condition: {Bool: {aws:SecureTransport: "false"}}}
+  Name:
+    Type: AWS::SSM::Parameter
+    Properties: {Name: !Sub "/svcauth/dev/apis/${Api}", Type: String, Value: billing}
+Outputs:
+  Register:
+    Value: !Sub "svcauth apis register --env dev --api-id ${Api} --name billing2 && svcauth apis register --api-id x1 --name other"
+"#;
+        let m = load(t, &Environment::default()).unwrap();
+        let role = &m.roles["Named"];
+        // Named by its local id, as the local gateway's credentials name roles...
+        assert_eq!(role.name, "Named");
+        assert_eq!(role.arn, "arn:aws:iam::123456789012:role/Named");
+        assert!(m.role_by_name("Named").is_some());
+        // ... or as deployed.
+        let deployed = Environment {
+            role_names: RoleNames::Deployed,
+            ..Environment::default()
+        };
+        let d = load(t, &deployed).unwrap();
+        assert_eq!(d.roles["Named"].name, "team-caller");
+        assert_eq!(
+            d.roles["Named"].arn,
+            "arn:aws:iam::123456789012:role/svc/team-caller"
+        );
+        let sources: Vec<&str> = role.policy.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                "Resources.Named.Policies.inline, statement 1",
+                "Resources.Local, statement 1"
+            ]
+        );
+        assert_eq!(
+            role.policy[0].not_resources,
+            ["arn:aws:execute-api:*:*:api/v1/POST/*"]
+        );
+        assert_eq!(role.policy[1].condition_keys, ["aws:SecureTransport"]);
+        // The gateway evaluates neither per request.
+        assert!(role.statements.is_empty());
+        assert_eq!(role.skipped.len(), 2);
+        assert_eq!(role.unread_policies.len(), 1, "{:?}", role.unread_policies);
+        assert!(role.unread_policies[0].contains("AmazonAPIGatewayInvokeFullAccess"));
+        assert_eq!(
+            role.permissions_boundary.as_deref(),
+            Some("arn:aws:iam::123456789012:policy/boundary")
+        );
+        let api = m.api("Api").unwrap();
+        assert!(api.api_key_required);
+        assert_eq!(api.resource_policy.len(), 1);
+        assert_eq!(
+            api.resource_policy[0].resources,
+            ["arn:aws:execute-api:us-east-1:123456789012:api/*"]
+        );
+        assert_eq!(api.resource_policy[0].principals, ["*"]);
+        assert_eq!(api.resource_policy[0].condition_keys, ["aws:SourceVpce"]);
+        assert_eq!(api.resource_policy_unread.len(), 1);
+        // A parameter the stack writes is the registry entry itself: it wins over a
+        // command an operator is told to run.
+        assert_eq!(m.api_names["api"], "billing");
+        assert_eq!(m.api_names["x1"], "other");
     }
 
     /// A VPC's parameters have no value in a local run: a placeholder, and a list

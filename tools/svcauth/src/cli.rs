@@ -103,7 +103,15 @@ pub enum Command {
     /// emergency brake.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Tokens(TokensCommand),
+    /// Who may call which route of which API, by which proof (API key, IAM, token),
+    /// and why: matrix, explain, check expectations, diff for a migration.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Access(AccessCommand),
 }
+
+pub use crate::commands::access::cli::{
+    AccessCommand, DiffArgs, ExpectArgs, ExplainArgs, Format, MatrixArgs, SourceArgs, Target,
+};
 
 /// How long a token can outlive the moment its service's key was revoked or its
 /// brake was pulled, shown in `tokens brake --help`.

@@ -43,6 +43,13 @@ use service_auth::UnixTime;
 pub use aws::Aws;
 pub use cli::{Cli, Command, GlobalArgs, KeysCommand, StoreKind, TokenKeysCommand, TokensCommand};
 pub use error::{exit, Error, EXIT_CODES_HELP};
+
+/// The answers of `svcauth access`, from plain inputs (for benchmarks and tools).
+pub mod access {
+    pub use crate::commands::access::cli::Format;
+    pub use crate::commands::access::engine::*;
+    pub use crate::commands::access::render::matrix as write_matrix;
+}
 pub use store::{FileStore, Store, Written};
 
 /// Keys are due for rotation this long after they were created.
@@ -105,6 +112,7 @@ pub async fn run(cli: &Cli, aws: &Aws, now: UnixTime, io: &mut Io<'_>) -> Result
         Command::Tokens(TokensCommand::Brake(args)) => {
             commands::tokens::brake(&mut ctx, args).await
         }
+        Command::Access(cmd) => commands::access::run(&mut ctx, cmd).await,
     }
 }
 
