@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use service_auth::identity::{AuthMethod, ServiceIdentity};
-use service_auth::{ApiGrant, ServiceDocument, UnixTime};
+use service_auth::{ApiGrant, UnixTime};
 use service_token::{Permission, Proof, TokenClaims};
 
 /// Default token lifetime (`SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS`).
@@ -58,14 +58,10 @@ pub struct IssuerSettings {
     pub default_lifetime_secs: u64,
 }
 
-/// What the store says about the caller now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Standing {
-    /// The caller's service document; `None` when the service has none.
-    pub document: Option<ServiceDocument>,
-    /// The caller's API key has a revocation marker (always false for IAM callers).
-    pub proof_key_revoked: bool,
-}
+/// What the store says about the caller now: its service document with every marker
+/// applied (revocation, expiry, brake) and whether its key has a revocation marker.
+/// One type for the authorizer and the issuer (`service_auth::standing`).
+pub use service_auth::Standing;
 
 /// Why no token. Carries no secret (key ids, role ARNs and service names are not).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -442,7 +438,7 @@ impl RetryPolicy {
 mod tests {
     use super::*;
     use service_auth::identity::{AssumedRoleArn, RoleArn};
-    use service_auth::{ApiKey, KeyId, KeyRecord, KeyStatus};
+    use service_auth::{ApiKey, KeyId, KeyRecord, KeyStatus, ServiceDocument};
 
     const NOW: u64 = 1_764_600_000;
 

@@ -1,5 +1,6 @@
 //! The commands, and the checks they share.
 
+pub mod apis;
 pub mod check;
 pub mod create;
 pub mod grant;
