@@ -6,8 +6,7 @@
 //! | what | parameter | type | written by |
 //! |---|---|---|---|
 //! | service documents | `{parent}/keys/{service}` | SecureString (store key) | svcauth |
-//! | revocation markers | `{parent}/revoked/{key id}` | String, create-only | svcauth |
-//! | expiry markers | `{parent}/expiries/{key id}` | String, create-only | svcauth |
+//! | revocation and expiry markers | `{parent}/revoked/{key id}` (and `{key id}.now`) | String, create-only | svcauth |
 //! | brake markers | `{parent}/brakes/{service}/{unix seconds}` | String, create-only | svcauth |
 //! | key id index | `{parent}/index/{key id}` | String, create-only | svcauth |
 //! | API registry | `{parent}/apis/{api id}` | SecureString (store key) | `svcauth apis register` |
@@ -30,10 +29,9 @@ pub const DEFAULT_KEY_PATH: &str = "/svcauth/dev/keys";
 
 /// Last segments a key store path may not have: they name its siblings, and the key
 /// path is listed without recursion, so a sibling must never be it.
-const SIBLINGS: [&str; 7] = [
+const SIBLINGS: [&str; 6] = [
     "revoked",
     "index",
-    "expiries",
     "brakes",
     "apis",
     "api-names",
@@ -93,17 +91,16 @@ impl StoreLayout {
         format!("{}/revoked", self.parent)
     }
 
+    /// A key's marker: it revokes the key, or (its value holds `expiresAt`) ends it
+    /// then at the latest.
     pub fn revocation_marker(&self, key_id: &KeyId) -> String {
         format!("{}/revoked/{key_id}", self.parent)
     }
 
-    /// Where scheduled-expiry markers live.
-    pub fn expiries(&self) -> String {
-        format!("{}/expiries", self.parent)
-    }
-
-    pub fn expiry_marker(&self, key_id: &KeyId) -> String {
-        format!("{}/expiries/{key_id}", self.parent)
+    /// A key's immediate-revocation marker, written only when its
+    /// [`StoreLayout::revocation_marker`] holds a scheduled end already.
+    pub fn immediate_marker(&self, key_id: &KeyId) -> String {
+        format!("{}/revoked/{key_id}.now", self.parent)
     }
 
     /// Where `service`'s brake markers live (one per brake, named by its time).
@@ -156,8 +153,8 @@ mod tests {
             "/svcauth/prod/revoked/kid_0123456789abcdef"
         );
         assert_eq!(
-            l.expiry_marker(&id),
-            "/svcauth/prod/expiries/kid_0123456789abcdef"
+            l.immediate_marker(&id),
+            "/svcauth/prod/revoked/kid_0123456789abcdef.now"
         );
         assert_eq!(
             l.brake_marker("tutor", UnixTime(1_800_000_000)),
@@ -176,7 +173,6 @@ mod tests {
             "/svcauth/dev/apis",
             "/svcauth/dev/token",
             "/svcauth/dev/brakes",
-            "/svcauth/dev/expiries",
             "/svcauth/dev/api-names",
             "/svcauth/dev/k eys",
             "/",

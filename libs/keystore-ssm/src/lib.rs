@@ -1,8 +1,24 @@
 /*!
-The service key store in SSM Parameter Store.
+The service key store in SSM Parameter Store: the ONE owner of its layout and the one
+reader and writer of everything in it, for the authorizer, the token issuer, svcauth
+and the local gateway.
 
-Layout: one `SecureString` parameter per calling service, `{path}/{service}`, holding
-that service's [`ServiceDocument`] (permissions and hashed key records). Why:
+* [`StoreLayout`] derives every parameter name from the key store path (documents,
+  revocation/expiry/brake markers, the key id index, the API registry and its name
+  claims, the token key set); nobody else builds one.
+* [`SsmKeyStore`]: service documents, markers and the index (below).
+* [`ApiRegistry`]: API id → name, trusted only as a SecureString, one API per name.
+* [`KeySetParameter`]: the token key set, trusted only as a SecureString.
+* [`Standings`]: a calling service's standing (its document with every marker applied,
+  `service_auth::Standing`), read per service and cached with the caller's TTL: the
+  one standing computation of the authorizer's token path and of the issuer.
+
+What verifiers trust to grant anything is a SecureString under the store's KMS key; a
+`String` there is never trusted. Strings are markers (they only take access away) or
+pointers (they only say where to look).
+
+Documents: one `SecureString` parameter per calling service, `{path}/{service}`,
+holding that service's [`ServiceDocument`] (permissions and hashed key records). Why:
 
 * **Cold start**: the authorizer reads only what the first key needs: its key id
   index entry and revocation marker ([`SsmKeyStore::lookup_key`], one
@@ -25,12 +41,13 @@ that service's [`ServiceDocument`] (permissions and hashed key records). Why:
 The original design's single JSON parameter (`{"<key>": "<service>"}`) can be read as
 a legacy source: its keys are hashed as they are parsed and the clear values dropped.
 
-**Revocation markers**: the version check above repairs a lost write only while the
+**Markers** (revocations, scheduled ends and brakes: `markers.rs`): the version check
+above repairs a lost write only while the
 writer lives and the history can be read. A revocation must not depend on that, so
 `keys revoke` first creates `{revoked path}/{key id}` (a `String` parameter, created
 with `Overwrite=false`, never changed or deleted by svcauth), where the revoked path is
 a sibling of the key path: `/svcauth/dev/keys` → `/svcauth/dev/revoked`. A load reads
-the markers of every key it would accept ([`SsmKeyStore::revoked_among`],
+the markers of every key it would accept ([`SsmKeyStore::markers_among`],
 `GetParameters`, 10 names a call) and refuses those keys whatever any document or the
 legacy map says. A marker only ever takes access away, so its type and value do not
 matter: its existence is the revocation.
@@ -254,8 +271,9 @@ impl SsmKeyStore {
     /// accept. Fails only when SSM cannot be read.
     ///
     /// Calls: `ceil(documents / 10)` `GetParametersByPath`, one `GetParameter` for the
-    /// legacy map if configured, and `ceil(usable keys / 5)` `GetParameters` (each
-    /// key's revocation and expiry markers).
+    /// legacy map if configured, and `ceil(usable keys / 10)` `GetParameters` of their
+    /// markers (plus one per 10 keys in a scheduled-end grace, for their
+    /// immediate-revocation markers).
     pub async fn load_store(&self, now: UnixTime) -> Result<KeyStore, SsmStoreError> {
         let read = self.read_documents().await?;
         let legacy = self.read_legacy().await?;
@@ -463,96 +481,10 @@ impl SsmKeyStore {
         }
     }
 
-    /// Which of `ids` have a revocation marker: `GetParameters`, 10 names a call (its
-    /// limit). Names that do not exist come back as invalid, not as an error.
+    /// Which of `ids` a marker revokes now (a marker holding a scheduled end does not,
+    /// until its immediate-revocation marker exists: see [`SsmKeyStore::markers_among`]).
     pub async fn revoked_among(&self, ids: &[KeyId]) -> Result<HashSet<KeyId>, SsmStoreError> {
-        let mut revoked = HashSet::new();
-        for chunk in ids.chunks(10) {
-            let names: Vec<String> = chunk.iter().map(|id| self.marker_name(id)).collect();
-            let out = retry_throttled(|| {
-                self.client
-                    .get_parameters()
-                    .set_names(Some(names.clone()))
-                    .with_decryption(false)
-                    .send()
-            })
-            .await
-            .map_err(|e| sdk_error("GetParameters", &self.layout.revoked(), e))?;
-            for p in out.parameters() {
-                let name = p.name().unwrap_or_default();
-                if let Some(id) = chunk.iter().find(|id| self.marker_name(id) == name) {
-                    revoked.insert(id.clone());
-                }
-            }
-        }
-        Ok(revoked)
-    }
-
-    /// The revocation and expiry markers of `ids`: `GetParameters`, 5 keys (10 names)
-    /// a call. Names that do not exist come back as invalid, not as an error.
-    pub async fn markers_among(&self, ids: &[KeyId]) -> Result<Markers, SsmStoreError> {
-        let mut markers = Markers::default();
-        for chunk in ids.chunks(5) {
-            let names: Vec<String> = chunk
-                .iter()
-                .flat_map(|id| [self.marker_name(id), self.layout.expiry_marker(id)])
-                .collect();
-            let out = retry_throttled(|| {
-                self.client
-                    .get_parameters()
-                    .set_names(Some(names.clone()))
-                    .with_decryption(false)
-                    .send()
-            })
-            .await
-            .map_err(|e| sdk_error("GetParameters", &self.layout.revoked(), e))?;
-            for p in out.parameters() {
-                self.read_marker(chunk, p, &mut markers);
-            }
-        }
-        Ok(markers)
-    }
-
-    /// Records what one marker parameter among `ids`' says in `markers`.
-    fn read_marker(&self, ids: &[KeyId], p: &Parameter, markers: &mut Markers) {
-        let name = p.name().unwrap_or_default();
-        for id in ids {
-            if self.marker_name(id) == name {
-                // Its existence is the revocation, whatever its type or value.
-                markers.revoked.insert(id.clone());
-            } else if self.layout.expiry_marker(id) == name {
-                let at = expiry_of(p.value().unwrap_or_default());
-                let e = markers.expiries.entry(id.clone()).or_insert(at);
-                *e = (*e).min(at);
-            }
-        }
-    }
-
-    /// Creates `key_id`'s revocation marker if it does not exist yet (create-only:
-    /// `Overwrite=false`, so no writer can ever replace or race it). `Ok(true)` when
-    /// this call created it, `Ok(false)` when it already existed. Either way the key
-    /// is refused by every load from now on.
-    pub async fn put_revocation_marker(
-        &self,
-        service: &str,
-        key_id: &KeyId,
-        at: UnixTime,
-        why: &str,
-    ) -> Result<bool, SsmStoreError> {
-        let name = self.marker_name(key_id);
-        let value = serde_json::json!({
-            "service": service,
-            "keyId": key_id,
-            "revokedAt": at,
-            "by": why,
-        })
-        .to_string();
-        self.create_string(
-            &name,
-            value,
-            "svcauth revocation marker: this key is refused for good; never delete it",
-        )
-        .await
+        Ok(self.markers_among(ids).await?.revoked)
     }
 
     /// Creates the `String` parameter `name`, never replacing one that exists:
@@ -577,10 +509,9 @@ impl SsmKeyStore {
     }
 
     /// What the store knows about one key id, in ONE `GetParameters` call: its index
-    /// entry `{index path}/{key id}`, its revocation marker `{revoked path}/{key id}`
-    /// and its expiry marker `{expiries path}/{key id}`. This is the first of the
-    /// authorizer's two calls on a cold start (the second reads the named service's
-    /// document).
+    /// entry `{index path}/{key id}` and its markers (`{revoked path}/{key id}`, and
+    /// `{key id}.now`). This is the first of the authorizer's two calls on a cold start
+    /// (the second reads the named service's document).
     ///
     /// The entry only says where to look: a key is granted only by the `SecureString`
     /// document that holds its hash, so a wrong or forged entry can cost a lookup or
@@ -622,7 +553,7 @@ impl SsmKeyStore {
                 .get_parameters()
                 .names(&index)
                 .names(self.marker_name(key_id))
-                .names(self.layout.expiry_marker(key_id))
+                .names(self.layout.immediate_marker(key_id))
                 // Only the registry entry is a SecureString; the others come back as
                 // they are.
                 .with_decryption(also.is_some());
@@ -1127,7 +1058,7 @@ where
     match e.code() {
         Some("AccessDeniedException") => SsmStoreError::AccessDenied {
             name: name.to_owned(),
-            hint: "the caller's IAM role needs the SSM and KMS permissions docs/keys.md lists for it (\"Who may do what\"): on the key path and its siblings revoked/, expiries/, brakes/, index/, apis/, api-names/ and token/jwks, and kms:Decrypt/Encrypt through SSM (kms:ViaService) on the store's KMS key",
+            hint: "the caller's IAM role needs the SSM and KMS permissions docs/keys.md lists for it (\"Who may do what\"): on the key path and its siblings revoked/, brakes/, index/, apis/, api-names/ and token/jwks, and kms:Decrypt/Encrypt through SSM (kms:ViaService) on the store's KMS key",
         },
         Some("ParameterNotFound") => SsmStoreError::NotFound(name.to_owned()),
         Some("UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException") => SsmStoreError::Sdk {

@@ -1,22 +1,26 @@
-//! Expiry and brake markers: what `keys revoke --after`, `keys rotate --grace` and
-//! `tokens brake` write beside the document, so that a concurrent writer that
-//! overwrites the document (and dies before merging it back) cannot lose them: the
-//! same guarantee revocation markers give revocations (issue 19 A2).
+//! Markers: what a change that must survive a lost document write leaves beside the
+//! document, created with `Overwrite=false` (the one compare-and-swap SSM has) and
+//! never changed or deleted by svcauth. A writer that overwrites a document with an
+//! older version and dies before merging it back cannot undo them (issue 19 A2: brakes
+//! and scheduled expiries get the guarantee revocations had).
 //!
-//! * `{parent}/expiries/{key id}`: a `String`, created with `Overwrite=false`, whose
-//!   value holds `expiresAt`; every load ends the key then at the latest. The first
-//!   expiry set for a key is the one its marker holds; a later, earlier one is in the
-//!   document only (the writer says so), and a revocation stops the key at once.
-//! * `{parent}/brakes/{service}/{unix seconds}`: one `String` per brake, created with
-//!   `Overwrite=false`, named by its time; a standing read lists them and takes the
-//!   latest.
+//! * `{parent}/revoked/{key id}`, a `String`: its existence revokes the key, unless its
+//!   value holds a readable `expiresAt` (`keys revoke --after`, `keys rotate --grace`
+//!   more than 0): then the key ends at that time at the latest. Any other value (the
+//!   revocation markers of older versions included) is a revocation now.
+//! * `{parent}/revoked/{key id}.now`: a revocation now of a key whose first marker
+//!   already holds a scheduled end (a key revoked during its rotation grace). Read only
+//!   for such keys, so a load reads one name per usable key, as before.
+//! * `{parent}/brakes/{service}/{unix seconds}`: one `String` per brake, named by its
+//!   time; a standing read lists them and takes the latest.
 //!
-//! Like revocation markers, they only ever take access away: a forged one can refuse
-//! a key or a service's tokens, never grant anything. A value that cannot be read as a
-//! time ends the key at once.
+//! The first scheduled end of a key is the one its marker holds; a later, earlier one
+//! is in the document only (the writer says so; a revocation stops the key at once).
+//! Every marker only ever takes access away: a forged one can refuse a key or a
+//! service's tokens, never grant anything.
 
 use aws_sdk_ssm::types::Parameter;
-use service_auth::{KeyId, UnixTime};
+use service_auth::{KeyId, Markers, UnixTime};
 
 use crate::{retry_throttled, sdk_error, SsmKeyStore, SsmStoreError};
 
@@ -26,31 +30,121 @@ pub enum ExpiryMarked {
     /// This call created the marker: the key ends at the time asked, whatever any
     /// writer does to the document.
     Created,
-    /// A marker exists already: the key ends at `at` at the latest (it may be later
-    /// than the time asked: then only the document holds the earlier one).
+    /// The key had a marker already: it ends at `at` at the latest (time 0: it is
+    /// revoked). `at` may be later than the time asked: then only the document holds
+    /// the earlier one.
     Exists { at: UnixTime },
 }
 
-/// The time an expiry marker's value says (`{"expiresAt": "<RFC 3339>", ...}`); a
-/// value that says no readable time ends the key at once (time 0).
-pub fn expiry_of(value: &str) -> UnixTime {
+/// The scheduled end a key's marker value holds (`{"expiresAt": "<RFC 3339>", ...}`);
+/// `None`: the marker is a revocation now.
+pub fn expiry_of(value: &str) -> Option<UnixTime> {
     serde_json::from_str::<serde_json::Value>(value)
-        .ok()
-        .and_then(|v| {
-            v.get("expiresAt")
-                .and_then(|t| t.as_str())
-                .and_then(UnixTime::parse_rfc3339)
-        })
-        .unwrap_or(UnixTime(0))
+        .ok()?
+        .get("expiresAt")?
+        .as_str()
+        .and_then(UnixTime::parse_rfc3339)
 }
 
 impl SsmKeyStore {
-    /// The expiry marker of a key.
-    pub fn expiry_marker_name(&self, key_id: &KeyId) -> String {
-        self.layout.expiry_marker(key_id)
+    /// Records in `markers` what a marker parameter of one of `ids` says.
+    pub(crate) fn read_marker(&self, ids: &[KeyId], p: &Parameter, markers: &mut Markers) {
+        let name = p.name().unwrap_or_default();
+        for id in ids {
+            if self.layout.revocation_marker(id) == name {
+                match expiry_of(p.value().unwrap_or_default()) {
+                    Some(at) => {
+                        let e = markers.expiries.entry(id.clone()).or_insert(at);
+                        *e = (*e).min(at);
+                    }
+                    // Its existence is the revocation, whatever else its value says.
+                    None => {
+                        markers.revoked.insert(id.clone());
+                    }
+                }
+            } else if self.layout.immediate_marker(id) == name {
+                markers.revoked.insert(id.clone());
+            }
+        }
     }
 
-    /// Creates `key_id`'s expiry marker (`at`) if it has none (create-only).
+    /// The markers of `ids`: `GetParameters`, 10 names a call; then, for the few keys
+    /// whose marker holds a scheduled end, their immediate-revocation markers. Names
+    /// that do not exist come back as invalid, not as an error.
+    pub async fn markers_among(&self, ids: &[KeyId]) -> Result<Markers, SsmStoreError> {
+        let mut markers = Markers::default();
+        self.read_markers(ids, |id| self.layout.revocation_marker(id), &mut markers)
+            .await?;
+        let scheduled: Vec<KeyId> = ids
+            .iter()
+            .filter(|id| markers.expiries.contains_key(*id) && !markers.revoked.contains(*id))
+            .cloned()
+            .collect();
+        self.read_markers(&scheduled, |id| self.layout.immediate_marker(id), &mut markers)
+            .await?;
+        Ok(markers)
+    }
+
+    async fn read_markers(
+        &self,
+        ids: &[KeyId],
+        name_of: impl Fn(&KeyId) -> String,
+        markers: &mut Markers,
+    ) -> Result<(), SsmStoreError> {
+        for chunk in ids.chunks(10) {
+            let names: Vec<String> = chunk.iter().map(&name_of).collect();
+            let out = retry_throttled(|| {
+                self.client
+                    .get_parameters()
+                    .set_names(Some(names.clone()))
+                    .with_decryption(false)
+                    .send()
+            })
+            .await
+            .map_err(|e| sdk_error("GetParameters", &self.layout.revoked(), e))?;
+            for p in out.parameters() {
+                self.read_marker(chunk, p, markers);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates `key_id`'s revocation marker if it has none (create-only, so no writer
+    /// can ever replace or race it); when its marker holds a scheduled end, creates its
+    /// immediate-revocation marker instead. `Ok(true)` when this call created one,
+    /// `Ok(false)` when the key was revoked by a marker already. Either way the key is
+    /// refused by every load from now on.
+    pub async fn put_revocation_marker(
+        &self,
+        service: &str,
+        key_id: &KeyId,
+        at: UnixTime,
+        why: &str,
+    ) -> Result<bool, SsmStoreError> {
+        let value = serde_json::json!({
+            "service": service,
+            "keyId": key_id,
+            "revokedAt": at,
+            "by": why,
+        })
+        .to_string();
+        let description = "svcauth revocation marker: this key is refused for good; never delete it";
+        if self
+            .create_string(&self.marker_name(key_id), value.clone(), description)
+            .await?
+        {
+            return Ok(true);
+        }
+        let markers = self.markers_among(std::slice::from_ref(key_id)).await?;
+        if markers.revoked.contains(key_id) {
+            return Ok(false);
+        }
+        self.create_string(&self.layout.immediate_marker(key_id), value, description)
+            .await
+    }
+
+    /// Creates `key_id`'s marker with a scheduled end at `at`, if it has no marker
+    /// (create-only).
     pub async fn put_expiry_marker(
         &self,
         service: &str,
@@ -58,7 +152,6 @@ impl SsmKeyStore {
         at: UnixTime,
         why: &str,
     ) -> Result<ExpiryMarked, SsmStoreError> {
-        let name = self.expiry_marker_name(key_id);
         let value = serde_json::json!({
             "service": service,
             "keyId": key_id,
@@ -68,20 +161,23 @@ impl SsmKeyStore {
         .to_string();
         let created = self
             .create_string(
-                &name,
+                &self.marker_name(key_id),
                 value,
-                "svcauth expiry marker: this key ends at expiresAt at the latest; never delete it",
+                "svcauth key marker: this key ends at expiresAt at the latest; never delete it",
             )
             .await?;
         if created {
             return Ok(ExpiryMarked::Created);
         }
         let markers = self.markers_among(std::slice::from_ref(key_id)).await?;
-        let at = markers
-            .expiries
-            .get(key_id)
-            .copied()
-            .unwrap_or(UnixTime(0));
+        let at = match markers.revoked.contains(key_id) {
+            true => UnixTime(0),
+            false => markers
+                .expiries
+                .get(key_id)
+                .copied()
+                .unwrap_or(UnixTime(0)),
+        };
         Ok(ExpiryMarked::Exists { at })
     }
 
@@ -158,13 +254,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expiry_values_that_say_no_time_end_the_key_at_once() {
+    fn a_marker_is_a_revocation_unless_it_holds_a_readable_end() {
         assert_eq!(
             expiry_of(r#"{"expiresAt":"2026-12-01T10:00:00Z"}"#),
-            UnixTime::parse_rfc3339("2026-12-01T10:00:00Z").unwrap()
+            UnixTime::parse_rfc3339("2026-12-01T10:00:00Z")
         );
-        for bad in ["", "x", "{}", r#"{"expiresAt": 5}"#, r#"{"expiresAt":"soon"}"#] {
-            assert_eq!(expiry_of(bad), UnixTime(0), "{bad}");
+        for revocation in [
+            "",
+            "x",
+            "{}",
+            r#"{"service":"s","keyId":"kid_0123456789abcdef","revokedAt":"2026-12-01T10:00:00Z"}"#,
+            r#"{"expiresAt": 5}"#,
+            r#"{"expiresAt":"soon"}"#,
+        ] {
+            assert_eq!(expiry_of(revocation), None, "{revocation}");
         }
     }
 

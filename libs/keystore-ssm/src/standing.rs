@@ -3,7 +3,7 @@
 //! TTL.
 //!
 //! One read: ONE `GetParameters` with decryption (the service's document, and for a
-//! caller that proved itself with an API key that key's revocation and expiry markers)
+//! caller that proved itself with an API key that key's markers)
 //! and, at the same time, ONE `GetParametersByPath` of the service's brake markers.
 //! The document is judged as a load judges it; the markers are applied to it
 //! ([`service_auth::Standing::with_markers`]): nothing the authorizer or the issuer
@@ -97,7 +97,7 @@ impl SsmKeyStore {
         let mut names = vec![doc_name.clone()];
         if let Some(id) = proof_key {
             names.push(self.marker_name(id));
-            names.push(self.layout.expiry_marker(id));
+            names.push(self.layout.immediate_marker(id));
         }
         let out = retry_throttled(|| {
             self.client

@@ -10,7 +10,7 @@ use keystore_ssm::{ExpiryMarked, SsmKeyStore, SsmStoreError};
 use std::collections::HashSet;
 
 use service_auth::dev::parse_documents;
-use service_auth::{KeyId, KeyStore, ServiceDocument, UnixTime};
+use service_auth::{KeyId, KeyStore, Markers, ServiceDocument, UnixTime};
 
 use crate::error::Error;
 
@@ -190,7 +190,8 @@ impl Store {
         Ok(created)
     }
 
-    /// Creates the expiry markers of `ids` at `at` (create-only, see keystore-ssm):
+    /// Creates the markers of `ids` with a scheduled end at `at` (create-only, see
+    /// keystore-ssm):
     /// from the moment this returns, every load ends those keys at `at` at the latest,
     /// whatever any document says or any writer does. Returns the keys whose marker
     /// existed already with a later time (for them `at` is in the document only). The
@@ -240,22 +241,19 @@ impl Store {
         Ok(Some(store.brake_marker_name(service, at)))
     }
 
-    /// Where a key's expiry marker is, for messages.
-    pub fn expiry_marker_name(&self, id: &KeyId) -> Option<String> {
-        match self {
-            Self::Ssm { store, .. } => Some(store.expiry_marker_name(id)),
-            Self::File(_) => None,
-        }
-    }
-
     /// Which of `ids` have a revocation marker (none in a store file).
     pub async fn revoked_among(&self, ids: &[KeyId]) -> Result<HashSet<KeyId>, Error> {
+        Ok(self.markers_among(ids).await?.revoked)
+    }
+
+    /// The markers of `ids`: revocations and scheduled ends (none in a store file).
+    pub async fn markers_among(&self, ids: &[KeyId]) -> Result<Markers, Error> {
         match self {
             Self::Ssm { store, region } => store
-                .revoked_among(ids)
+                .markers_among(ids)
                 .await
                 .map_err(|e| ssm_error(e, region)),
-            Self::File(_) => Ok(HashSet::new()),
+            Self::File(_) => Ok(Markers::default()),
         }
     }
 

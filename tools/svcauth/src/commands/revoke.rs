@@ -3,8 +3,8 @@
 //! An immediate revocation first creates the key's revocation marker (create-only,
 //! see keystore-ssm) and reports success only once it exists: from then on no load of
 //! the authorizer accepts the key, whatever a concurrent or crashed writer leaves in
-//! the document. `--after` does the same with the key's expiry marker: the key ends
-//! then at the latest. The document is updated afterwards so `keys list` shows it.
+//! the document. `--after` writes the same marker holding the scheduled end: the key
+//! ends then at the latest. The document is updated afterwards so `keys list` shows it.
 
 use service_auth::{KeyId, KeyStatus, ServiceDocument, UnixTime};
 
@@ -155,12 +155,12 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
             Ok(())
         })
         .await
-        .map_err(|e| match (until, store.marker_name(&id), store.expiry_marker_name(&id)) {
-            (None, Some(marker), _) => e.with_note(format!(
+        .map_err(|e| match (until, store.marker_name(&id)) {
+            (None, Some(marker)) => e.with_note(format!(
                 "the key IS revoked: its marker {marker} exists and every authorizer load refuses it; only its document still shows it active in `keys list`: run the same command again to record it there"
             )),
-            (Some(t), _, Some(marker)) => e.with_note(format!(
-                "the key DOES end at {}: its expiry marker {marker} exists and every authorizer load applies it; only its document does not show it yet in `keys list`: run the same command again to record it there",
+            (Some(t), Some(marker)) => e.with_note(format!(
+                "the key DOES end at {}: its marker {marker} holds that time and every authorizer load applies it; only its document does not show it yet in `keys list`: run the same command again to record it there",
                 t.to_rfc3339()
             )),
             _ => e,
@@ -217,7 +217,7 @@ pub(crate) fn warn_later_markers(
 ) {
     for (id, marked) in later {
         ctx.status(format!(
-            "note: key {id} already had an expiry marker for {}: it ends then whatever happens, and at {} as long as its document keeps this change (a writer that overwrites the document and crashes could lose it). To be certain, revoke it at {} (`svcauth keys revoke --service {service} --key-id {id}`)",
+            "note: key {id} already had a marker ending it at {}: it ends then whatever happens, and at {} as long as its document keeps this change (a writer that overwrites the document and crashes could lose it). To be certain, revoke it at {} (`svcauth keys revoke --service {service} --key-id {id}`)",
             marked.to_rfc3339(),
             at.to_rfc3339(),
             at.to_rfc3339()
