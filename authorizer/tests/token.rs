@@ -1361,8 +1361,9 @@ fn a_key_removed_from_the_key_set_ends_its_cached_tokens() {
 #[test]
 fn a_removed_signing_key_is_trusted_for_at_most_the_key_set_max_age() {
     const JWKS: &str = "/svcauth/test/token/jwks";
-    let bound = service_token::cache::DEFAULT_MAX_AGE.as_secs();
-    assert_eq!(bound, 300, "the bound svcauth and docs/tokens.md state");
+    // The bound svcauth's message and docs/tokens.md state (both quote the constant).
+    let bound = 300;
+    assert_eq!(service_token::cache::DEFAULT_MAX_AGE.as_secs(), bound);
     let w = world();
     let config = w.config("token").token.unwrap();
     let token = w.signing.token(&with(w.claims(), "exp", json!(NOW + 3600)));
