@@ -49,6 +49,17 @@ fn takes_keys(model: &Model, api: &str) -> bool {
     )
 }
 
+/// Whether an API other than the token API takes tokens (`token`, `key-or-token`): the
+/// platform's token API exists in every mode, its lines are shown when they lead
+/// somewhere (and the example's roles may call `POST /token/iam`).
+fn takes_tokens(model: &Model) -> bool {
+    model.routes.iter().filter(|r| r.api != "TokenApi").any(|r| {
+        matches!(&r.auth, RouteAuth::Request(a) if model.functions.get(&a.function).is_some_and(|f| {
+            matches!(f.env.get("SVCAUTH_ACCEPT"), Some(EnvValue::Text(t)) if t.split(',').any(|m| m.trim() == "token"))
+        }))
+    })
+}
+
 /// A shell line that trades `proof` (curl arguments) for a token at `token_url` and
 /// keeps it in `$TOKEN`.
 fn get_token(token_url: &str, route: &str, proof: &str) -> String {
@@ -184,7 +195,7 @@ pub fn examples(i: &BannerInput<'_>) -> Vec<Example> {
             });
         }
     }
-    if let Some(token_url) = url("TokenApi") {
+    if let (Some(token_url), true) = (url("TokenApi"), takes_tokens(i.model)) {
         out.extend(token_examples(i, &token_url, user));
     }
     if let (Some(base), Some(k), true) = (

@@ -262,7 +262,14 @@ pub async fn remove(ctx: &mut Ctx<'_, '_>, args: &TokenKeyRemoveArgs) -> Result<
         )));
     }
     let kms = ctx.aws.kms(ctx.global).await?;
-    if signing_kid(&kms, &alias).await?.as_deref() == Some(kid.as_str()) {
+    let Some(signing) = signing_kid(&kms, &alias).await? else {
+        // Without the alias nobody can tell whether this is the key the issuer signs
+        // with: never remove blind.
+        return Err(Error::Usage(format!(
+            "the signing alias {alias} does not exist, so svcauth cannot tell whether {kid} is the key the issuer signs with: pass --signing-alias (the issuer's SVCAUTH_TOKEN_KEY; the platform's TokenSigningKeyAlias export, alias/STACK/token-signing)"
+        )));
+    };
+    if signing == kid {
         return Err(Error::Usage(format!(
             "key {kid} is the one {alias} points to: the issuer signs with it, and removing it would make every token it signs fail verification (and the issuer refuse to sign). Publish a new key (`svcauth tokens keys add --key NEW`), point the alias at it (`aws kms update-alias --alias-name {alias} --target-key-id NEW`), wait until the tokens signed by {kid} expired (65 minutes plus {} s for caches), then remove {kid}",
             DEFAULT_MAX_AGE.as_secs()
