@@ -41,8 +41,8 @@ use service_auth::context::{AUTHENTICATED_BY, KEY_ID, SERVICE_ID};
 use service_auth::policy::Policy;
 use service_auth::{MethodArn, RoutePattern, Standing, UnixTime};
 use service_token::{
-    check_standing, KeySet, KeySetCache, KeySetSource, Proof, Rejection, SourceError,
-    TokenClaims, VerifiedToken, Verifier, VerifierConfig,
+    check_standing, KeySet, KeySetCache, KeySetSource, Proof, Rejection, SourceError, TokenClaims,
+    VerifiedToken, Verifier, VerifierConfig,
 };
 use sha2::{Digest, Sha256};
 
@@ -198,8 +198,8 @@ impl StandingSource for CachedStore {
 }
 
 /// A token's standing read per service from SSM, never the whole key store, through
-/// keystore-ssm's [`Standings`] (one `GetParameters` of the service's document and the
-/// proof key's markers, one `GetParametersByPath` of its brakes), kept for the store's
+/// keystore-ssm's [`Standings`] (the service's document, the proof key's markers and the
+/// service's brakes: three calls at once), kept for the store's
 /// TTL (and its stale grace while reads fail). What an authorizer reading SSM uses for
 /// tokens, so a token costs no full key-store load however many services there are.
 /// This type only logs and counts the reads.
@@ -663,9 +663,8 @@ mod tests {
         let mut store = KeyStore::build(&[doc, billing], &[]).unwrap();
         let now = UnixTime(100);
         let id = |k: &ApiKey| k.key_id().as_str().to_owned();
-        let s = |store: &KeyStore, key: Option<&str>| {
-            Standing::from_store(store, "tutor-service", key)
-        };
+        let s =
+            |store: &KeyStore, key: Option<&str>| Standing::from_store(store, "tutor-service", key);
         let good = s(&store, Some(&id(&active)));
         assert!(good.proof_key_usable(&id(&active), now));
         assert_eq!(good.tokens_not_before(), Some(UnixTime(50)));

@@ -260,7 +260,10 @@ fn a_malformed_legacy_map_never_puts_a_key_in_the_logs() {
         "{logs}"
     );
     for k in keys.iter().chain([&legacy]) {
-        assert!(!logs.contains(k.as_str()), "a key appears in the logs: {logs}");
+        assert!(
+            !logs.contains(k.as_str()),
+            "a key appears in the logs: {logs}"
+        );
         let body = &k[k.len().saturating_sub(49)..];
         assert!(!logs.contains(body), "a key body appears in the logs");
     }

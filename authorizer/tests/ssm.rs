@@ -406,7 +406,13 @@ fn a_string_api_registry_entry_is_never_trusted() {
             .ensure_index(&tutor_doc(&key))
             .await
             .unwrap();
-        put(&c, &format!("{APIS}/a1b2c3d4e5"), "identity", ParameterType::String).await;
+        put(
+            &c,
+            &format!("{APIS}/a1b2c3d4e5"),
+            "identity",
+            ParameterType::String,
+        )
+        .await;
         let clock = TestClock::at(NOW);
         let deployed = |c: &Client| {
             store(ssm_source(c.clone()), &clock).with_api_names(authorizer::ApiNames::ssm(
@@ -430,7 +436,10 @@ fn a_string_api_registry_entry_is_never_trusted() {
         let trusted = allows(handle(&deployed(&c), &request(key.expose_secret())).await);
         (forged, forged_full, trusted)
     });
-    assert!(!forged && !forged_full, "a String entry was trusted: {logs}");
+    assert!(
+        !forged && !forged_full,
+        "a String entry was trusted: {logs}"
+    );
     assert!(trusted, "{logs}");
     let untrusted = lines(&logs, "api_name_untrusted");
     assert_eq!(untrusted.len(), 2, "{logs}");

@@ -981,7 +981,13 @@ fn the_key_set_is_read_from_ssm_and_a_new_kid_refetched_at_most_every_30_s() {
         other.prefetch(UnixTime(NOW)).await;
         let arn = MethodArn::parse(ARN).unwrap();
         let forged = other
-            .decide(&first, Some("identity"), &arn, &SetStanding::of(&w), UnixTime(NOW))
+            .decide(
+                &first,
+                Some("identity"),
+                &arn,
+                &SetStanding::of(&w),
+                UnixTime(NOW),
+            )
             .await;
         assert_eq!(reason(forged), Some("keyset_unavailable"));
         let missing = TokenAuth::new(
@@ -1002,7 +1008,11 @@ fn the_key_set_is_read_from_ssm_and_a_new_kid_refetched_at_most_every_30_s() {
     assert_eq!(failed.len(), 2, "{logs}");
     // The log line says why and what to run.
     let forged = failed[0]["fields"]["error"].as_str().unwrap();
-    for needed in ["is a String parameter", "never trusted", "svcauth tokens keys add"] {
+    for needed in [
+        "is a String parameter",
+        "never trusted",
+        "svcauth tokens keys add",
+    ] {
         assert!(forged.contains(needed), "{needed}: {forged}");
     }
     assert!(failed[1]["fields"]["error"]

@@ -147,7 +147,10 @@ impl KeySetParameter {
     /// be idempotent ("this key is in", "that key is out"): it may run again on a newer
     /// version. An error from it aborts without writing. Returns the text written, or
     /// `None` when nothing had to change.
-    pub async fn update<E, F>(&self, mut change: F) -> Result<Result<Option<String>, E>, SsmStoreError>
+    pub async fn update<E, F>(
+        &self,
+        mut change: F,
+    ) -> Result<Result<Option<String>, E>, SsmStoreError>
     where
         F: FnMut(Option<&StoredKeySet>) -> Result<Option<String>, E>,
     {

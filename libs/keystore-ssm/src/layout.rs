@@ -29,14 +29,7 @@ pub const DEFAULT_KEY_PATH: &str = "/svcauth/dev/keys";
 
 /// Last segments a key store path may not have: they name its siblings, and the key
 /// path is listed without recursion, so a sibling must never be it.
-const SIBLINGS: [&str; 6] = [
-    "revoked",
-    "index",
-    "brakes",
-    "apis",
-    "api-names",
-    "token",
-];
+const SIBLINGS: [&str; 6] = ["revoked", "index", "brakes", "apis", "api-names", "token"];
 
 /// The key store path of an environment: `/svcauth/{env}/keys`.
 pub fn default_key_path(env: &str) -> String {
@@ -160,11 +153,17 @@ mod tests {
             l.brake_marker("tutor", UnixTime(1_800_000_000)),
             "/svcauth/prod/brakes/tutor/1800000000"
         );
-        assert_eq!(l.index_entry(&id), "/svcauth/prod/index/kid_0123456789abcdef");
+        assert_eq!(
+            l.index_entry(&id),
+            "/svcauth/prod/index/kid_0123456789abcdef"
+        );
         assert_eq!(l.apis(), "/svcauth/prod/apis");
         assert_eq!(l.key_set(), "/svcauth/prod/token/jwks");
         assert_eq!(api_name_claims(&l.apis()), "/svcauth/prod/api-names");
-        assert_eq!(StoreLayout::for_env(DEFAULT_ENV).unwrap().keys(), DEFAULT_KEY_PATH);
+        assert_eq!(
+            StoreLayout::for_env(DEFAULT_ENV).unwrap().keys(),
+            DEFAULT_KEY_PATH
+        );
         for bad in [
             "svcauth/keys",
             "/svcauth/keys/",

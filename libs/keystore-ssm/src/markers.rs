@@ -80,8 +80,12 @@ impl SsmKeyStore {
             .filter(|id| markers.expiries.contains_key(*id) && !markers.revoked.contains(*id))
             .cloned()
             .collect();
-        self.read_markers(&scheduled, |id| self.layout.immediate_marker(id), &mut markers)
-            .await?;
+        self.read_markers(
+            &scheduled,
+            |id| self.layout.immediate_marker(id),
+            &mut markers,
+        )
+        .await?;
         Ok(markers)
     }
 
@@ -128,7 +132,8 @@ impl SsmKeyStore {
             "by": why,
         })
         .to_string();
-        let description = "svcauth revocation marker: this key is refused for good; never delete it";
+        let description =
+            "svcauth revocation marker: this key is refused for good; never delete it";
         if self
             .create_string(&self.marker_name(key_id), value.clone(), description)
             .await?
@@ -172,11 +177,7 @@ impl SsmKeyStore {
         let markers = self.markers_among(std::slice::from_ref(key_id)).await?;
         let at = match markers.revoked.contains(key_id) {
             true => UnixTime(0),
-            false => markers
-                .expiries
-                .get(key_id)
-                .copied()
-                .unwrap_or(UnixTime(0)),
+            false => markers.expiries.get(key_id).copied().unwrap_or(UnixTime(0)),
         };
         Ok(ExpiryMarked::Exists { at })
     }

@@ -36,10 +36,7 @@ pub enum ApiEntry {
     /// An entry that is not trusted: written the forgeable way (a `String`, as stacks
     /// wrote them before), or not holding a name. `found` is what it is; `name` the
     /// name it holds, if it is one (for the command that replaces it).
-    Untrusted {
-        found: String,
-        name: Option<String>,
-    },
+    Untrusted { found: String, name: Option<String> },
 }
 
 impl ApiEntry {
@@ -184,7 +181,12 @@ impl ApiRegistry {
     pub async fn list(&self) -> Result<BTreeMap<String, ApiEntry>, SsmStoreError> {
         let mut out = BTreeMap::new();
         for p in self.list_path(&self.entries, true).await? {
-            let id = p.name().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+            let id = p
+                .name()
+                .unwrap_or_default()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
             out.insert(id.to_owned(), Self::judge(Some(&p)));
         }
         Ok(out)
@@ -230,7 +232,8 @@ impl ApiRegistry {
         // Replacing an untrusted entry overwrites it (its type changes); else the entry
         // is created, never overwriting one another operator wrote meanwhile.
         let base = current.as_ref().map(|p| p.version());
-        let description = || "svcauth API registry: this API's name; written by `svcauth apis register`";
+        let description =
+            || "svcauth API registry: this API's name; written by `svcauth apis register`";
         match put_next_version(put, base, description).await {
             Ok(Some(_)) => Ok(Registered::Written { replaced }),
             Ok(None) => match self.read(api_id).await? {
@@ -261,7 +264,8 @@ impl ApiRegistry {
             .value(api_id)
             .r#type(ParameterType::String)
             .tier(ParameterTier::Standard);
-        let description = || "svcauth API name claim: the API id this name is bound to (one name, one API)";
+        let description =
+            || "svcauth API name claim: the API id this name is bound to (one name, one API)";
         match put_next_version(put, None, description).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => match self.claim_of(name).await? {

@@ -2,9 +2,10 @@
 //! reader uses (the authorizer for tokens, the issuer for callers), each choosing its
 //! TTL.
 //!
-//! One read: ONE `GetParameters` with decryption (the service's document, and for a
-//! caller that proved itself with an API key that key's markers)
-//! and, at the same time, ONE `GetParametersByPath` of the service's brake markers.
+//! One read, three calls at the same time (one round trip): the service's document
+//! (`GetParameter`, decrypted), for a caller that proved itself with an API key that
+//! key's markers (`GetParameters`, never decrypted), and the service's brake markers
+//! (`GetParametersByPath`).
 //! The document is judged as a load judges it; the markers are applied to it
 //! ([`service_auth::Standing::with_markers`]): nothing the authorizer or the issuer
 //! decides from it can be undone by a writer that lost a change to the document.
@@ -14,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use service_auth::cache::{Action, RefreshPolicy, Slot};
-use service_auth::store::{ReadDocument, RejectReason, Rejected};
+use service_auth::store::{RejectReason, Rejected};
 use service_auth::{KeyId, Markers, Standing, UnixTime};
 
-use crate::{is_decrypt_failure, retry_throttled, sdk_error, SsmKeyStore, SsmStoreError};
+use crate::{SsmKeyStore, SsmStoreError};
 
 /// Most (service, proof key) standings kept at once.
 const MAX_CACHED_STANDINGS: usize = 4096;
@@ -59,13 +60,17 @@ impl SsmKeyStore {
         service: &str,
         proof_key: Option<&KeyId>,
     ) -> Result<Judged, SsmStoreError> {
-        let (document, brake) = tokio::join!(
-            self.read_document_and_markers(service, proof_key),
-            self.brake_of(service)
-        );
-        let (read, mut markers) = document?;
+        let markers = async {
+            match proof_key {
+                Some(id) => self.markers_among(std::slice::from_ref(id)).await,
+                None => Ok(Markers::default()),
+            }
+        };
+        let (read, markers, brake) =
+            tokio::join!(self.read_service(service), markers, self.brake_of(service));
+        let mut markers = markers?;
         markers.brake = brake?;
-        let document = match read {
+        let document = match read? {
             None => None,
             Some(r) => match r.document.and_then(|d| {
                 d.validate().map_err(RejectReason::Document)?;
@@ -82,55 +87,6 @@ impl SsmKeyStore {
             },
         };
         Ok(Ok(Standing::with_markers(document, proof_key, &markers)))
-    }
-
-    /// The document (judged as a load reads it) and `proof_key`'s markers, in one
-    /// `GetParameters` with decryption. When KMS refuses one of them (a document
-    /// encrypted with a key the caller may not use), they are read apart so that only
-    /// the document is refused.
-    async fn read_document_and_markers(
-        &self,
-        service: &str,
-        proof_key: Option<&KeyId>,
-    ) -> Result<(Option<ReadDocument>, Markers), SsmStoreError> {
-        let doc_name = self.checked_name(service)?;
-        let mut names = vec![doc_name.clone()];
-        if let Some(id) = proof_key {
-            names.push(self.marker_name(id));
-            names.push(self.layout.immediate_marker(id));
-        }
-        let out = retry_throttled(|| {
-            self.client
-                .get_parameters()
-                .set_names(Some(names.clone()))
-                .with_decryption(true)
-                .send()
-        })
-        .await
-        .map_err(|e| sdk_error("GetParameters", &doc_name, e));
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if is_decrypt_failure(&e) => {
-                let read = self.read_service(service).await?;
-                let markers = match proof_key {
-                    Some(id) => self.markers_among(std::slice::from_ref(id)).await?,
-                    None => Markers::default(),
-                };
-                return Ok((read, markers));
-            }
-            Err(e) => return Err(e),
-        };
-        let mut read = None;
-        let mut markers = Markers::default();
-        for p in out.parameters() {
-            if p.name() == Some(doc_name.as_str()) {
-                read = Some(self.read_one(p));
-            } else if let Some(id) = proof_key {
-                // Markers are Strings, but one of another type is still a marker.
-                self.read_marker(std::slice::from_ref(id), p, &mut markers);
-            }
-        }
-        Ok((read, markers))
     }
 }
 

@@ -223,7 +223,10 @@ impl AppState {
             }
             (Some(s), Documents::Ssm(_)) => s,
             (None, Documents::Ssm(_)) => {
-                return Err(ApiError::Internal("no_standings", "no standing cache".into()))
+                return Err(ApiError::Internal(
+                    "no_standings",
+                    "no standing cache".into(),
+                ))
             }
         };
         let (standing, read) = standings.get(service, key_id.as_deref(), now).await;
@@ -235,7 +238,9 @@ impl AppState {
                         reason_code = rejected.reason.code(), error = %rejected.reason, "the caller's document cannot be used");
                 }
                 // Read, but unusable: retrying will not help; an operator must fix it.
-                Err(ApiError::Issue(IssueError::DocumentInvalid(service.to_owned())))
+                Err(ApiError::Issue(IssueError::DocumentInvalid(
+                    service.to_owned(),
+                )))
             }
             Err(StandingError::Unavailable(e)) => {
                 tracing::error!(event = "store_read_failed", service, error = %e, "could not read the caller's standing");

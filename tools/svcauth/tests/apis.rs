@@ -28,7 +28,10 @@ async fn register_api(c: &Client, api_id: &str, name: &str) {
         NOW,
     )
     .await;
-    assert!(run.code == exit::OK || run.code == exit::NOT_ACCEPTED, "{run:?}");
+    assert!(
+        run.code == exit::OK || run.code == exit::NOT_ACCEPTED,
+        "{run:?}"
+    );
 }
 
 /// What stacks wrote before issue 16 (and what any role allowed to put parameters
@@ -294,13 +297,18 @@ async fn a_name_bound_to_one_api_id_is_refused_for_another() {
         }
     };
     expect(&register(IDENTITY_API, "identity").await, exit::OK);
-    expect(&register(IDENTITY_API, "identity").await, exit::NOT_ACCEPTED);
+    expect(
+        &register(IDENTITY_API, "identity").await,
+        exit::NOT_ACCEPTED,
+    );
 
     let run = register(BILLING_API, "identity").await;
     expect(&run, exit::USAGE);
     assert!(
         run.stderr.contains("bound to API id idapi00001")
-            && run.stderr.contains("svcauth apis remove --api-id idapi00001"),
+            && run
+                .stderr
+                .contains("svcauth apis remove --api-id idapi00001"),
         "{run:?}"
     );
     let billing_entry = c
@@ -311,7 +319,9 @@ async fn a_name_bound_to_one_api_id_is_refused_for_another() {
     assert!(billing_entry.is_err(), "nothing written for {BILLING_API}");
     // A dry run says the same.
     let dry = svcauth(
-        &args(&words("apis register --api-id billapi001 --name identity --dry-run")),
+        &args(&words(
+            "apis register --api-id billapi001 --name identity --dry-run",
+        )),
         &aws,
         NOW,
     )
@@ -323,7 +333,10 @@ async fn a_name_bound_to_one_api_id_is_refused_for_another() {
     assert!(run.stderr.contains("registered as \"identity\""), "{run:?}");
 
     // Two operators bind one new name to two ids at once: exactly one wins.
-    let (a, b) = tokio::join!(register("apiaaaaaa1", "reports"), register("apibbbbbb2", "reports"));
+    let (a, b) = tokio::join!(
+        register("apiaaaaaa1", "reports"),
+        register("apibbbbbb2", "reports")
+    );
     let mut codes = [a.code, b.code];
     codes.sort();
     assert_eq!(codes, [exit::OK, exit::USAGE], "{a:?} {b:?}");
@@ -365,8 +378,14 @@ async fn a_grant_on_an_unregistered_api_name_warns() {
         async move {
             svcauth(
                 &args(&[
-                    "keys", "grant", "--service", "tutor-service", "--api", api,
-                    "--permissions", "GET /internal/x/*",
+                    "keys",
+                    "grant",
+                    "--service",
+                    "tutor-service",
+                    "--api",
+                    api,
+                    "--permissions",
+                    "GET /internal/x/*",
                 ]),
                 &aws,
                 NOW,
@@ -387,7 +406,10 @@ async fn a_grant_on_an_unregistered_api_name_warns() {
     // A String entry is not a registration.
     forge_api(&c, BILLING_API, "billing").await;
     let forged = grant("billing").await;
-    assert!(forged.stderr.contains("no API is registered as billing"), "{forged:?}");
+    assert!(
+        forged.stderr.contains("no API is registered as billing"),
+        "{forged:?}"
+    );
 }
 
 /// A schema-1 document (written before API scoping) never grants every API: its key

@@ -319,7 +319,11 @@ async fn lose_a_write(c: &keystore_ssm::aws_sdk_ssm::Client, change: &[&str], at
     let name = format!("{PATH}/tutor-service");
     let before = read_param(c, &name).await;
     expect(&svcauth(&args(change), &aws, at).await, exit::OK);
-    assert_ne!(read_param(c, &name).await, before, "the change is in the document");
+    assert_ne!(
+        read_param(c, &name).await,
+        before,
+        "the change is in the document"
+    );
     c.put_parameter()
         .name(&name)
         .value(before)
@@ -346,7 +350,16 @@ async fn a_scheduled_revocation_survives_a_lost_document_write() {
     let name = format!("{PATH}/tutor-service");
     let before = read_param(&c, &name).await;
     let run = svcauth(
-        &args(&["keys", "revoke", "--service", "tutor-service", "--key-id", &id, "--after", "1h"]),
+        &args(&[
+            "keys",
+            "revoke",
+            "--service",
+            "tutor-service",
+            "--key-id",
+            &id,
+            "--after",
+            "1h",
+        ]),
         &aws,
         NOW,
     )

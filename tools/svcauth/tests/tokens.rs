@@ -428,11 +428,9 @@ async fn a_removed_grant_ends_a_tokens_route_within_the_standing_ttl() {
             parameter: JWKS.into(),
         },
     );
-    let a = Authorizer::new(store, Accept::Token, Some(verifier)).with_standings(SsmStandings::new(
-        ssm_store,
-        RefreshPolicy::default(),
-        Duration::from_secs(30),
-    ));
+    let a = Authorizer::new(store, Accept::Token, Some(verifier)).with_standings(
+        SsmStandings::new(ssm_store, RefreshPolicy::default(), Duration::from_secs(30)),
+    );
     a.init().await;
     let event = {
         let mut ev = request("unused");
@@ -467,7 +465,10 @@ async fn a_removed_grant_ends_a_tokens_route_within_the_standing_ttl() {
     assert!(allowed(a.handle(&event).await), "within the TTL");
     // ... then the route is gone, though the token is good for another 50 minutes.
     clock.set(NOW + 10 + 300);
-    assert!(!allowed(a.handle(&event).await), "the removed grant still let it in");
+    assert!(
+        !allowed(a.handle(&event).await),
+        "the removed grant still let it in"
+    );
 }
 
 /// Issue 19 A3: what `tokens keys remove` says is the bound the authorizer keeps
@@ -481,15 +482,22 @@ async fn removing_a_key_states_the_bound_the_verifier_keeps_and_the_key_set_is_a
     };
     let old = create_key(kms, KeySpec::EccNistP256).await;
     let new = create_key(kms, KeySpec::EccNistP256).await;
+    for key in [&old, &new] {
+        expect(
+            &tokens(&format!("tokens keys add --key {key}"), &aws).await,
+            exit::OK,
+        );
+    }
+    // Without the signing alias nobody can tell which key signs: nothing is removed.
+    let blind = tokens(&format!("tokens keys remove --kid {new}"), &aws).await;
+    expect(&blind, exit::USAGE);
+    assert!(blind.stderr.contains("--signing-alias"), "{blind:?}");
     kms.create_alias()
         .alias_name(ALIAS)
         .target_key_id(&new)
         .send()
         .await
         .unwrap();
-    for key in [&old, &new] {
-        expect(&tokens(&format!("tokens keys add --key {key}"), &aws).await, exit::OK);
-    }
     let p = ssm.get_parameter().name(JWKS).send().await.unwrap();
     assert_eq!(
         p.parameter().unwrap().r#type(),
@@ -503,7 +511,8 @@ async fn removing_a_key_states_the_bound_the_verifier_keeps_and_the_key_set_is_a
     );
     assert!(run.stderr.contains(&bound), "{bound}: {run:?}");
     assert!(run.stderr.contains("authorizer result TTL"), "{run:?}");
-    let docs = std::fs::read_to_string(test_support::workspace_root().join("docs/tokens.md")).unwrap();
+    let docs =
+        std::fs::read_to_string(test_support::workspace_root().join("docs/tokens.md")).unwrap();
     assert!(
         docs.contains(&format!(
             "within {} s (`service_token::cache::DEFAULT_MAX_AGE`",
@@ -544,7 +553,10 @@ async fn a_string_key_set_is_replaced_never_carried_over() {
         .unwrap();
     let list = tokens("tokens keys list", &aws).await;
     expect(&list, exit::OK);
-    assert!(list.stderr.contains("verifiers do NOT trust it"), "{list:?}");
+    assert!(
+        list.stderr.contains("verifiers do NOT trust it"),
+        "{list:?}"
+    );
     let remove = tokens(&format!("tokens keys remove --kid {forged}"), &aws).await;
     expect(&remove, exit::STORE);
     assert!(

@@ -87,15 +87,27 @@ async fn unregistered(ctx: &mut Ctx<'_, '_>, store: &Store, api: &str) -> Option
     };
     let registry = match super::apis::registry(ctx).await {
         Ok(r) => r,
-        Err(e) => return Some(format!("warning: could not check that {api} is a registered API: {e}")),
+        Err(e) => {
+            return Some(format!(
+                "warning: could not check that {api} is a registered API: {e}"
+            ))
+        }
     };
     let registered = match registry.claim_of(api).await {
         Ok(Some(id)) => match registry.read(&id).await {
             Ok(entry) => entry.name() == Some(api),
-            Err(e) => return Some(format!("warning: could not check that {api} is a registered API: {e}")),
+            Err(e) => {
+                return Some(format!(
+                    "warning: could not check that {api} is a registered API: {e}"
+                ))
+            }
         },
         Ok(None) => false,
-        Err(e) => return Some(format!("warning: could not check that {api} is a registered API: {e}")),
+        Err(e) => {
+            return Some(format!(
+                "warning: could not check that {api} is a registered API: {e}"
+            ))
+        }
     };
     (!registered).then(|| {
         format!(

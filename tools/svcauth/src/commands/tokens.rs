@@ -41,7 +41,10 @@ pub fn removal_bound() -> String {
 }
 
 /// The key set parameter and signing alias these options name.
-async fn key_set(ctx: &mut Ctx<'_, '_>, args: &JwksArgs) -> Result<(KeySetParameter, String), Error> {
+async fn key_set(
+    ctx: &mut Ctx<'_, '_>,
+    args: &JwksArgs,
+) -> Result<(KeySetParameter, String), Error> {
     let store = ctx.ssm().await?;
     let parameter = store.key_set(args.jwks_parameter.as_deref());
     let alias = args
@@ -181,7 +184,12 @@ pub async fn add(ctx: &mut Ctx<'_, '_>, args: &TokenKeyAddArgs) -> Result<Outcom
             parameter.name()
         ));
         if was_untrusted {
-            ctx.status(untrusted_note(parameter.name(), &untrusted_kids, &kid, true));
+            ctx.status(untrusted_note(
+                parameter.name(),
+                &untrusted_kids,
+                &kid,
+                true,
+            ));
         }
         return Ok(if present {
             Outcome::NothingToDo
@@ -221,7 +229,12 @@ pub async fn add(ctx: &mut Ctx<'_, '_>, args: &TokenKeyAddArgs) -> Result<Outcom
         set.keys.iter().map(kid_of).collect::<Vec<_>>().join(", ")
     ));
     if was_untrusted {
-        ctx.status(untrusted_note(parameter.name(), &untrusted_kids, &kid, false));
+        ctx.status(untrusted_note(
+            parameter.name(),
+            &untrusted_kids,
+            &kid,
+            false,
+        ));
     }
     ctx.status(format!(
         "verifiers pick it up within their key-set cache (the issuer's /.well-known/jwks.json: 300 s; the authorizer refetches on an unknown kid, and every {} s). If this is a new signing key, wait that long, then point {alias} at it: aws kms update-alias --alias-name {alias} --target-key-id {kid}",
@@ -475,7 +488,9 @@ pub async fn brake(ctx: &mut Ctx<'_, '_>, args: &BrakeArgs) -> Result<Outcome, E
     }
     // The marker first: once it exists no write of the document, by anyone, crashed or
     // not, can take the brake back (issue 19 A2).
-    let marker = store.mark_brake(&service, at, "svcauth tokens brake").await?;
+    let marker = store
+        .mark_brake(&service, at, "svcauth tokens brake")
+        .await?;
     let written = store
         .update_document(&service, |d| {
             d.tokens_not_before = d.tokens_not_before.max(Some(at));
