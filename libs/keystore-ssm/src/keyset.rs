@@ -108,9 +108,10 @@ impl KeySetParameter {
     /// One version of it (it must exist).
     async fn read_version(&self, version: i64) -> Result<StoredKeySet, SsmStoreError> {
         let selector = format!("{}:{version}", self.name);
-        self.read_selector(&selector)
-            .await?
-            .ok_or_else(|| SsmStoreError::NotFound(selector))
+        match self.read_selector(&selector).await? {
+            Some(stored) => Ok(stored),
+            None => Err(SsmStoreError::NotFound(selector)),
+        }
     }
 
     async fn read_selector(&self, selector: &str) -> Result<Option<StoredKeySet>, SsmStoreError> {

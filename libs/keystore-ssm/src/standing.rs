@@ -50,6 +50,8 @@ pub struct StandingRead {
 type Judged = Result<Standing, Rejected>;
 /// The same, shared: a cached answer costs an `Arc` clone, never a document's.
 type Shared = Result<Arc<Standing>, Rejected>;
+/// A cached standing's key: the service and the proof key id (if any).
+type StandingKey = (String, Option<String>);
 
 impl SsmKeyStore {
     /// `service`'s standing now, with `proof_key`'s markers (see the module docs).
@@ -98,7 +100,7 @@ pub struct Standings {
     store: SsmKeyStore,
     policy: RefreshPolicy,
     timeout: Duration,
-    cache: tokio::sync::Mutex<HashMap<(String, Option<String>), Slot<Shared>>>,
+    cache: tokio::sync::Mutex<HashMap<StandingKey, Slot<Shared>>>,
 }
 
 impl std::fmt::Debug for Standings {

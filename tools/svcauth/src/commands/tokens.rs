@@ -294,7 +294,7 @@ pub async fn remove(ctx: &mut Ctx<'_, '_>, args: &TokenKeyRemoveArgs) -> Result<
             return Err(Error::Store(format!(
                 "{} is a String parameter, which verifiers do not trust: no key in it is accepted{}. Replace it with `svcauth tokens keys add --key {alias}` (a SecureString holding the signing key)",
                 parameter.name(),
-                if untrusted_kids.iter().any(|k| *k == kid) { format!(", {kid} included") } else { String::new() }
+                if untrusted_kids.contains(&kid) { format!(", {kid} included") } else { String::new() }
             )));
         }
         ctx.status(format!(
