@@ -924,13 +924,7 @@ fn the_key_set_is_read_from_ssm_and_a_new_kid_refetched_at_most_every_30_s() {
             authorizer::apis::parse_api_names("a1b2c3d4e5=identity").unwrap(),
         ));
         let config = w.config("token").token.unwrap();
-        let tokens = TokenAuth::new(
-            &config,
-            JwksSource::Ssm {
-                client: client.clone(),
-                parameter: JWKS.into(),
-            },
-        );
+        let tokens = ssm_tokens(&config, client.clone(), JWKS);
         let a =
             Authorizer::new(store, Accept::Token, Some(tokens)).with_standings(SsmStandings::new(
                 SsmKeyStore::new(client.clone(), PATH).unwrap(),
@@ -971,13 +965,7 @@ fn the_key_set_is_read_from_ssm_and_a_new_kid_refetched_at_most_every_30_s() {
             ParameterType::String,
         )
         .await;
-        let other = TokenAuth::new(
-            &config,
-            JwksSource::Ssm {
-                client: client.clone(),
-                parameter: JWKS.into(),
-            },
-        );
+        let other = ssm_tokens(&config, client.clone(), JWKS);
         other.prefetch(UnixTime(NOW)).await;
         let arn = MethodArn::parse(ARN).unwrap();
         let forged = other
@@ -1141,6 +1129,21 @@ fn per_service_standing_from_ssm_sees_revocation_markers_and_the_brake() {
 
 // The cache of verified tokens: a token's signature is verified once, everything else
 // on every request.
+
+/// A verifier reading its key set from `parameter` in SSM, as deployed.
+fn ssm_tokens(
+    config: &authorizer::TokenConfig,
+    client: keystore_ssm::aws_sdk_ssm::Client,
+    parameter: &str,
+) -> TokenAuth {
+    TokenAuth::new(
+        config,
+        JwksSource::Ssm {
+            client,
+            parameter: parameter.into(),
+        },
+    )
+}
 
 /// A service standing the test sets by hand: the key store's answer for the caller.
 struct SetStanding(std::sync::Mutex<Standing>);
@@ -1326,13 +1329,7 @@ fn a_key_removed_from_the_key_set_ends_its_cached_tokens() {
         publish(serde_json::to_string(&w.signing.jwks()).unwrap())
             .await
             .unwrap();
-        let t = TokenAuth::new(
-            &config,
-            JwksSource::Ssm {
-                client: client.clone(),
-                parameter: JWKS.into(),
-            },
-        );
+        let t = ssm_tokens(&config, client.clone(), JWKS);
         t.prefetch(UnixTime(NOW)).await;
         let r = t
             .decide(&first, Some("identity"), &arn, &standing, UnixTime(NOW))
@@ -1384,13 +1381,7 @@ fn a_removed_signing_key_is_trusted_for_at_most_the_key_set_max_age() {
         let client = moto_ssm_client(&moto.endpoint());
         let signing = serde_json::to_string(&w.signing.jwks()).unwrap();
         test_support::put_secure(&client, JWKS, &signing).await;
-        let t = TokenAuth::new(
-            &config,
-            JwksSource::Ssm {
-                client: client.clone(),
-                parameter: JWKS.into(),
-            },
-        );
+        let t = ssm_tokens(&config, client.clone(), JWKS);
         t.prefetch(UnixTime(NOW)).await;
         let decide = |at: u64| t.decide(&token, Some("identity"), &arn, &standing, UnixTime(at));
         assert!(decide(NOW).await.is_ok());

@@ -23,6 +23,16 @@ async fn create_key(kms: &aws_sdk_kms::Client, spec: KeySpec) -> String {
     test_support::create_kms_key(kms, spec, KeyUsageType::SignVerify).await
 }
 
+/// Points the signing alias at `key`, as the platform stack does.
+async fn alias_to(kms: &aws_sdk_kms::Client, key: &str) {
+    kms.create_alias()
+        .alias_name(ALIAS)
+        .target_key_id(key)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// The kids in the stored key set, checked to load in the token verifier's KeySet.
 async fn published(c: &Client) -> Vec<String> {
     let raw = read_param(c, JWKS).await;
@@ -365,12 +375,7 @@ async fn a_removed_grant_ends_a_tokens_route_within_the_standing_ttl() {
         unreachable!()
     };
     let signing = create_key(kms, KeySpec::EccNistP256).await;
-    kms.create_alias()
-        .alias_name(ALIAS)
-        .target_key_id(&signing)
-        .send()
-        .await
-        .unwrap();
+    alias_to(kms, &signing).await;
     for cmd in [
         format!("tokens keys add --key {ALIAS}"),
         format!("apis register --api-id {API} --name identity"),
@@ -492,12 +497,7 @@ async fn removing_a_key_states_the_bound_the_verifier_keeps_and_the_key_set_is_a
     let blind = tokens(&format!("tokens keys remove --kid {new}"), &aws).await;
     expect(&blind, exit::USAGE);
     assert!(blind.stderr.contains("--signing-alias"), "{blind:?}");
-    kms.create_alias()
-        .alias_name(ALIAS)
-        .target_key_id(&new)
-        .send()
-        .await
-        .unwrap();
+    alias_to(kms, &new).await;
     let p = ssm.get_parameter().name(JWKS).send().await.unwrap();
     assert_eq!(
         p.parameter().unwrap().r#type(),
@@ -534,12 +534,7 @@ async fn a_string_key_set_is_replaced_never_carried_over() {
     };
     let signing = create_key(kms, KeySpec::EccNistP256).await;
     let forged = create_key(kms, KeySpec::EccNistP256).await;
-    kms.create_alias()
-        .alias_name(ALIAS)
-        .target_key_id(&signing)
-        .send()
-        .await
-        .unwrap();
+    alias_to(kms, &signing).await;
     // The key set as an older svcauth wrote it (or anyone allowed to write it).
     let set = token_kms::key_set(kms, &[signing.as_str(), forged.as_str()])
         .await
