@@ -16,7 +16,7 @@
 use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 
-use crate::{put_next_version, retry_throttled, sdk_error, SsmStoreError};
+use crate::{get_optional, put_next_version, sdk_error, SsmStoreError};
 
 /// Attempts of a key-set write before giving up (each after another writer's change).
 const MAX_WRITE_ATTEMPTS: u32 = 8;
@@ -115,25 +115,8 @@ impl KeySetParameter {
     }
 
     async fn read_selector(&self, selector: &str) -> Result<Option<StoredKeySet>, SsmStoreError> {
-        let out = match retry_throttled(|| {
-            self.client
-                .get_parameter()
-                .name(selector)
-                .with_decryption(true)
-                .send()
-        })
-        .await
-        {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_not_found()) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(sdk_error("GetParameter", &self.name, e)),
-        };
-        Ok(out.parameter().map(|p| StoredKeySet {
+        let p = get_optional(&self.client, selector, true, &self.name).await?;
+        Ok(p.map(|p| StoredKeySet {
             text: p.value().unwrap_or_default().to_owned(),
             version: p.version(),
             found: p

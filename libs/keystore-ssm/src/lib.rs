@@ -706,24 +706,7 @@ impl SsmKeyStore {
         service: &str,
     ) -> Result<Option<(ServiceDocument, i64)>, SsmStoreError> {
         let name = self.checked_name(service)?;
-        let out = match self
-            .client
-            .get_parameter()
-            .name(&name)
-            .with_decryption(true)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_not_found()) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(sdk_error("GetParameter", &name, e)),
-        };
-        let Some(p) = out.parameter() else {
+        let Some(p) = get_optional(&self.client, &name, true, &name).await? else {
             return Ok(None);
         };
         require_secure(&name, p.r#type())?;
@@ -985,6 +968,35 @@ async fn backoff(attempt: usize) {
         .map(|_| u64::from(u16::from_le_bytes(b)) % (base_ms / 2 + 1))
         .unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(base_ms / 2 + jitter)).await;
+}
+
+/// One parameter (`name` may carry a `:version` selector), `None` when it does not
+/// exist: the one optional `GetParameter` every reader here goes through. Errors
+/// name `label` (the parameter without its selector).
+pub(crate) async fn get_optional(
+    client: &Client,
+    name: &str,
+    decrypt: bool,
+    label: &str,
+) -> Result<Option<Parameter>, SsmStoreError> {
+    match retry_throttled(|| {
+        client
+            .get_parameter()
+            .name(name)
+            .with_decryption(decrypt)
+            .send()
+    })
+    .await
+    {
+        Ok(out) => Ok(out.parameter().cloned()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_parameter_not_found()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(sdk_error("GetParameter", label, e)),
+    }
 }
 
 /// Retries of one read SSM throttled, on top of the SDK's own attempts.

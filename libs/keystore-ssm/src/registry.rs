@@ -19,7 +19,7 @@ use aws_sdk_ssm::types::{Parameter, ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 use service_auth::record::valid_api_name;
 
-use crate::{layout, put_next_version, retry_throttled, sdk_error, SsmStoreError};
+use crate::{get_optional, layout, put_next_version, retry_throttled, sdk_error, SsmStoreError};
 
 /// API Gateway API ids: 1-32 letters and digits (API Gateway's are 10).
 pub fn valid_api_id(id: &str) -> bool {
@@ -309,24 +309,7 @@ impl ApiRegistry {
     }
 
     async fn get(&self, name: &str, decrypt: bool) -> Result<Option<Parameter>, SsmStoreError> {
-        match retry_throttled(|| {
-            self.client
-                .get_parameter()
-                .name(name)
-                .with_decryption(decrypt)
-                .send()
-        })
-        .await
-        {
-            Ok(out) => Ok(out.parameter().cloned()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_not_found()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk_error("GetParameter", name, e)),
-        }
+        get_optional(&self.client, name, decrypt, name).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), SsmStoreError> {
