@@ -1,10 +1,6 @@
 //! Captures the JSON logs of a full run over every sample event, checks each decision's
 //! audit line, and finds no key material anywhere in them.
 
-// The authorizer's handler future (key store, key-id index, SSM reads) nests deep
-// enough that rustc's default query depth (128) is too small to lay it out here.
-#![recursion_limit = "256"]
-
 mod common;
 
 use authorizer::handle;

@@ -1,10 +1,6 @@
 //! Decisions are counted as CloudWatch Embedded Metric Format, by outcome and service;
 //! key-store loads by result, and the parameters a load rejected.
 
-// The authorizer's handler future (key store, key-id index, SSM reads) nests deep
-// enough that rustc's default query depth (128) is too small to lay it out here.
-#![recursion_limit = "256"]
-
 mod common;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};

@@ -8,10 +8,6 @@
 //! Tokens are signed with real P-256 keys made by aws-lc-rs (the test signer of
 //! `libs/service-token`), verified by the authorizer with `jsonwebtoken`.
 
-// The authorizer's handler future (key store, key-id index, SSM reads) nests deep
-// enough that rustc's default query depth (128) is too small to lay it out here.
-#![recursion_limit = "256"]
-
 mod common;
 #[path = "../../libs/service-token/tests/common/mod.rs"]
 mod signer;
@@ -349,8 +345,18 @@ fn rows(w: &World) -> Vec<Row> {
         ),
         token_row(
             "no kid",
-            k.sign(&json!({"alg": "ES256", "typ": "JWT"}), &c()),
+            k.sign(&json!({"alg": "ES256", "typ": "at+jwt"}), &c()),
             Refused("missing_kid"),
+        ),
+        token_row(
+            "typ JWT, not at+jwt",
+            k.sign(&hdr(json!({"typ": "JWT"})), &c()),
+            Refused("wrong_typ"),
+        ),
+        token_row(
+            "no typ",
+            k.sign(&without(header.clone(), "typ"), &c()),
+            Refused("wrong_typ"),
         ),
         token_row(
             "crit header",

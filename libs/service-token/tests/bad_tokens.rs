@@ -120,9 +120,65 @@ fn every_bad_input_is_refused_with_its_reason() {
         ),
         (
             "no kid",
-            key.sign(&json!({"alg": "ES256", "typ": "JWT"}), &gc()),
+            key.sign(&json!({"alg": "ES256", "typ": "at+jwt"}), &gc()),
             active.clone(),
             Err(MissingKid),
+        ),
+        // Explicit typing (issue 19 A5): at+jwt, long form and any case accepted; a
+        // missing typ, a plain JWT or another media type refused.
+        (
+            "typ application/at+jwt",
+            key.sign(&hdr(json!({"typ": "application/at+jwt"})), &gc()),
+            active,
+            Ok(()),
+        ),
+        (
+            "typ AT+JWT",
+            key.sign(&hdr(json!({"typ": "AT+JWT"})), &gc()),
+            active,
+            Ok(()),
+        ),
+        (
+            "no typ",
+            key.sign(&without(header.clone(), "typ"), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ JWT",
+            key.sign(&hdr(json!({"typ": "JWT"})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ application/jwt",
+            key.sign(&hdr(json!({"typ": "application/jwt"})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ id-token like",
+            key.sign(&hdr(json!({"typ": "secevent+jwt"})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ with a prefix only",
+            key.sign(&hdr(json!({"typ": "application/"})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ at+jwt with a space",
+            key.sign(&hdr(json!({"typ": "at+jwt "})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ not a string",
+            key.sign(&hdr(json!({"typ": 1})), &gc()),
+            active,
+            Err(UnsupportedHeader),
         ),
         (
             "empty kid",
@@ -545,6 +601,7 @@ fn codes_are_distinct() {
         CritHeader,
         UnsupportedHeader,
         MissingKid,
+        WrongType,
         UnknownKid,
         KeySetUnavailable,
         BadSignature,

@@ -74,6 +74,17 @@ impl MotoServer {
         self.addr
     }
 
+    /// Points the AWS SDK's default configuration of this whole process at this
+    /// server: `AWS_ENDPOINT_URL`, region us-east-1 and dummy credentials in the
+    /// environment. Only for a test binary that holds one test: nothing else may read
+    /// the environment meanwhile.
+    pub fn point_process_sdk_here(&self) {
+        std::env::set_var("AWS_ENDPOINT_URL", self.endpoint());
+        std::env::set_var("AWS_REGION", "us-east-1");
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    }
+
     /// Stops the server now (to simulate AWS going away mid-test).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

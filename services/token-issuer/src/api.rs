@@ -76,7 +76,8 @@ pub enum Signing {
 pub trait LocalSigner: Send + Sync {
     /// The `kid` its tokens carry.
     fn kid(&self) -> &str;
-    /// A compact JWS of `claims` with `{"alg":"ES256","typ":"JWT","kid":..}`. The error
+    /// A compact JWS of `claims` with `{"alg":"ES256","typ":"at+jwt","kid":..}`
+    /// ([`service_token::TOKEN_TYPE`]: verifiers refuse any other `typ`). The error
     /// says why, without the key.
     fn sign(&self, claims: &TokenClaims) -> Result<String, String>;
 }
@@ -587,7 +588,8 @@ async fn issue(
     let brake = standing.document.as_ref().and_then(|d| d.tokens_not_before);
     // A held token is handed out again only while its key is still published: a key
     // retired from the key set (rotation, compromise) takes its held tokens with it.
-    let held = match state.inner.reuse.find(&claims, brake, now) {
+    let least_left = state.inner.parts.settings.least_left_secs();
+    let held = match state.inner.reuse.find(&claims, brake, now, least_left) {
         Some(r) if state.published(now, None).await?.keys.contains(&r.kid) => Some(r),
         _ => None,
     };

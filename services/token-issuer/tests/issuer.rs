@@ -212,6 +212,7 @@ async fn fixture_with(retry: RetryPolicy, published: bool) -> Fixture {
         settings: IssuerSettings {
             issuer: ISSUER.into(),
             default_lifetime_secs: 600,
+            min_remaining_secs: 0,
         },
         signing: Signing::Kms {
             client: kms.clone(),
@@ -458,6 +459,33 @@ async fn an_iam_caller_gets_a_token_naming_its_role() {
     let a = call(&f.app, "POST", "/token/iam", Auth::Iam(REPORTS_ROLE), None).await;
     assert_eq!(code(&a), (403, "unknown_service"), "{}", a.raw);
     assert_eq!(f.state.reusable_tokens(), 1);
+}
+
+/// Issue 19 A1: `POST /token/iam` checks the service's `POST /token` grant as the key
+/// route's authorizer does: a mapped role whose service lost (or never had) the grant
+/// gets no token. The key route refuses too (an authorizer answer cached before the
+/// grant was removed may still let the key through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_proof_needs_the_token_grant() {
+    let f = fixture().await;
+    let mut doc = tutor_doc(&f.active, &f.revoked);
+    doc.ungrant("token");
+    put_service_document(&f.ssm, PATH, &doc).await;
+    let a = call(&f.app, "POST", "/token/iam", Auth::Iam(TUTOR_ROLE), None).await;
+    assert_eq!(code(&a), (403, "tokens_not_granted"), "{}", a.raw);
+    assert!(a.body.get("token").is_none());
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("svcauth keys grant --service tutor-service --api token"),
+        "{}",
+        a.raw
+    );
+    let a = token_for(&f, Auth::Key(&f.active), None).await;
+    assert_eq!(code(&a), (403, "tokens_not_granted"), "{}", a.raw);
+    assert_eq!(f.faults.sign_calls(), 0, "nothing was signed");
+    assert_eq!(f.state.reusable_tokens(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

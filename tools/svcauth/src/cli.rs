@@ -19,6 +19,14 @@ SVCAUTH_STALE_GRACE_SECS (default 900 s) more: 25 minutes with the defaults. No 
 write of the service's document, by anyone, can bring the key back: its revocation
 marker is read by every load (docs/keys.md).";
 
+/// The same for a store file (`--store file`): no SSM, no markers.
+pub const FILE_REVOCATION_BOUND: &str = "\
+A revoked key stops working once the authorizer reloads the store file
+(SVCAUTH_CACHE_TTL_SECS, default 300 s; the local gateway's --store-ttl) plus the API's
+authorizer result TTL (the local gateway's --authorizer-ttl, else the template's
+ReauthorizeEvery, 300 s): within about 10 minutes with the defaults. The store file's
+lock serialises writers, so no later write brings the key back.";
+
 /// Manage the service API keys the svcauth authorizer accepts, and the key set and
 /// brakes of signed service tokens.
 ///
@@ -347,8 +355,9 @@ pub struct CreateArgs {
     /// credential: callers never send it.
     #[arg(long, value_name = "VALUE")]
     pub usage_plan_key: Option<String>,
-    /// Let the key expire after this long, more than zero, e.g. `90d`, `12h`
-    /// [default: no expiry; `keys list` shows when the 90-day rotation is due].
+    /// Let the key expire after this long, at least `1m`, e.g. `90d`, `12h` (days,
+    /// hours, minutes, seconds; not years or months) [default: no expiry; `keys list`
+    /// shows when the 90-day rotation is due].
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub expires_in: Option<Duration>,
     /// Where the clear key goes [default: `ssm` with --store ssm, `stdout` with --store file].
@@ -398,7 +407,7 @@ pub struct RotateArgs {
 
 /// Revoke a key: it stops being accepted.
 #[derive(Debug, Args)]
-#[command(long_about = format!("Revoke a key: it stops being accepted.\n\n{REVOCATION_BOUND}"), after_help = EXIT_CODES_HELP)]
+#[command(long_about = format!("Revoke a key: it stops being accepted.\n\n{REVOCATION_BOUND}\n\nWith --store file: {FILE_REVOCATION_BOUND}"), after_help = EXIT_CODES_HELP)]
 pub struct RevokeArgs {
     /// The service the key belongs to.
     #[arg(long, value_name = "NAME")]
@@ -406,7 +415,7 @@ pub struct RevokeArgs {
     /// The key's id (`kid_` and 16 hex digits), as `keys list` shows it.
     #[arg(long, value_name = "ID")]
     pub key_id: String,
-    /// Instead of revoking now, let the key expire after this long, more than zero,
+    /// Instead of revoking now, let the key expire after this long, at least `1m`,
     /// e.g. `24h`.
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub after: Option<Duration>,
@@ -596,8 +605,14 @@ pub struct MigrateArgs {
     pub dry_run: bool,
 }
 
-/// Parses `90d`, `24h`, `30m`... with humantime. A leading `-` is read here (not by
-/// clap as another option) so that a negative duration gets a message about durations.
+/// Shortest `--expires-in` and `revoke --after`: a key that ends sooner would be over
+/// before callers could use it (or before an authorizer's store reload saw it).
+pub const MIN_KEY_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Parses `90d`, `24h`, `30m`... with humantime, in whole seconds (key times are kept
+/// to the second). A leading `-` is read here (not by clap as another option) so that a
+/// negative duration gets a message about durations. Years and months are refused:
+/// humantime reads `1y` as 365.25 days and `1M` as 30.44 days, which nobody means.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s.starts_with('-') {
@@ -605,17 +620,45 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "{s:?} is negative: a duration is zero or more, written like 90d, 24h or 30m"
         ));
     }
-    humantime::parse_duration(s).map_err(|e| format!("{e} (write a duration like 90d, 24h or 30m)"))
+    if let Some(unit) =
+        units(s).find(|u| matches!(*u, "y" | "year" | "years" | "M" | "month" | "months" | "mo"))
+    {
+        return Err(format!(
+            "{s:?}: give days, not {} (humantime reads 1y as 365.25 days and 1M as 30.44 days): e.g. 365d or 30d",
+            if unit.starts_with('y') { "years" } else { "months" }
+        ));
+    }
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (write a duration like 90d, 24h or 30m)"))?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!(
+            "{s:?} is not a whole number of seconds: key times are kept to the second; write a duration like 90d, 24h, 30m or 45s"
+        ));
+    }
+    Ok(d)
 }
 
-/// A duration of more than zero (`--expires-in`, `--after`): zero would make a key
-/// that is expired from the start.
+/// The unit words of a humantime duration (`1d 2h` → `d`, `h`).
+fn units(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| c.is_ascii_digit() || c.is_whitespace() || c == '.')
+        .filter(|u| !u.is_empty())
+}
+
+/// A key's lifetime (`--expires-in`, `--after`): at least [`MIN_KEY_LIFETIME`], so no
+/// key is stored already expired or ending before anyone could use it.
 pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s).map_err(|e| e.replace("zero or more", "more than zero"))?;
-    if d.is_zero() {
+    let d = parse_duration(s).map_err(|e| {
+        e.replace(
+            "zero or more",
+            format!("at least {}", human_duration(MIN_KEY_LIFETIME)).as_str(),
+        )
+    })?;
+    if d < MIN_KEY_LIFETIME {
         return Err(format!(
-            "{:?} is zero, which would end the key at once: give more than zero, like 90d, 24h or 30m (to stop a key now, revoke it without --after)",
-            s.trim()
+            "{:?} is shorter than {}, which would end the key before callers could use it: give {} or more, like 90d, 24h or 30m (to stop a key now, revoke it without --after)",
+            s.trim(),
+            human_duration(MIN_KEY_LIFETIME),
+            "1m"
         ));
     }
     Ok(d)
@@ -646,6 +689,41 @@ pub fn human_duration(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 19 B1 and B5: a key lifetime under a minute, a fraction of a second, and
+    /// years or months are refused, each saying what is accepted.
+    #[test]
+    fn durations_too_short_fractional_or_ambiguous_are_refused() {
+        for short in ["500ms", "1ns", "1s", "59s"] {
+            let e = parse_positive_duration(short).unwrap_err();
+            assert!(
+                e.contains("1m or more") || e.contains("whole number of seconds"),
+                "{short}: {e}"
+            );
+        }
+        assert!(parse_duration("500ms")
+            .unwrap_err()
+            .contains("whole number of seconds"));
+        assert!(parse_duration("1s 500ms").is_err());
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_positive_duration("60s"), Ok(MIN_KEY_LIFETIME));
+        for ambiguous in ["1y", "2years", "1M", "3months", "1y 2d"] {
+            let e = parse_duration(ambiguous).unwrap_err();
+            assert!(
+                e.contains("give days") && e.contains("365d"),
+                "{ambiguous}: {e}"
+            );
+        }
+        assert_eq!(
+            parse_duration("2m"),
+            Ok(Duration::from_secs(120)),
+            "m is minutes"
+        );
+        assert_eq!(
+            parse_duration("365d"),
+            Ok(Duration::from_secs(365 * 86_400))
+        );
+    }
+
     #[test]
     fn durations_are_read_and_shown_for_people() {
         assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
@@ -654,13 +732,10 @@ mod tests {
         assert!(neg.contains("negative"), "{neg}");
         assert!(parse_duration("soon").unwrap_err().contains("like 90d"));
         let zero = parse_positive_duration("0s").unwrap_err();
-        assert!(
-            zero.contains("zero") && zero.contains("more than zero"),
-            "{zero}"
-        );
+        assert!(zero.contains("shorter than 1 minute"), "{zero}");
         assert!(parse_positive_duration("-1h")
             .unwrap_err()
-            .contains("more than zero"));
+            .contains("at least 1 minute"));
         assert_eq!(parse_positive_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(human_duration(Duration::from_secs(86_400)), "1 day");
         assert_eq!(

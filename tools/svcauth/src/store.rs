@@ -81,7 +81,7 @@ impl Store {
                     f.path.display()
                 ))),
                 Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::NotFound(format!(
-                    "store file {} does not exist: check --file (or SVCAUTH_KEYS_FILE); `svcauth --store file --file {} keys create --service NAME --permissions 'METHOD /path'` creates it",
+                    "store file {} does not exist: check --file (or SVCAUTH_KEYS_FILE); `svcauth --store file --file {} keys create --service NAME --api API --permissions 'METHOD /path'` creates it",
                     f.path.display(),
                     f.path.display()
                 ))),

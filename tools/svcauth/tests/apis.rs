@@ -88,9 +88,7 @@ async fn allowed(store: &CachedStore, key: &str, api_id: &str, route: &str) -> b
 /// it is granted there, and the grant reaches only that API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item4_an_existing_key_does_not_reach_a_new_api_until_granted_there() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     register_api(&c, IDENTITY_API, "identity").await;
     let admin = svcauth(
         &args(&[
@@ -192,12 +190,8 @@ async fn item4_an_existing_key_does_not_reach_a_new_api_until_granted_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_name_that_cannot_be_read_allows_nothing() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.delivered_key();
+    let (_moto, c, aws) = moto_ssm();
+    let key = new_tutor_key(&aws, NOW).await;
     let route = "GET /internal/users/42";
     let clock = TestClock::at(NOW + 10);
 
@@ -416,14 +410,10 @@ async fn a_grant_on_an_unregistered_api_name_warns() {
 /// authenticates and is allowed nothing until `keys migrate` names the APIs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_1_document_is_allowed_nothing_until_migrated() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     register_api(&c, IDENTITY_API, "identity").await;
     register_api(&c, BILLING_API, "billing").await;
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.delivered_key();
+    let key = new_tutor_key(&aws, NOW).await;
     // Rewrite the document as the previous version wrote it.
     let name = format!("{PATH}/tutor-service");
     let mut doc: Value = serde_json::from_str(&read_param(&c, &name).await).unwrap();
@@ -475,9 +465,7 @@ async fn a_schema_1_document_is_allowed_nothing_until_migrated() {
 /// written, and `list` / `check` show each pattern as written and as applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item3_malformed_patterns_are_refused_and_effective_patterns_are_shown() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     for bad in [
         "GET /internal/users/{id/profile",
         "GET /internal//users",

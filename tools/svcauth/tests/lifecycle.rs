@@ -11,7 +11,7 @@ use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::SsmKeyStore;
 use service_auth::KeyStatus;
 use svcauth::{exit, Aws};
-use test_support::{Fault, MotoServer, SsmFaults};
+use test_support::{Fault, SsmFaults};
 
 const LEGACY: &str = "/test/identity-service/service-api-keys";
 
@@ -32,20 +32,15 @@ fn legacy_authorizer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item1_legacy_key_stays_revoked_after_prune() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let tutor_key = "Q".repeat(32) + &"7".repeat(32);
     let admin_key = "a1".repeat(32);
-    c.put_parameter()
-        .name(LEGACY)
-        .value(format!(
-            r#"{{"{tutor_key}": "tutor-service", "{admin_key}": "admin-service"}}"#
-        ))
-        .r#type(ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_legacy_map(
+        &c,
+        LEGACY,
+        &[(&tutor_key, "tutor-service"), (&admin_key, "admin-service")],
+    )
+    .await;
     // The migration runbook: import, then revoke one imported key and rotate another.
     for (service, perms) in [
         ("tutor-service", TUTOR_PERMS),
@@ -138,12 +133,8 @@ async fn item1_legacy_key_stays_revoked_after_prune() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.delivered_key();
+    let (_moto, c, aws) = moto_ssm();
+    let key = new_tutor_key(&aws, NOW).await;
     let id = key_id(&key);
 
     // A second writer read the document before the revocation...
@@ -200,16 +191,9 @@ async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item2_a_merge_that_cannot_read_the_history_is_an_error_that_says_what_to_run() {
-    let moto = MotoServer::start();
+    let (moto, c, aws) = moto_ssm();
     let endpoint = moto.endpoint();
-    let c = moto_client(&endpoint);
-    let setup = svcauth(
-        &args(&create_tutor(&["--deliver", "stdout"])),
-        &Aws::Client(c.clone()),
-        NOW,
-    )
-    .await;
-    expect(&setup, exit::OK);
+    new_tutor_key(&aws, NOW).await;
 
     // Operator A's role may not read parameter history. Between A's read and A's put,
     // operator B runs a whole `keys create` of the same service.
@@ -257,9 +241,7 @@ async fn item2_a_merge_that_cannot_read_the_history_is_an_error_that_says_what_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_securestring_write_uses_the_configured_kms_key() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let kms = "alias/svcauth-test";
     let with_key = |cmd: &'static str| -> Vec<&'static str> {
         let mut v = args(&words(cmd));

@@ -7,7 +7,7 @@ use service_auth::{ApiGrant, ApiKey, KeyId, KeyRecord, ServiceDocument};
 
 use super::{
     checked_apis, checked_permissions, checked_service, grants_text, has_permissions, list_ids,
-    revoke_in, same_permissions, service_not_found, when,
+    revoke_in, same_permissions, service_not_found, usable_keys, when,
 };
 use crate::aws;
 use crate::cli::{CreateArgs, DeliverTo, RotateArgs, StoreKind};
@@ -326,13 +326,27 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
             Target::Ssm { .. } => " (overwriting the key it holds)",
             Target::Stdout => "",
         };
+        let usable = usable_keys(&doc, now);
+        let phase_out = if usable.is_empty() {
+            format!("; {service} has no usable key to phase out")
+        } else if old.is_empty() {
+            format!(
+                "; its usable keys [{}] already stop by {} (grace {grace}), so none is phased out",
+                list_ids(&usable),
+                until.to_rfc3339()
+            )
+        } else {
+            format!(
+                ", then let the old keys [{}] expire at {} (grace {grace})",
+                list_ids(&old),
+                until.to_rfc3339()
+            )
+        };
         ctx.status(format!(
-            "dry run: would store a new key for {service} in the {} (permissions: {}), deliver it to {}{replacing}, then let the old keys [{}] expire at {} (grace {grace}); nothing was written",
+            "dry run: would store a new key for {service} in the {} (permissions: {}), deliver it to {}{replacing}{phase_out}; nothing was written",
             store.describe(),
             grants_text(&doc),
             target.describe(),
-            list_ids(&old),
-            until.to_rfc3339()
         ));
         if args.grace.is_zero() {
             ctx.status(GRACE_ZERO_WARNING);

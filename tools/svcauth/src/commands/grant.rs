@@ -18,6 +18,11 @@ pub async fn grant(ctx: &mut Ctx<'_, '_>, args: &GrantArgs) -> Result<Outcome, E
         .pop()
         .ok_or_else(|| Error::Usage("--api is empty: name the API, e.g. --api billing".into()))?;
     let routes = checked_permissions(&args.permissions)?;
+    if !args.remove && routes.is_empty() {
+        return Err(Error::Usage(format!(
+            "--permissions names no route: give routes on {api} as `METHOD /path`, e.g. --permissions 'GET /internal/{api}/*' (or --remove to take {api} away)"
+        )));
+    }
     let store = ctx.store().await?;
     let Some(doc) = store.read_document(service).await? else {
         return Err(service_not_found(service, &store));
@@ -42,10 +47,12 @@ pub async fn grant(ctx: &mut Ctx<'_, '_>, args: &GrantArgs) -> Result<Outcome, E
     let mut preview = doc.clone();
     change(&mut preview);
     if preview == doc {
-        ctx.status(format!(
-            "nothing to do: {service} already has that on {api} ({})",
-            grants_text(&doc)
-        ));
+        let what = if args.remove {
+            format!("{service} has no grant on {api}")
+        } else {
+            format!("{service} already has that on {api}")
+        };
+        ctx.status(format!("nothing to do: {what} ({})", grants_text(&doc)));
         return Ok(Outcome::NothingToDo);
     }
     preview

@@ -9,8 +9,9 @@
 use service_auth::{KeyId, KeyStatus, ServiceDocument, UnixTime};
 
 use super::{checked_service, revoke_in, service_not_found, usable_keys};
-use crate::cli::{RevokeArgs, REVOCATION_BOUND};
+use crate::cli::{RevokeArgs, FILE_REVOCATION_BOUND, REVOCATION_BOUND};
 use crate::error::Error;
+use crate::store::Store;
 use crate::{Ctx, Outcome};
 
 pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome, Error> {
@@ -28,10 +29,7 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         return Err(service_not_found(service, &store));
     };
     let Some(record) = doc.key(&id) else {
-        return Err(Error::NotFound(format!(
-            "service {service} has no key {id} in the {}: `svcauth keys list --service {service}` shows its keys",
-            store.describe()
-        )));
+        return not_this_services_key(ctx, &store, service, &id).await;
     };
     let now = ctx.now;
     if record.status == KeyStatus::Revoked && args.after.is_none() {
@@ -168,7 +166,11 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
     super::create::report_merges(ctx, &written);
     ctx.status(format!("done: {action}"));
     if until.is_none() {
-        ctx.status(REVOCATION_BOUND.replace('\n', " "));
+        let bound = match store.marker_name(&id) {
+            Some(_) => REVOCATION_BOUND,
+            None => FILE_REVOCATION_BOUND,
+        };
+        ctx.status(bound.replace('\n', " "));
     }
     warn_if_last(
         ctx,
@@ -179,6 +181,43 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         until.is_some(),
     );
     Ok(Outcome::Done)
+}
+
+/// `--key-id` is not in `service`'s document: say whose key it is (the operator named
+/// the wrong service), or that it was revoked and its record pruned, or that nobody has
+/// it.
+async fn not_this_services_key(
+    ctx: &mut Ctx<'_, '_>,
+    store: &Store,
+    service: &str,
+    id: &KeyId,
+) -> Result<Outcome, Error> {
+    let owner = store
+        .load_documents()
+        .await?
+        .into_iter()
+        .find(|d| d.key(id).is_some())
+        .map(|d| d.service);
+    if let Some(owner) = owner {
+        return Err(Error::NotFound(format!(
+            "key {id} is not a key of {service}: it belongs to {owner}. To revoke it: svcauth keys revoke --service {owner} --key-id {id}"
+        )));
+    }
+    if store
+        .revoked_among(std::slice::from_ref(id))
+        .await?
+        .contains(id)
+    {
+        ctx.status(format!(
+            "nothing to do: key {id} is revoked for good (its revocation marker {} exists); its record is no longer in any document (`keys prune` removed it)",
+            store.marker_name(id).unwrap_or_default()
+        ));
+        return Ok(Outcome::NothingToDo);
+    }
+    Err(Error::NotFound(format!(
+        "no service has a key {id} in the {}: check --key-id; `svcauth keys list --service {service}` shows {service}'s keys",
+        store.describe()
+    )))
 }
 
 /// Warns when `doc` leaves the service no usable key at `at`. With `--after` the key

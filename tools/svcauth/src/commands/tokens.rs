@@ -297,18 +297,18 @@ pub async fn remove(ctx: &mut Ctx<'_, '_>, args: &TokenKeyRemoveArgs) -> Result<
                 if untrusted_kids.contains(&kid) { format!(", {kid} included") } else { String::new() }
             )));
         }
-        ctx.status(format!(
-            "nothing to do: key {kid} is not published in {} (there is no key set)",
+        // Like an unknown key id in `keys revoke`: not found (4), not "nothing to do".
+        return Err(Error::NotFound(format!(
+            "key {kid} is not published in {}: there is no key set there (check --jwks-parameter, --env and the region)",
             parameter.name()
-        ));
-        return Ok(Outcome::NothingToDo);
+        )));
     };
     if !trusted.keys.iter().any(|k| kid_of(k) == kid) {
-        ctx.status(format!(
-            "nothing to do: key {kid} is not published in {}",
+        // Like an unknown key id in `keys revoke`: not found (4), not "nothing to do".
+        return Err(Error::NotFound(format!(
+            "key {kid} is not published in {}: `svcauth tokens keys list` shows the published kids",
             parameter.name()
-        ));
-        return Ok(Outcome::NothingToDo);
+        )));
     }
     if args.dry_run {
         ctx.status(format!(
