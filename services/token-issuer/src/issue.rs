@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use service_auth::identity::{AuthMethod, ServiceIdentity};
-use service_auth::{ApiGrant, UnixTime};
+use service_auth::{ApiGrant, ServiceDocument, UnixTime};
 use service_token::{Permission, Proof, TokenClaims};
 
 /// Default token lifetime (`SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS`).
@@ -508,7 +508,7 @@ impl RetryPolicy {
 mod tests {
     use super::*;
     use service_auth::identity::{AssumedRoleArn, RoleArn};
-    use service_auth::{ApiKey, KeyId, KeyRecord, KeyStatus, ServiceDocument};
+    use service_auth::{ApiKey, KeyId, KeyRecord, KeyStatus};
 
     const NOW: u64 = 1_764_600_000;
 

@@ -69,8 +69,8 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let ssm_path = get("SVCAUTH_SSM_PATH")
-            .unwrap_or_else(|| keystore_ssm::DEFAULT_KEY_PATH.to_owned());
+        let ssm_path =
+            get("SVCAUTH_SSM_PATH").unwrap_or_else(|| keystore_ssm::DEFAULT_KEY_PATH.to_owned());
         let mut settings = IssuerSettings {
             issuer: String::new(),
             default_lifetime_secs: issue::DEFAULT_LIFETIME_SECS,

@@ -11,7 +11,6 @@ use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::cache::RefreshPolicy;
 use svcauth::{exit, Aws};
-use test_support::MotoServer;
 
 use crate::common::*;
 
@@ -218,12 +217,8 @@ async fn an_api_name_that_cannot_be_read_allows_nothing() {
 /// register` replaces it with the trusted form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_string_registry_entry_is_never_trusted_until_registered() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.delivered_key();
+    let (_moto, c, aws) = moto_ssm();
+    let key = new_tutor_key(&aws, NOW).await;
     let route = "GET /internal/users/42";
     let clock = TestClock::at(NOW + 10);
     // A deploy role relabels the identity API... as `identity`: even the right name,
@@ -276,9 +271,7 @@ async fn a_string_registry_entry_is_never_trusted_until_registered() {
 /// the name is free again once its API is removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_bound_to_one_api_id_is_refused_for_another() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let register = |id: &'static str, name: &'static str| {
         let aws = aws.clone();
         async move {
@@ -359,9 +352,7 @@ async fn a_name_bound_to_one_api_id_is_refused_for_another() {
 /// typo grants nothing anywhere), and not when one is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_on_an_unregistered_api_name_warns() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     register_api(&c, IDENTITY_API, "identity").await;
     expect(
         &svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await,

@@ -300,9 +300,7 @@ async fn lose_a_write(
     at: u64,
 ) -> String {
     let aws = Aws::Client(c.clone());
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.delivered_key();
+    let key = new_tutor_key(&aws, NOW).await;
     let name = format!("{PATH}/tutor-service");
     let before = read_param(c, &name).await;
     let change = change(&key_id(&key));
@@ -332,8 +330,7 @@ fn owned(line: &str) -> Vec<String> {
 /// back and dies: the key's marker holds its end, on the by-key path and the full load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_revocation_survives_a_lost_document_write() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
+    let (_moto, c, _) = moto_ssm();
     let key = lose_a_write(
         &c,
         |id| {
@@ -354,8 +351,7 @@ async fn a_scheduled_revocation_survives_a_lost_document_write() {
 /// Issue 19 A2: the end of a `keys rotate --grace` survives a lost document write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_end_of_a_rotation_grace_survives_a_lost_document_write() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
+    let (_moto, c, _) = moto_ssm();
     let old = lose_a_write(
         &c,
         |_| owned("keys rotate --service tutor-service --grace 2h --deliver stdout"),
@@ -374,8 +370,7 @@ async fn the_end_of_a_rotation_grace_survives_a_lost_document_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_brake_survives_a_lost_document_write() {
     use authorizer::token::{SsmStandings, StandingSource};
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
+    let (_moto, c, _) = moto_ssm();
     lose_a_write(
         &c,
         |_| owned("tokens brake --service tutor-service --at 2026-11-29T12:30:00Z"),
