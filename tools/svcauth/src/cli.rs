@@ -215,8 +215,10 @@ pub struct JwksArgs {
     /// path, /svcauth/{env}/token/jwks]. Written under --kms-key-id (the store's key).
     #[arg(long, value_name = "NAME", env = "SVCAUTH_TOKEN_JWKS_PARAMETER")]
     pub jwks_parameter: Option<String>,
-    /// The KMS alias the issuer signs with, as its SVCAUTH_TOKEN_KEY
-    /// [default: alias/svcauth-token-{env}].
+    /// The KMS alias the issuer signs with, as its SVCAUTH_TOKEN_KEY: the platform's
+    /// TokenSigningKeyAlias output, alias/PLATFORM_STACK/token-signing. No default (a
+    /// nested platform stack's name is generated); `keys remove` requires it, `keys
+    /// list` marks the signing key only with it.
     #[arg(long, value_name = "ALIAS", env = "SVCAUTH_TOKEN_KEY")]
     pub signing_alias: Option<String>,
 }

@@ -48,8 +48,65 @@ async fn published(c: &Client) -> Vec<String> {
     kids
 }
 
+/// Runs `cmd`; a `tokens keys` command names the signing alias, as the platform's
+/// operators pass its TokenSigningKeyAlias output.
 async fn tokens(cmd: &str, aws: &Aws) -> Run {
-    svcauth(&args(&words(cmd)), aws, NOW).await
+    let mut cmd = words(cmd);
+    if cmd.starts_with(&["tokens", "keys"]) && !cmd.contains(&"--help") {
+        cmd.extend(["--signing-alias", ALIAS]);
+    }
+    svcauth(&args(&cmd), aws, NOW).await
+}
+
+/// The signing alias has no default (the platform's is named after its generated stack
+/// name): `keys remove` refuses without it, `keys list` lists with SIGNING unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_signing_alias_remove_refuses_and_list_cannot_mark() {
+    let moto = MotoServer::start();
+    let aws = moto_clients(&moto.endpoint());
+    let Aws::Clients { kms, .. } = &aws else {
+        unreachable!()
+    };
+    let current = create_key(kms, KeySpec::EccNistP256).await;
+    let old = create_key(kms, KeySpec::EccNistP256).await;
+    alias_to(kms, &current).await;
+    for key in [&current, &old] {
+        expect(
+            &tokens(&format!("tokens keys add --key {key}"), &aws).await,
+            exit::OK,
+        );
+    }
+    let run = svcauth(
+        &args(&words(&format!("tokens keys remove --kid {old}"))),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::USAGE);
+    assert!(run.stderr.contains("--signing-alias"), "{run:?}");
+    assert!(
+        run.stderr.contains("alias/PLATFORM_STACK/token-signing"),
+        "{run:?}"
+    );
+    let run = svcauth(&args(&words("tokens keys list --json")), &aws, NOW).await;
+    expect(&run, exit::OK);
+    let rows: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{run:?}");
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["signing"].is_null()),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("SIGNING is unknown without --signing-alias"),
+        "{run:?}"
+    );
+    // Named, the key the alias points to is marked and the other one can go.
+    let run = tokens(&format!("tokens keys remove --kid {old}"), &aws).await;
+    expect(&run, exit::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

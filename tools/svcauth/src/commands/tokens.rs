@@ -40,18 +40,30 @@ pub fn removal_bound() -> String {
     )
 }
 
-/// The key set parameter and signing alias these options name.
+/// The form of the platform's signing alias, for messages when none was given. It has no
+/// default: the platform names it after its own stack (`alias/{stack}/token-signing`),
+/// which a nested deploy generates, so only the stack's output can tell it.
+const ALIAS_FORM: &str = "alias/PLATFORM_STACK/token-signing";
+
+/// The key set parameter and the signing alias (when given) these options name.
 async fn key_set(
     ctx: &mut Ctx<'_, '_>,
     args: &JwksArgs,
-) -> Result<(KeySetParameter, String), Error> {
+) -> Result<(KeySetParameter, Option<String>), Error> {
     let store = ctx.ssm().await?;
     let parameter = store.key_set(args.jwks_parameter.as_deref());
     let alias = args
         .signing_alias
-        .clone()
-        .unwrap_or_else(|| format!("alias/svcauth-token-{}", ctx.global.env));
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned);
     Ok((parameter, alias))
+}
+
+/// The alias for a message: the one given, else its form.
+fn alias_or_form(alias: &Option<String>) -> &str {
+    alias.as_deref().unwrap_or(ALIAS_FORM)
 }
 
 fn kms_error(e: KmsError, what: &str) -> Error {
@@ -156,7 +168,7 @@ pub async fn add(ctx: &mut Ctx<'_, '_>, args: &TokenKeyAddArgs) -> Result<Outcom
     let key = args.key.trim();
     if key.is_empty() || key.len() > 2048 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::Usage(format!(
-            "--key {:?} is not a KMS key id, ARN or alias (e.g. alias/svcauth-token-dev)",
+            "--key {:?} is not a KMS key id, ARN or alias (e.g. {ALIAS_FORM})",
             args.key
         )));
     }
@@ -236,8 +248,9 @@ pub async fn add(ctx: &mut Ctx<'_, '_>, args: &TokenKeyAddArgs) -> Result<Outcom
             false,
         ));
     }
+    let alias = alias_or_form(&alias);
     ctx.status(format!(
-        "verifiers pick it up within their key-set cache (the issuer's /.well-known/jwks.json: 300 s; the authorizer refetches on an unknown kid, and every {} s). If this is a new signing key, wait that long, then point {alias} at it: aws kms update-alias --alias-name {alias} --target-key-id {kid}",
+        "verifiers pick it up within their key-set cache (the issuer's /.well-known/jwks.json: 300 s; the authorizer refetches on an unknown kid, and every {} s). If this is a new signing key, wait that long, then point the signing alias (the platform's TokenSigningKeyAlias output) at it: aws kms update-alias --alias-name {alias} --target-key-id {kid}",
         DEFAULT_MAX_AGE.as_secs()
     ));
     Ok(Outcome::Done)
@@ -274,12 +287,17 @@ pub async fn remove(ctx: &mut Ctx<'_, '_>, args: &TokenKeyRemoveArgs) -> Result<
             args.kid
         )));
     }
+    // Without the alias nobody can tell whether this is the key the issuer signs with:
+    // never remove blind.
+    let Some(alias) = alias else {
+        return Err(Error::Usage(format!(
+            "svcauth cannot tell whether {kid} is the key the issuer signs with: pass --signing-alias (the issuer's SVCAUTH_TOKEN_KEY; the platform's TokenSigningKeyAlias output, {ALIAS_FORM})"
+        )));
+    };
     let kms = ctx.aws.kms(ctx.global).await?;
     let Some(signing) = signing_kid(&kms, &alias).await? else {
-        // Without the alias nobody can tell whether this is the key the issuer signs
-        // with: never remove blind.
         return Err(Error::Usage(format!(
-            "the signing alias {alias} does not exist, so svcauth cannot tell whether {kid} is the key the issuer signs with: pass --signing-alias (the issuer's SVCAUTH_TOKEN_KEY; the platform's TokenSigningKeyAlias export, alias/STACK/token-signing)"
+            "the signing alias {alias} does not exist, so svcauth cannot tell whether {kid} is the key the issuer signs with: pass --signing-alias (the issuer's SVCAUTH_TOKEN_KEY; the platform's TokenSigningKeyAlias output, {ALIAS_FORM})"
         )));
     };
     if signing == kid {
@@ -352,7 +370,8 @@ struct ListedKey<'a> {
 }
 
 pub async fn list(ctx: &mut Ctx<'_, '_>, args: &TokenKeyListArgs) -> Result<Outcome, Error> {
-    let (key_set, alias) = key_set(ctx, &args.jwks).await?;
+    let (key_set, given) = key_set(ctx, &args.jwks).await?;
+    let alias = alias_or_form(&given);
     let parameter = key_set.name().to_owned();
     let Some(stored) = key_set.read().await? else {
         return Err(Error::NotFound(format!(
@@ -368,15 +387,21 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &TokenKeyListArgs) -> Result<Outc
         ));
     }
     // Which key signs is a KMS question; the list is still useful without the answer.
-    let signing = match ctx.aws.kms(ctx.global).await {
-        Ok(kms) => match signing_kid(&kms, &alias).await {
+    let signing = match (&given, ctx.aws.kms(ctx.global).await) {
+        (None, _) => {
+            ctx.status(format!(
+                "SIGNING is unknown without --signing-alias (the platform's TokenSigningKeyAlias output, {ALIAS_FORM})"
+            ));
+            None
+        }
+        (Some(_), Ok(kms)) => match signing_kid(&kms, alias).await {
             Ok(k) => Some(k),
             Err(e) => {
                 ctx.status(format!("could not tell which key {alias} names: {e}"));
                 None
             }
         },
-        Err(e) => {
+        (Some(_), Err(e)) => {
             ctx.status(format!("could not tell which key {alias} names: {e}"));
             None
         }
