@@ -68,6 +68,7 @@ def test_application_parameters_set_the_store_paths_the_kms_key_and_the_ttl():
     st = role_statements(r, "AuthorizerRole")
     assert evaluate(st, "ssm:GetParametersByPath", _ssm("/teams/billing/keys")) == "allow"
     assert evaluate(st, "ssm:GetParameters", _ssm("/teams/billing/revoked/k1")) == "allow"
+    assert evaluate(st, "ssm:GetParametersByPath", _ssm("/teams/billing/brakes/tutor-service")) == "allow"
     assert evaluate(st, "ssm:GetParameter", _ssm("/teams/billing/apis/abc123")) == "allow"
     assert evaluate(st, "ssm:GetParametersByPath", _ssm("/svcauth/dev/keys")) == "implicit-deny"
     via = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com",

@@ -186,6 +186,7 @@ def test_issuer_reads_exactly_what_its_code_reads_and_writes_nothing():
     st = role_statements(r, "TokenIssuerFunctionRole")
     for action, name in (("ssm:GetParameter", "/svcauth/dev/keys/tutor-service"),
                          ("ssm:GetParameters", "/svcauth/dev/revoked/kid_0123456789abcdef"),
+                         ("ssm:GetParametersByPath", "/svcauth/dev/brakes/tutor-service"),
                          ("ssm:GetParameter", "/svcauth/dev/token/jwks")):
         assert evaluate(st, action, ssm_arn(name)) == "allow", (action, name)
     for action, name in (("ssm:PutParameter", "/svcauth/dev/token/jwks"),  # publishing is svcauth's

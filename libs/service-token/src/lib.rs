@@ -37,7 +37,7 @@ pub use cache::{KeySetCache, KeySetSource, SourceError};
 pub use claims::{Permission, Proof, TokenClaims};
 pub use keyset::{jwk_from_spki_der, KeySet, KeySetError};
 pub use signature::{der_to_jose, SignatureFormatError};
-pub use standing::{check_standing, Standing};
+pub use standing::check_standing;
 pub use verify::{Rejection, TokenHeader, VerifiedToken, Verifier, VerifierConfig};
 
 /// The only signing algorithm: ECDSA P-256 with SHA-256, as KMS `ECC_NIST_P256` signs.

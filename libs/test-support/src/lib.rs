@@ -209,6 +209,21 @@ pub async fn put_service_document(
         .expect("moto PutParameter");
 }
 
+/// Writes `name` = `value` as a SecureString (overwriting): how svcauth writes what
+/// verifiers trust beside the documents (an API's registry entry `{apis}/{apiId}`, the
+/// token key set), for tests that set them up without svcauth.
+#[cfg(feature = "ssm")]
+pub async fn put_secure(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("moto PutParameter");
+}
+
 /// The configuration every SDK client of a [`MotoServer`] gets, for the SDK crate
 /// `$sdk` (each crate has config types of its own): the endpoint, us-east-1, fixed
 /// test credentials, one attempt and a generous timeout (moto's first call can take

@@ -99,14 +99,10 @@ impl IssuerSettings {
     }
 }
 
-/// What the store says about the caller now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Standing {
-    /// The caller's service document; `None` when the service has none.
-    pub document: Option<ServiceDocument>,
-    /// The caller's API key has a revocation marker (always false for IAM callers).
-    pub proof_key_revoked: bool,
-}
+/// What the store says about the caller now: its service document with every marker
+/// applied (revocation, expiry, brake) and whether its key has a revocation marker.
+/// One type for the authorizer and the issuer (`service_auth::standing`).
+pub use service_auth::Standing;
 
 /// Why no token. Carries no secret (key ids, role ARNs and service names are not).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

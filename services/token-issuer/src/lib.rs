@@ -54,13 +54,12 @@ pub enum ConfigError {
 }
 
 /// The JWKS parameter next to a key store path: `/svcauth/dev/keys` →
-/// `/svcauth/dev/token/jwks`.
-pub fn default_jwks_parameter(ssm_path: &str) -> String {
-    let parent = ssm_path
-        .trim_end_matches('/')
-        .rsplit_once('/')
-        .map_or("", |(p, _)| p);
-    format!("{parent}/token/jwks")
+/// `/svcauth/dev/token/jwks` (keystore-ssm's layout, the one owner of the paths).
+/// `None` when the path is not a valid key store path.
+pub fn default_jwks_parameter(ssm_path: &str) -> Option<String> {
+    keystore_ssm::StoreLayout::new(ssm_path.trim_end_matches('/'))
+        .ok()
+        .map(|l| l.key_set())
 }
 
 impl Config {
@@ -70,7 +69,8 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let ssm_path = get("SVCAUTH_SSM_PATH").unwrap_or_else(|| "/svcauth/dev/keys".to_owned());
+        let ssm_path =
+            get("SVCAUTH_SSM_PATH").unwrap_or_else(|| keystore_ssm::DEFAULT_KEY_PATH.to_owned());
         let mut settings = IssuerSettings {
             issuer: String::new(),
             default_lifetime_secs: issue::DEFAULT_LIFETIME_SECS,
@@ -129,8 +129,15 @@ impl Config {
                 ),
             ));
         }
-        let jwks_parameter = get("SVCAUTH_TOKEN_JWKS_PARAMETER")
-            .unwrap_or_else(|| default_jwks_parameter(&ssm_path));
+        let jwks_parameter = match get("SVCAUTH_TOKEN_JWKS_PARAMETER") {
+            Some(p) => p,
+            None => default_jwks_parameter(&ssm_path).ok_or_else(|| {
+                ConfigError::Invalid(
+                    "SVCAUTH_SSM_PATH",
+                    format!("{ssm_path:?}: give the key store path, e.g. /svcauth/prod/keys"),
+                )
+            })?,
+        };
         if !jwks_parameter.starts_with('/') {
             return Err(ConfigError::Invalid(
                 "SVCAUTH_TOKEN_JWKS_PARAMETER",
@@ -239,8 +246,9 @@ mod tests {
         let err = Config::from_lookup(env(&[("SVCAUTH_TOKEN_KEY", "k")])).unwrap_err();
         assert!(err.to_string().contains("SVCAUTH_TOKEN_ISSUER"), "{err}");
         assert_eq!(
-            default_jwks_parameter("/svcauth/dev/keys"),
-            "/svcauth/dev/token/jwks"
+            default_jwks_parameter("/svcauth/dev/keys").as_deref(),
+            Some("/svcauth/dev/token/jwks")
         );
+        assert_eq!(default_jwks_parameter("keys"), None);
     }
 }

@@ -142,12 +142,22 @@ struct Fixture {
     revoked: ApiKey,
 }
 
+/// Publishes `keys` as `svcauth tokens keys add` does: a SecureString.
 async fn publish(ssm: &aws_sdk_ssm::Client, kms: &aws_sdk_kms::Client, keys: &[&str]) {
+    publish_as(ssm, kms, keys, ParameterType::SecureString).await;
+}
+
+async fn publish_as(
+    ssm: &aws_sdk_ssm::Client,
+    kms: &aws_sdk_kms::Client,
+    keys: &[&str],
+    kind: ParameterType,
+) {
     let set = token_kms::key_set(kms, keys).await.unwrap();
     ssm.put_parameter()
         .name(JWKS)
         .value(serde_json::to_string(&set).unwrap())
-        .r#type(ParameterType::String)
+        .r#type(kind)
         .overwrite(true)
         .send()
         .await
@@ -818,6 +828,18 @@ async fn the_issuer_signs_only_with_a_published_key() {
     assert_eq!(code(&a), (503, "jwks_not_published"), "{}", a.raw);
     assert!(a.raw.contains("svcauth tokens keys add"), "{}", a.raw);
 
+    // Issue 16 §2: a key set written the forgeable way (a String: whoever may write it
+    // could add a key of their own) is never trusted: 503, no token signed, and the
+    // issuer's log names the command that replaces it.
+    publish_as(&f.ssm, &f.kms, &[&f.key_id], ParameterType::String).await;
+    f.clock.advance(31);
+    let a = token_for(&f, Auth::Key(&f.active), None).await;
+    assert_eq!(code(&a), (503, "jwks_not_trusted"), "{}", a.raw);
+    assert!(a.raw.contains("not a SecureString"), "{}", a.raw);
+    let a = call(&f.app, "GET", "/.well-known/jwks.json", Auth::None, None).await;
+    assert_eq!(code(&a), (503, "jwks_not_trusted"), "{}", a.raw);
+    assert_eq!(f.faults.sign_calls(), 0);
+
     // A key set without the signing key (another key published): 503, naming the key.
     let other = create_kms_key(&f.kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     publish(&f.ssm, &f.kms, &[&other]).await;
@@ -851,6 +873,7 @@ async fn the_key_set_is_served_with_cache_headers() {
         .ssm
         .get_parameter()
         .name(JWKS)
+        .with_decryption(true)
         .send()
         .await
         .unwrap()

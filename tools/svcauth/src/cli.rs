@@ -32,8 +32,8 @@ lock serialises writers, so no later write brings the key back.";
 ///
 /// Writes exactly the layout the authorizer reads: one SecureString service document
 /// per calling service under the key store path (hashed key records only), each
-/// caller's clear key, once, in its own SecureString parameter, and the token key set
-/// (JWKS) in one String parameter (`tokens keys`). AWS region, profile and
+/// caller's clear key, once, in its own SecureString parameter, the token key set
+/// (JWKS) in one SecureString (`tokens keys`) and the API registry (`apis`). AWS region, profile and
 /// endpoint come from the usual AWS configuration chain (AWS_REGION, AWS_PROFILE,
 /// AWS_ENDPOINT_URL, ~/.aws/config); status goes to stderr, tables and JSON to stdout.
 #[derive(Debug, Parser)]
@@ -72,11 +72,16 @@ pub struct GlobalArgs {
     )]
     pub env: String,
     /// KMS key (id, ARN or alias) that encrypts every SecureString svcauth writes
-    /// (service documents and delivered keys): the stack's SsmKmsKeyArn when it sets
-    /// one, so the authorizer, allowed to decrypt with that key only, can read them
-    /// [default: the account's alias/aws/ssm].
+    /// (service documents, delivered keys, the token key set, the API registry): the
+    /// platform's store key (its StoreKeyArn output), so the authorizer and the issuer,
+    /// allowed to decrypt with that key only, can read them [default: the account's
+    /// alias/aws/ssm].
     #[arg(long, value_name = "KEY", env = "SVCAUTH_KMS_KEY_ID", global = true)]
     pub kms_key_id: Option<String>,
+    /// SSM path of the API registry, as the authorizer's SVCAUTH_API_PATH
+    /// [default: next to the key store path, /svcauth/{env}/apis].
+    #[arg(long, value_name = "SSM_PATH", env = "SVCAUTH_API_PATH", global = true)]
+    pub api_path: Option<String>,
     /// AWS region [default: from the AWS configuration chain].
     #[arg(long, value_name = "REGION", global = true)]
     pub region: Option<String>,
@@ -107,6 +112,77 @@ pub enum Command {
     /// and why: matrix, explain, check expectations, diff for a migration.
     #[command(subcommand, after_help = EXIT_CODES_HELP)]
     Access(AccessCommand),
+    /// The API registry: which name each API (by id) has, the names grants are
+    /// written for. Registering an API is an operator's act.
+    #[command(subcommand, after_help = EXIT_CODES_HELP)]
+    Apis(ApisCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApisCommand {
+    Register(ApiRegisterArgs),
+    List(ApiListArgs),
+    Show(ApiShowArgs),
+    Remove(ApiRemoveArgs),
+}
+
+/// Register an API under a name: its callers' grants on that name apply on it.
+///
+/// Writes `{SVCAUTH_API_PATH}/{api id}` = NAME as a SecureString under the store's KMS
+/// key (--kms-key-id), the only form the authorizer trusts: a String one (as stacks
+/// wrote them before) could be written by any role allowed to put parameters there, and
+/// relabel an API. First claims the name (`{path's parent}/api-names/{name}`, created
+/// only once): a name bound to another API id is refused, so one name names one API.
+/// Replaces an untrusted (String) entry for the same id. Running it again changes
+/// nothing. The authorizer reads the entry on its next look at the API (within its
+/// store TTL, SVCAUTH_CACHE_TTL_SECS).
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct ApiRegisterArgs {
+    /// The API's id (as in its execute-api URL, e.g. a1b2c3d4e5; the stack output).
+    #[arg(long, value_name = "ID")]
+    pub api_id: String,
+    /// The name grants use for it (1-64 of a-z, 0-9, -), e.g. `identity`, `billing`.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Say what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// List the registered APIs: id, name, and whether the authorizer trusts the entry.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct ApiListArgs {
+    /// Print a JSON array instead of a table, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Show one API's registration, by id or by name.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["api_id", "name"])))]
+pub struct ApiShowArgs {
+    /// The API's id.
+    #[arg(long, value_name = "ID")]
+    pub api_id: Option<String>,
+    /// The API's registered name.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// Unregister an API: the authorizer allows nothing on it any more (from its next
+/// look at the API), and its name can be bound to another API id.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct ApiRemoveArgs {
+    /// The API's id.
+    #[arg(long, value_name = "ID")]
+    pub api_id: String,
+    /// Say what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub use crate::commands::access::cli::{
@@ -142,13 +218,15 @@ pub enum TokenKeysCommand {
 /// Where the published key set is and which alias signs: shared by `tokens keys`.
 #[derive(Debug, Clone, Args)]
 pub struct JwksArgs {
-    /// The SSM String parameter holding the key set (JWKS), as the issuer's and the
-    /// authorizer's SVCAUTH_TOKEN_JWKS_PARAMETER [default: next to the key store path,
-    /// /svcauth/{env}/token/jwks].
+    /// The SSM SecureString parameter holding the key set (JWKS), as the issuer's and
+    /// the authorizer's SVCAUTH_TOKEN_JWKS_PARAMETER [default: next to the key store
+    /// path, /svcauth/{env}/token/jwks]. Written under --kms-key-id (the store's key).
     #[arg(long, value_name = "NAME", env = "SVCAUTH_TOKEN_JWKS_PARAMETER")]
     pub jwks_parameter: Option<String>,
-    /// The KMS alias the issuer signs with, as its SVCAUTH_TOKEN_KEY
-    /// [default: alias/svcauth-token-{env}].
+    /// The KMS alias the issuer signs with, as its SVCAUTH_TOKEN_KEY: the platform's
+    /// TokenSigningKeyAlias output, alias/PLATFORM_STACK/token-signing. No default (a
+    /// nested platform stack's name is generated); `keys remove` requires it, `keys
+    /// list` marks the signing key only with it.
     #[arg(long, value_name = "ALIAS", env = "SVCAUTH_TOKEN_KEY")]
     pub signing_alias: Option<String>,
 }
@@ -159,7 +237,10 @@ pub struct JwksArgs {
 /// SIGN_VERIFY) and merges it into the key set under its KMS key id (the tokens' `kid`).
 /// Publish a key BEFORE pointing the signing alias at it: the issuer refuses to sign
 /// with a key that is not published (503 signing_key_not_published). Adding a key that
-/// is already published changes nothing. Safe against concurrent writers.
+/// is already published changes nothing. Safe against concurrent writers. The key set
+/// is a SecureString under --kms-key-id; a String one (written by an older svcauth) is
+/// not trusted by verifiers and is replaced by one holding only this key (its other
+/// keys are listed, to be added again).
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES_HELP)]
 pub struct TokenKeyAddArgs {
@@ -179,7 +260,9 @@ pub struct TokenKeyAddArgs {
 /// the previous key only after the alias was repointed and every token it signed has
 /// expired: the issuer follows the alias within 5 minutes, and a token lives at most
 /// 3600 s, so wait at least 65 minutes plus the verifiers' key-set cache (300 s).
-/// Safe against concurrent writers.
+/// After the removal, its tokens stop verifying within 300 s (the authorizer refetches
+/// the key set that often) plus the API's authorizer result TTL. Safe against
+/// concurrent writers.
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES_HELP)]
 pub struct TokenKeyRemoveArgs {
@@ -206,7 +289,7 @@ pub struct TokenKeyListArgs {
 
 /// Emergency brake: refuse a service's tokens issued before a time.
 #[derive(Debug, Args)]
-#[command(long_about = format!("Emergency brake: refuse a service's tokens issued before a time.\n\nSets tokensNotBefore in the service's document. It only ever moves later: a brake set\nbefore stays if it is later than --at. Safe against concurrent writers.\n\n{TOKEN_REVOCATION_BOUND}"), after_help = EXIT_CODES_HELP)]
+#[command(long_about = format!("Emergency brake: refuse a service's tokens issued before a time.\n\nFirst creates a brake marker ({{path's parent}}/brakes/{{service}}/{{time}}, create-only:\nno later write of the document, by anyone, can undo it), then sets tokensNotBefore in\nthe service's document. It only ever moves later: a brake set before stays if it is\nlater than --at. Safe against concurrent and crashed writers.\n\n{TOKEN_REVOCATION_BOUND}"), after_help = EXIT_CODES_HELP)]
 pub struct BrakeArgs {
     /// The calling service whose tokens are refused.
     #[arg(long, value_name = "NAME")]
@@ -473,11 +556,13 @@ pub struct PruneArgs {
 
 /// Grant a service routes on an API, or take an API away from it.
 ///
-/// Each permission applies only on the APIs its grant names; an API is named by the
-/// String parameter `{SVCAUTH_API_PATH}/{apiId}` its stack writes (e.g.
-/// /svcauth/prod/apis/a1b2c3d4e5 = billing). A caller attached to a new API is allowed
-/// nothing there until granted. Adds only what is missing, so running it twice changes
-/// nothing. The authorizer picks the change up within its store TTL; API Gateway's
+/// Each permission applies only on the APIs its grant names; an API is named by its
+/// registry entry `{SVCAUTH_API_PATH}/{apiId}` (`svcauth apis register`, e.g.
+/// /svcauth/prod/apis/a1b2c3d4e5 = billing); a name that is not registered gets a
+/// warning. A caller attached to a new API is allowed nothing there until granted.
+/// Adds only what is missing, so running it twice changes nothing. The authorizer
+/// picks the change up within its store TTL, for keys and for tokens already issued
+/// alike (a token's routes are cut to the service's current grants); API Gateway's
 /// cached policies for the caller on that API within AuthorizerResultTtl more.
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES_HELP)]

@@ -79,9 +79,9 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
             store.describe()
         ))
     })?;
-    // Revocation markers win over documents, as in the authorizer.
-    let revoked = store.revoked_among(&index.usable_key_ids(ctx.now)).await?;
-    index.revoke_ids(&revoked);
+    // Markers (revocations, scheduled ends) win over documents, as in the authorizer.
+    let markers = store.markers_among(&index.usable_key_ids(ctx.now)).await?;
+    index.apply_markers(&markers);
     let values = [key.as_str()];
     let decision = decide(
         Some(&index),

@@ -397,6 +397,22 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
                 ))
             })?;
     }
+    let not_expired = |e: Error| {
+        e.with_note(format!(
+            "the new key {id} is stored and delivered, but the old keys were not given their expiry: run `svcauth keys revoke --service {service} --key-id ID --after {}s` for each of: {}",
+            args.grace.as_secs().max(1),
+            list_ids(&old)
+        ))
+    };
+    // --grace > 0: the old keys' markers (holding their end) first, for the same
+    // reason (issue 19 A2): from then on they end at `until` whatever any writer does.
+    if !args.grace.is_zero() && !old.is_empty() {
+        let later = store
+            .mark_expiring(service, &old, until, "svcauth keys rotate --grace")
+            .await
+            .map_err(not_expired)?;
+        super::revoke::warn_later_markers(ctx, service, &later, until);
+    }
     let expired = store
         .update_document(service, |doc| {
             for old_id in &old {
@@ -409,13 +425,7 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
             Ok(())
         })
         .await
-        .map_err(|e| {
-            e.with_note(format!(
-                "the new key {id} is stored and delivered, but the old keys were not given their expiry: run `svcauth keys revoke --service {service} --key-id ID --after {}s` for each of: {}",
-                args.grace.as_secs().max(1),
-                list_ids(&old)
-            ))
-        })?;
+        .map_err(not_expired)?;
     report_merges(ctx, &expired);
     if old.is_empty() {
         ctx.status(format!("{service} had no other usable key to phase out"));

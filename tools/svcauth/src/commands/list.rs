@@ -167,17 +167,16 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Err
     let store = ctx.store().await?;
     store.require_existing()?;
     let mut docs = documents_of(&store, args.service.as_deref()).await?;
-    // A revocation marker wins over what a document says, as in the authorizer.
+    // Markers (revocations, scheduled ends) win over what a document says, as in the
+    // authorizer.
     let usable: Vec<service_auth::KeyId> = docs
         .iter()
         .flat_map(|d| d.keys.iter().filter(|k| k.usable_at(ctx.now)))
         .map(|k| k.key_id.clone())
         .collect();
-    let revoked = store.revoked_among(&usable).await?;
-    for k in docs.iter_mut().flat_map(|d| d.keys.iter_mut()) {
-        if revoked.contains(&k.key_id) {
-            k.status = service_auth::KeyStatus::Revoked;
-        }
+    let markers = store.markers_among(&usable).await?;
+    for d in &mut docs {
+        markers.apply_to_document(d);
     }
     if docs.is_empty() {
         ctx.status(format!(

@@ -3,7 +3,8 @@
 //! An immediate revocation first creates the key's revocation marker (create-only,
 //! see keystore-ssm) and reports success only once it exists: from then on no load of
 //! the authorizer accepts the key, whatever a concurrent or crashed writer leaves in
-//! the document. The document is updated afterwards so `keys list` shows it.
+//! the document. `--after` writes the same marker holding the scheduled end: the key
+//! ends then at the latest. The document is updated afterwards so `keys list` shows it.
 
 use service_auth::{KeyId, KeyStatus, ServiceDocument, UnixTime};
 
@@ -112,15 +113,30 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         );
         return Ok(Outcome::Done);
     }
-    if until.is_none() {
-        store
-            .mark_revoked(
-                service,
-                std::slice::from_ref(&id),
-                now,
-                "svcauth keys revoke",
-            )
-            .await?;
+    // The marker first, and success only once it exists: from then on no write of the
+    // document, by anyone, crashed or not, can undo this (issue 19 A2 for `--after`).
+    match until {
+        None => {
+            store
+                .mark_revoked(
+                    service,
+                    std::slice::from_ref(&id),
+                    now,
+                    "svcauth keys revoke",
+                )
+                .await?;
+        }
+        Some(t) => {
+            let later = store
+                .mark_expiring(
+                    service,
+                    std::slice::from_ref(&id),
+                    t,
+                    "svcauth keys revoke --after",
+                )
+                .await?;
+            warn_later_markers(ctx, service, &later, t);
+        }
     }
     let written = store
         .update_document(service, |doc| {
@@ -140,6 +156,10 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         .map_err(|e| match (until, store.marker_name(&id)) {
             (None, Some(marker)) => e.with_note(format!(
                 "the key IS revoked: its marker {marker} exists and every authorizer load refuses it; only its document still shows it active in `keys list`: run the same command again to record it there"
+            )),
+            (Some(t), Some(marker)) => e.with_note(format!(
+                "the key DOES end at {}: its marker {marker} holds that time and every authorizer load applies it; only its document does not show it yet in `keys list`: run the same command again to record it there",
+                t.to_rfc3339()
             )),
             _ => e,
         })?;
@@ -224,4 +244,22 @@ fn warn_if_last(
     ctx.status(format!(
         "warning: {service} has no other usable key: {when} (`svcauth keys create --service {service}`, or `svcauth keys rotate --service {service}` while a key still works)"
     ));
+}
+
+/// Says which keys kept an expiry marker later than `at` (set by an earlier command):
+/// for them `at` is held by the document only, which a concurrent writer could lose.
+pub(crate) fn warn_later_markers(
+    ctx: &mut Ctx<'_, '_>,
+    service: &str,
+    later: &[(KeyId, UnixTime)],
+    at: UnixTime,
+) {
+    for (id, marked) in later {
+        ctx.status(format!(
+            "note: key {id} already had a marker ending it at {}: it ends then whatever happens, and at {} as long as its document keeps this change (a writer that overwrites the document and crashes could lose it). To be certain, revoke it at {} (`svcauth keys revoke --service {service} --key-id {id}`)",
+            marked.to_rfc3339(),
+            at.to_rfc3339(),
+            at.to_rfc3339()
+        ));
+    }
 }

@@ -308,3 +308,23 @@ pub fn moto_clients(endpoint: &str) -> Aws {
         kms: test_support::moto_kms_client(endpoint),
     }
 }
+
+/// What API Gateway does with the returned policy for this method ARN: an explicit
+/// Deny wins, else an Allow must match.
+pub fn gateway_allows(resp: &AuthorizerResponse, arn: &str) -> bool {
+    // Read back from the JSON API Gateway receives.
+    let policy = serde_json::to_value(resp).unwrap()["policyDocument"].clone();
+    let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+    let matching = |effect: &str| {
+        statements.iter().any(|s| {
+            s["Effect"] == effect
+                && s["Resource"].as_array().into_iter().flatten().any(|r| {
+                    service_auth::permissions::wildcard_match(
+                        r.as_str().unwrap_or("").as_bytes(),
+                        arn.as_bytes(),
+                    )
+                })
+        })
+    };
+    !matching("Deny") && matching("Allow")
+}

@@ -593,67 +593,28 @@ async fn registry(
         });
     }
     match store {
-        Store::Ssm { store, .. } => {
-            let parent = store
-                .path()
-                .trim_end_matches('/')
-                .rsplit_once('/')
-                .map(|(p, _)| p.to_owned())
-                .unwrap_or_default();
-            let path = format!("{parent}/apis");
-            let client = ctx.client().await?;
-            let (ids, ignored) = read_registry(&client, &path).await?;
+        Store::Ssm { .. } => {
+            // The one reader of the registry (keystore-ssm), judged as the authorizer
+            // judges it: only a SecureString entry holding a name is trusted.
+            let registry = super::apis::registry(ctx).await?;
+            let mut ids = BTreeMap::new();
+            let mut ignored = Vec::new();
+            for (id, entry) in registry.list().await? {
+                match entry.name() {
+                    Some(name) => {
+                        ids.insert(name.to_owned(), id);
+                    }
+                    None => ignored.push(registry.entry_name(&id)),
+                }
+            }
             Ok(Registry::ByName {
                 ids,
-                label: format!("the registry {path}"),
+                label: format!("the registry {}", registry.path()),
                 ignored,
             })
         }
         Store::File(_) => Ok(Registry::Declared),
     }
-}
-
-/// The API registry under `path`: name → API id, and the entries not trusted (a
-/// `String` parameter, which the authorizer does not trust either).
-async fn read_registry(
-    client: &keystore_ssm::aws_sdk_ssm::Client,
-    path: &str,
-) -> Result<(BTreeMap<String, String>, Vec<String>), Error> {
-    use keystore_ssm::aws_sdk_ssm::types::ParameterType;
-    let mut out = BTreeMap::new();
-    let mut ignored = Vec::new();
-    let mut next = None;
-    loop {
-        let page = client
-            .get_parameters_by_path()
-            .path(path)
-            .with_decryption(true)
-            .set_next_token(next)
-            .send()
-            .await
-            .map_err(|e| {
-                Error::Aws(format!(
-                    "reading the API registry {path}: {}",
-                    keystore_ssm::aws_sdk_ssm::error::DisplayErrorContext(&e)
-                ))
-            })?;
-        for p in page.parameters() {
-            if let (Some(name), Some(value)) = (p.name(), p.value()) {
-                if p.r#type() != Some(&ParameterType::SecureString) {
-                    ignored.push(name.to_owned());
-                    continue;
-                }
-                if let Some((_, id)) = name.rsplit_once('/') {
-                    out.insert(value.to_owned(), id.to_owned());
-                }
-            }
-        }
-        next = page.next_token().map(str::to_owned);
-        if next.is_none() {
-            break;
-        }
-    }
-    Ok((out, ignored))
 }
 
 #[cfg(test)]
