@@ -5,8 +5,7 @@
 //! cold cases run without the cache of verified tokens; `token decision, cached` and
 //! the handler (the same token each time) answer from it.
 
-#[path = "../../libs/service-token/tests/common/mod.rs"]
-mod signer;
+use test_support::token_signer as signer;
 
 use std::hint::black_box;
 use std::sync::Arc;

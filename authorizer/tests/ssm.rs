@@ -105,7 +105,7 @@ fn doc_of(service: &str, keys: &[&ApiKey]) -> ServiceDocument {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item5_one_bad_parameter_refuses_only_its_service() {
+async fn one_bad_parameter_refuses_only_its_service() {
     let moto = MotoServer::start();
     let c = moto_ssm_client(&moto.endpoint());
     let good = ApiKey::generate(Some("test")).unwrap();
@@ -195,7 +195,7 @@ async fn item5_one_bad_parameter_refuses_only_its_service() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item5_a_document_the_authorizer_cannot_decrypt_refuses_only_its_service() {
+async fn a_document_the_authorizer_cannot_decrypt_refuses_only_its_service() {
     let moto = MotoServer::start();
     let faults = SsmFaults::new();
     let c = faults.client(&moto.endpoint());
@@ -233,7 +233,7 @@ async fn item5_a_document_the_authorizer_cannot_decrypt_refuses_only_its_service
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item5_a_document_that_breaks_refuses_its_service_only_until_fixed() {
+async fn a_document_that_breaks_refuses_its_service_only_until_fixed() {
     let moto = MotoServer::start();
     let c = moto_ssm_client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();

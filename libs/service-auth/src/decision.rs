@@ -291,7 +291,7 @@ mod tests {
     /// attached to. On an API the caller is not granted (or one whose id is not
     /// registered under a name), the policy now allows nothing, for every route.
     #[test]
-    fn item4_a_caller_is_allowed_nothing_on_an_api_it_is_not_granted() {
+    fn a_caller_is_allowed_nothing_on_an_api_it_is_not_granted() {
         let f = fixture();
         let key = f.active.expose_secret();
         for api in [Some("billing"), None] {

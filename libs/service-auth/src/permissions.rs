@@ -295,7 +295,7 @@ mod tests {
     /// (`GET /internal/users/{id/profile` granted `GET /internal/users/*`), and empty
     /// segments and stray braces were accepted. Each is now refused.
     #[test]
-    fn item3_malformed_patterns_are_rejected_not_widened() {
+    fn malformed_patterns_are_rejected_not_widened() {
         let cases: &[(&str, PatternError)] = &[
             ("GET /internal/users/{id/profile", PatternError::Brace),
             ("GET /internal/users/{id", PatternError::Brace),
