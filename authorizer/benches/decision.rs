@@ -86,7 +86,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decide + build response (10k keys, 500 services)", |b| {
         b.iter(
             || match decide(Some(black_box(&store)), black_box(&req), now) {
-                Decision::Allow(g) => authorizer::response(&g),
+                Decision::Allow(g) => authorizer::Response::key(g),
                 Decision::Unauthorized { .. } => unreachable!(),
             },
         )
@@ -95,7 +95,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decide + build + serialise response", |b| {
         b.iter(
             || match decide(Some(black_box(&store)), black_box(&req), now) {
-                Decision::Allow(g) => serde_json::to_vec(&authorizer::response(&g)).unwrap(),
+                Decision::Allow(g) => serde_json::to_vec(&authorizer::Response::key(g)).unwrap(),
                 Decision::Unauthorized { .. } => unreachable!(),
             },
         )
@@ -147,7 +147,7 @@ fn bench(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let resp = rt
-                    .block_on(authorizer::handle_json(&cached, black_box(&text)))
+                    .block_on(authorizer::handle(&cached, black_box(text.as_slice())))
                     .unwrap();
                 serde_json::to_vec(&resp).unwrap()
             })

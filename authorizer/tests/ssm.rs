@@ -85,7 +85,7 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
     let clock = TestClock::at(NOW);
     let store = store(ssm_source(c), &clock);
     let resp = handle(&store, &request(key.expose_secret())).await.unwrap();
-    assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
+    assert_eq!(resp.principal_id(), "tutor-service");
     let other = ApiKey::generate(Some("test")).unwrap();
     assert!(handle(&store, &request(other.expose_secret()))
         .await
@@ -182,7 +182,7 @@ async fn item5_one_bad_parameter_refuses_only_its_service() {
     let resp = handle(&store, &request(good.expose_secret()))
         .await
         .unwrap();
-    assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
+    assert_eq!(resp.principal_id(), "tutor-service");
     assert!(handle(&store, &request(&legacy_tutor)).await.is_ok());
     for refused in [
         plain.expose_secret(),
@@ -384,6 +384,6 @@ async fn the_legacy_parameter_is_accepted_and_hashed() {
     let clock = TestClock::at(NOW);
     let store = store(source, &clock);
     let resp = handle(&store, &request(&legacy_key)).await.unwrap();
-    assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
-    assert_eq!(resp.context["authenticatedBy"], "api-key");
+    assert_eq!(resp.principal_id(), "tutor-service");
+    assert_eq!(resp.to_aws().context["authenticatedBy"], "api-key");
 }
