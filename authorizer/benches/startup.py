@@ -156,8 +156,7 @@ def run_once(binary, events, extra_env=(), keep_alive=False):
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_LOG_FORMAT": "json",
-        # The development store as a file: a build for deployment (no `dev-store`
-        # feature) refuses SVCAUTH_KEY_SOURCE=dev.
+        # The development keys' hashes, read as a file (no build holds them).
         "SVCAUTH_KEY_SOURCE": "file",
         "SVCAUTH_KEYS_FILE": str(ROOT / "dev/dev-store.json"),
     }
