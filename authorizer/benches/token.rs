@@ -89,6 +89,29 @@ fn bench(c: &mut Criterion) {
         |b| b.iter(check),
     );
 
+    // The parts of a first presentation, for where the time above the floor goes: the
+    // verifier alone (header, signature, claims) and the cache key (SHA-256).
+    let verifier = service_token::Verifier::new({
+        let mut vc = service_token::VerifierConfig::new(ISSUER);
+        vc.min_remaining_secs = 60;
+        vc
+    });
+    let keys = key.key_set();
+    c.bench_function(
+        "token: Verifier::verify alone (header, ES256, claims)",
+        |b| {
+            b.iter(|| {
+                verifier
+                    .verify(black_box(&token), &keys, "identity", now)
+                    .unwrap()
+            })
+        },
+    );
+    c.bench_function(
+        "token: SHA-256 of the token (the verified-token cache key)",
+        |b| b.iter(|| VerifiedTokens::digest(black_box(&token))),
+    );
+
     // Without the cache of verified tokens: every decision verifies the signature.
     let warm =
         TokenAuth::new(&config(&jwks), JwksSource::Inline(key.key_set())).with_verified_cache(0);

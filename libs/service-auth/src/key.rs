@@ -79,14 +79,16 @@ pub enum KeyFormat {
 /// from memory on drop. [`ApiKey::expose_secret`] is the one way to read it.
 pub struct ApiKey {
     secret: Zeroizing<String>,
-    format: KeyFormat,
+    /// Of the original design ([`KeyFormat::Legacy`]); else a product key, whose
+    /// environment tag is read from the key when asked ([`ApiKey::format`]).
+    legacy: bool,
 }
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKey")
             .field("key_id", &self.key_id())
-            .field("format", &self.format)
+            .field("format", &self.format())
             .finish_non_exhaustive()
     }
 }
@@ -94,10 +96,10 @@ impl fmt::Debug for ApiKey {
 impl ApiKey {
     /// Parses and validates a presented key (format, alphabet, checksum). Does no lookup.
     pub fn parse(presented: &str) -> Result<Self, KeyFormatError> {
-        let format = check_format(presented)?;
+        let legacy = check_format(presented)? == Checked::Legacy;
         Ok(Self {
             secret: Zeroizing::new(presented.to_owned()),
-            format,
+            legacy,
         })
     }
 
@@ -133,13 +135,10 @@ impl ApiKey {
             }
         }
         let checksum = checksum(key.as_bytes());
-        key.push_str(&checksum);
-        let format = KeyFormat::Product {
-            env: env.map(str::to_owned),
-        };
+        key.extend(checksum.iter().map(|&b| char::from(b)));
         Ok(Self {
             secret: key,
-            format,
+            legacy: false,
         })
     }
 
@@ -148,8 +147,15 @@ impl ApiKey {
         &self.secret
     }
 
-    pub fn format(&self) -> &KeyFormat {
-        &self.format
+    pub fn format(&self) -> KeyFormat {
+        if self.legacy {
+            return KeyFormat::Legacy;
+        }
+        // A product key: `svcauth_[env_]body`, the body holding no `_`.
+        let rest = self.secret.strip_prefix(PRODUCT_PREFIX).unwrap_or_default();
+        KeyFormat::Product {
+            env: rest.split_once('_').map(|(env, _)| env.to_owned()),
+        }
     }
 
     /// SHA-256 of the key: the only form a key is ever stored in.
@@ -167,8 +173,15 @@ impl ApiKey {
     }
 }
 
-/// Checks a presented key without keeping it.
-fn check_format(presented: &str) -> Result<KeyFormat, KeyFormatError> {
+/// Which format a presented key passed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Product,
+    Legacy,
+}
+
+/// Checks a presented key without keeping it (or allocating).
+fn check_format(presented: &str) -> Result<Checked, KeyFormatError> {
     if presented.is_empty() {
         return Err(KeyFormatError::Empty);
     }
@@ -183,14 +196,14 @@ fn check_format(presented: &str) -> Result<KeyFormat, KeyFormatError> {
         return Err(KeyFormatError::BadCharacter);
     }
     if let Some(rest) = presented.strip_prefix(PRODUCT_PREFIX) {
-        let (env, tail) = match rest.split_once('_') {
+        let tail = match rest.split_once('_') {
             Some((env, tail)) => {
                 if !valid_env(env) {
                     return Err(KeyFormatError::BadEnvironment);
                 }
-                (Some(env), tail)
+                tail
             }
-            None => (None, rest),
+            None => rest,
         };
         if tail.len() != BODY_LEN + CHECKSUM_LEN || tail.contains('_') {
             return Err(KeyFormatError::UnknownFormat);
@@ -198,15 +211,13 @@ fn check_format(presented: &str) -> Result<KeyFormat, KeyFormatError> {
         let split = presented.len() - CHECKSUM_LEN;
         let expected = checksum(&bytes[..split]);
         // Not secret (anyone can compute it), so an ordinary comparison is fine.
-        if expected.as_bytes() != &bytes[split..] {
+        if expected[..] != bytes[split..] {
             return Err(KeyFormatError::BadChecksum);
         }
-        return Ok(KeyFormat::Product {
-            env: env.map(str::to_owned),
-        });
+        return Ok(Checked::Product);
     }
     if presented.len() == LEGACY_LEN && bytes.iter().all(u8::is_ascii_alphanumeric) {
-        return Ok(KeyFormat::Legacy);
+        return Ok(Checked::Legacy);
     }
     Err(KeyFormatError::UnknownFormat)
 }
@@ -220,14 +231,14 @@ fn valid_env(env: &str) -> bool {
 }
 
 /// CRC-32 of `data` as exactly six base62 digits (62^6 > 2^32).
-fn checksum(data: &[u8]) -> String {
+fn checksum(data: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(data) as u64;
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    out.iter().map(|&b| b as char).collect()
+    out
 }
 
 /// SHA-256 of a key. Safe to store and compare: keys have 256 bits of entropy (legacy
@@ -272,39 +283,54 @@ impl fmt::Debug for KeyHash {
 }
 
 /// A non-secret key id: `kid_` and 16 hex digits of a domain-separated SHA-256 of the
-/// key, so it reveals nothing about the stored hash.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct KeyId(String);
+/// key, so it reveals nothing about the stored hash. Held inline (it has a fixed
+/// length): copying one into a grant allocates nothing.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; KeyId::LEN]);
 
 impl KeyId {
     pub const PREFIX: &'static str = "kid_";
+    /// `kid_` and 16 hex digits.
+    const LEN: usize = 20;
 
     fn from_digest_prefix(bytes: &[u8]) -> Self {
-        Self(format!("{}{}", Self::PREFIX, to_hex(bytes)))
+        let mut id = [0u8; Self::LEN];
+        id[..4].copy_from_slice(Self::PREFIX.as_bytes());
+        for (pair, b) in id[4..].chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[(b >> 4) as usize];
+            pair[1] = HEX[(b & 0xf) as usize];
+        }
+        Self(id)
     }
 
     /// Validates a key id read from a record or typed by an operator.
     pub fn parse(s: &str) -> Option<Self> {
         let hex = s.strip_prefix(Self::PREFIX)?;
-        (hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| Self(s.to_owned()))
+        let valid = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| Self(s.as_bytes().try_into().unwrap_or([0; Self::LEN])))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // ASCII by construction (both constructors write only `kid_` and hex digits).
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Debug for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -325,12 +351,14 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// Lowercase hex digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xf) as usize] as char);
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 0xf) as usize] as char);
     }
     s
 }
@@ -348,7 +376,7 @@ mod tests {
         let parsed = ApiKey::parse(s).unwrap();
         assert_eq!(
             parsed.format(),
-            &KeyFormat::Product {
+            KeyFormat::Product {
                 env: Some("dev".into())
             }
         );
@@ -359,7 +387,7 @@ mod tests {
         assert_eq!(plain.expose_secret().len(), PRODUCT_PREFIX.len() + 49);
         assert_eq!(
             ApiKey::parse(plain.expose_secret()).unwrap().format(),
-            &KeyFormat::Product { env: None }
+            KeyFormat::Product { env: None }
         );
     }
 
@@ -434,7 +462,7 @@ mod tests {
     fn legacy_keys_are_accepted() {
         let legacy = "Ab3".repeat(21) + "x";
         let key = ApiKey::parse(&legacy).unwrap();
-        assert_eq!(key.format(), &KeyFormat::Legacy);
+        assert_eq!(key.format(), KeyFormat::Legacy);
     }
 
     #[test]

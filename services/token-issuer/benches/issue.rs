@@ -18,7 +18,9 @@ use service_auth::identity::IamRoleMap;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument, UnixTime};
 use service_identity_http::{lambda_service, IdentityConfig};
 use test_support::{create_kms_key, moto_kms_client, MotoServer, TestClock};
-use token_issuer::{router, AppState, Documents, IssuerSettings, JwksSource, Parts, RetryPolicy, Signing};
+use token_issuer::{
+    router, AppState, Documents, IssuerSettings, JwksSource, Parts, RetryPolicy, Signing,
+};
 use token_kms::aws_sdk_kms::primitives::Blob;
 use token_kms::aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
 use tower::ServiceExt;
@@ -87,7 +89,9 @@ fn bench(c: &mut Criterion) {
             client: kms.clone(),
             key: key_id.clone(),
         },
-        documents: Documents::Fixed(Arc::new(move |s| (s == "tutor-service").then(|| doc.clone()))),
+        documents: Documents::Fixed(Arc::new(move |s| {
+            (s == "tutor-service").then(|| doc.clone())
+        })),
         jwks: JwksSource::Inline(serde_json::to_string(&jwks).unwrap()),
         clock: clock.unix_clock(),
         retry: RetryPolicy::default(),
@@ -107,16 +111,20 @@ fn bench(c: &mut Criterion) {
     };
 
     issue(&events[0]);
-    c.bench_function("issuer: POST /token, reuse path (a held token again)", |b| {
-        b.iter(|| issue(black_box(&events[0])))
-    });
+    c.bench_function(
+        "issuer: POST /token, reuse path (a held token again)",
+        |b| b.iter(|| issue(black_box(&events[0]))),
+    );
     let mut n = 0usize;
-    c.bench_function("issuer: POST /token, signing path (KMS Sign, moto_server)", |b| {
-        b.iter(|| {
-            n += 1;
-            issue(black_box(&events[n % 2]))
-        })
-    });
+    c.bench_function(
+        "issuer: POST /token, signing path (KMS Sign, moto_server)",
+        |b| {
+            b.iter(|| {
+                n += 1;
+                issue(black_box(&events[n % 2]))
+            })
+        },
+    );
     // The signing path's floor: one `Sign` call of a token-sized message, the SDK and
     // moto_server alone.
     let message = Blob::new(vec![b'a'; 700]);
