@@ -11,6 +11,12 @@ round after round, each into its own CRITERION_HOME. It prints, per build (the N
 up to its last `-`), the range over its runs of each median and of each multiple of
 its floor (the floor from the same directory, so a busy machine slows both alike).
 
+--floor-from BUILD takes every build's floors from BUILD's run of the same round (the
+floor at its best: e.g. the crypto built for speed), instead of each build's own.
+--fastest reads each bench's fastest sample instead of criterion's median: on a
+machine shared with other work, preemption only ever adds time, so the fastest sample
+(a mean over many iterations) is the least disturbed one.
+
 The floor of a bench is the first rule of FLOORS its title starts with.
 """
 import json
@@ -30,12 +36,20 @@ FLOORS = [
 ]
 
 
+FASTEST = False
+
+
 def medians(root):
-    """Bench title -> median (ns) of the last run in `root`."""
+    """Bench title -> median (ns) of the last run in `root` (with --fastest, the
+    fastest sample's time per iteration)."""
     out = {}
     for est in Path(root).glob("**/new/estimates.json"):
         title = json.loads((est.parent / "benchmark.json").read_text())["title"]
-        out[title] = json.loads(est.read_text())["median"]["point_estimate"]
+        if FASTEST:
+            sample = json.loads((est.parent / "sample.json").read_text())
+            out[title] = min(t / n for t, n in zip(sample["times"], sample["iters"]))
+        else:
+            out[title] = json.loads(est.read_text())["median"]["point_estimate"]
     return out
 
 
@@ -59,6 +73,15 @@ def span(values, f):
 
 
 def main(args):
+    global FASTEST
+    if "--fastest" in args:
+        FASTEST = True
+        args = [a for a in args if a != "--fastest"]
+    floor_from = None
+    if "--floor-from" in args:
+        i = args.index("--floor-from")
+        floor_from = args[i + 1]
+        args = args[:i] + args[i + 2:]
     if len(args) <= 1 and not (args and "=" in args[0]):
         found = medians(Path(args[0] if args else "target/criterion"))
         if not found:
@@ -81,8 +104,9 @@ def main(args):
         cells = []
         for b in builds:
             values = [r[title] for r in runs[b] if title in r]
-            ratios = [r[title] / f for r in runs[b] if title in r
-                      for f in [floor_of(title, r)] if f]
+            floors = runs[floor_from] if floor_from else runs[b]
+            ratios = [r[title] / f for r, fr in zip(runs[b], floors) if title in r
+                      for f in [floor_of(title, fr)] if f]
             cells.append(span(values, fmt_us) if values else "—")
             cells.append(span(ratios, lambda x: f"{x:.2f}") if ratios else "—")
         print(f"| {title} | " + " | ".join(cells) + " |")

@@ -28,7 +28,7 @@ use service_auth::cache::{random_unit, Action, Backoff, RefreshPolicy, Slot, Tok
 use service_auth::dev::parse_documents;
 use service_auth::record::DocumentError;
 use service_auth::store::StoreError;
-use service_auth::{ApiKey, KeyId, KeyStore, MethodArn, UnixTime};
+use service_auth::{KeyId, KeyStore, MethodArn, PresentedKey, UnixTime};
 use tokio::sync::Mutex;
 
 /// Key id lookups an instance may make at once before it waits for the full load.
@@ -247,7 +247,11 @@ impl CachedStore {
     /// document (two SSM calls when nothing is cached); else the full load.
     /// `method_arn`: the request's, so the name of its API is read in the same call
     /// as the key's index entry when it is due.
-    pub async fn current_for(&self, key: &ApiKey, method_arn: &MethodArn) -> Option<Arc<KeyStore>> {
+    pub async fn current_for(
+        &self,
+        key: &PresentedKey<'_>,
+        method_arn: &MethodArn,
+    ) -> Option<Arc<KeyStore>> {
         let (Some(by_key), KeySource::Ssm(ssm)) = (&self.by_key, &self.source) else {
             return self.current().await;
         };
@@ -268,7 +272,7 @@ impl CachedStore {
         &self,
         by_key: &Mutex<ByKey>,
         ssm: &SsmKeyStore,
-        key: &ApiKey,
+        key: &PresentedKey<'_>,
         method_arn: &MethodArn,
         now: UnixTime,
     ) -> Found {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::key::{ApiKey, KeyFormatError, KeyId};
+use crate::key::{KeyFormatError, KeyId, PresentedKey};
 use crate::method_arn::{MethodArn, MethodArnError};
 use crate::permissions::RoutePattern;
 use crate::policy::{Policy, StagePolicy};
@@ -114,7 +114,11 @@ impl Decision {
     /// A refusal of a well-formed key: names its id (never the key) and, when known,
     /// its service. The presented key's id costs a second SHA-256: computed only when
     /// refusing (an allowed key's id comes from its record).
-    pub fn refused(reason: UnauthorizedReason, key: &ApiKey, service: Option<&str>) -> Self {
+    pub fn refused(
+        reason: UnauthorizedReason,
+        key: &PresentedKey<'_>,
+        service: Option<&str>,
+    ) -> Self {
         Self::Unauthorized {
             reason,
             key_id: Some(key.key_id()),
@@ -140,7 +144,7 @@ pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) ->
 /// malformed one is refused there as [`decide`] refuses it.
 pub fn decide_key(
     store: Option<&KeyStore>,
-    key: &ApiKey,
+    key: &PresentedKey<'_>,
     method_arn: MethodArn,
     api_name: Option<&str>,
     now: UnixTime,
@@ -179,13 +183,13 @@ pub fn decide_key(
 /// The one key presented, parsed (format, length, checksum), or the refusal when
 /// there is none, two, or one that is not a key. No store is needed for this: the
 /// authorizer calls it before it loads anything, so a malformed key costs no SSM call.
-pub fn presented_key(values: &[&str]) -> Result<ApiKey, UnauthorizedReason> {
+pub fn presented_key<'a>(values: &[&'a str]) -> Result<PresentedKey<'a>, UnauthorizedReason> {
     let presented = match distinct_value(values) {
         Ok(Some(v)) => v,
         Ok(None) => return Err(UnauthorizedReason::MissingKey),
         Err(()) => return Err(UnauthorizedReason::DuplicateKey),
     };
-    ApiKey::parse(presented).map_err(UnauthorizedReason::MalformedKey)
+    PresentedKey::parse(presented).map_err(UnauthorizedReason::MalformedKey)
 }
 
 /// The one non-empty value presented, `Ok(None)` when there is none, `Err` when two
@@ -210,6 +214,7 @@ fn distinct_value<'a>(values: &[&'a str]) -> Result<Option<&'a str>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::ApiKey;
     use crate::record::{ApiGrant, KeyRecord, ServiceDocument};
 
     const ARN: &str =

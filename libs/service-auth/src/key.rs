@@ -160,17 +160,55 @@ impl ApiKey {
 
     /// SHA-256 of the key: the only form a key is ever stored in.
     pub fn hash(&self) -> KeyHash {
-        KeyHash(Sha256::digest(self.secret.as_bytes()).into())
+        hash_of(&self.secret)
     }
 
     /// The non-secret id shown in logs, lists and the authorizer context.
     pub fn key_id(&self) -> KeyId {
-        let digest = Sha256::new()
-            .chain_update(KEY_ID_DOMAIN)
-            .chain_update(self.secret.as_bytes())
-            .finalize();
-        KeyId::from_digest_prefix(&digest[..8])
+        key_id_of(&self.secret)
     }
+}
+
+/// A key as presented in a request, checked as [`ApiKey::parse`] checks it (format,
+/// alphabet, checksum) and borrowed from the request, never copied: what the
+/// authorizer decides with. Redacted `Debug`, no `Display`, no `Serialize`.
+#[derive(Clone, Copy)]
+pub struct PresentedKey<'a>(&'a str);
+
+impl fmt::Debug for PresentedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PresentedKey").field(&self.key_id()).finish()
+    }
+}
+
+impl<'a> PresentedKey<'a> {
+    /// Checks a presented key (format, alphabet, checksum). Does no lookup.
+    pub fn parse(presented: &'a str) -> Result<Self, KeyFormatError> {
+        check_format(presented)?;
+        Ok(Self(presented))
+    }
+
+    /// SHA-256 of the key, as [`ApiKey::hash`].
+    pub fn hash(&self) -> KeyHash {
+        hash_of(self.0)
+    }
+
+    /// The non-secret id, as [`ApiKey::key_id`].
+    pub fn key_id(&self) -> KeyId {
+        key_id_of(self.0)
+    }
+}
+
+fn hash_of(key: &str) -> KeyHash {
+    KeyHash(Sha256::digest(key.as_bytes()).into())
+}
+
+fn key_id_of(key: &str) -> KeyId {
+    let digest = Sha256::new()
+        .chain_update(KEY_ID_DOMAIN)
+        .chain_update(key.as_bytes())
+        .finalize();
+    KeyId::from_digest_prefix(&digest[..8])
 }
 
 /// Which format a presented key passed as.
@@ -189,23 +227,31 @@ fn check_format(presented: &str) -> Result<Checked, KeyFormatError> {
         return Err(KeyFormatError::TooLong);
     }
     let bytes = presented.as_bytes();
-    if !bytes
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
-    {
-        return Err(KeyFormatError::BadCharacter);
-    }
-    if let Some(rest) = presented.strip_prefix(PRODUCT_PREFIX) {
-        let tail = match rest.split_once('_') {
-            Some((env, tail)) => {
-                if !valid_env(env) {
-                    return Err(KeyFormatError::BadEnvironment);
-                }
-                tail
+    // One pass: the alphabet, and where the first two `_` are (and how many there are).
+    let mut underscores = 0;
+    let mut at = [0usize; 2];
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'_' {
+            if let Some(slot) = at.get_mut(underscores) {
+                *slot = i;
             }
-            None => rest,
+            underscores += 1;
+        } else if !b.is_ascii_alphanumeric() {
+            return Err(KeyFormatError::BadCharacter);
+        }
+    }
+    if presented.starts_with(PRODUCT_PREFIX) {
+        // `svcauth_` is the first `_`; a second one ends the environment tag.
+        let tail_start = if underscores >= 2 {
+            if !valid_env(&presented[PRODUCT_PREFIX.len()..at[1]]) {
+                return Err(KeyFormatError::BadEnvironment);
+            }
+            at[1] + 1
+        } else {
+            PRODUCT_PREFIX.len()
         };
-        if tail.len() != BODY_LEN + CHECKSUM_LEN || tail.contains('_') {
+        // A third `_` would be in the body.
+        if bytes.len() - tail_start != BODY_LEN + CHECKSUM_LEN || underscores > 2 {
             return Err(KeyFormatError::UnknownFormat);
         }
         let split = presented.len() - CHECKSUM_LEN;
@@ -216,7 +262,7 @@ fn check_format(presented: &str) -> Result<Checked, KeyFormatError> {
         }
         return Ok(Checked::Product);
     }
-    if presented.len() == LEGACY_LEN && bytes.iter().all(u8::is_ascii_alphanumeric) {
+    if presented.len() == LEGACY_LEN && underscores == 0 {
         return Ok(Checked::Legacy);
     }
     Err(KeyFormatError::UnknownFormat)
@@ -392,6 +438,25 @@ mod tests {
     }
 
     #[test]
+    fn a_presented_key_is_checked_and_hashed_as_an_owned_one() {
+        for key in [
+            ApiKey::generate(Some("dev")).unwrap(),
+            ApiKey::generate(None).unwrap(),
+        ] {
+            let presented = PresentedKey::parse(key.expose_secret()).unwrap();
+            assert_eq!(presented.hash(), key.hash());
+            assert_eq!(presented.key_id(), key.key_id());
+            assert!(!format!("{presented:?}").contains(key.expose_secret()));
+        }
+        for bad in ["", "svcauth_dev_nope", "svcauth_x"] {
+            assert_eq!(
+                PresentedKey::parse(bad).map(|k| k.key_id()),
+                ApiKey::parse(bad).map(|k| k.key_id())
+            );
+        }
+    }
+
+    #[test]
     fn generated_keys_differ() {
         let a = ApiKey::generate(None).unwrap();
         let b = ApiKey::generate(None).unwrap();
@@ -510,5 +575,68 @@ mod tests {
             ApiKey::generate(Some("")),
             Err(KeyGenError::BadEnvironment)
         ));
+    }
+
+    /// The format check as first written (splits and searches), kept as the reference
+    /// the one-pass check must agree with.
+    fn reference_check(presented: &str) -> Result<Checked, KeyFormatError> {
+        if presented.is_empty() {
+            return Err(KeyFormatError::Empty);
+        }
+        if presented.len() > MAX_KEY_LEN {
+            return Err(KeyFormatError::TooLong);
+        }
+        let bytes = presented.as_bytes();
+        if !bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            return Err(KeyFormatError::BadCharacter);
+        }
+        if let Some(rest) = presented.strip_prefix(PRODUCT_PREFIX) {
+            let tail = match rest.split_once('_') {
+                Some((env, _)) if !valid_env(env) => return Err(KeyFormatError::BadEnvironment),
+                Some((_, tail)) => tail,
+                None => rest,
+            };
+            if tail.len() != BODY_LEN + CHECKSUM_LEN || tail.contains('_') {
+                return Err(KeyFormatError::UnknownFormat);
+            }
+            let split = presented.len() - CHECKSUM_LEN;
+            if checksum(&bytes[..split])[..] != bytes[split..] {
+                return Err(KeyFormatError::BadChecksum);
+            }
+            return Ok(Checked::Product);
+        }
+        if presented.len() == LEGACY_LEN && bytes.iter().all(u8::is_ascii_alphanumeric) {
+            return Ok(Checked::Legacy);
+        }
+        Err(KeyFormatError::UnknownFormat)
+    }
+
+    proptest::proptest! {
+        /// Valid product and legacy keys with characters changed, inserted or removed
+        /// (`_` and spaces among them) are judged exactly as the reference judges them.
+        #[test]
+        fn the_one_pass_format_check_agrees_with_the_reference(
+            env in proptest::option::of("[a-z0-9]{1,12}"),
+            legacy in proptest::option::of("[a-zA-Z0-9]{64}"),
+            edits in proptest::collection::vec((0usize..80, 0u8..4, "[a-zA-Z0-9_ ]"), 0..4),
+        ) {
+            let mut text = match legacy {
+                Some(legacy) => legacy,
+                None => ApiKey::generate(env.as_deref()).unwrap().expose_secret().to_owned(),
+            };
+            for (at, op, c) in edits {
+                let at = at.min(text.len());
+                match op {
+                    0 if at < text.len() => { text.replace_range(at..at + 1, &c); }
+                    1 => text.insert_str(at, &c),
+                    2 if at < text.len() => { text.remove(at); }
+                    _ => {}
+                }
+            }
+            proptest::prop_assert_eq!(check_format(&text), reference_check(&text), "{}", text);
+        }
     }
 }

@@ -31,7 +31,7 @@ pub mod record;
 pub mod store;
 
 pub use decision::{decide, decide_key, AuthRequest, Decision, Grant, UnauthorizedReason};
-pub use key::{ApiKey, KeyFormat, KeyFormatError, KeyHash, KeyId};
+pub use key::{ApiKey, KeyFormat, KeyFormatError, KeyHash, KeyId, PresentedKey};
 pub use method_arn::MethodArn;
 pub use permissions::RoutePattern;
 pub use policy::{Effect, Policy, StagePolicy, Statement};

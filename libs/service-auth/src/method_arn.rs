@@ -139,25 +139,28 @@ impl Layout {
         if arn.len() > MAX_METHOD_ARN_LEN {
             return Err(MethodArnError::TooLong);
         }
-        let mut parts = arn.splitn(6, ':');
-        let (
-            Some("arn"),
-            Some(partition),
-            Some(EXECUTE_API),
-            Some(region),
-            Some(account),
-            Some(resource),
-        ) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        )
-        else {
+        // The first five `:` split `arn:{partition}:execute-api:{region}:{account}:`
+        // from the resource (which may hold more); one pass, no searcher per part.
+        let mut colons = [0usize; 5];
+        let mut found = 0;
+        for (i, &b) in arn.as_bytes().iter().enumerate() {
+            if b == b':' {
+                colons[found] = i;
+                found += 1;
+                if found == colons.len() {
+                    break;
+                }
+            }
+        }
+        if found < colons.len() {
             return Err(MethodArnError::NotExecuteApi);
-        };
+        }
+        let [c0, c1, c2, c3, c4] = colons;
+        let (partition, region, account) = (&arn[c0 + 1..c1], &arn[c2 + 1..c3], &arn[c3 + 1..c4]);
+        let resource = &arn[c4 + 1..];
+        if &arn[..c0] != "arn" || &arn[c1 + 1..c2] != EXECUTE_API {
+            return Err(MethodArnError::NotExecuteApi);
+        }
         if !matches!(
             partition,
             "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
@@ -175,11 +178,24 @@ impl Layout {
         if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
             return Err(MethodArnError::BadPart("account"));
         }
-        let mut segs = resource.splitn(4, '/');
-        let api_id = segs.next().unwrap_or_default();
-        let stage = segs.next().unwrap_or_default();
-        let verb = segs.next().unwrap_or_default();
-        let path = segs.next();
+        // `{apiId}/{stage}/{VERB}/{path}`: the first three `/` (the path may hold more).
+        let mut slashes = [resource.len(); 3];
+        let mut found = 0;
+        for (i, &b) in resource.as_bytes().iter().enumerate() {
+            if b == b'/' {
+                slashes[found] = i;
+                found += 1;
+                if found == slashes.len() {
+                    break;
+                }
+            }
+        }
+        let [s0, s1, s2] = slashes;
+        let part = |from: usize, to: usize| resource.get(from..to).unwrap_or_default();
+        let api_id = &resource[..s0];
+        let stage = part(s0 + 1, s1);
+        let verb = part(s1 + 1, s2);
+        let path = (found == slashes.len()).then(|| &resource[s2 + 1..]);
         if !valid_api_id(api_id) {
             return Err(MethodArnError::BadPart("API id"));
         }
@@ -387,6 +403,104 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(MethodArn::parse(input).unwrap_err(), *want, "{input:?}");
+        }
+    }
+
+    /// The ARN check as first written (`splitn` per part), kept as the reference the
+    /// one-pass check must agree with: the same error, or the same parts.
+    fn reference(arn: &str) -> Result<[String; 7], MethodArnError> {
+        if arn.is_empty() {
+            return Err(MethodArnError::Missing);
+        }
+        if arn.len() > MAX_METHOD_ARN_LEN {
+            return Err(MethodArnError::TooLong);
+        }
+        let mut parts = arn.splitn(6, ':');
+        let (
+            Some("arn"),
+            Some(partition),
+            Some("execute-api"),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        )
+        else {
+            return Err(MethodArnError::NotExecuteApi);
+        };
+        if !matches!(
+            partition,
+            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
+        ) {
+            return Err(MethodArnError::BadPart("partition"));
+        }
+        let region_ok = !region.is_empty()
+            && region.len() <= 32
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            return Err(MethodArnError::BadPart("region"));
+        }
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(MethodArnError::BadPart("account"));
+        }
+        let mut segs = resource.splitn(4, '/');
+        let api_id = segs.next().unwrap_or_default();
+        let stage = segs.next().unwrap_or_default();
+        let verb = segs.next().unwrap_or_default();
+        let path = segs.next();
+        if !valid_api_id(api_id) {
+            return Err(MethodArnError::BadPart("API id"));
+        }
+        let stage_ok = !stage.is_empty()
+            && stage.len() <= 128
+            && stage
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !stage_ok {
+            return Err(MethodArnError::BadPart("stage"));
+        }
+        if !is_verb(verb) {
+            return Err(MethodArnError::BadPart("HTTP method"));
+        }
+        let path = path.ok_or(MethodArnError::BadPart("path"))?;
+        if path.bytes().any(|b| b.is_ascii_control()) {
+            return Err(MethodArnError::BadPart("path"));
+        }
+        Ok([partition, region, account, api_id, stage, verb, path].map(str::to_owned))
+    }
+
+    proptest::proptest! {
+        /// Method ARNs with characters changed, inserted or removed (`:` and `/`
+        /// among them) are judged, and split, exactly as the reference does.
+        #[test]
+        fn the_one_pass_parse_agrees_with_the_reference(
+            edits in proptest::collection::vec((0usize..90, 0u8..4, "[a-zA-Z0-9:/*?\\- \n]"), 0..4),
+        ) {
+            let mut text =
+                "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42"
+                    .to_owned();
+            for (at, op, c) in edits {
+                let at = at.min(text.len());
+                match op {
+                    0 if at < text.len() => { text.replace_range(at..at + 1, &c); }
+                    1 => text.insert_str(at, &c),
+                    2 if at < text.len() => { text.remove(at); }
+                    _ => {}
+                }
+            }
+            let parsed = MethodArn::parse(&text).map(|a| {
+                [a.partition(), a.region(), a.account(), a.api_id(), a.stage(), a.verb(), a.path()]
+                    .map(str::to_owned)
+            });
+            proptest::prop_assert_eq!(parsed, reference(&text), "{:?}", text);
         }
     }
 }
