@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the functions of template.yaml with `sam build` (cargo-lambda, arm64,
-# provided.al2023) into .aws-sam/build. Extra arguments go to sam build, e.g.
-#   scripts/sam-build.sh AuthorizerFunction
+# provided.al2023) into .aws-sam/build: those of the nested applications too (the
+# platform, its three authorizer instances, the example). Extra arguments go to sam
+# build, e.g.
+#   scripts/sam-build.sh Platform/KeyAuthorizer/AuthorizerFunction
 # Needs Rust (cargo) and a virtualenv ($VENV, default <repo>/.venv) with aws-sam-cli
 # and cargo-lambda (the PyPI package brings Zig for cross-compiling).
 set -euo pipefail
@@ -21,5 +23,6 @@ for tool in cargo cargo-lambda sam; do
 done
 
 cd "$ROOT"
-# Functions that run the same binary share one build (same CodeUri and Metadata).
+# Functions that run the same binary share one build (same CodeUri and Metadata) within
+# a template; across nested stacks cargo's shared target/ makes the repeats cheap.
 exec sam build --template-file template.yaml "$@" </dev/null

@@ -75,10 +75,11 @@ async fn seed(
     indexed: bool,
 ) -> Vec<ApiKey> {
     let store = SsmKeyStore::new(c.clone(), path).expect("path");
+    // As `svcauth apis register` writes it: the authorizer trusts only a SecureString.
     c.put_parameter()
         .name(format!("{}/a1b2c3d4e5", api_path(path)))
         .value("identity")
-        .r#type(ParameterType::String)
+        .r#type(ParameterType::SecureString)
         .overwrite(true)
         .send()
         .await

@@ -288,7 +288,7 @@ def token_setup(key_pem=None, proof_key="kid_f94915a196acedcb", fresh=0):
     # The proof key must be an active key of the token's service in the store read
     # (by default the development store's first tutor-service key).
     claims["proof"] = {"method": "api-key", "keyId": proof_key}
-    header = {"alg": "ES256", "typ": "JWT", "kid": TOKEN_KID}
+    header = {"alg": "ES256", "typ": "at+jwt", "kid": TOKEN_KID}
 
     def signed(claims):
         signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"

@@ -22,22 +22,36 @@ use base64::Engine as _;
 
 use authorizer::config::{JwksConfig, TokenConfig};
 use authorizer::token::{
-    JwksSource, ServiceStanding, StandingSource, StandingUnavailable, VerifiedTokens,
+    JwksSource, StandingSource, StandingUnavailable, VerifiedTokens,
     DEFAULT_VERIFIED_CACHE_CAPACITY,
 };
 use authorizer::{Accept, Authorizer, TokenAuth};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
 use service_auth::cache::RefreshPolicy;
-use service_auth::{MethodArn, UnixTime};
+use service_auth::{ApiGrant, MethodArn, ServiceDocument, Standing, UnixTime};
 use service_token::{KeySet, Proof, TokenClaims, VerifiedToken};
 use signer::{good_claims, TestKey, ISSUER, NOW};
 
 const METHOD_ARN: &str =
     "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42";
 
-/// Every service in good standing: the token decision alone, without a store.
-struct Active;
+/// The token's service in good standing, still granted the token's routes: the token
+/// decision alone, without a store (a standing read from a store is shared, as here).
+struct Active(Arc<Standing>);
+
+impl Active {
+    fn new() -> Self {
+        let doc = ServiceDocument::new(
+            "tutor-service",
+            vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+        );
+        Self(Arc::new(Standing {
+            document: Some(doc),
+            proof_key_revoked: false,
+        }))
+    }
+}
 
 impl StandingSource for Active {
     async fn standing(
@@ -45,8 +59,8 @@ impl StandingSource for Active {
         _: &str,
         _: Option<&str>,
         _: UnixTime,
-    ) -> Result<Option<ServiceStanding>, StandingUnavailable> {
-        Ok(Some(ServiceStanding::default()))
+    ) -> Result<Arc<Standing>, StandingUnavailable> {
+        Ok(self.0.clone())
     }
 }
 
@@ -70,6 +84,7 @@ fn bench(c: &mut Criterion) {
     let token = key.token(&claims);
     let arn = MethodArn::parse(METHOD_ARN).unwrap();
     let now = UnixTime(NOW);
+    let active = Active::new();
 
     // The floor: the signature check alone, with the raw aws-lc-rs API, over the
     // token's own signing input (`header.claims`) and signature (64 bytes, r||s).
@@ -118,7 +133,7 @@ fn bench(c: &mut Criterion) {
     rt.block_on(warm.prefetch(now));
     c.bench_function("token decision (verify + standing + policy), warm", |b| {
         b.iter(|| {
-            rt.block_on(warm.decide(black_box(&token), Some("identity"), &arn, &Active, now))
+            rt.block_on(warm.decide(black_box(&token), Some("identity"), &arn, &active, now))
                 .unwrap()
         })
     });
@@ -126,11 +141,11 @@ fn bench(c: &mut Criterion) {
     // The same token again: its signature verified once, the rest checked each time.
     let cached = TokenAuth::new(&config(&jwks), JwksSource::Inline(key.key_set()));
     rt.block_on(cached.prefetch(now));
-    rt.block_on(cached.decide(&token, Some("identity"), &arn, &Active, now))
+    rt.block_on(cached.decide(&token, Some("identity"), &arn, &active, now))
         .unwrap();
     c.bench_function("token decision, cached", |b| {
         b.iter(|| {
-            rt.block_on(cached.decide(black_box(&token), Some("identity"), &arn, &Active, now))
+            rt.block_on(cached.decide(black_box(&token), Some("identity"), &arn, &active, now))
                 .unwrap()
         })
     });
@@ -148,7 +163,7 @@ fn bench(c: &mut Criterion) {
                         black_box(&token),
                         Some("identity"),
                         &arn,
-                        &Active,
+                        &active,
                         now,
                     ))
                     .unwrap()

@@ -1,11 +1,14 @@
 //! The name of the API a request is for: the link from the `methodArn`'s API id to
 //! the API names service documents grant routes on (issue 9 item 4).
 //!
-//! The stack that attaches the authorizer to an API writes a `String` parameter
-//! `{SVCAUTH_API_PATH}/{apiId}` whose value is the API's name (template.yaml does it
-//! for `identity` and `tutor`, docs/examples/attach-authorizer.yaml for another
-//! team's API). The authorizer reads it on the first request for that API id and keeps
-//! it for the store's TTL. No parameter means the API is not registered: every policy
+//! The registry (`keystore_ssm::ApiRegistry`) holds one SecureString per API,
+//! `{SVCAUTH_API_PATH}/{apiId}` (default: the key store path's sibling `apis`), under
+//! the store's KMS key, written only by an operator with `svcauth apis register`
+//! (issue 16: a `String` one, as stacks wrote them before, could be forged by any role
+//! allowed to write parameters there, relabelling an API; it is never trusted, and the
+//! log line `api_name_untrusted` says which command replaces it). The authorizer reads
+//! an API's entry on the first request for that API id and keeps it for the store's
+//! TTL. No entry, or an untrusted one, means the API is not registered: every policy
 //! on it allows nothing. A failed read is logged and, like the key store, answers with
 //! the last name read for at most TTL + stale grace, and with nothing (fail closed)
 //! when there is none.
@@ -17,8 +20,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::aws_sdk_ssm::Client;
+use keystore_ssm::{valid_api_id, AlsoRead, ApiEntry, ApiRegistry};
 use service_auth::cache::{Action, RefreshPolicy, Slot};
 use service_auth::record::valid_api_name;
 use service_auth::{MethodArn, UnixTime};
@@ -27,15 +30,12 @@ use tokio::sync::Mutex;
 /// Most API ids whose names are kept at once.
 const MAX_CACHED_APIS: usize = 1024;
 
-/// `SVCAUTH_API_PATH` when unset.
-pub const DEFAULT_API_PATH: &str = "/svcauth/dev/apis";
-
 /// Where API names come from, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiNamesConfig {
     /// A fixed map of API id to name (`SVCAUTH_API_NAMES`, or the development defaults).
     Static(BTreeMap<String, String>),
-    /// `{path}/{apiId}` String parameters in SSM.
+    /// The registry at `{path}/{apiId}` in SSM (SecureStrings).
     Ssm { path: String },
 }
 
@@ -51,9 +51,7 @@ pub fn parse_api_names(text: &str) -> Result<BTreeMap<String, String>, String> {
         };
         let (id, name) = pair.split_once('=').ok_or_else(bad)?;
         let (id, name) = (id.trim(), name.trim());
-        let id_ok =
-            !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric());
-        if !id_ok || !valid_api_name(name) {
+        if !valid_api_id(id) || !valid_api_name(name) {
             return Err(bad());
         }
         if out.insert(id.to_owned(), name.to_owned()).is_some() {
@@ -65,7 +63,7 @@ pub fn parse_api_names(text: &str) -> Result<BTreeMap<String, String>, String> {
 
 enum Source {
     Static(HashMap<String, Arc<str>>),
-    Ssm { client: Client, path: String },
+    Ssm(ApiRegistry),
 }
 
 /// API id → name, cached per API id.
@@ -99,7 +97,7 @@ impl std::fmt::Debug for ApiNames {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.source {
             Source::Static(m) => write!(f, "ApiNames::Static({} APIs)", m.len()),
-            Source::Ssm { path, .. } => write!(f, "ApiNames::Ssm({path})"),
+            Source::Ssm(registry) => write!(f, "ApiNames::Ssm({})", registry.path()),
         }
     }
 }
@@ -124,14 +122,11 @@ impl ApiNames {
         }
     }
 
-    /// Names read from `{path}/{apiId}` in SSM, each kept as `policy` says (the store's
-    /// TTL, stale grace and retry interval).
+    /// Names read from the registry at `{path}/{apiId}` in SSM, each kept as `policy`
+    /// says (the store's TTL, stale grace and retry interval).
     pub fn ssm(client: Client, path: &str, policy: RefreshPolicy) -> Self {
         Self {
-            source: Source::Ssm {
-                client,
-                path: path.trim_end_matches('/').to_owned(),
-            },
+            source: Source::Ssm(ApiRegistry::new(client, path)),
             policy,
             cache: Mutex::new(HashMap::new()),
         }
@@ -143,13 +138,12 @@ impl ApiNames {
         let api_id = arn.api_id();
         match &self.source {
             Source::Static(map) => map.get(api_id).cloned(),
-            Source::Ssm { client, path } => {
+            Source::Ssm(registry) => {
                 let mut cache = self.cache.lock().await;
                 let entry = bounded_entry(&mut cache, api_id, self.policy);
                 if entry.due(now, &self.policy) {
-                    let name = parameter_name(path, api_id);
-                    let read = read_name(client, &name).await;
-                    record(entry, api_id, &name, read, now);
+                    let read = registry.read(api_id).await.map_err(|e| e.to_string());
+                    record(entry, api_id, &registry.entry_name(api_id), read, now);
                 }
                 entry.slot.usable(now).and_then(|n| (*n).clone())
             }
@@ -161,39 +155,32 @@ impl ApiNames {
     /// that the key store's first read fetches it in the same `GetParameters` call and
     /// hands it to [`ApiNames::seed`]: a cold instance then answers with two calls.
     pub async fn due_parameter(&self, arn: &MethodArn, now: UnixTime) -> Option<(String, String)> {
-        let Source::Ssm { path, .. } = &self.source else {
+        let Source::Ssm(registry) = &self.source else {
             return None;
         };
         let api_id = arn.api_id();
         let cache = self.cache.lock().await;
         match cache.get(api_id) {
             Some(e) if !e.due(now, &self.policy) => None,
-            _ => Some((api_id.to_owned(), parameter_name(path, api_id))),
+            _ => Some((api_id.to_owned(), registry.entry_name(api_id))),
         }
     }
 
-    /// Takes the name parameter read by someone else (see [`ApiNames::due_parameter`];
-    /// `None`: it does not exist), judged exactly as [`ApiNames::name_for`] judges its
-    /// own reads.
-    pub async fn seed(
-        &self,
-        api_id: &str,
-        parameter: Option<&keystore_ssm::aws_sdk_ssm::types::Parameter>,
-        now: UnixTime,
-    ) {
-        let Source::Ssm { path, .. } = &self.source else {
+    /// Takes the registry entry read by someone else (see [`ApiNames::due_parameter`];
+    /// `Ok(None)`: it does not exist, `Err`: it could not be decrypted), judged exactly
+    /// as [`ApiNames::name_for`] judges its own reads.
+    pub async fn seed(&self, api_id: &str, parameter: &AlsoRead, now: UnixTime) {
+        let Source::Ssm(registry) = &self.source else {
             return;
         };
         let mut cache = self.cache.lock().await;
         let entry = bounded_entry(&mut cache, api_id, self.policy);
-        let name = parameter_name(path, api_id);
-        record(entry, api_id, &name, judge(parameter), now);
+        let read = match parameter {
+            Ok(p) => Ok(ApiRegistry::judge(p.as_ref())),
+            Err(e) => Err(e.clone()),
+        };
+        record(entry, api_id, &registry.entry_name(api_id), read, now);
     }
-}
-
-/// The SSM parameter holding the name of API `api_id` under `path`.
-fn parameter_name(path: &str, api_id: &str) -> String {
-    format!("{path}/{api_id}")
 }
 
 /// The cache entry of `api_id`, made (never read yet) when missing. The cache holds at
@@ -213,24 +200,35 @@ fn bounded_entry<'c>(
     })
 }
 
-/// Stores the result of one read of an API's name, and logs it.
+/// Stores the result of one read of an API's registry entry, and logs it.
 fn record(
     entry: &mut Entry,
     api_id: &str,
     name: &str,
-    read: Result<Option<Arc<str>>, String>,
+    read: Result<ApiEntry, String>,
     now: UnixTime,
 ) {
     match read {
         Ok(found) => {
-            tracing::info!(
-                event = "api_name_loaded",
-                api_id,
-                api_name = found.as_deref().unwrap_or(""),
-                registered = found.is_some(),
-                "API name read from {name}"
-            );
-            entry.slot.loaded(found, now);
+            if let Some(why) = found.untrusted_reason(api_id) {
+                // Read, and refused for good (until an operator registers it): not a
+                // failure to retry, and no name read before keeps answering.
+                tracing::error!(
+                    event = "api_name_untrusted",
+                    api_id,
+                    parameter = name,
+                    "the API's registry entry is not trusted, so requests on this API are allowed nothing: {why}"
+                );
+            } else {
+                tracing::info!(
+                    event = "api_name_loaded",
+                    api_id,
+                    api_name = found.name().unwrap_or(""),
+                    registered = found.name().is_some(),
+                    "API name read from {name}"
+                );
+            }
+            entry.slot.loaded(found.name().map(Arc::from), now);
             entry.failed_at = None;
         }
         Err(error) => {
@@ -245,40 +243,6 @@ fn record(
             );
         }
     }
-}
-
-/// The name in one parameter: `Ok(None)` when there is no such parameter (the API is
-/// not registered), `Err` when SSM could not be asked or the value is not a name.
-async fn read_name(client: &Client, name: &str) -> Result<Option<Arc<str>>, String> {
-    let out = match client.get_parameter().name(name).send().await {
-        Ok(out) => out,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_parameter_not_found()) =>
-        {
-            return Ok(None)
-        }
-        // The SDK's Display is one line with the error code; no secret is involved.
-        Err(e) => return Err(keystore_ssm::aws_sdk_ssm::error::DisplayErrorContext(e).to_string()),
-    };
-    judge(out.parameter())
-}
-
-/// An API name parameter as read (`None`: it does not exist), judged.
-fn judge(
-    parameter: Option<&keystore_ssm::aws_sdk_ssm::types::Parameter>,
-) -> Result<Option<Arc<str>>, String> {
-    let Some(p) = parameter else {
-        return Ok(None);
-    };
-    if p.r#type() != Some(&ParameterType::String) {
-        return Err("the parameter is not a String parameter: write it with the stack (AWS::SSM::Parameter, Type String)".into());
-    }
-    let value = p.value().unwrap_or_default().trim();
-    if !valid_api_name(value) {
-        return Err("the parameter's value is not an API name (1-64 of a-z, 0-9, -)".into());
-    }
-    Ok(Some(Arc::from(value)))
 }
 
 #[cfg(test)]

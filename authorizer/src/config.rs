@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use service_auth::cache::RefreshPolicy;
 
-use crate::apis::{parse_api_names, ApiNamesConfig, DEFAULT_API_PATH};
+use keystore_ssm::{StoreLayout, DEFAULT_KEY_PATH};
+
+use crate::apis::{parse_api_names, ApiNamesConfig};
 
 /// Where keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +77,7 @@ impl Accept {
 /// Where the key set (JWKS) that verifies tokens comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksConfig {
-    /// An SSM `String` parameter holding the JWKS (`SVCAUTH_TOKEN_JWKS_PARAMETER`).
+    /// An SSM `SecureString` parameter holding the JWKS (`SVCAUTH_TOKEN_JWKS_PARAMETER`).
     Ssm { parameter: String },
     /// A JWKS given inline (`SVCAUTH_TOKEN_JWKS`: tests and local runs). Checked when
     /// the configuration is read.
@@ -93,19 +95,15 @@ pub struct TokenConfig {
     pub min_remaining_secs: u64,
 }
 
-/// `SVCAUTH_TOKEN_JWKS_PARAMETER` when neither it nor `SVCAUTH_SSM_PATH` is set.
-pub const DEFAULT_JWKS_PARAMETER: &str = "/svcauth/dev/token/jwks";
-
-/// `SVCAUTH_TOKEN_JWKS_PARAMETER` when unset: the key path's parent + `/token/jwks`
-/// (`/svcauth/prod/keys` → `/svcauth/prod/token/jwks`), where svcauth writes it.
-fn default_jwks_parameter(ssm_path: Option<&str>) -> String {
-    match ssm_path.map(|p| p.trim().trim_end_matches('/')) {
-        Some(p) if p.starts_with('/') => match p.rsplit_once('/') {
-            Some((parent, _)) => format!("{parent}/token/jwks"),
-            None => DEFAULT_JWKS_PARAMETER.to_owned(),
-        },
-        _ => DEFAULT_JWKS_PARAMETER.to_owned(),
-    }
+/// Where the store at `ssm_path` keeps its siblings (`keystore_ssm::StoreLayout`, the
+/// one owner of the layout): the default of `SVCAUTH_TOKEN_JWKS_PARAMETER` and
+/// `SVCAUTH_API_PATH`. A path that is not a valid key path is refused where the store
+/// is built; here it falls back to the default path's layout.
+fn layout(ssm_path: Option<&str>) -> StoreLayout {
+    ssm_path
+        .and_then(|p| StoreLayout::new(p.trim()).ok())
+        .or_else(|| StoreLayout::new(DEFAULT_KEY_PATH).ok())
+        .expect("the default key path is valid")
 }
 /// `SVCAUTH_TOKEN_MIN_REMAINING_SECS` when unset: API Gateway's default result TTL.
 pub const DEFAULT_MIN_REMAINING_SECS: u64 = 300;
@@ -190,7 +188,7 @@ impl Config {
         let source = match get("SVCAUTH_KEY_SOURCE").as_deref().map(str::trim) {
             None => return Err(ConfigError::MissingSource),
             Some("ssm") => SourceConfig::Ssm {
-                path: get("SVCAUTH_SSM_PATH").unwrap_or_else(|| "/svcauth/dev/keys".to_owned()),
+                path: get("SVCAUTH_SSM_PATH").unwrap_or_else(|| DEFAULT_KEY_PATH.to_owned()),
                 legacy_parameter: get("SVCAUTH_LEGACY_PARAMETER"),
             },
             Some("file") => SourceConfig::File(
@@ -229,8 +227,8 @@ impl Config {
             (Some(text), _) => {
                 ApiNamesConfig::Static(parse_api_names(&text).map_err(ConfigError::ApiNames)?)
             }
-            (None, SourceConfig::Ssm { .. }) => ApiNamesConfig::Ssm {
-                path: get("SVCAUTH_API_PATH").unwrap_or_else(|| DEFAULT_API_PATH.to_owned()),
+            (None, SourceConfig::Ssm { path, .. }) => ApiNamesConfig::Ssm {
+                path: get("SVCAUTH_API_PATH").unwrap_or_else(|| layout(Some(path)).apis()),
             },
             (None, _) => ApiNamesConfig::Static(Default::default()),
         };
@@ -254,9 +252,7 @@ impl Config {
                 None => {
                     let parameter = get("SVCAUTH_TOKEN_JWKS_PARAMETER")
                         .map(|v| v.trim().to_owned())
-                        .unwrap_or_else(|| {
-                            default_jwks_parameter(get("SVCAUTH_SSM_PATH").as_deref())
-                        });
+                        .unwrap_or_else(|| layout(get("SVCAUTH_SSM_PATH").as_deref()).key_set());
                     if !parameter.starts_with('/') || parameter.contains(char::is_whitespace) {
                         return Err(ConfigError::JwksParameter(parameter));
                     }
@@ -359,6 +355,18 @@ mod tests {
                 path: "/svcauth/prod/apis".into()
             }
         );
+        // Unset: beside the key store path, wherever that is.
+        let c = cfg(&[
+            ("SVCAUTH_KEY_SOURCE", "ssm"),
+            ("SVCAUTH_SSM_PATH", "/svcauth/stage/keys"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.api_names,
+            ApiNamesConfig::Ssm {
+                path: "/svcauth/stage/apis".into()
+            }
+        );
         let c = cfg(&[
             ("SVCAUTH_KEY_SOURCE", "file"),
             ("SVCAUTH_KEYS_FILE", "k.json"),
@@ -390,7 +398,7 @@ mod tests {
             Some(TokenConfig {
                 issuer: "svcauth:prod".into(),
                 jwks: JwksConfig::Ssm {
-                    parameter: DEFAULT_JWKS_PARAMETER.into()
+                    parameter: "/svcauth/dev/token/jwks".into()
                 },
                 min_remaining_secs: 300,
             })

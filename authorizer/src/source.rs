@@ -3,7 +3,8 @@
 //! Two ways to get the store a key is decided with (SSM):
 //!
 //! * **By key** (the cold path): the presented key's id -> ONE `GetParameters` of its
-//!   index entry and its revocation marker -> ONE `GetParameter` of the document of
+//!   index entry and its revocation and expiry markers (and the API's registry entry
+//!   when due) -> ONE `GetParameter` of the document of
 //!   the service the entry names -> decide. Two SSM calls before a cold instance
 //!   answers, whatever the number of services. Each key id and each service document
 //!   is cached with the store's TTL and stale grace.
@@ -28,7 +29,7 @@ use service_auth::cache::{random_unit, Action, Backoff, RefreshPolicy, Slot, Tok
 use service_auth::dev::parse_documents;
 use service_auth::record::DocumentError;
 use service_auth::store::StoreError;
-use service_auth::{KeyId, KeyStore, MethodArn, PresentedKey, UnixTime};
+use service_auth::{KeyId, KeyStore, Markers, MethodArn, PresentedKey, UnixTime};
 use tokio::sync::Mutex;
 
 /// Key id lookups an instance may make at once before it waits for the full load.
@@ -312,7 +313,7 @@ impl CachedStore {
                         self.backoff_succeeded();
                         entry.loaded(found, now);
                         if let Some((api_id, _)) = &api {
-                            self.apis.seed(api_id, api_parameter.as_ref(), now).await;
+                            self.apis.seed(api_id, &api_parameter, now).await;
                         }
                     }
                     Err(error) => {
@@ -364,10 +365,17 @@ impl CachedStore {
             // entry that is wrong): only the full load can say more.
             return Found::NeedFull;
         }
-        if found.revoked {
-            // The marker wins over the document.
+        if found.revoked || found.expires.is_some() {
+            // The markers win over the document.
+            let mut markers = Markers::default();
+            if found.revoked {
+                markers.revoked.insert(key_id.clone());
+            }
+            if let Some(t) = found.expires {
+                markers.expiries.insert(key_id, t);
+            }
             let mut marked = (*store).clone();
-            marked.revoke_ids(&std::iter::once(key_id).collect());
+            marked.apply_markers(&markers);
             return Found::Store(Arc::new(marked));
         }
         Found::Store(store)

@@ -15,9 +15,14 @@
 //! in API Gateway's result cache, which never outlives the token (see
 //! `VerifierConfig::min_remaining_secs`).
 //!
-//! The standing comes through [`StandingSource`], a narrow interface over the key
-//! store: implemented here on [`CachedStore`] (the whole store, loaded on first use and
-//! kept for its TTL); a per-service loader can implement it instead.
+//! The standing (`service_auth::Standing`: the service's document with its markers
+//! applied) comes through [`StandingSource`], a narrow interface over the key store:
+//! implemented on [`CachedStore`] (the whole store, file or dev) and on [`SsmStandings`]
+//! (one service at a time from SSM, through keystore-ssm's `Standings`, the one cache
+//! of standings). The policy allows only the token's routes that the service's current
+//! document still grants on this API (issue 16): `svcauth keys grant --remove` ends a
+//! token's routes within the standing's TTL (`SVCAUTH_CACHE_TTL_SECS`), not at the
+//! token's expiry.
 //!
 //! Nothing here logs or returns any part of a token: refusals are [`Refusal`]s with a
 //! reason code and, once the token verified, its id (`jti`) and service.
@@ -29,17 +34,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::aws_sdk_ssm::Client;
-use keystore_ssm::SsmKeyStore;
-use service_auth::cache::{Action, RefreshPolicy, Slot};
+use keystore_ssm::{KeySetParameter, SsmKeyStore, StandingError, Standings};
+use service_auth::cache::RefreshPolicy;
 use service_auth::context::{AUTHENTICATED_BY, KEY_ID, SERVICE_ID};
 use service_auth::policy::Policy;
-use service_auth::KeyId;
-use service_auth::{KeyStatus, KeyStore, MethodArn, RoutePattern, UnixTime};
+use service_auth::{MethodArn, RoutePattern, Standing, UnixTime};
 use service_token::{
-    check_standing, KeySet, KeySetCache, KeySetSource, Proof, Rejection, SourceError, Standing,
-    TokenClaims, VerifiedToken, Verifier, VerifierConfig,
+    check_standing, KeySet, KeySetCache, KeySetSource, Proof, Rejection, SourceError, TokenClaims,
+    VerifiedToken, Verifier, VerifierConfig,
 };
 use sha2::{Digest, Sha256};
 
@@ -108,7 +111,8 @@ pub fn bearer(authorization: &Authorization) -> Result<&str, BearerError> {
 /// Where the key set comes from: a JWKS in the configuration, or in SSM.
 pub enum JwksSource {
     Inline(KeySet),
-    /// A `String` parameter holding the JWKS, written by `svcauth tokens keys add`.
+    /// The SecureString parameter holding the JWKS, written by `svcauth tokens keys
+    /// add` and read through keystore-ssm (a `String` one is never trusted).
     Ssm {
         client: Client,
         parameter: String,
@@ -128,31 +132,11 @@ impl JwksSource {
             Self::Inline(keys) => return Ok(keys.clone()),
             Self::Ssm { client, parameter } => (client, parameter),
         };
-        let out = match client.get_parameter().name(parameter).send().await {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_not_found()) =>
-            {
-                return Err(SourceError(
-                    "the parameter does not exist: publish the signing key with `svcauth tokens keys add`".into(),
-                ))
-            }
-            Err(e) => {
-                return Err(SourceError(
-                    keystore_ssm::aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
-                ))
-            }
-        };
-        let p = out
-            .parameter()
-            .ok_or_else(|| SourceError("GetParameter returned no parameter".into()))?;
-        if p.r#type() != Some(&ParameterType::String) {
-            return Err(SourceError(
-                "the parameter is not a String parameter (the JWKS is public: `svcauth tokens keys add` writes it as String)".into(),
-            ));
-        }
-        KeySet::from_json(p.value().unwrap_or_default().as_bytes())
+        let text = KeySetParameter::new(client.clone(), parameter)
+            .read_trusted()
+            .await
+            .map_err(|e| SourceError(e.to_string()))?;
+        KeySet::from_json(text.as_bytes())
             .map_err(|e| SourceError(format!("the parameter's value is not a usable JWKS: {e}")))
     }
 }
@@ -177,7 +161,7 @@ impl KeySetSource for JwksSource {
                     event = "token_keyset_load_failed",
                     source = self.name(),
                     error = %e,
-                    "token key set load failed: tokens whose kid is not already known are refused (keyset_unavailable or unknown_kid) until a load succeeds; the next try is at most 30 s away"
+                    "token key set load failed: tokens whose kid is not already known are refused (keyset_unavailable or unknown_kid) until a load succeeds (a set loaded before keeps answering for the kids it holds); the next try is at most 30 s away"
                 );
             }
         }
@@ -189,26 +173,16 @@ impl KeySetSource for JwksSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StandingUnavailable;
 
-/// What the key store says about a token's service.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ServiceStanding {
-    /// The brake and whether the proof key is still usable.
-    pub standing: Standing,
-    /// The service's usage-plan API key value (the document's `usagePlanKey`): API
-    /// Gateway needs it from the authorizer on APIs with `ApiKeySourceType: AUTHORIZER`
-    /// and `ApiKeyRequired`, for token callers as for key callers.
-    pub usage_plan_key: Option<String>,
-}
-
-/// What the key store says about a token's service: `Ok(None)` when it has no such
-/// service. The narrow interface between the token path and the key store.
+/// What the key store says about a token's service: its [`Standing`] (a service with
+/// no usable document has `document: None`). The narrow interface between the token
+/// path and the key store.
 pub trait StandingSource: Sync {
     fn standing(
         &self,
         service: &str,
         proof_key: Option<&str>,
         now: UnixTime,
-    ) -> impl Future<Output = Result<Option<ServiceStanding>, StandingUnavailable>> + Send;
+    ) -> impl Future<Output = Result<Arc<Standing>, StandingUnavailable>> + Send;
 }
 
 impl StandingSource for CachedStore {
@@ -216,92 +190,28 @@ impl StandingSource for CachedStore {
         &self,
         service: &str,
         proof_key: Option<&str>,
-        now: UnixTime,
-    ) -> Result<Option<ServiceStanding>, StandingUnavailable> {
+        _now: UnixTime,
+    ) -> Result<Arc<Standing>, StandingUnavailable> {
         let store = self.current().await.ok_or(StandingUnavailable)?;
-        Ok(standing_in(&store, service, proof_key, now))
+        Ok(Arc::new(Standing::from_store(&store, service, proof_key)))
     }
 }
 
-/// A service's standing in a loaded store. The proof key (for tokens obtained with an
-/// API key) must still be a usable key of that same service: revoked, expired,
-/// removed or another service's key all refuse the token.
-pub fn standing_in(
-    store: &KeyStore,
-    service: &str,
-    proof_key: Option<&str>,
-    now: UnixTime,
-) -> Option<ServiceStanding> {
-    let grant = store.service(service)?;
-    let proof_key_revoked = proof_key.is_some_and(|id| {
-        !store.key_by_id(id).is_some_and(|e| {
-            e.grant.service == service
-                && e.status == KeyStatus::Active
-                && e.expires.is_none_or(|t| now < t)
-        })
-    });
-    Some(ServiceStanding {
-        standing: Standing {
-            tokens_not_before: grant.tokens_not_before,
-            proof_key_revoked,
-        },
-        usage_plan_key: grant.usage_plan_key.clone(),
-    })
-}
-
-/// Most (service, proof key) standings kept at once.
-const MAX_CACHED_STANDINGS: usize = 4096;
-
-/// A token's standing read per service from SSM, never the whole key store: the
-/// service's document (one `GetParameter`) and, for a token obtained with a key, that
-/// key's revocation marker (one `GetParameters`), kept for the store's TTL (and its
-/// stale grace while reads fail). What an authorizer reading SSM uses for tokens, so a
-/// token costs no full key-store load however many services there are.
+/// A token's standing read per service from SSM, never the whole key store, through
+/// keystore-ssm's [`Standings`] (the service's document, the proof key's markers and the
+/// service's brakes: three calls at once), kept for the store's
+/// TTL (and its stale grace while reads fail). What an authorizer reading SSM uses for
+/// tokens, so a token costs no full key-store load however many services there are.
+/// This type only logs and counts the reads.
 pub struct SsmStandings {
-    store: SsmKeyStore,
-    policy: RefreshPolicy,
-    timeout: Duration,
-    cache: tokio::sync::Mutex<HashMap<StandingKey, Slot<Option<ServiceStanding>>>>,
+    standings: Standings,
 }
-
-/// A cached standing's key: the service and the proof key id (if any).
-type StandingKey = (String, Option<String>);
 
 impl SsmStandings {
     pub fn new(store: SsmKeyStore, policy: RefreshPolicy, timeout: Duration) -> Self {
         Self {
-            store,
-            policy,
-            timeout,
-            cache: tokio::sync::Mutex::new(HashMap::new()),
+            standings: Standings::new(store, policy, timeout),
         }
-    }
-
-    async fn read(
-        &self,
-        service: &str,
-        proof_key: Option<&str>,
-        now: UnixTime,
-    ) -> Result<Option<ServiceStanding>, String> {
-        let Some(read) = self
-            .store
-            .read_service(service)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Ok(None);
-        };
-        // Judged as a load judges it: a document that cannot be used is no service.
-        let mut store = KeyStore::build_isolated(vec![read], Ok(Vec::new()));
-        if let Some(id) = proof_key.and_then(KeyId::parse) {
-            let revoked = self
-                .store
-                .revoked_among(std::slice::from_ref(&id))
-                .await
-                .map_err(|e| e.to_string())?;
-            store.revoke_ids(&revoked);
-        }
-        Ok(standing_in(&store, service, proof_key, now))
     }
 }
 
@@ -311,31 +221,19 @@ impl StandingSource for SsmStandings {
         service: &str,
         proof_key: Option<&str>,
         now: UnixTime,
-    ) -> Result<Option<ServiceStanding>, StandingUnavailable> {
-        let mut cache = self.cache.lock().await;
-        let key = (service.to_owned(), proof_key.map(str::to_owned));
-        if cache.len() >= MAX_CACHED_STANDINGS && !cache.contains_key(&key) {
-            cache.clear();
-        }
-        let slot = cache.entry(key).or_insert_with(|| Slot::new(self.policy));
-        if slot.action(now) == Action::Reload {
-            let started = std::time::Instant::now();
-            let result = tokio::time::timeout(self.timeout, self.read(service, proof_key, now))
-                .await
-                .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            match result {
-                Ok(found) => {
-                    tracing::info!(
-                        event = "token_standing_loaded",
-                        service_id = service,
-                        known = found.is_some(),
-                        elapsed_ms,
-                        "token standing read"
-                    );
-                    slot.loaded(found, now);
-                }
-                Err(error) => {
+    ) -> Result<Arc<Standing>, StandingUnavailable> {
+        let (standing, read) = self.standings.get(service, proof_key, now).await;
+        if let Some(read) = &read {
+            let elapsed_ms = read.elapsed.as_millis() as u64;
+            match &read.error {
+                None => tracing::info!(
+                    event = "token_standing_loaded",
+                    service_id = service,
+                    known = read.known,
+                    elapsed_ms,
+                    "token standing read"
+                ),
+                Some(error) => {
                     metrics::counter!(crate::source::LOADS_METRIC, "Result" => "failed")
                         .increment(1);
                     tracing::error!(
@@ -346,13 +244,27 @@ impl StandingSource for SsmStandings {
                         elapsed_ms,
                         "reading a token's service standing failed: its tokens are decided with what is cached (within TTL and stale grace), else refused (store_unavailable)"
                     );
-                    slot.failed(now);
                 }
             }
         }
-        slot.usable(now)
-            .map(|s| (*s).clone())
-            .ok_or(StandingUnavailable)
+        match standing {
+            Ok(s) => Ok(s),
+            // A document that cannot be used is no service (as a load judges it).
+            Err(StandingError::Unusable(rejected)) => {
+                if read.is_some() {
+                    tracing::error!(
+                        event = "key_store_parameter_rejected",
+                        parameter = rejected.parameter.as_str(),
+                        service_id = service,
+                        reason_code = rejected.reason.code(),
+                        reason = %rejected.reason,
+                        "key store parameter rejected: every token of service {service} is refused until it is fixed"
+                    );
+                }
+                Ok(Arc::new(Standing::default()))
+            }
+            Err(StandingError::Unavailable(_)) => Err(StandingUnavailable),
+        }
     }
 }
 
@@ -562,16 +474,22 @@ impl TokenAuth {
             .standing(&claims.sub, proof_key, now)
             .await
             .map_err(|_| refuse("store_unavailable"))?;
-        check_standing(claims, found.as_ref().map(|f| &f.standing))
-            .map_err(|r| refuse(r.code()))?;
-        let usage_plan_key = found.and_then(|f| f.usage_plan_key);
+        check_standing(claims, &found, now).map_err(|r| refuse(r.code()))?;
+        let usage_plan_key = found.usage_plan_key().map(str::to_owned);
+        // The token's routes on this API that the service's document still grants:
+        // a grant removed since the token was issued ends its routes at the standing's
+        // next read, not at the token's expiry.
         let routes = match api {
             Some(api) => claims
                 .routes_for(api)
-                .map(RoutePattern::parse)
+                .map(|r| RoutePattern::parse(r).map(|p| (r, p)))
                 .collect::<Result<Vec<_>, _>>()
                 // A route the issuer could not have written: refuse the whole token.
-                .map_err(|_| refuse(Rejection::MalformedClaims.code()))?,
+                .map_err(|_| refuse(Rejection::MalformedClaims.code()))?
+                .into_iter()
+                .filter(|(text, _)| found.grants(api, text))
+                .map(|(_, p)| p)
+                .collect(),
             None => Vec::new(),
         };
         let suffix = arn.route_suffix();
@@ -788,7 +706,7 @@ mod tests {
 
     #[test]
     fn standing_follows_the_store() {
-        use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument};
+        use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, KeyStore, ServiceDocument};
         let active = ApiKey::generate(None).unwrap();
         let revoked = ApiKey::generate(None).unwrap();
         let expired = ApiKey::generate(None).unwrap();
@@ -813,29 +731,27 @@ mod tests {
         billing
             .keys
             .push(KeyRecord::for_key(&other, UnixTime(1), None));
-        let store = KeyStore::build(&[doc, billing], &[]).unwrap();
+        let mut store = KeyStore::build(&[doc, billing], &[]).unwrap();
         let now = UnixTime(100);
         let id = |k: &ApiKey| k.key_id().as_str().to_owned();
-        let s = |key: Option<&str>| standing_in(&store, "tutor-service", key, now);
-        assert_eq!(
-            s(Some(&id(&active))),
-            Some(ServiceStanding {
-                standing: Standing {
-                    tokens_not_before: Some(UnixTime(50)),
-                    proof_key_revoked: false
-                },
-                usage_plan_key: Some("tutor-usage-plan-key".into()),
-            })
-        );
-        assert!(!s(None).unwrap().standing.proof_key_revoked);
+        let s =
+            |store: &KeyStore, key: Option<&str>| Standing::from_store(store, "tutor-service", key);
+        let good = s(&store, Some(&id(&active)));
+        assert!(good.proof_key_usable(&id(&active), now));
+        assert_eq!(good.tokens_not_before(), Some(UnixTime(50)));
+        assert_eq!(good.usage_plan_key(), Some("tutor-usage-plan-key"));
+        assert!(good.grants("identity", "GET /x"));
         for bad in [
             id(&revoked),
             id(&expired),
             id(&other),
             "kid_0000000000000000".to_owned(),
         ] {
-            assert!(s(Some(&bad)).unwrap().standing.proof_key_revoked, "{bad}");
+            assert!(!s(&store, Some(&bad)).proof_key_usable(&bad, now), "{bad}");
         }
-        assert_eq!(standing_in(&store, "nobody", None, now), None);
+        assert!(!Standing::from_store(&store, "nobody", None).known());
+        // A marker applied to the store wins over the document.
+        store.revoke_ids(&std::iter::once(active.key_id()).collect());
+        assert!(!s(&store, Some(&id(&active))).proof_key_usable(&id(&active), now));
     }
 }

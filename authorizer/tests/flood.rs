@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use authorizer::apis::parse_api_names;
 use authorizer::{handle, ApiNames, CachedStore, KeySource};
-use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::aws_sdk_ssm::Client;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
@@ -165,14 +164,9 @@ async fn a_cold_instance_answers_an_indexed_key_with_two_ssm_calls_whatever_the_
         .is_ok());
     assert_eq!(faults.total_calls(), 2);
 
-    // With API names in SSM (as deployed), the name is read in the same first call.
-    c.put_parameter()
-        .name("/svcauth/flood/apis/a1b2c3d4e5")
-        .value("identity")
-        .r#type(ParameterType::String)
-        .send()
-        .await
-        .unwrap();
+    // With API names in SSM (as deployed, registered by `svcauth apis register`), the
+    // name is read in the same first call.
+    test_support::put_secure(&c, "/svcauth/flood/apis/a1b2c3d4e5", "identity").await;
     faults.reset_counts();
     let deployed = CachedStore::new(
         KeySource::Ssm(SsmKeyStore::new(c.clone(), PATH).unwrap()),
@@ -341,7 +335,8 @@ async fn under_a_flood_of_invalid_keys_valid_callers_keep_being_answered() {
         let (store, answered, flood, refused_after, ok) = t.await.unwrap();
         assert!(
             answered.iter().all(|a| *a),
-            "a valid key never got through on an instance: {answered:?}"
+            "a valid key never got through on an instance: {answered:?}; loaded: {:?}; {faults:?}",
+            store.loaded_at().await
         );
         assert_eq!(
             refused_after, 0,

@@ -1,10 +1,6 @@
 //! Captures the JSON logs of a full run over every sample event, checks each decision's
 //! audit line, and finds no key material anywhere in them.
 
-// The authorizer's handler future (key store, key-id index, SSM reads) nests deep
-// enough that rustc's default query depth (128) is too small to lay it out here.
-#![recursion_limit = "256"]
-
 mod common;
 
 use authorizer::handle;
@@ -214,4 +210,57 @@ fn item6_malformed_event_logs_only_the_error_kind() {
         );
     }
     assert_eq!(decisions(&logs).len(), events.len());
+}
+
+/// Issue 19 A4: a legacy map stored the wrong way round (`{"<service>": "<key>"}`), or
+/// a key where the map should be, used to be reported with the value in the message:
+/// a clear key in CloudWatch. The load reports the entry's position and the reason.
+#[test]
+fn a_malformed_legacy_map_never_puts_a_key_in_the_logs() {
+    use keystore_ssm::SsmKeyStore;
+    const LEGACY: &str = "/test/legacy-keys";
+    let keys: Vec<String> = dev_keys().into_iter().map(|(_, k)| k).collect();
+    let legacy = "L".repeat(64);
+    let maps = [
+        format!(r#"{{"tutor-service": "{}"}}"#, keys[0]),
+        format!(r#"{{"reporting-service": "{legacy}"}}"#),
+        format!(r#"{{"{legacy}": "{}"}}"#, keys[0]),
+        format!(r#""{}""#, keys[0]),
+        format!(r#"["{legacy}", "{}"]"#, keys[0]),
+    ];
+    let (_, logs) = capture(async {
+        let moto = test_support::MotoServer::start();
+        let c = test_support::moto_ssm_client(&moto.endpoint());
+        for map in &maps {
+            test_support::put_secure(&c, LEGACY, map).await;
+            let source = authorizer::KeySource::Ssm(
+                SsmKeyStore::new(c.clone(), "/test/keys")
+                    .unwrap()
+                    .with_legacy_parameter(Some(LEGACY.into())),
+            );
+            // The full load (no index): it reads and judges the legacy map.
+            let store = store(source, &TestClock::at(NOW)).with_key_index(false);
+            let mut ev = event("authorizer-legacy-key");
+            ev["headers"]["x-service-api-key"] = Value::String(legacy.clone());
+            ev["multiValueHeaders"]["x-service-api-key"] = serde_json::json!([legacy]);
+            let _ = handle(&store, &ev).await;
+        }
+    });
+    let rejected = lines(&logs, "key_store_parameter_rejected");
+    assert_eq!(rejected.len(), maps.len(), "{logs}");
+    assert!(
+        rejected[0]["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("legacy entry 1"),
+        "{logs}"
+    );
+    for k in keys.iter().chain([&legacy]) {
+        assert!(
+            !logs.contains(k.as_str()),
+            "a key appears in the logs: {logs}"
+        );
+        let body = &k[k.len().saturating_sub(49)..];
+        assert!(!logs.contains(body), "a key body appears in the logs");
+    }
 }

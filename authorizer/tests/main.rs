@@ -4,10 +4,6 @@
 //! the other tests would write into: `logs.rs` a tracing subscriber, `metrics.rs` the
 //! metrics recorder whose counts it checks.
 
-// The authorizer's handler future (key store, key-id index, SSM reads) nests deep
-// enough that rustc's default query depth (128) is too small to lay it out here.
-#![recursion_limit = "256"]
-
 mod common;
 mod events;
 mod flood;

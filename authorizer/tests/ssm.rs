@@ -387,3 +387,68 @@ async fn the_legacy_parameter_is_accepted_and_hashed() {
     assert_eq!(resp.principal_id(), "tutor-service");
     assert_eq!(resp.to_aws().context["authenticatedBy"], "api-key");
 }
+
+/// Issue 16 §2: the API registry entry is trusted only as a SecureString (what `svcauth
+/// apis register` writes under the store's KMS key). A `String` one, which any role
+/// allowed to write parameters there could forge to relabel an API, allows nothing,
+/// and the log line names the command that replaces it; on the by-key path (read with
+/// the key's entries) and on its own alike.
+#[test]
+fn a_string_api_registry_entry_is_never_trusted() {
+    const APIS: &str = "/svcauth/test/apis";
+    let key = ApiKey::generate(Some("test")).unwrap();
+    let ((forged, forged_full, trusted), logs) = capture(async {
+        let moto = MotoServer::start();
+        let c = moto_ssm_client(&moto.endpoint());
+        put_doc(&c, &tutor_doc(&key)).await;
+        SsmKeyStore::new(c.clone(), PATH)
+            .unwrap()
+            .ensure_index(&tutor_doc(&key))
+            .await
+            .unwrap();
+        put(
+            &c,
+            &format!("{APIS}/a1b2c3d4e5"),
+            "identity",
+            ParameterType::String,
+        )
+        .await;
+        let clock = TestClock::at(NOW);
+        let deployed = |c: &Client| {
+            store(ssm_source(c.clone()), &clock).with_api_names(authorizer::ApiNames::ssm(
+                c.clone(),
+                APIS,
+                service_auth::cache::RefreshPolicy::default(),
+            ))
+        };
+        let allows = |resp: Result<authorizer::AuthorizerResponse, authorizer::Unauthorized>| {
+            let v = serde_json::to_value(resp.expect("the key authenticates")).unwrap();
+            v["policyDocument"]["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["Effect"] == "Allow")
+        };
+        let forged = allows(handle(&deployed(&c), &request(key.expose_secret())).await);
+        let full = deployed(&c).with_key_index(false);
+        let forged_full = allows(handle(&full, &request(key.expose_secret())).await);
+        test_support::put_secure(&c, &format!("{APIS}/a1b2c3d4e5"), "identity").await;
+        let trusted = allows(handle(&deployed(&c), &request(key.expose_secret())).await);
+        (forged, forged_full, trusted)
+    });
+    assert!(
+        !forged && !forged_full,
+        "a String entry was trusted: {logs}"
+    );
+    assert!(trusted, "{logs}");
+    let untrusted = lines(&logs, "api_name_untrusted");
+    assert_eq!(untrusted.len(), 2, "{logs}");
+    let message = untrusted[0]["fields"]["message"].as_str().unwrap();
+    for needed in [
+        "String parameter",
+        "never trusted",
+        "svcauth apis register --api-id a1b2c3d4e5 --name identity",
+    ] {
+        assert!(message.contains(needed), "{needed}: {message}");
+    }
+}

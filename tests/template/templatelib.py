@@ -1,13 +1,20 @@
-"""Offline helpers for checking template.yaml.
+"""Offline helpers for checking the SAM templates.
 
-* load the SAM template (CloudFormation short-form tags included),
-* transform it with the SAM translator for one AuthMode (no AWS calls),
+* load a SAM template (CloudFormation short-form tags included),
+* transform it with the SAM translator (no AWS calls),
 * resolve what CloudFormation would resolve for given parameter values
-  (Conditions, Fn::If, Ref, Fn::Sub, Fn::GetAtt) with fake physical ids,
+  (Conditions, Fn::If, Ref, Fn::Sub, Fn::GetAtt, Fn::ImportValue, Fn::Split,
+  Fn::Select) with fake physical ids, following nested applications with a local
+  Location and importing what another resolved stack exports,
 * evaluate IAM-style policies with a small matcher (wildcards, the condition
-  operators this template uses, explicit deny wins).
+  operators these templates use, explicit deny wins).
 
-Run as a script it writes one transformed template per AuthMode:
+The templates: template.yaml (the root, nesting the two applications),
+platform/template.yaml (the platform), example/template.yaml (the example services,
+one AuthMode at a time), authorizer/template.yaml (the authorizer application the
+platform nests three times) and the attach examples.
+
+Run as a script it writes the transformed templates cfn-lint and checkov read:
     python tests/template/templatelib.py OUTDIR
 """
 
@@ -27,15 +34,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 # SVCAUTH_TEMPLATE points the checks at another copy (e.g. a deliberately broken one).
 TEMPLATE = Path(os.environ.get("SVCAUTH_TEMPLATE", ROOT / "template.yaml"))
+PLATFORM = ROOT / "platform" / "template.yaml"
+EXAMPLE = ROOT / "example" / "template.yaml"
+AUTHORIZER_APP = ROOT / "authorizer" / "template.yaml"
+ATTACH_EXAMPLE = ROOT / "docs" / "examples" / "attach-authorizer.yaml"
+CONSUMER = ROOT / "authorizer" / "examples" / "consumer.yaml"
+# Every template scripts/check-template.sh checks.
+TEMPLATES = (TEMPLATE, PLATFORM, EXAMPLE, AUTHORIZER_APP, ATTACH_EXAMPLE, CONSUMER)
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PARTITION = "aws"
 STACK = "svcauth-test"
+PLATFORM_STACK = "svcauth-platform"  # a platform deployed alone (the example's default)
 MODES = ("api-key", "iam", "both", "token", "key-or-token")
 PLACEHOLDER_CODE = "s3://svcauth-placeholder/code.zip"
 CREATED_VPCE = "vpce-0c0ffee0c0ffee000"
-KMS_KEY_ID = "5ee0c0de-0000-4000-8000-000000000001"  # the stack's token signing key
 
 # Values for the parameters without a default (what `sam deploy --guided` asks).
 SAMPLE_PARAMETERS: dict[str, Any] = {
@@ -91,7 +105,14 @@ def parameter_values(template: dict, **overrides: Any) -> dict:
     }
     values.update(SAMPLE_PARAMETERS)
     values.update(overrides)
-    return {k: (str(v) if isinstance(v, (int, float)) else v) for k, v in values.items()}
+    values = {k: (str(v) if isinstance(v, (int, float)) else v) for k, v in values.items()}
+    # A list parameter given as text (a parent stack passes `!Join [",", ...]`) is split,
+    # as CloudFormation does.
+    for name, spec in template.get("Parameters", {}).items():
+        kind = spec.get("Type", "")
+        if isinstance(values.get(name), str) and (kind.startswith("List<") or kind == "CommaDelimitedList"):
+            values[name] = values[name].split(",")
+    return values
 
 
 def transform(template: dict, **overrides: Any) -> dict:
@@ -112,16 +133,29 @@ def transform(template: dict, **overrides: Any) -> dict:
 
 
 # ---------------------------------------------------------------------- resolve
+def kms_key_id(physical: str) -> str:
+    """A fake but stable KMS key id (a UUID) for a key's physical name."""
+    import uuid
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, physical))
+
+
 class Resolver:
     """Resolves a transformed template for concrete parameter values, the way
-    CloudFormation would, with fake but stable physical ids."""
+    CloudFormation would, with fake but stable physical ids.
 
-    def __init__(self, cfn: dict, params: dict, base_dir: Path | None = None, prefix: str = ""):
+    `stack_name` is AWS::StackName (a nested stack's is `{parent}-{logical id}-NESTED`);
+    `prefix` starts every fake physical id (a nested stack's resources start with its
+    logical id, so two instances of one application are told apart; give two stacks
+    different prefixes to tell their ids apart); `exporters` are the stacks whose
+    exports an Fn::ImportValue may name (a nested stack sees its siblings')."""
+
+    def __init__(self, cfn: dict, params: dict, base_dir: Path | None = None, prefix: str = "",
+                 stack_name: str = STACK, exporters: tuple = ()):
         self.cfn = cfn
         self.params = params
-        # fake physical names of a nested stack's resources start with its logical id,
-        # so two instances of one application are told apart
         self.prefix = prefix
+        self.stack_name = stack_name
+        self.exporters = tuple(exporters)
         # where a nested application's local Location (TemplateURL) is relative to
         self.base_dir = base_dir or TEMPLATE.parent
         self._nested: dict[str, Resolver] = {}
@@ -179,9 +213,30 @@ class Resolver:
             params = {k: self.resolve(v) for k, v in props.get("Parameters", {}).items()}
             values = parameter_values(child, **params)
             values = {k: v for k, v in values.items() if k in child.get("Parameters", {})}
-            self._nested[logical_id] = Resolver(transform(child, **params), values, path.parent,
-                                                prefix=f"{self.prefix}{logical_id}-")
+            # a sibling's exports, resolved when first imported (never this stack's own)
+            siblings = tuple(_Lazy(self, lid) for lid in self.nested_ids() if lid != logical_id)
+            self._nested[logical_id] = Resolver(
+                transform(child, **params), values, path.parent, prefix=f"{self.prefix}{logical_id}-",
+                stack_name=f"{self.stack_name}-{logical_id}-NESTED", exporters=siblings + self.exporters)
         return self._nested[logical_id]
+
+    # -- exports
+    def exports(self) -> dict[str, Any]:
+        """Export name -> value of this stack's outputs that exist."""
+        out = {}
+        for name, o in self.cfn.get("Outputs", {}).items():
+            if "Export" not in o or ("Condition" in o and not self.condition(o["Condition"])):
+                continue
+            out[self.resolve(o["Export"]["Name"])] = self.resolve(o["Value"])
+        return out
+
+    def import_value(self, name: str) -> Any:
+        for exporter in self.exporters:
+            stack = exporter.get() if isinstance(exporter, _Lazy) else exporter
+            found = stack.exports()
+            if name in found:
+                return found[name]
+        raise AssertionError(f"Fn::ImportValue {name}: no stack exports it")
 
     def nested_ids(self) -> list[str]:
         return [lid for lid, res in self.cfn["Resources"].items()
@@ -194,7 +249,7 @@ class Resolver:
             "AWS::Region": REGION,
             "AWS::Partition": PARTITION,
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackName": STACK,
+            "AWS::StackName": self.stack_name,
         }
         if name in pseudo:
             return pseudo[name]
@@ -214,6 +269,12 @@ class Resolver:
             return self.resolve(res["Properties"].get("LogGroupName", name))
         if type_ == "AWS::KMS::Alias":
             return self.resolve(res["Properties"]["AliasName"])
+        if type_ == "AWS::KMS::Key":
+            return kms_key_id(self.prefix + name)
+        if type_ == "AWS::IAM::Role" and "RoleName" in res.get("Properties", {}):
+            named = self.resolve(res["Properties"]["RoleName"])
+            if named is not _NO_VALUE:
+                return named
         return self.prefix + name  # RestApi id, role name, function name, table name ...
 
     def getatt(self, name: str, attr: str) -> str:
@@ -226,14 +287,23 @@ class Resolver:
         p, r, a = PARTITION, REGION, ACCOUNT
         logical, name = name, self.prefix + name
         arns = {
-            "AWS::IAM::Role": f"arn:{p}:iam::{a}:role/{name}",
+            "AWS::IAM::Role": f"arn:{p}:iam::{a}:role/{self.ref(logical)}",
+            "AWS::IAM::ManagedPolicy": f"arn:{p}:iam::{a}:policy/{name}",
             "AWS::Lambda::Function": f"arn:{p}:lambda:{r}:{a}:function:{name}",
             "AWS::DynamoDB::Table": f"arn:{p}:dynamodb:{r}:{a}:table/{name}",
             "AWS::S3::Bucket": f"arn:{p}:s3:::{name.lower()}",
-            "AWS::KMS::Key": f"arn:{p}:kms:{r}:{a}:key/{KMS_KEY_ID}",
+            "AWS::KMS::Key": f"arn:{p}:kms:{r}:{a}:key/{kms_key_id(name)}",
         }
         if type_ == "AWS::Logs::LogGroup":
-            return f"arn:{p}:logs:{r}:{a}:log-group:{self.ref(logical)}:*"
+            group = self.ref(logical)
+            if "LogGroupName" not in self.cfn["Resources"][logical].get("Properties", {}):
+                group = f"{self.stack_name}-{logical}-GENERATED"  # CloudFormation names it
+            return f"arn:{p}:logs:{r}:{a}:log-group:{group}:*"
+        if type_ == "AWS::EC2::VPCEndpoint" and attr == "DnsEntries":
+            service = self.resolve(self.cfn["Resources"][logical]["Properties"]["ServiceName"]).rsplit(".", 1)[-1]
+            vpce = self.ref(logical)
+            return [f"Z7HUB22UULQXV:{vpce}-abcdefgh.{service}.{r}.vpce.amazonaws.com",
+                    f"Z7HUB22UULQXV:{vpce}-abcdefgh-{r}a.{service}.{r}.vpce.amazonaws.com"]
         if attr == "Arn" and type_ in arns:
             return arns[type_]
         return f"{name}.{attr}"
@@ -275,6 +345,14 @@ class Resolver:
             if key == "Fn::Join":
                 sep, parts = arg
                 return sep.join(str(x) for x in self.resolve(parts))
+            if key == "Fn::Split":
+                sep, text = arg
+                return str(self.resolve(text)).split(sep)
+            if key == "Fn::Select":
+                index, items = arg
+                return self.resolve(items)[int(self.resolve(index))]
+            if key == "Fn::ImportValue":
+                return self.import_value(self.resolve(arg))
             if key == "Condition":
                 return self.condition(arg)
         out = {}
@@ -286,6 +364,36 @@ class Resolver:
 
 
 _NO_VALUE = object()
+
+
+class _Lazy:
+    """A nested stack of `parent`, resolved when first needed (an import from it)."""
+
+    def __init__(self, parent: Resolver, logical_id: str):
+        self.parent, self.logical_id = parent, logical_id
+
+    def get(self) -> Resolver:
+        return self.parent.nested(self.logical_id)
+
+
+def resolve_file(path: Path, prefix: str = "", stack_name: str = STACK, exporters: tuple = (),
+                 **params: Any) -> Resolver:
+    """`path` transformed and resolved for `params` (defaults for the others)."""
+    sam = load_template(path)
+    return Resolver(transform(sam, **params), parameter_values(sam, **params), path.parent,
+                    prefix=prefix, stack_name=stack_name, exporters=exporters)
+
+
+def platform_stack(stack_name: str = PLATFORM_STACK, prefix: str = "", **params: Any) -> Resolver:
+    """platform/template.yaml deployed alone as `stack_name`."""
+    return resolve_file(PLATFORM, prefix=prefix, stack_name=stack_name, **params)
+
+
+def attached(path: Path, platform: Resolver, stack_name: str = "team-stack", **params: Any) -> Resolver:
+    """A template that imports `platform`'s exports (the example, an attach example),
+    deployed alone against it."""
+    params = {"PlatformStackName": platform.stack_name, **params}
+    return resolve_file(path, prefix=f"{stack_name}-", stack_name=stack_name, exporters=(platform,), **params)
 
 
 # -------------------------------------------------------------------- policies
@@ -374,10 +482,11 @@ def role_statements(r: Resolver, role_id: str) -> list[dict]:
     for pol in role["Properties"].get("Policies", []):
         statements += as_list(pol["PolicyDocument"]["Statement"])
     assert not role["Properties"].get("ManagedPolicyArns"), f"{role_id} has managed policies"
+    name = r.ref(role_id)
     for lid, res in r.resources().items():
-        if res["Type"] == "AWS::IAM::RolePolicy" and res["Properties"]["RoleName"] == role_id:
+        if res["Type"] == "AWS::IAM::RolePolicy" and res["Properties"]["RoleName"] == name:
             statements += as_list(res["Properties"]["PolicyDocument"]["Statement"])
-        if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and role_id in as_list(
+        if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and name in as_list(
             res["Properties"].get("Roles")
         ):
             statements += as_list(res["Properties"]["PolicyDocument"]["Statement"])
@@ -421,6 +530,37 @@ def iam_api_decision(resource_policy: list[dict], identity: list[dict], caller: 
     return "deny"
 
 
+def kms_decision(key_policy: list[dict], identity: list[dict], principal: str, action: str, key_arn: str,
+                 context: dict | None = None) -> str:
+    """KMS's documented evaluation for a caller in the key's account: an explicit Deny
+    in the key policy or the caller's IAM policies wins; an Allow in the key policy that
+    names the caller is enough; an Allow for the account root only delegates to the
+    caller's IAM policies. `aws:PrincipalArn` is the caller's role ARN."""
+    context = {"aws:PrincipalArn": principal, **(context or {})}
+    root = f"arn:{PARTITION}:iam::{ACCOUNT}:root"
+    if "deny" in (evaluate(key_policy, action, key_arn, context, principal), evaluate(identity, action, key_arn, context)):
+        return "deny"
+    direct = [s for s in key_policy if s["Effect"] == "Allow" and s.get("Principal") != {"AWS": root}]
+    if evaluate(direct, action, key_arn, context, principal) == "allow":
+        return "allow"
+    delegated = [s for s in key_policy if s["Effect"] == "Allow" and s.get("Principal") == {"AWS": root}]
+    if principal == root:
+        return "allow" if evaluate(delegated, action, key_arn, context, root) == "allow" else "deny"
+    if evaluate(delegated, action, key_arn, context, root) == "allow" and \
+            evaluate(identity, action, key_arn, context) == "allow":
+        return "allow"
+    return "deny"
+
+
+def key_policy_principals(key_policy: list[dict]) -> set[str]:
+    """Every principal an Allow or Deny of a key policy names (`*` included)."""
+    out = set()
+    for s in key_policy:
+        p = s.get("Principal")
+        out |= {p} if isinstance(p, str) else {x for v in p.values() for x in as_list(v)}
+    return out
+
+
 # ------------------------------------------------------------------ API bodies
 HTTP_VERBS = ("get", "put", "post", "delete", "patch", "head", "options", "x-amazon-apigateway-any-method")
 
@@ -459,28 +599,47 @@ def _carry_checkov_skips(sam: dict, cfn: dict) -> None:
                 gen.setdefault("Metadata", {})["checkov"] = copy.deepcopy(skips)
 
 
+def _for_lint(sam: dict, cfn: dict, **defaults: Any) -> dict:
+    """`cfn` as `sam package` would leave it, its parameters defaulting to the values
+    it was transformed with, so cfn-lint and checkov read that variant."""
+    for name, value in {**SAMPLE_PARAMETERS, **defaults}.items():
+        if name in cfn.get("Parameters", {}):
+            cfn["Parameters"][name]["Default"] = ",".join(value) if isinstance(value, list) else value
+    _carry_checkov_skips(sam, cfn)
+    # A nested application's local template is uploaded.
+    for res in cfn["Resources"].values():
+        if res["Type"] == "AWS::CloudFormation::Stack" and "://" not in res["Properties"]["TemplateURL"]:
+            res["Properties"]["TemplateURL"] = "https://svcauth-placeholder.s3.amazonaws.com/" + res[
+                "Properties"]["TemplateURL"].replace("../", "")
+    return cfn
+
+
+def transformed_variants() -> dict[str, tuple[Path, dict]]:
+    """Every template, transformed: each AuthMode of the example, each flavour of the
+    attach example, one of each other template."""
+    variants: dict[str, tuple[Path, dict]] = {}
+    for name, path in (("root", TEMPLATE), ("platform", PLATFORM), ("authorizer", AUTHORIZER_APP),
+                       ("consumer", CONSUMER)):
+        variants[name] = (path, {})
+    for mode in MODES:
+        variants[f"example-{mode}"] = (EXAMPLE, {"AuthMode": mode})
+    for flavour in load_template(ATTACH_EXAMPLE)["Parameters"]["Authorizer"]["AllowedValues"]:
+        variants[f"attach-{flavour}"] = (ATTACH_EXAMPLE, {"Authorizer": flavour})
+    return variants
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     outdir = Path(argv[1])
     outdir.mkdir(parents=True, exist_ok=True)
-    sam = load_template()
-    for mode in MODES:
-        cfn = transform(sam, AuthMode=mode)
-        # Lint each mode as the one CloudFormation would deploy by default.
-        cfn["Parameters"]["AuthMode"]["Default"] = mode
-        for name, value in SAMPLE_PARAMETERS.items():
-            cfn["Parameters"][name]["Default"] = ",".join(value) if isinstance(value, list) else value
-        _carry_checkov_skips(sam, cfn)
-        # As `sam package` would: a nested application's local template is uploaded.
-        for res in cfn["Resources"].values():
-            if res["Type"] == "AWS::CloudFormation::Stack" and "://" not in res["Properties"]["TemplateURL"]:
-                res["Properties"]["TemplateURL"] = "https://svcauth-placeholder.s3.amazonaws.com/" + res[
-                    "Properties"]["TemplateURL"]
-        path = outdir / f"{mode}.json"
-        path.write_text(json.dumps(cfn, indent=1, sort_keys=True), encoding="utf-8")
-        print(f"transformed AuthMode={mode} -> {path}")
+    for name, (path, params) in transformed_variants().items():
+        sam = load_template(path)
+        cfn = _for_lint(sam, transform(sam, **params), **params)
+        out = outdir / f"{name}.json"
+        out.write_text(json.dumps(cfn, indent=1, sort_keys=True), encoding="utf-8")
+        print(f"transformed {path.relative_to(ROOT)} {params or ''} -> {out}")
     return 0
 
 

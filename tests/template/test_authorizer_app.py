@@ -1,9 +1,8 @@
 """The authorizer as a reusable SAM application (authorizer/template.yaml).
 
-One definition: our template.yaml nests it, and so does the consumer example
-(authorizer/examples/consumer.yaml), which attaches it to its own private API. Both are
-transformed offline with the SAM translator, the nested stack with the parameters the
-parent passes it.
+One definition: the platform (platform/template.yaml) nests it three times, once per
+credential it accepts, and publishes it for teams that want their own copy. Transformed
+offline with the SAM translator, a nested stack with the parameters the parent passes.
 """
 
 from __future__ import annotations
@@ -30,8 +29,7 @@ from templatelib import (
 )
 
 APP = ROOT / "authorizer" / "template.yaml"
-CONSUMER = ROOT / "authorizer" / "examples" / "consumer.yaml"
-VPCE = "vpce-0123456789abcdef0"
+PLATFORM = ROOT / "platform" / "template.yaml"
 
 
 def resolve(path, **params) -> Resolver:
@@ -58,6 +56,7 @@ def test_application_is_the_function_its_role_and_its_log_group():
     assert outputs["FunctionArn"] == r.getatt("AuthorizerFunction", "Arn")
     assert outputs["RoleArn"] == r.getatt("AuthorizerRole", "Arn")
     assert outputs["ResultTtl"] == "300"
+    assert outputs["ApiRegistryPath"] == "/svcauth/dev/apis"
 
 
 def test_application_parameters_set_the_store_paths_the_kms_key_and_the_ttl():
@@ -68,7 +67,8 @@ def test_application_parameters_set_the_store_paths_the_kms_key_and_the_ttl():
     assert env["SVCAUTH_API_PATH"] == "/teams/billing/apis"
     st = role_statements(r, "AuthorizerRole")
     assert evaluate(st, "ssm:GetParametersByPath", _ssm("/teams/billing/keys")) == "allow"
-    assert evaluate(st, "ssm:GetParameter", _ssm("/teams/billing/revoked/k1")) == "allow"
+    assert evaluate(st, "ssm:GetParameters", _ssm("/teams/billing/revoked/k1")) == "allow"
+    assert evaluate(st, "ssm:GetParametersByPath", _ssm("/teams/billing/brakes/tutor-service")) == "allow"
     assert evaluate(st, "ssm:GetParameter", _ssm("/teams/billing/apis/abc123")) == "allow"
     assert evaluate(st, "ssm:GetParametersByPath", _ssm("/svcauth/dev/keys")) == "implicit-deny"
     via = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com",
@@ -80,11 +80,13 @@ def test_application_parameters_set_the_store_paths_the_kms_key_and_the_ttl():
 
 def test_application_is_ready_for_sam_publish():
     meta = load_template(APP)["Metadata"]["AWS::ServerlessRepo::Application"]
-    for field in ("Name", "Description", "Author", "SpdxLicenseId", "ReadmeUrl", "SemanticVersion"):
+    for field in ("Name", "Description", "Author", "SpdxLicenseId", "LicenseUrl", "ReadmeUrl", "SemanticVersion"):
         assert meta.get(field), field
     assert re.fullmatch(r"\d+\.\d+\.\d+", meta["SemanticVersion"])
     assert len(meta["Description"]) <= 256  # the repository's limit
     assert (APP.parent / meta["ReadmeUrl"]).is_file()
+    # SAR needs a license file to make an application public (and never changes it after)
+    assert (APP.parent / meta["LicenseUrl"]).resolve() == ROOT / "LICENSE"
     cargo = tomllib.loads((ROOT / "authorizer" / "Cargo.toml").read_text(encoding="utf-8"))
     workspace = tomllib.loads((ROOT / "Cargo.toml").read_text(encoding="utf-8"))
     assert meta["SemanticVersion"] == cargo["package"]["version"]
@@ -94,6 +96,14 @@ def test_application_is_ready_for_sam_publish():
     assert (APP.parent / fn["Properties"]["CodeUri"] / "Cargo.toml").resolve() == ROOT / "Cargo.toml"
     assert fn["Metadata"] == {**fn["Metadata"], "BuildMethod": "rust-cargolambda",
                               "BuildProperties": {"Binary": "authorizer"}}
+
+
+def test_the_license_file_is_the_workspaces_license():
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    workspace = tomllib.loads((ROOT / "Cargo.toml").read_text(encoding="utf-8"))
+    assert workspace["workspace"]["package"]["license"] == "Apache-2.0"
+    assert text.lstrip().startswith("Apache License")
+    assert "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
 
 
 def test_the_readme_documents_every_parameter_and_output():
@@ -119,67 +129,36 @@ def test_the_readme_documents_every_parameter_and_output():
 
 
 def test_one_definition_of_the_authorizer():
-    """template.yaml defines no authorizer function of its own: it nests the application,
-    as the consumer example does."""
-    ours = load_template(ROOT / "template.yaml")
-    binaries = [res.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
-                for res in ours["Resources"].values() if res["Type"] == "AWS::Serverless::Function"]
-    assert "authorizer" not in binaries
-    locations = set()
-    for path in (ROOT / "template.yaml", CONSUMER):
+    """No other template defines an authorizer function: the platform nests the
+    application, three times, all from this one file."""
+    for path in (ROOT / "template.yaml", PLATFORM, ROOT / "example" / "template.yaml"):
         doc = load_template(path)
-        apps = [res for res in doc["Resources"].values() if res["Type"] == "AWS::Serverless::Application"]
-        assert apps, path
-        # template.yaml nests it twice in the token modes (the token API's key-only
-        # instance): both are this one application
-        locations |= {(path.parent / app["Properties"]["Location"]).resolve() for app in apps}
-    assert locations == {APP.resolve()}
+        binaries = [res.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+                    for res in doc["Resources"].values() if res["Type"] == "AWS::Serverless::Function"]
+        assert "authorizer" not in binaries, path
+    doc = load_template(PLATFORM)
+    apps = [res for res in doc["Resources"].values() if res["Type"] == "AWS::Serverless::Application"]
+    assert len(apps) == 3
+    assert {(PLATFORM.parent / app["Properties"]["Location"]).resolve() for app in apps} == {APP.resolve()}
 
 
-def _authorizer_permissions(r: Resolver, function_arn: str) -> list[dict]:
-    return [p["Properties"] for p in r.resources("AWS::Lambda::Permission").values()
-            if p["Properties"]["FunctionName"] == function_arn]
+def test_the_platform_gives_each_instance_its_permission_from_its_own_api_only():
+    r = resolve(PLATFORM)
+    function_arn = r.nested("KeyAuthorizer").getatt("AuthorizerFunction", "Arn")
+    perms = [p["Properties"] for p in r.resources("AWS::Lambda::Permission").values()
+             if p["Properties"]["FunctionName"] == function_arn]
+    assert perms == [{"Action": "lambda:InvokeFunction", "FunctionName": function_arn,
+                      "Principal": "apigateway.amazonaws.com",
+                      "SourceArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:TokenApi/authorizers/*"}]
+    # the other two are for other stacks' APIs, which grant their own (test_attach.py)
+    for instance in ("TokenAuthorizer", "KeyOrTokenAuthorizer"):
+        arn = r.nested(instance).getatt("AuthorizerFunction", "Arn")
+        assert not [p for p in r.resources("AWS::Lambda::Permission").values()
+                    if p["Properties"]["FunctionName"] == arn], instance
 
 
-def test_consumer_attaches_the_nested_authorizer_to_its_api():
-    r = resolve(CONSUMER, ExecuteApiEndpointId=VPCE)
-    app = r.nested("ServiceAuth")
-    function_arn = app.getatt("AuthorizerFunction", "Arn")
-    (api_id, api), = r.resources("AWS::ApiGateway::RestApi").items()
-    for op in api_methods(api).values():
-        assert op["security"] == [{"ServiceKeyAuthorizer": []}]
-    auth = security_schemes(api)["ServiceKeyAuthorizer"]["x-amazon-apigateway-authorizer"]
-    assert auth["type"] == "request"
-    assert auth["identitySource"] == "method.request.header.x-service-api-key"
-    assert auth["authorizerUri"] == (f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/"
-                                     f"{function_arn}/invocations")
-    # exactly lambda:InvokeFunction, for API Gateway, from this API's authorizers only
-    assert _authorizer_permissions(r, function_arn) == [{
-        "Action": "lambda:InvokeFunction", "FunctionName": function_arn,
-        "Principal": "apigateway.amazonaws.com",
-        "SourceArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/authorizers/*"}]
-    # the authorizer reads the consumer's environment's store, and knows the API by name
-    env = app.resources()["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
-    assert env["SVCAUTH_SSM_PATH"] == "/svcauth/dev/keys"
-    (name,) = r.resources("AWS::SSM::Parameter").values()
-    assert (name["Properties"]["Name"], name["Properties"]["Value"]) == (f"/svcauth/dev/apis/{api_id}", "billing")
-    assert evaluate(role_statements(app, "AuthorizerRole"), "ssm:GetParameter",
-                    _ssm(name["Properties"]["Name"])) == "allow"
-
-
-def test_our_key_apis_each_get_invoke_from_themselves_only():
-    sam = load_template(ROOT / "template.yaml")
-    r = Resolver(transform(sam, AuthMode="both"), parameter_values(sam, AuthMode="both"))
-    function_arn = r.nested("Authorizer").getatt("AuthorizerFunction", "Arn")
-    perms = _authorizer_permissions(r, function_arn)
-    assert sorted(p["SourceArn"] for p in perms) == [
-        f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api}/authorizers/*" for api in ("IdentityKeyApi", "TutorKeyApi")]
-    assert {(p["Action"], p["Principal"]) for p in perms} == {("lambda:InvokeFunction", "apigateway.amazonaws.com")}
-
-
-@pytest.mark.parametrize("path", [APP, CONSUMER])
-def test_every_checkov_suppression_has_a_written_reason(path):
-    doc = load_template(path)
+def test_every_checkov_suppression_has_a_written_reason():
+    doc = load_template(APP)
     for lid, res in doc["Resources"].items():
         for s in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert len(s.get("comment", "").split()) >= 8, (lid, s)

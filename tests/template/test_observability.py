@@ -1,12 +1,16 @@
-"""The dashboard and the alarms read only metrics that exist.
+"""The dashboards and the alarms read only metrics that exist, and only their own.
 
 The authorizer's own metrics are read from its Rust source (every `metrics::counter!`,
 `gauge!` and `histogram!` call, with its label keys: EMF makes each label a dimension,
 and CloudWatch matches a metric only on its exact dimension set). Every metric an alarm
-or a dashboard widget reads in the authorizer's namespace must be one of those, with
+or a dashboard widget reads in an authorizer's namespace must be one of those, with
 exactly those dimensions and a dimension value the source can produce. Metrics in
-AWS/Lambda and AWS/ApiGateway must be ones those services publish, on resources of
-this stack. A negative control shows a misspelt metric is caught.
+AWS/Lambda and AWS/ApiGateway must be ones those services publish, on resources of the
+same stack. Each authorizer instance of each platform stack emits into a namespace of
+its own (SVCAUTH_METRICS_NAMESPACE = svcauth/{stack}/{instance}, configuration only),
+so no alarm reads another stack's or another instance's refusals (issue 16 §3).
+Negative controls show a misspelt metric, a shared namespace and an alarm that ignores
+refusals are caught.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from templatelib import ROOT, Resolver, as_list, load_template, parameter_values, transform
+from deployment import INSTANCES, PLATFORM_SAM, deploy, example_on, platform_alone
+from templatelib import ROOT, Resolver, as_list
 
 # Where the authorizer's metrics can be emitted from: the binary and the libraries it links.
 RUST_SOURCES = [ROOT / "authorizer" / "src", ROOT / "libs"]
@@ -30,8 +35,8 @@ AWS_METRICS = {
     "AWS/ApiGateway": {name: {frozenset({"ApiName", "Stage"}), frozenset({"ApiName"})} for name in (
         "4XXError", "5XXError", "Latency", "IntegrationLatency", "Count")},
 }
-
-STACK_APIS = {"IdentityKeyApi", "TutorKeyApi", "IdentityIamApi", "TutorIamApi", "TokenApi"}
+# CloudWatch: an alarm on metric math reads at most 10 metrics (a hard limit).
+ALARM_METRICS_LIMIT = 10
 
 
 # ------------------------------------------------------------------ the source
@@ -81,17 +86,6 @@ def emitted_metrics(files: list[Path] | None = None) -> tuple[dict[str, set[froz
             labels = frozenset(re.findall(r'"([^"]+)"\s*=>', args))
             metrics.setdefault(name, set()).add(labels)
     return metrics, literals
-
-
-def authorizer_namespace(r: Resolver) -> str:
-    """SVCAUTH_METRICS_NAMESPACE of the nested authorizer, read from the templates even
-    where the application does not exist (AuthMode=iam: the dashboard still reads it)."""
-    app = r.cfn["Resources"]["Authorizer"]["Properties"]
-    child = load_template((r.base_dir / app["TemplateURL"]).resolve())
-    env = child["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
-    assert env["SVCAUTH_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
-    passed = app.get("Parameters", {}).get("MetricsNamespace")
-    return r.resolve(passed) if passed is not None else child["Parameters"]["MetricsNamespace"]["Default"]
 
 
 # ------------------------------------------------------------------ the template
@@ -146,18 +140,44 @@ def metric_reads(r: Resolver) -> list[tuple[str, str, str, frozenset, dict]]:
     return reads
 
 
-def check_reads(r: Resolver, metrics: dict[str, set[frozenset]], literals: set[str]) -> list[str]:
-    """Problems with what the alarms and widgets read; empty when all is well."""
+def namespaces(platform: Resolver) -> dict[str, str]:
+    """Instance -> SVCAUTH_METRICS_NAMESPACE of each of the platform's authorizers, as
+    deployed (the application sets the variable from its MetricsNamespace parameter)."""
+    out = {}
+    for instance in platform.nested_ids():
+        child = platform.nested(instance)
+        raw = child.cfn["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+        assert raw["SVCAUTH_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+        out[instance] = child.resources()["AuthorizerFunction"]["Properties"]["Environment"]["Variables"][
+            "SVCAUTH_METRICS_NAMESPACE"]
+    return out
+
+
+def filtered_metrics(r: Resolver) -> dict[str, dict[str, set[frozenset]]]:
+    """namespace -> metric -> dimension-key sets of the stack's log metric filters."""
+    out: dict[str, dict[str, set[frozenset]]] = {}
+    for f in r.resources("AWS::Logs::MetricFilter").values():
+        for t in f["Properties"]["MetricTransformations"]:
+            keys = frozenset(d["Key"] for d in t.get("Dimensions", []))
+            out.setdefault(t["MetricNamespace"], {}).setdefault(t["MetricName"], set()).add(keys)
+    return out
+
+
+def check_reads(r: Resolver, metrics: dict[str, set[frozenset]], literals: set[str],
+                ours: set[str] = frozenset()) -> list[str]:
+    """Problems with what `r`'s alarms and widgets read; empty when all is well. `ours`:
+    the authorizer namespaces of the stack (the platform's three); the stack's own log
+    metric filters count as metrics that exist."""
     problems = []
-    ns_ours = authorizer_namespace(r)
+    filtered = filtered_metrics(r)
     functions = {r.ref(lid) for lid in r.resources("AWS::Lambda::Function")}
     for app in r.nested_ids():
         child = r.nested(app)
         functions |= {child.ref(lid) for lid in child.resources("AWS::Lambda::Function")}
     api_names = {r.resolve(api["Properties"]["Name"]) for lid, api in r.cfn["Resources"].items()
-                 if lid in STACK_APIS}
+                 if api["Type"] == "AWS::ApiGateway::RestApi"}
     for where, ns, name, keys, values in metric_reads(r):
-        if ns == ns_ours:
+        if ns in ours:
             if name not in metrics:
                 problems.append(f"{where}: {ns}/{name} is not emitted by the authorizer")
             elif keys not in metrics[name]:
@@ -167,33 +187,31 @@ def check_reads(r: Resolver, metrics: dict[str, set[frozenset]], literals: set[s
                 for v in vs:
                     if v not in literals:
                         problems.append(f"{where}: {name} {k}={v} is no value the source produces")
+        elif ns in filtered:
+            if keys not in filtered[ns].get(name, set()):
+                problems.append(f"{where}: no metric filter of this stack makes {ns}/{name} {sorted(keys)}")
         elif ns in AWS_METRICS:
             if keys not in AWS_METRICS[ns].get(name, set()):
                 problems.append(f"{where}: {ns} publishes no {name} with dimensions {sorted(keys)}")
             for v in values.get("FunctionName", set()):
-                if v not in functions and v not in ("no-authorizer-in-iam-mode", "no-token-issuer-in-this-mode"):
+                if v not in functions:
                     problems.append(f"{where}: FunctionName {v} is not a function of this stack")
             for v in values.get("ApiName", set()):
                 if v not in api_names:
                     problems.append(f"{where}: ApiName {v} is not an API of this stack")
         else:
-            problems.append(f"{where}: unexpected namespace {ns}")
+            problems.append(f"{where}: namespace {ns} is neither this stack's authorizers' nor AWS's")
     return problems
 
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def sam():
-    return load_template()
-
-
-@pytest.fixture(scope="module")
 def source():
     return emitted_metrics()
 
 
-def resolved(sam, **params) -> Resolver:
-    return Resolver(transform(sam, **params), parameter_values(sam, **params))
+def platform_problems(r: Resolver, source) -> list[str]:
+    return check_reads(r, *source, ours=set(namespaces(r).values()))
 
 
 # ------------------------------------------------------------------ tests
@@ -214,55 +232,133 @@ def test_the_source_parser_resolves_const_names(tmp_path):
     assert metrics == {"KeyStoreLoads": {frozenset({"Result"})}, "LoadMs": {frozenset()}}
 
 
+def test_every_metric_the_platform_reads_is_one_that_exists(source):
+    r = deploy().platform
+    assert metric_reads(r)
+    assert platform_problems(r, source) == []
+
+
 @pytest.mark.parametrize("mode", ["api-key", "iam", "both", "token", "key-or-token"])
-def test_every_metric_read_is_one_that_exists(sam, source, mode):
-    r = resolved(sam, AuthMode=mode)
-    reads = metric_reads(r)
-    assert reads
+def test_every_metric_the_example_reads_is_one_of_its_own_apis(source, mode):
+    r = deploy(mode).example
+    assert metric_reads(r)
+    # nothing of the authorizers: their alarms and widgets are the platform's
     assert check_reads(r, *source) == []
 
 
-def test_negative_control_a_misspelt_metric_or_dimension_is_caught(sam, source):
+def test_negative_control_a_misspelt_metric_or_dimension_is_caught(source):
     for change in ({"MetricName": "Unauthorised"}, {"Dimensions": [{"Name": "Cause", "Value": "store_unavailable"}]},
                    {"Dimensions": [{"Name": "Reason", "Value": "store_unavailible"}]}):
-        sam2 = copy.deepcopy(sam)
-        sam2["Resources"]["AuthorizerStoreUnavailableAlarm"]["Properties"].update(change)
-        problems = check_reads(resolved(sam2, AuthMode="api-key"), *source)
+        sam2 = copy.deepcopy(PLATFORM_SAM)
+        for q in sam2["Resources"]["AuthorizerStoreUnavailableAlarm"]["Properties"]["Metrics"]:
+            if "MetricStat" in q:
+                q["MetricStat"]["Metric"].update(change)
+        problems = platform_problems(platform_alone(sam2), source)
         assert any("AuthorizerStoreUnavailableAlarm" in p for p in problems), change
-    sam2 = copy.deepcopy(sam)
+    sam2 = copy.deepcopy(PLATFORM_SAM)
     body = sam2["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     body[0] = body[0].replace('MetricName=\\"Decisions\\"', 'MetricName=\\"Decision\\"')
-    assert any("Decision is not emitted" in p for p in check_reads(resolved(sam2, AuthMode="api-key"), *source))
+    assert any("Decision is not emitted" in p for p in platform_problems(platform_alone(sam2), source))
 
 
-def test_metrics_namespace_is_the_authorizers(sam):
-    r = resolved(sam, AuthMode="api-key")
-    ns = authorizer_namespace(r)
+def test_each_instance_of_each_stack_has_a_namespace_of_its_own():
+    """Metrics without a dimension in one namespace are shared by every stack and every
+    instance that emits them: each instance's namespace names its stack and itself."""
+    a, b = platform_alone(stack_name="svcauth-a", prefix="a-"), platform_alone(stack_name="svcauth-b", prefix="b-")
+    ns_a, ns_b = namespaces(a), namespaces(b)
+    assert set(ns_a) == set(INSTANCES)
+    assert ns_a == {i: f"svcauth/svcauth-a/{i}" for i in INSTANCES}
+    assert len(set(ns_a.values())) == len(INSTANCES)
+    assert not set(ns_a.values()) & set(ns_b.values())
+    # the code's own default is for an authorizer deployed on its own
     config = (ROOT / "authorizer" / "src" / "config.rs").read_text(encoding="utf-8")
-    fn = r.nested("Authorizer").resources()["AuthorizerFunction"]["Properties"]
-    assert fn["Environment"]["Variables"]["SVCAUTH_METRICS_NAMESPACE"] == ns
-    assert f'"{ns}"' in config  # the code's default is the one the template sets
-    used = {read[1] for read in metric_reads(r)}
-    assert used == {ns, "AWS/Lambda", "AWS/ApiGateway"}
+    assert '"ServiceAuth"' in config and "SVCAUTH_METRICS_NAMESPACE" in config
 
 
-def test_the_alarms_the_issue_asks_for(sam):
-    r = resolved(sam, AuthMode="both")
-    alarms = r.resources("AWS::CloudWatch::Alarm")
-    assert set(alarms) == {
+def _identities(r: Resolver) -> set[tuple]:
+    """(namespace, metric, dimensions) of every metric r's alarms and widgets read;
+    a SEARCH stands for its whole schema."""
+    return {(ns, name, tuple(sorted((k, tuple(sorted(v))) for k, v in values.items())))
+            for _where, ns, name, _keys, values in metric_reads(r)}
+
+
+def test_two_stacks_in_one_account_read_none_of_each_others_metrics():
+    """§3: every alarm and widget reads only its own stack's (and instance's) metrics."""
+    a = platform_alone(stack_name="svcauth-a", prefix="a-", Environment="dev")
+    b = platform_alone(stack_name="svcauth-b", prefix="b-", Environment="dev")
+    assert not _identities(a) & _identities(b)
+    # the example's are by ApiName, which carries its stack's name
+    ea = example_on(a, "both", stack_name="svcauth-example-a")
+    eb = example_on(b, "both", stack_name="svcauth-example-b")
+    assert not _identities(ea) & _identities(eb)
+
+
+def _alarm_namespaces(alarm: dict) -> set[str]:
+    props = alarm["Properties"]
+    stats = [props] if "Namespace" in props else [q["MetricStat"]["Metric"] for q in props["Metrics"]
+                                                  if "MetricStat" in q]
+    return {m["Namespace"] for m in stats}
+
+
+def test_each_alarm_reads_the_namespaces_this_stacks_instances_emit(source):
+    r = deploy().platform
+    ours = set(namespaces(r).values())
+    read = set()
+    for lid, alarm in r.resources("AWS::CloudWatch::Alarm").items():
+        assert _alarm_namespaces(alarm) <= ours | {"AWS/Lambda", "AWS/ApiGateway"}, lid
+        read |= _alarm_namespaces(alarm) & ours
+    assert read == ours
+    # negative control: an instance emitting into the namespace every authorizer used to
+    # share leaves the alarms reading a namespace nobody emits
+    sam2 = copy.deepcopy(PLATFORM_SAM)
+    sam2["Resources"]["KeyAuthorizer"]["Properties"]["Parameters"]["MetricsNamespace"] = "ServiceAuth"
+    r2 = platform_alone(sam2)
+    assert namespaces(r2)["KeyAuthorizer"] == "ServiceAuth"
+    assert any(f"svcauth/{r2.stack_name}/KeyAuthorizer is neither" in p for p in platform_problems(r2, source))
+
+
+def test_the_alarms_the_issue_asks_for():
+    d = deploy("both")
+    assert set(d.platform.resources("AWS::CloudWatch::Alarm")) == {
         "AuthorizerStoreUnavailableAlarm", "AuthorizerRejectedParameterAlarm",
-        "AuthorizerGuessedKeysAlarm", "AuthorizerErrorsAlarm",
-        "AuthorizerThrottlesAlarm", "IdentityKeyApi5xxAlarm", "TutorKeyApi5xxAlarm",
-        "IdentityIamApi5xxAlarm", "TutorIamApi5xxAlarm"}
+        "AuthorizerGuessedKeysAlarm", "AuthorizerErrorsAlarm", "AuthorizerThrottlesAlarm",
+        "TokenKeySetUnavailableAlarm", "ForgedTokensAlarm", "TokenIssuerErrorsAlarm", "TokenApi5xxAlarm"}
+    assert set(d.example.resources("AWS::CloudWatch::Alarm")) == {
+        "IdentityKeyApi5xxAlarm", "TutorKeyApi5xxAlarm", "IdentityIamApi5xxAlarm", "TutorIamApi5xxAlarm"}
+    alarms = d.platform.resources("AWS::CloudWatch::Alarm")
     store = alarms["AuthorizerStoreUnavailableAlarm"]["Properties"]
-    assert (store["MetricName"], store["Dimensions"]) == ("Unauthorized", [{"Name": "Reason", "Value": "store_unavailable"}])
-    assert store["Threshold"] == 1 and store["Period"] == 60
+    stats = [q["MetricStat"] for q in store["Metrics"] if "MetricStat" in q]
+    assert {(s["Metric"]["MetricName"], json.dumps(s["Metric"]["Dimensions"])) for s in stats} == {
+        ("Unauthorized", json.dumps([{"Name": "Reason", "Value": "store_unavailable"}]))}
+    assert {s["Metric"]["Namespace"] for s in stats} == set(namespaces(d.platform).values())
+    assert store["Threshold"] == 1 and {s["Period"] for s in stats} == {60}
     # Issue 9 item 5: one unusable parameter refuses only its service, and pages.
     rejected = alarms["AuthorizerRejectedParameterAlarm"]["Properties"]
-    assert (rejected["MetricName"], rejected.get("Dimensions")) == ("KeyStoreRejectedParameters", None)
+    stats = [q["MetricStat"]["Metric"] for q in rejected["Metrics"] if "MetricStat" in q]
+    assert {(m["MetricName"], m.get("Dimensions")) for m in stats} == {("KeyStoreRejectedParameters", None)}
     assert rejected["Threshold"] == 1 and rejected["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    iam_only = resolved(sam, AuthMode="iam").resources("AWS::CloudWatch::Alarm")
-    assert set(iam_only) == {"IdentityIamApi5xxAlarm", "TutorIamApi5xxAlarm"}
+    assert set(deploy("iam").example.resources("AWS::CloudWatch::Alarm")) == {
+        "IdentityIamApi5xxAlarm", "TutorIamApi5xxAlarm"}
+
+
+def test_no_alarm_reads_more_metrics_than_cloudwatch_allows():
+    d = deploy("both")
+    for r in (d.platform, d.example):
+        for lid, alarm in r.resources("AWS::CloudWatch::Alarm").items():
+            stats = [q for q in alarm["Properties"].get("Metrics", []) if "MetricStat" in q]
+            assert len(stats) <= ALARM_METRICS_LIMIT, lid
+
+
+def test_no_alarm_expression_passes_a_scalar_to_a_function():
+    """§3: metric math's MAX takes time series, not scalars: `MAX([0, ...])` is refused
+    by CloudWatch. An alarm on a difference needs no clamp when its threshold is >= 1."""
+    for alarm in deploy().platform.resources("AWS::CloudWatch::Alarm").values():
+        for q in alarm["Properties"].get("Metrics", []):
+            expr = q.get("Expression", "")
+            assert not re.search(r"\[\s*-?\d", expr), expr
+            assert "MAX(" not in expr, expr
+            if "-" in expr:
+                assert float(alarm["Properties"]["Threshold"]) >= 1
 
 
 # ------------------------------------------------------------------ refusals in the source
@@ -434,145 +530,141 @@ def test_negative_control_an_unaudited_401_is_caught():
     assert len(unaudited_refusals(other_use)) == 1
 
 
-def _authorizer_functions(r: Resolver) -> set[str]:
-    """Function names of every nested instance of the authorizer application."""
-    app = (ROOT / "authorizer" / "template.yaml").resolve()
-    return {r.nested(lid).ref("AuthorizerFunction") for lid in r.nested_ids()
-            if (r.base_dir / r.cfn["Resources"][lid]["Properties"]["TemplateURL"]).resolve() == app}
-
-
 def _alarm_value(alarm: dict, values: dict[str, float]) -> float:
     """The alarm's metric-math result for the given value of each metric id."""
     (result,) = [q for q in alarm["Metrics"] if q.get("ReturnData")]
     expr = result["Expression"]
-    assert re.fullmatch(r"[A-Za-z0-9_(),\[\] +\-]+", expr), expr
-    py = re.sub(r"FILL\((\w+), 0\)", lambda m: f"v.get({m.group(1)!r}, 0)", expr).replace("MAX(", "max(")
-    assert re.fullmatch(r"[a-z0-9_(),.'\[\] +\-]+", py), py
-    return eval(py, {"__builtins__": {}, "max": max}, {"v": values})  # noqa: S307 - checked above
+    assert re.fullmatch(r"[A-Za-z0-9_(),\[\] +\-\n]+", expr), expr
+    py = re.sub(r"FILL\((\w+), 0\)", lambda m: f"v.get({m.group(1)!r}, 0)", expr)
+    assert re.fullmatch(r"[a-z0-9_(),.'\[\] +\-\n]+", py), py
+    return eval(py.replace("\n", " "), {"__builtins__": {}}, {"v": values})  # noqa: S307 - checked above
 
 
-@pytest.mark.parametrize("mode", ["api-key", "both", "token", "key-or-token"])
-def test_authorizer_errors_alarm_subtracts_every_refusal(sam, source, mode):
+def _authorizer_functions(platform: Resolver) -> dict[str, str]:
+    """Instance -> function name of each nested authorizer."""
+    return {lid: platform.nested(lid).ref("AuthorizerFunction") for lid in platform.nested_ids()}
+
+
+def check_errors_alarm(platform: Resolver) -> None:
     """A refusal is a function error (the handler returns "Unauthorized"); the alarm must
-    subtract every refusal, key or token, or each 401 would page someone. The authorizer
-    counts every 401 in `Refusals` (test above); the alarm adds the errors of every
-    authorizer function of the stack (both emit into one namespace) and subtracts it."""
-    r = resolved(sam, AuthMode=mode)
-    alarm = r.resources()["AuthorizerErrorsAlarm"]["Properties"]
+    subtract every refusal of every instance, or each 401 would page someone."""
+    alarm = platform.resources()["AuthorizerErrorsAlarm"]["Properties"]
     stats = {q["Id"]: q["MetricStat"]["Metric"] for q in alarm["Metrics"] if "MetricStat" in q}
     errors = {qid: m["Dimensions"][0]["Value"] for qid, m in stats.items()
               if (m["Namespace"], m["MetricName"]) == ("AWS/Lambda", "Errors")}
-    assert set(errors.values()) == _authorizer_functions(r)
-    assert len(_authorizer_functions(r)) == (2 if mode in ("token", "key-or-token") else 1)
-    ours = {qid: m for qid, m in stats.items() if m["Namespace"] == authorizer_namespace(r)}
-    assert [(m["MetricName"], m.get("Dimensions")) for m in ours.values()] == [("Refusals", None)]
-    (refusals,) = ours
-    assert set(stats) == set(errors) | {refusals}
+    assert set(errors.values()) == set(_authorizer_functions(platform).values())
+    ns = namespaces(platform)
+    refusals = {qid: m["Namespace"] for qid, m in stats.items() if m["Namespace"] in ns.values()}
+    assert {(stats[q]["MetricName"], stats[q].get("Dimensions")) for q in refusals} == {("Refusals", None)}
+    assert set(refusals.values()) == set(ns.values())
+    assert set(stats) == set(errors) | set(refusals)
     # Every error a refusal: silent. One error more than the refusals: it fires.
     for n in (0, 1, 7, 500):
-        split = {qid: n // len(errors) + (n % len(errors) if i == 0 else 0) for i, qid in enumerate(errors)}
-        assert _alarm_value(alarm, {**split, refusals: n}) == 0
-        if n:  # one of those errors was no refusal
-            assert _alarm_value(alarm, {**split, refusals: n - 1}) == 1
-        for qid in errors:  # a crash of either function
-            assert _alarm_value(alarm, {**split, qid: split[qid] + 1, refusals: n}) == 1
+        for instance_errors, instance_refusals in zip(sorted(errors), sorted(refusals)):
+            values = {instance_errors: n, instance_refusals: n}
+            assert _alarm_value(alarm, values) == 0
+            assert _alarm_value(alarm, {**values, instance_errors: n + 1}) == 1  # a crash
+        spread = {qid: n for qid in list(errors) + list(refusals)}
+        assert _alarm_value(alarm, spread) == 0
     assert _alarm_value(alarm, {}) == 0  # no data: nothing failed
     assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert "docs/deploy.md#alarm-authorizer-errors" in alarm["AlarmDescription"]
+    assert "docs/operate.md#alarm-authorizer-errors" in alarm["AlarmDescription"]
 
 
-def test_negative_control_an_errors_alarm_that_ignores_refusals_is_caught(sam, source):
-    sam2 = copy.deepcopy(sam)
+def test_authorizer_errors_alarm_subtracts_every_refusal(source):
+    metrics, _ = source
+    assert metrics["Refusals"] == {frozenset()}  # one undimensioned metric per namespace
+    check_errors_alarm(deploy().platform)
+
+
+def test_negative_control_an_errors_alarm_that_ignores_refusals_is_caught():
+    sam2 = copy.deepcopy(PLATFORM_SAM)
     props = sam2["Resources"]["AuthorizerErrorsAlarm"]["Properties"]
     (result,) = [q for q in props["Metrics"] if q.get("ReturnData")]
-    result["Expression"] = "MAX([0, FILL(errors, 0)])"
+    result["Expression"] = "FILL(keyerrors, 0) + FILL(tokenerrors, 0) + FILL(eithererrors, 0)"
     with pytest.raises(AssertionError):
-        test_authorizer_errors_alarm_subtracts_every_refusal(sam2, source, "api-key")
+        check_errors_alarm(platform_alone(sam2))
 
 
-def test_authorizer_throttles_alarm_watches_every_authorizer_function(sam):
-    for mode in ("api-key", "both", "token", "key-or-token"):
-        r = resolved(sam, AuthMode=mode)
-        alarm = r.resources()["AuthorizerThrottlesAlarm"]["Properties"]
-        throttles = {q["Id"]: q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for q in alarm["Metrics"]
-                     if "MetricStat" in q and q["MetricStat"]["Metric"]["MetricName"] == "Throttles"}
-        assert set(throttles.values()) == _authorizer_functions(r), mode
-        for qid in throttles:
-            assert _alarm_value(alarm, {qid: 1}) == 1
-        assert _alarm_value(alarm, {}) == 0
+def test_authorizer_throttles_alarm_watches_every_authorizer_function():
+    r = deploy().platform
+    alarm = r.resources()["AuthorizerThrottlesAlarm"]["Properties"]
+    throttles = {q["Id"]: q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for q in alarm["Metrics"]
+                 if "MetricStat" in q and q["MetricStat"]["Metric"]["MetricName"] == "Throttles"}
+    assert set(throttles.values()) == set(_authorizer_functions(r).values())
+    for qid in throttles:
+        assert _alarm_value(alarm, {qid: 1}) == 1
+    assert _alarm_value(alarm, {}) == 0
 
 
-def test_token_refusal_widget_shows_every_token_and_credential_reason(sam):
+def test_token_refusal_widget_shows_every_token_and_credential_reason():
     """The token widget lists every reason only the token path (or the choice between
-    credentials) produces; the reasons both paths share (store_unavailable,
-    malformed_method_arn) are in the all-reasons widget."""
-    r = resolved(sam, AuthMode="token")
+    credentials) produces, for both token-taking instances; the reasons both paths share
+    (store_unavailable, malformed_method_arn) are in the all-reasons widget."""
+    r = deploy().platform
+    ns = namespaces(r)
     (dash,) = r.resources("AWS::CloudWatch::Dashboard").values()
     widgets = json.loads(dash["Properties"]["DashboardBody"])["widgets"]
     (widget,) = [w for w in widgets if w["properties"]["title"].startswith("Token and credential refusals")]
-    ((line,),) = widget["properties"]["metrics"]
-    ((ns, name, keys, fixed),) = _search_reads(line["expression"])
-    assert (name, keys) == ("Unauthorized", frozenset({"Reason"}))
-    assert fixed["Reason"] == token_reasons() - key_reasons()
+    searched = set()
+    for (line,) in widget["properties"]["metrics"]:
+        ((nsp, name, keys, fixed),) = _search_reads(line["expression"])
+        assert (name, keys) == ("Unauthorized", frozenset({"Reason"}))
+        assert fixed["Reason"] == token_reasons() - key_reasons()
+        searched.add(nsp)
+    assert searched == {ns["TokenAuthorizer"], ns["KeyOrTokenAuthorizer"]}
     assert {"duplicate_authorization", "empty_authorization", "unsupported_auth_scheme", "missing_token",
-            "ambiguous_credentials", "missing_credentials", "expires_within_cache_ttl"} <= fixed["Reason"]
+            "ambiguous_credentials", "missing_credentials", "expires_within_cache_ttl"} <= token_reasons()
 
 
-def test_every_search_query_fits_cloudwatchs_limit(sam):
+def test_every_search_query_fits_cloudwatchs_limit():
     """CloudWatch refuses a SEARCH whose query (schema and terms) is over 1024 characters."""
-    r = resolved(sam, AuthMode="key-or-token")
-    (dash,) = r.resources("AWS::CloudWatch::Dashboard").values()
-    for w in json.loads(dash["Properties"]["DashboardBody"])["widgets"]:
-        for line in w["properties"]["metrics"]:
-            if isinstance(line[0], dict):
-                for query in re.findall(r"SEARCH\('([^']*)'", line[0]["expression"]):
-                    assert len(query) <= 1024, w["properties"]["title"]
+    d = deploy("both")
+    for r in (d.platform, d.example):
+        (dash,) = r.resources("AWS::CloudWatch::Dashboard").values()
+        for w in json.loads(dash["Properties"]["DashboardBody"])["widgets"]:
+            for line in w["properties"]["metrics"]:
+                if isinstance(line[0], dict):
+                    for query in re.findall(r"SEARCH\('([^']*)'", line[0]["expression"]):
+                        assert len(query) <= 1024, w["properties"]["title"]
 
 
-def test_guessed_keys_alarm_counts_unknown_and_malformed_keys(sam):
-    r = resolved(sam, AuthMode="api-key", GuessedKeysAlarmThreshold=7)
+def test_guessed_keys_alarm_counts_unknown_and_malformed_keys_of_the_key_taking_instances():
+    r = platform_alone(GuessedKeysAlarmThreshold=7)
+    ns = namespaces(r)
     alarm = r.resources()["AuthorizerGuessedKeysAlarm"]["Properties"]
-    reasons = {q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for q in alarm["Metrics"] if "MetricStat" in q}
-    assert reasons == {"unknown_key", "malformed_key"}
+    stats = [q["MetricStat"]["Metric"] for q in alarm["Metrics"] if "MetricStat" in q]
+    assert {(m["Namespace"], m["Dimensions"][0]["Value"]) for m in stats} == {
+        (ns[i], reason) for i in ("KeyAuthorizer", "KeyOrTokenAuthorizer") for reason in ("unknown_key", "malformed_key")}
     assert alarm["Threshold"] == "7"
 
 
 @pytest.mark.parametrize("topic", ["", "arn:aws:sns:us-east-1:123456789012:on-call"])
-def test_alarms_notify_the_topic_when_one_is_given(sam, topic):
-    r = resolved(sam, AuthMode="both", AlarmTopicArn=topic)
-    for lid, alarm in r.resources("AWS::CloudWatch::Alarm").items():
-        p = alarm["Properties"]
-        if topic:
-            assert p["AlarmActions"] == [topic] and p["OKActions"] == [topic], lid
-        else:
-            assert "AlarmActions" not in p and "OKActions" not in p, lid
+def test_alarms_notify_the_topic_when_one_is_given(topic):
+    d = deploy("both", AlarmTopicArn=topic)
+    for r in (d.platform, d.example):
+        for lid, alarm in r.resources("AWS::CloudWatch::Alarm").items():
+            p = alarm["Properties"]
+            if topic:
+                assert p["AlarmActions"] == [topic] and p["OKActions"] == [topic], lid
+            else:
+                assert "AlarmActions" not in p and "OKActions" not in p, lid
 
 
-def test_every_alarm_says_what_it_means_and_links_its_runbook(sam):
-    docs = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+def test_every_alarm_says_what_it_means_and_links_its_runbook():
+    docs = (ROOT / "docs" / "operate.md").read_text(encoding="utf-8")
     anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', docs))
-    r = resolved(sam, AuthMode="both")
-    for lid, alarm in r.resources("AWS::CloudWatch::Alarm").items():
-        text = alarm["Properties"]["AlarmDescription"]
-        assert len(text) <= 1024, lid
-        assert "First:" in text, f"{lid}: say the first thing to do"
-        (anchor,) = re.findall(r"docs/deploy\.md#([a-z0-9-]+)", text)
-        assert anchor in anchors, f"{lid}: runbook section #{anchor} is missing from docs/deploy.md"
+    d = deploy("both")
+    for r in (d.platform, d.example):
+        for lid, alarm in r.resources("AWS::CloudWatch::Alarm").items():
+            text = alarm["Properties"]["AlarmDescription"]
+            assert len(text) <= 1024, lid
+            assert "First:" in text, f"{lid}: say the first thing to do"
+            (anchor,) = re.findall(r"docs/operate\.md#([a-z0-9-]+)", text)
+            assert anchor in anchors, f"{lid}: runbook section #{anchor} is missing from docs/operate.md"
 
 
-def test_dashboard_shows_what_the_issue_asks_for(sam):
-    r = resolved(sam, AuthMode="api-key")
-    (dash,) = r.resources("AWS::CloudWatch::Dashboard").values()
-    widgets = json.loads(dash["Properties"]["DashboardBody"])["widgets"]
-    reads = {(ns, name) for where, ns, name, _keys, _values in metric_reads(r) if where.startswith("Dashboard")}
-    assert {("ServiceAuth", "Decisions"), ("ServiceAuth", "Unauthorized"), ("AWS/Lambda", "Duration"),
-            ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), ("AWS/ApiGateway", "4XXError"),
-            ("AWS/ApiGateway", "5XXError"), ("AWS/ApiGateway", "Latency")} <= reads
-    stats = {o.get("stat") for w in widgets for line in w["properties"]["metrics"] for o in line
-             if isinstance(o, dict)}
-    assert {"p50", "p99"} <= stats
-    assert all(w["properties"]["region"] == "us-east-1" for w in widgets)
-    # widgets do not overlap on the 24-column grid
+def _widgets_do_not_overlap(widgets: list[dict]) -> None:
     cells = set()
     for w in widgets:
         for x in range(w["x"], w["x"] + w["width"]):
@@ -580,3 +672,23 @@ def test_dashboard_shows_what_the_issue_asks_for(sam):
                 assert (x, y) not in cells, w["properties"]["title"]
                 cells.add((x, y))
         assert w["x"] + w["width"] <= 24
+
+
+def test_dashboards_show_what_the_issue_asks_for():
+    d = deploy("both")
+    reads = set()
+    for r in (d.platform, d.example):
+        (dash,) = r.resources("AWS::CloudWatch::Dashboard").values()
+        widgets = json.loads(dash["Properties"]["DashboardBody"])["widgets"]
+        _widgets_do_not_overlap(widgets)
+        assert all(w["properties"]["region"] == "us-east-1" for w in widgets)
+        reads |= {(ns.split("/")[-1] if ns.startswith("svcauth/") else ns, name)
+                  for where, ns, name, _k, _v in metric_reads(r) if where.startswith("Dashboard")}
+        stats = {o.get("stat") for w in widgets for line in w["properties"]["metrics"] for o in line
+                 if isinstance(o, dict)}
+        if r is d.platform:
+            assert {"p50", "p99"} <= stats
+    for instance in INSTANCES:
+        assert {(instance, "Decisions"), (instance, "Unauthorized"), (instance, "Refusals")} <= reads, instance
+    assert {("AWS/Lambda", "Duration"), ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"),
+            ("AWS/ApiGateway", "4XXError"), ("AWS/ApiGateway", "5XXError"), ("AWS/ApiGateway", "Latency")} <= reads

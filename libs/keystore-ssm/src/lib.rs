@@ -1,8 +1,24 @@
 /*!
-The service key store in SSM Parameter Store.
+The service key store in SSM Parameter Store: the ONE owner of its layout and the one
+reader and writer of everything in it, for the authorizer, the token issuer, svcauth
+and the local gateway.
 
-Layout: one `SecureString` parameter per calling service, `{path}/{service}`, holding
-that service's [`ServiceDocument`] (permissions and hashed key records). Why:
+* [`StoreLayout`] derives every parameter name from the key store path (documents,
+  revocation/expiry/brake markers, the key id index, the API registry and its name
+  claims, the token key set); nobody else builds one.
+* [`SsmKeyStore`]: service documents, markers and the index (below).
+* [`ApiRegistry`]: API id → name, trusted only as a SecureString, one API per name.
+* [`KeySetParameter`]: the token key set, trusted only as a SecureString.
+* [`Standings`]: a calling service's standing (its document with every marker applied,
+  `service_auth::Standing`), read per service and cached with the caller's TTL: the
+  one standing computation of the authorizer's token path and of the issuer.
+
+What verifiers trust to grant anything is a SecureString under the store's KMS key; a
+`String` there is never trusted. Strings are markers (they only take access away) or
+pointers (they only say where to look).
+
+Documents: one `SecureString` parameter per calling service, `{path}/{service}`,
+holding that service's [`ServiceDocument`] (permissions and hashed key records). Why:
 
 * **Cold start**: the authorizer reads only what the first key needs: its key id
   index entry and revocation marker ([`SsmKeyStore::lookup_key`], one
@@ -25,12 +41,13 @@ that service's [`ServiceDocument`] (permissions and hashed key records). Why:
 The original design's single JSON parameter (`{"<key>": "<service>"}`) can be read as
 a legacy source: its keys are hashed as they are parsed and the clear values dropped.
 
-**Revocation markers**: the version check above repairs a lost write only while the
+**Markers** (revocations, scheduled ends and brakes: `markers.rs`): the version check
+above repairs a lost write only while the
 writer lives and the history can be read. A revocation must not depend on that, so
 `keys revoke` first creates `{revoked path}/{key id}` (a `String` parameter, created
 with `Overwrite=false`, never changed or deleted by svcauth), where the revoked path is
 a sibling of the key path: `/svcauth/dev/keys` → `/svcauth/dev/revoked`. A load reads
-the markers of every key it would accept ([`SsmKeyStore::revoked_among`],
+the markers of every key it would accept ([`SsmKeyStore::markers_among`],
 `GetParameters`, 10 names a call) and refuses those keys whatever any document or the
 legacy map says. A marker only ever takes access away, so its type and value do not
 matter: its existence is the revocation.
@@ -72,7 +89,19 @@ use service_auth::record::{valid_service_name, DocumentError};
 use service_auth::store::{
     parse_legacy_map, LegacyEntry, ReadDocument, RejectReason, Rejected, StoreError,
 };
-use service_auth::{KeyId, KeyStore, ServiceDocument, UnixTime};
+use service_auth::{KeyId, KeyStore, Markers, ServiceDocument, UnixTime};
+
+mod keyset;
+mod layout;
+mod markers;
+mod registry;
+mod standing;
+
+pub use keyset::{KeySetError, KeySetParameter, StoredKeySet};
+pub use layout::{api_name_claims, default_key_path, StoreLayout, DEFAULT_ENV, DEFAULT_KEY_PATH};
+pub use markers::{expiry_of, ExpiryMarked};
+pub use registry::{valid_api_id, ApiEntry, ApiRegistry, RegisterError, Registered, Removed};
+pub use standing::{StandingError, StandingRead, Standings};
 
 /// How many times a conflicting write is merged and retried before giving up.
 const MAX_WRITE_ATTEMPTS: usize = 8;
@@ -98,7 +127,7 @@ pub enum SsmStoreError {
     TooManyConflicts(String),
     #[error("SSM did not answer in time during {0}; check network access to SSM (VPC endpoint or NAT) and the region")]
     Timeout(&'static str),
-    #[error("wrote version {written} of {name}, but it replaced version(s) {first}-{last} that another writer stored at the same time, and those could not be read back to merge ({reason}). Changes made in them may be lost: a key created there can be missing (its caller gets 401), a permission change undone; revocations are not lost (their markers stay). Compare `aws ssm get-parameter-history --name {name} --with-decryption` with `svcauth keys list --service {service}` and run the lost command again")]
+    #[error("wrote version {written} of {name}, but it replaced version(s) {first}-{last} that another writer stored at the same time, and those could not be read back to merge ({reason}). Safe whatever happened: revocations, scheduled expiries (`keys revoke --after`, `rotate --grace`) and brakes (`tokens brake`) made there, each held by its marker that every authorizer and issuer read applies. May be lost: keys created there (their callers get 401: create them again), grant changes (a route granted there can be missing; a route or API removed there (`keys grant --remove`) can be back: check it first), the usage-plan key, and a second, earlier expiry of a key whose marker holds an earlier one's time. Compare `aws ssm get-parameter-history --name {name} --with-decryption` with `svcauth keys list --service {service}` and run the lost command again")]
     UnmergedOverwrite {
         name: String,
         service: String,
@@ -119,9 +148,7 @@ pub enum SsmStoreError {
 #[derive(Debug, Clone)]
 pub struct SsmKeyStore {
     client: Client,
-    path: String,
-    revoked_path: String,
-    index_path: String,
+    layout: StoreLayout,
     legacy_parameter: Option<String>,
     kms_key_id: Option<String>,
 }
@@ -134,6 +161,8 @@ pub struct KeyLookup {
     /// one that does not name a valid service: then it is not trusted for anything).
     pub service: Option<String>,
     pub revoked: bool,
+    /// The key's expiry marker: it ends then at the latest.
+    pub expires: Option<UnixTime>,
 }
 
 /// What [`SsmKeyStore::ensure_index`] did.
@@ -145,6 +174,10 @@ pub struct IndexOutcome {
     /// docs); such a key is answered through the full load only.
     pub conflicts: Vec<(KeyId, String)>,
 }
+
+/// The extra parameter [`SsmKeyStore::lookup_key_with`] read: `Ok(None)` when it does
+/// not exist, `Err` when it could not be decrypted (it is then not trusted).
+pub type AlsoRead = Result<Option<aws_sdk_ssm::types::Parameter>, String>;
 
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,26 +196,31 @@ pub struct WriteOutcome {
 
 impl SsmKeyStore {
     pub fn new(client: Client, path: &str) -> Result<Self, SsmStoreError> {
-        let ok = path.starts_with('/')
-            && !path.ends_with('/')
-            && path.len() <= 900
-            && path
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b));
-        let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
-        // The markers live beside the key path, never under it (it is listed without
-        // recursion, and a marker must not look like a service).
-        if !ok || last == "revoked" || last == "index" || last.is_empty() {
-            return Err(SsmStoreError::BadPath(path.to_owned()));
-        }
         Ok(Self {
             client,
-            path: path.to_owned(),
-            revoked_path: format!("{parent}/revoked"),
-            index_path: format!("{parent}/index"),
+            layout: StoreLayout::new(path)?,
             legacy_parameter: None,
             kms_key_id: None,
         })
+    }
+
+    /// Where everything of this store is.
+    pub fn layout(&self) -> &StoreLayout {
+        &self.layout
+    }
+
+    /// The API registry of this store (`apis_path`: another path than the layout's,
+    /// `SVCAUTH_API_PATH`), writing with this store's KMS key.
+    pub fn api_registry(&self, apis_path: Option<&str>) -> ApiRegistry {
+        let path = apis_path.map_or_else(|| self.layout.apis(), str::to_owned);
+        ApiRegistry::new(self.client.clone(), &path).with_kms_key_id(self.kms_key_id.clone())
+    }
+
+    /// The token key set of this store (`name`: another parameter than the layout's,
+    /// `SVCAUTH_TOKEN_JWKS_PARAMETER`), writing with this store's KMS key.
+    pub fn key_set(&self, name: Option<&str>) -> KeySetParameter {
+        let name = name.map_or_else(|| self.layout.key_set(), str::to_owned);
+        KeySetParameter::new(self.client.clone(), &name).with_kms_key_id(self.kms_key_id.clone())
     }
 
     /// Encrypt every `SecureString` this store writes with this KMS key (id, ARN or
@@ -198,24 +236,14 @@ impl SsmKeyStore {
         self.kms_key_id.as_deref()
     }
 
-    /// Where revocation markers live: a sibling of the key path.
-    pub fn revoked_path(&self) -> &str {
-        &self.revoked_path
-    }
-
     /// The revocation marker of a key.
     pub fn marker_name(&self, key_id: &KeyId) -> String {
-        format!("{}/{}", self.revoked_path, key_id)
-    }
-
-    /// Where the key id index lives: a sibling of the key path.
-    pub fn index_path(&self) -> &str {
-        &self.index_path
+        self.layout.revocation_marker(key_id)
     }
 
     /// The index entry of a key: a `String` parameter whose value names its service.
     pub fn index_name(&self, key_id: &KeyId) -> String {
-        format!("{}/{}", self.index_path, key_id)
+        self.layout.index_entry(key_id)
     }
 
     /// Also read the original design's `{"<key>": "<service>"}` parameter.
@@ -225,7 +253,7 @@ impl SsmKeyStore {
     }
 
     pub fn path(&self) -> &str {
-        &self.path
+        self.layout.keys()
     }
 
     pub fn client(&self) -> &Client {
@@ -234,7 +262,7 @@ impl SsmKeyStore {
 
     /// The parameter holding `service`'s document.
     pub fn parameter_name(&self, service: &str) -> String {
-        format!("{}/{}", self.path, service)
+        self.layout.document(service)
     }
 
     /// Loads and indexes the store as the authorizer uses it at `now`: every document
@@ -243,13 +271,15 @@ impl SsmKeyStore {
     /// accept. Fails only when SSM cannot be read.
     ///
     /// Calls: `ceil(documents / 10)` `GetParametersByPath`, one `GetParameter` for the
-    /// legacy map if configured, and `ceil(usable keys / 10)` `GetParameters`.
+    /// legacy map if configured, and `ceil(usable keys / 10)` `GetParameters` of their
+    /// markers (plus one per 10 keys in a scheduled-end grace, for their
+    /// immediate-revocation markers).
     pub async fn load_store(&self, now: UnixTime) -> Result<KeyStore, SsmStoreError> {
         let read = self.read_documents().await?;
         let legacy = self.read_legacy().await?;
         let mut store = KeyStore::build_isolated(read, legacy);
-        let revoked = self.revoked_among(&store.usable_key_ids(now)).await?;
-        store.revoke_ids(&revoked);
+        let markers = self.markers_among(&store.usable_key_ids(now)).await?;
+        store.apply_markers(&markers);
         Ok(store)
     }
 
@@ -314,7 +344,7 @@ impl SsmKeyStore {
                 .with_decryption(true)
                 .send()
                 .await
-                .map_err(|e| sdk_error("GetParameters", &self.path, e));
+                .map_err(|e| sdk_error("GetParameters", self.path(), e));
             match batch {
                 Ok(out) => docs.extend(out.parameters().iter().map(|p| self.read_one(p))),
                 Err(e) if is_decrypt_failure(&e) => {
@@ -358,7 +388,7 @@ impl SsmKeyStore {
             let page = retry_throttled(|| {
                 self.client
                     .get_parameters_by_path()
-                    .path(&self.path)
+                    .path(self.path())
                     .recursive(false)
                     .with_decryption(with_decryption)
                     .max_results(10)
@@ -366,7 +396,7 @@ impl SsmKeyStore {
                     .send()
             })
             .await
-            .map_err(|e| sdk_error("GetParametersByPath", &self.path, e))?;
+            .map_err(|e| sdk_error("GetParametersByPath", self.path(), e))?;
             params.extend(page.parameters.unwrap_or_default());
             match page.next_token {
                 Some(t) if !t.is_empty() => token = Some(t),
@@ -451,56 +481,10 @@ impl SsmKeyStore {
         }
     }
 
-    /// Which of `ids` have a revocation marker: `GetParameters`, 10 names a call (its
-    /// limit). Names that do not exist come back as invalid, not as an error.
+    /// Which of `ids` a marker revokes now (a marker holding a scheduled end does not,
+    /// until its immediate-revocation marker exists: see [`SsmKeyStore::markers_among`]).
     pub async fn revoked_among(&self, ids: &[KeyId]) -> Result<HashSet<KeyId>, SsmStoreError> {
-        let mut revoked = HashSet::new();
-        for chunk in ids.chunks(10) {
-            let names: Vec<String> = chunk.iter().map(|id| self.marker_name(id)).collect();
-            let out = retry_throttled(|| {
-                self.client
-                    .get_parameters()
-                    .set_names(Some(names.clone()))
-                    .with_decryption(false)
-                    .send()
-            })
-            .await
-            .map_err(|e| sdk_error("GetParameters", &self.revoked_path, e))?;
-            for p in out.parameters() {
-                let name = p.name().unwrap_or_default();
-                if let Some(id) = chunk.iter().find(|id| self.marker_name(id) == name) {
-                    revoked.insert(id.clone());
-                }
-            }
-        }
-        Ok(revoked)
-    }
-
-    /// Creates `key_id`'s revocation marker if it does not exist yet (create-only:
-    /// `Overwrite=false`, so no writer can ever replace or race it). `Ok(true)` when
-    /// this call created it, `Ok(false)` when it already existed. Either way the key
-    /// is refused by every load from now on.
-    pub async fn put_revocation_marker(
-        &self,
-        service: &str,
-        key_id: &KeyId,
-        at: UnixTime,
-        why: &str,
-    ) -> Result<bool, SsmStoreError> {
-        let name = self.marker_name(key_id);
-        let value = serde_json::json!({
-            "service": service,
-            "keyId": key_id,
-            "revokedAt": at,
-            "by": why,
-        })
-        .to_string();
-        self.create_string(
-            &name,
-            value,
-            "svcauth revocation marker: this key is refused for good; never delete it",
-        )
-        .await
+        Ok(self.markers_among(ids).await?.revoked)
     }
 
     /// Creates the `String` parameter `name`, never replacing one that exists:
@@ -524,10 +508,10 @@ impl SsmKeyStore {
             .map_err(|e| sdk_error("PutParameter", name, e))
     }
 
-    /// What the store knows about one key id, in ONE `GetParameters` call (no
-    /// decryption): its index entry `{index path}/{key id}` and its revocation marker
-    /// `{revoked path}/{key id}`. This is the first of the authorizer's two calls on a
-    /// cold start (the second reads the named service's document).
+    /// What the store knows about one key id, in ONE `GetParameters` call: its index
+    /// entry `{index path}/{key id}` and its markers (`{revoked path}/{key id}`, and
+    /// `{key id}.now`). This is the first of the authorizer's two calls on a cold start
+    /// (the second reads the named service's document).
     ///
     /// The entry only says where to look: a key is granted only by the `SecureString`
     /// document that holds its hash, so a wrong or forged entry can cost a lookup or
@@ -536,23 +520,43 @@ impl SsmKeyStore {
         Ok(self.lookup_key_with(key_id, None).await?.0)
     }
 
-    /// [`SsmKeyStore::lookup_key`], with one more `String` parameter read in the same
-    /// call (the API name the request needs, so a cold instance still makes two
-    /// calls); the second value is that parameter, `None` when it does not exist.
+    /// [`SsmKeyStore::lookup_key`], with one more parameter read in the same call,
+    /// decrypted (the registry entry of the API the request is for, a SecureString, so
+    /// a cold instance still makes two calls); the second value is that parameter,
+    /// `None` when it does not exist.
     pub async fn lookup_key_with(
+        &self,
+        key_id: &KeyId,
+        also: Option<&str>,
+    ) -> Result<(KeyLookup, AlsoRead), SsmStoreError> {
+        match self.lookup_key_and(key_id, also).await {
+            Ok((found, extra)) => Ok((found, Ok(extra))),
+            // KMS refused the extra parameter (encrypted with another key than the
+            // store's): the key's own entries do not need it.
+            Err(e) if also.is_some() && is_decrypt_failure(&e) => {
+                let (found, _) = self.lookup_key_and(key_id, None).await?;
+                Ok((found, Err(e.to_string())))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn lookup_key_and(
         &self,
         key_id: &KeyId,
         also: Option<&str>,
     ) -> Result<(KeyLookup, Option<aws_sdk_ssm::types::Parameter>), SsmStoreError> {
         let index = self.index_name(key_id);
-        let marker = self.marker_name(key_id);
         let out = retry_throttled(|| {
             let mut call = self
                 .client
                 .get_parameters()
                 .names(&index)
-                .names(&marker)
-                .with_decryption(false);
+                .names(self.marker_name(key_id))
+                .names(self.layout.immediate_marker(key_id))
+                // Only the registry entry is a SecureString; the others come back as
+                // they are.
+                .with_decryption(also.is_some());
             if let Some(name) = also {
                 call = call.names(name);
             }
@@ -566,22 +570,24 @@ impl SsmKeyStore {
                 .find(|p| p.name() == Some(name))
                 .cloned()
         });
+        let mut markers = Markers::default();
         let mut found = KeyLookup {
             service: None,
             revoked: false,
+            expires: None,
         };
         for p in out.parameters() {
-            let name = p.name().unwrap_or_default();
-            if name == marker {
-                // Its existence is the revocation, whatever its type or value.
-                found.revoked = true;
-            } else if name == index && p.r#type() == Some(&ParameterType::String) {
+            if p.name() == Some(index.as_str()) && p.r#type() == Some(&ParameterType::String) {
                 let value = p.value().unwrap_or_default().trim();
                 if valid_service_name(value) {
                     found.service = Some(value.to_owned());
                 }
+            } else {
+                self.read_marker(std::slice::from_ref(key_id), p, &mut markers);
             }
         }
+        found.revoked = markers.revoked.contains(key_id);
+        found.expires = markers.expiries.get(key_id).copied();
         Ok((found, extra))
     }
 
@@ -629,7 +635,7 @@ impl SsmKeyStore {
                 .with_decryption(false)
                 .send()
                 .await
-                .map_err(|e| sdk_error("GetParameters", &self.index_path, e))?;
+                .map_err(|e| sdk_error("GetParameters", &self.layout.index(), e))?;
             for (id, name) in chunk.iter().zip(&names) {
                 let service = got
                     .parameters()
@@ -700,24 +706,7 @@ impl SsmKeyStore {
         service: &str,
     ) -> Result<Option<(ServiceDocument, i64)>, SsmStoreError> {
         let name = self.checked_name(service)?;
-        let out = match self
-            .client
-            .get_parameter()
-            .name(&name)
-            .with_decryption(true)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_not_found()) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(sdk_error("GetParameter", &name, e)),
-        };
-        let Some(p) = out.parameter() else {
+        let Some(p) = get_optional(&self.client, &name, true, &name).await? else {
             return Ok(None);
         };
         require_secure(&name, p.r#type())?;
@@ -981,6 +970,35 @@ async fn backoff(attempt: usize) {
     tokio::time::sleep(Duration::from_millis(base_ms / 2 + jitter)).await;
 }
 
+/// One parameter (`name` may carry a `:version` selector), `None` when it does not
+/// exist: the one optional `GetParameter` every reader here goes through. Errors
+/// name `label` (the parameter without its selector).
+pub(crate) async fn get_optional(
+    client: &Client,
+    name: &str,
+    decrypt: bool,
+    label: &str,
+) -> Result<Option<Parameter>, SsmStoreError> {
+    match retry_throttled(|| {
+        client
+            .get_parameter()
+            .name(name)
+            .with_decryption(decrypt)
+            .send()
+    })
+    .await
+    {
+        Ok(out) => Ok(out.parameter().cloned()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_parameter_not_found()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(sdk_error("GetParameter", label, e)),
+    }
+}
+
 /// Retries of one read SSM throttled, on top of the SDK's own attempts.
 const THROTTLE_RETRIES: u32 = 4;
 
@@ -1052,7 +1070,7 @@ where
     match e.code() {
         Some("AccessDeniedException") => SsmStoreError::AccessDenied {
             name: name.to_owned(),
-            hint: "the caller's IAM role needs ssm:GetParametersByPath/GetParameter(History)/PutParameter on the key path, ssm:GetParameters/PutParameter on its sibling revoked/ path, and kms:Decrypt/Encrypt through SSM (kms:ViaService) on the key that encrypts it",
+            hint: "the caller's IAM role needs the SSM and KMS permissions docs/keys.md lists for it (\"Who may do what\"): on the key path and its siblings revoked/, brakes/, index/, apis/, api-names/ and token/jwks, and kms:Decrypt/Encrypt through SSM (kms:ViaService) on the store's KMS key",
         },
         Some("ParameterNotFound") => SsmStoreError::NotFound(name.to_owned()),
         Some("UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException") => SsmStoreError::Sdk {

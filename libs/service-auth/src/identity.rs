@@ -576,6 +576,19 @@ impl IamRoleMap {
         self.by_arn.len() + self.by_name.len()
     }
 
+    /// Every entry as configured: (role ARN, or role name in lower case; service). For
+    /// tools that list who is mapped (`svcauth access`), not for deciding.
+    pub fn entries(&self) -> impl Iterator<Item = (String, &str)> + '_ {
+        self.by_arn
+            .values()
+            .map(|(arn, service)| (arn.to_string(), service.as_str()))
+            .chain(
+                self.by_name
+                    .iter()
+                    .map(|(name, service)| (name.clone(), service.as_str())),
+            )
+    }
+
     /// The role and service a session maps to.
     pub fn lookup(&self, caller: &AssumedRoleArn) -> Option<(RoleArn, &str)> {
         let name = caller.role_name.to_ascii_lowercase();

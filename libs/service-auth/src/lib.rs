@@ -9,7 +9,9 @@ This crate holds every decision of the product and no AWS I/O:
   merge that never loses a concurrent change;
 * [`permissions`] and [`method_arn`]: `METHOD /path` patterns and the `methodArn` they
   are matched against;
-* [`store`]: the in-memory index the authorizer looks keys up in;
+* [`store`]: the in-memory index the authorizer looks keys up in, and the markers
+  that only take access away;
+* [`standing`]: what the store says about a calling service, for its tokens;
 * [`cache`]: when to reload the store and when to stop trusting an old one;
 * [`decision`], [`policy`] and [`context`]: what the authorizer answers.
 
@@ -28,6 +30,7 @@ pub mod method_arn;
 pub mod permissions;
 pub mod policy;
 pub mod record;
+pub mod standing;
 pub mod store;
 
 pub use decision::{decide, decide_key, AuthRequest, Decision, Grant, UnauthorizedReason};
@@ -36,4 +39,5 @@ pub use method_arn::MethodArn;
 pub use permissions::RoutePattern;
 pub use policy::{Effect, Policy, StagePolicy, Statement};
 pub use record::{ApiGrant, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
-pub use store::{ApiRoutes, KeyStore, LegacyEntry, ServiceGrant};
+pub use standing::Standing;
+pub use store::{ApiRoutes, KeyStore, LegacyEntry, Markers, ServiceGrant};

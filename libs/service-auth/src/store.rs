@@ -10,9 +10,10 @@
 //!   while every other service keeps working. Whether the store could be *read* at all
 //!   is the caller's business: a read that fails is not a rejected document.
 //!
-//! Revocation markers (create-only parameters, one per revoked key id) are applied
-//! after the build with [`KeyStore::revoke_ids`]: a key with a marker is refused
-//! whatever any document or the legacy map says.
+//! Markers (create-only parameters beside the documents, see [`Markers`]) are applied
+//! after the build with [`KeyStore::revoke_ids`] and [`KeyStore::expire_ids`]: a key
+//! with a revocation marker is refused, and a key with an expiry marker ends at that
+//! time at the latest, whatever any document or the legacy map says.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -115,6 +116,47 @@ pub struct KeyEntry {
     pub legacy: bool,
 }
 
+/// What the store's markers say, beside the documents: create-only parameters that no
+/// later write of a document can undo, so a change that must hold even when a
+/// concurrent writer overwrites the document (and crashes before merging it back)
+/// is also written as a marker:
+///
+/// * `revoked`: keys refused for good (`keys revoke`, `rotate --grace 0`, `prune`);
+/// * `expiries`: keys that end at a time at the latest (`keys revoke --after`,
+///   `rotate --grace`);
+/// * `brake`: the latest brake of the service a standing is about (`tokens brake`).
+///
+/// A marker only ever takes access away (a key refused, or refused earlier; tokens
+/// refused): applied to a document or a store, each one can only make it stricter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Markers {
+    pub revoked: HashSet<KeyId>,
+    pub expiries: HashMap<KeyId, UnixTime>,
+    pub brake: Option<UnixTime>,
+}
+
+impl Markers {
+    /// Applies the markers to a document: revoked keys revoked, expiries moved earlier,
+    /// the brake moved later. Never the other way round.
+    pub fn apply_to_document(&self, doc: &mut ServiceDocument) {
+        for k in &mut doc.keys {
+            if self.revoked.contains(&k.key_id) && k.status != KeyStatus::Revoked {
+                k.status = KeyStatus::Revoked;
+            }
+            if let Some(&t) = self.expiries.get(&k.key_id) {
+                if k.expires.is_none_or(|mine| t < mine) {
+                    k.expires = Some(t);
+                }
+            }
+        }
+        doc.tokens_not_before = doc.tokens_not_before.max(self.brake);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.revoked.is_empty() && self.expiries.is_empty() && self.brake.is_none()
+    }
+}
+
 /// A key of the original design's `{"<key>": "<service>"}` map, already hashed.
 #[derive(Debug, Clone)]
 pub struct LegacyEntry {
@@ -134,15 +176,22 @@ pub enum StoreError {
     DuplicateKey(KeyId),
     #[error("the legacy key map is not a JSON object of key to service name: {0}")]
     LegacyJson(String),
-    /// `index` counts from 0; messages count entries from 1, as people do.
-    #[error("legacy entry {} (of service {service:?}): the key is not a valid API key ({reason})", .index + 1)]
+    /// `index` counts from 0; messages count entries from 1, as people do. A message
+    /// never holds a value of the map: a map stored the wrong way round
+    /// (`{"<service>": "<key>"}`) has its keys where the services should be, so the
+    /// service is named only when it is a valid service name that is not a key.
+    #[error("legacy entry {}{}: the key is not a valid API key ({reason}){}", .index + 1,
+        .service.as_ref().map(|s| format!(" (of service {s:?})")).unwrap_or_default(),
+        if *.reversed { "; its value is an API key, so the map looks stored the wrong way round: it must be {\"<key>\": \"<service>\"}" } else { "" })]
     LegacyKey {
         index: usize,
-        service: String,
+        service: Option<String>,
         reason: crate::key::KeyFormatError,
+        /// The entry's value parses as an API key.
+        reversed: bool,
     },
-    #[error("legacy entry {}: service name {service:?} is invalid", .index + 1)]
-    LegacyService { index: usize, service: String },
+    #[error("legacy entry {}: the service name is not valid (1-64 of a-z, 0-9 and -; the value is not shown: it could be a key)", .index + 1)]
+    LegacyService { index: usize },
 }
 
 /// Why a parameter of the store was left out of a load. The messages name no value
@@ -208,6 +257,9 @@ pub struct KeyStore {
     /// Every service with a document or a legacy key, for the standing of a token's
     /// service (its brake).
     by_service: HashMap<String, Arc<ServiceGrant>>,
+    /// Every service's document as loaded, for a token's standing
+    /// ([`crate::standing::Standing::from_store`]).
+    documents: HashMap<String, Arc<ServiceDocument>>,
     /// Services named only by legacy keys: they authenticate but have no permissions.
     pub legacy_without_permissions: Vec<String>,
     /// Services whose document is still schema 1: their keys authenticate, but their
@@ -226,9 +278,11 @@ impl KeyStore {
             HashMap::with_capacity(docs.iter().map(|d| d.keys.len()).sum::<usize>() + legacy.len());
         let mut by_key_id = HashMap::with_capacity(by_hash.capacity());
         let mut grants: HashMap<&str, Arc<ServiceGrant>> = HashMap::with_capacity(docs.len());
+        let mut documents = HashMap::with_capacity(docs.len());
         let mut unscoped_services = Vec::new();
         for doc in docs {
             doc.validate()?;
+            documents.insert(doc.service.clone(), Arc::new(doc.clone()));
             let grant = Arc::new(ServiceGrant::from_document(doc)?);
             if doc.is_unscoped() {
                 unscoped_services.push(doc.service.clone());
@@ -285,6 +339,7 @@ impl KeyStore {
                 .into_iter()
                 .map(|(name, g)| (name.to_owned(), g))
                 .collect(),
+            documents,
             legacy_without_permissions,
             unscoped_services,
             rejected: Vec::new(),
@@ -417,6 +472,32 @@ impl KeyStore {
         changed
     }
 
+    /// Applies expiry markers: every key whose id is in `expiries` ends at that time at
+    /// the latest, whatever its document says. Returns how many keys it changed.
+    pub fn expire_ids(&mut self, expiries: &HashMap<KeyId, UnixTime>) -> usize {
+        let mut changed = 0;
+        for e in self.by_hash.values_mut() {
+            if let Some(&t) = expiries.get(&e.key_id) {
+                if e.expires.is_none_or(|mine| t < mine) {
+                    e.expires = Some(t);
+                    changed += 1;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Applies every key marker of `markers` (revocations and expiries).
+    pub fn apply_markers(&mut self, markers: &Markers) {
+        self.revoke_ids(&markers.revoked);
+        self.expire_ids(&markers.expiries);
+    }
+
+    /// A service's document as loaded (markers not applied), by name.
+    pub fn document(&self, service: &str) -> Option<&Arc<ServiceDocument>> {
+        self.documents.get(service)
+    }
+
     pub fn lookup(&self, hash: &KeyHash) -> Option<&KeyEntry> {
         self.by_hash.get(hash)
     }
@@ -463,23 +544,35 @@ pub fn parse_legacy_map(json: &str) -> Result<Vec<LegacyEntry>, StoreError> {
         }
     }
     let mut de = serde_json::Deserializer::from_str(json);
-    // Error messages from serde_json name positions, not values.
+    // serde_json's messages can quote a value (`invalid type: string "<key>"`): only
+    // the kind of error and its position are reported.
     let entries = de
         .deserialize_map(V)
         .and_then(|e| de.end().map(|_| e))
-        .map_err(|e| StoreError::LegacyJson(e.to_string()))?;
+        .map_err(|e| {
+            let what = match e.classify() {
+                serde_json::error::Category::Data => "not an object of key to service name",
+                serde_json::error::Category::Eof => "cut short",
+                _ => "not valid JSON",
+            };
+            StoreError::LegacyJson(format!("{what} (line {}, column {})", e.line(), e.column()))
+        })?;
     entries
         .0
         .into_iter()
         .enumerate()
         .map(|(index, (key, service))| {
+            // The value is looked at only to say what is wrong, never quoted unless it
+            // is a service name and not a key.
+            let value_is_key = ApiKey::parse(&service).is_ok();
             let key = ApiKey::parse(&key).map_err(|reason| StoreError::LegacyKey {
                 index,
-                service: service.clone(),
+                service: (valid_service_name(&service) && !value_is_key).then(|| service.clone()),
                 reason,
+                reversed: value_is_key,
             })?;
-            if !valid_service_name(&service) {
-                return Err(StoreError::LegacyService { index, service });
+            if !valid_service_name(&service) || value_is_key {
+                return Err(StoreError::LegacyService { index });
             }
             Ok(LegacyEntry {
                 hash: key.hash(),
@@ -626,6 +719,55 @@ mod tests {
         assert!(!err.to_string().contains(&secretish));
         let err = parse_legacy_map(&format!(r#"{{"{secretish}": 5}}"#)).unwrap_err();
         assert!(!err.to_string().contains(&secretish), "{err}");
+    }
+
+    /// Issue 19 A4: a map stored the wrong way round, or a key where the map should
+    /// be, is reported by position and reason, never with a value.
+    #[test]
+    fn a_malformed_legacy_map_is_reported_by_position_never_by_value() {
+        let key = ApiKey::generate(Some("prod")).unwrap();
+        let legacy_key = "Q".repeat(64);
+        let cases = [
+            // Reversed: the keys are where the services should be.
+            format!(r#"{{"tutor-service": "{}"}}"#, key.expose_secret()),
+            format!(r#"{{"tutor-service": "{legacy_key}"}}"#),
+            // A key and a key.
+            format!(r#"{{"{legacy_key}": "{}"}}"#, key.expose_secret()),
+            // A key alone, or in a list, where the map should be.
+            format!(r#""{}""#, key.expose_secret()),
+            format!(r#"["{legacy_key}"]"#),
+            // A key as a value after a good entry.
+            format!(
+                r#"{{"{legacy_key}": "svc", "x": "{}"}}"#,
+                key.expose_secret()
+            ),
+        ];
+        for json in &cases {
+            let err = parse_legacy_map(json).unwrap_err().to_string();
+            assert!(
+                !err.contains(key.expose_secret()) && !err.contains(&legacy_key),
+                "a key in {err:?}"
+            );
+            assert!(err.contains("line") || err.contains("entry"), "{err}");
+        }
+        let reversed = parse_legacy_map(&cases[0]).unwrap_err();
+        assert!(matches!(
+            reversed,
+            StoreError::LegacyKey {
+                index: 0,
+                service: None,
+                reversed: true,
+                ..
+            }
+        ));
+        assert!(
+            reversed.to_string().contains("wrong way round"),
+            "{reversed}"
+        );
+        assert!(matches!(
+            parse_legacy_map(&cases[2]),
+            Err(StoreError::LegacyService { index: 0 })
+        ));
     }
 
     #[test]

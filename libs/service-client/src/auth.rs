@@ -15,8 +15,9 @@ use http::header::{HeaderValue, AUTHORIZATION};
 use service_auth::ApiKey;
 use zeroize::Zeroizing;
 
+use crate::clock::Clock;
 use crate::error::ClientError;
-use crate::token::{Held, TokenAuth, TokenConfig};
+use crate::token::{Held, IssuerCall, TokenAuth, TokenRequest, TokenSettings};
 
 /// The header API keys travel in.
 pub const API_KEY_HEADER: &str = "x-service-api-key";
@@ -24,9 +25,6 @@ pub const API_KEY_HEADER: &str = "x-service-api-key";
 pub const SIGV4_SERVICE: &str = "execute-api";
 /// Refresh credentials this long before they expire.
 const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
-
-/// A clock for signing; tests fix it.
-pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Where the API key comes from.
 pub enum KeySource {
@@ -122,6 +120,41 @@ impl AuthConfig {
     }
 }
 
+/// Where tokens come from and how they are asked for.
+pub struct TokenConfig {
+    /// Base URL of the token API, stage included (`https://{api}-{vpce}.execute-api.{region}.amazonaws.com/v1`).
+    pub issuer_url: String,
+    /// The proof traded for tokens: an `api-key` or `iam` [`AuthConfig`].
+    pub proof: AuthConfig,
+    pub request: TokenRequest,
+    pub settings: TokenSettings,
+    /// The clock tokens are scheduled with; tests fix it.
+    pub clock: Option<Clock>,
+}
+
+impl fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("issuer_url", &self.issuer_url)
+            .field("proof", &self.proof)
+            .field("request", &self.request)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenConfig {
+    pub fn new(issuer_url: impl Into<String>, proof: AuthConfig) -> Self {
+        Self {
+            issuer_url: issuer_url.into(),
+            proof,
+            request: TokenRequest::default(),
+            settings: TokenSettings::default(),
+            clock: None,
+        }
+    }
+}
+
 pub(crate) enum Auth {
     ApiKey(ApiKeyAuth),
     SigV4(SigV4Auth),
@@ -132,11 +165,12 @@ pub(crate) enum Auth {
 pub(crate) type Applied = Option<Arc<Held>>;
 
 impl Auth {
-    /// `issuer_client` builds the token issuer's client in token mode (same caller,
-    /// timeout and retries as the client being built).
+    /// `issuer_call` makes the token issuer's call in token mode from its URL and the
+    /// proof (the client being built makes it with its own caller, timeout and
+    /// retries).
     pub(crate) fn new(
         config: AuthConfig,
-        issuer_client: impl FnOnce(String, AuthConfig) -> Result<crate::ServiceClient, ClientError>,
+        issuer_call: impl FnOnce(String, AuthConfig) -> Result<IssuerCall, ClientError>,
     ) -> Result<Self, ClientError> {
         Ok(match config {
             AuthConfig::Token(t) => {
@@ -156,7 +190,7 @@ impl Auth {
                         ))
                     }
                 };
-                let issuer = issuer_client(issuer_url, proof)?;
+                let issuer = issuer_call(issuer_url, proof)?;
                 Auth::Token(TokenAuth::new(issuer, iam, &request, settings, clock)?)
             }
             other => Self::plain(other)?,

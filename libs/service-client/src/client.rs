@@ -22,6 +22,7 @@ use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::error::ClientError;
 use crate::retry::{Outcome, RetryPolicy};
 use crate::route::Route;
+use crate::token::IssuerCall;
 
 /// Everything a client needs. [`ClientConfig::new`] fills the defaults: 5 s timeout,
 /// 3 attempts, breaker opening after 5 consecutive failures for 30 s, 1 MiB answers.
@@ -135,7 +136,17 @@ impl ServiceClient {
             let mut c = ClientConfig::new("token-issuer", url, caller, proof);
             c.timeout = timeout;
             c.retry = retry;
-            ServiceClient::new(c)
+            let issuer = ServiceClient::new(c)?;
+            // Boxed: the issuer's client is called from within this client's `send`.
+            let call: IssuerCall = Box::new(move |route, body| {
+                let issuer = issuer.clone();
+                Box::pin(async move {
+                    issuer
+                        .send(&route, &[], body, &CorrelationId::generate(), true)
+                        .await
+                })
+            });
+            Ok(call)
         })?;
 
         let mut connector = HttpConnector::new();
@@ -228,22 +239,6 @@ impl ServiceClient {
             service: self.inner.service.clone(),
             route: route.name(),
             reason: e.to_string(),
-        })
-    }
-
-    /// Calls a parameterless route with a prepared JSON body, retrying it like an
-    /// idempotent call when `idempotent`; the raw answer. Boxed: the token issuer's
-    /// client is called from within another client's `send`.
-    pub(crate) fn send_bytes<'a>(
-        &'a self,
-        route: &'a Route,
-        body: Bytes,
-        idempotent: bool,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ClientError>> + Send + 'a>>
-    {
-        Box::pin(async move {
-            self.send(route, &[], body, &CorrelationId::generate(), idempotent)
-                .await
         })
     }
 

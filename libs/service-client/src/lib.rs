@@ -33,23 +33,26 @@ use std::time::Duration;
 mod auth;
 mod breaker;
 mod client;
+mod clock;
 mod error;
 mod retry;
 mod route;
 mod token;
 
 pub use auth::{
-    sign_request, AuthConfig, Clock, CredentialsSource, KeySource, API_KEY_HEADER, SIGV4_SERVICE,
+    sign_request, AuthConfig, CredentialsSource, KeySource, TokenConfig, API_KEY_HEADER,
+    SIGV4_SERVICE,
 };
 pub use breaker::{Admission, Breaker, BreakerConfig, State as BreakerState};
 pub use client::{ClientConfig, ServiceClient};
+pub use clock::Clock;
 pub use error::ClientError;
 pub use retry::{Outcome, RetryPolicy};
 pub use route::{PathError, Route};
 pub use service_auth::identity::{CorrelationId, CORRELATION_ID_HEADER};
 pub use token::{
-    Schedule, TokenConfig, TokenGrant, TokenRequest, TokenSettings, MAX_TOKEN_BYTES,
-    MIN_TOKEN_AGE_FOR_REFRESH, TOKEN_IAM_ROUTE, TOKEN_ROUTE,
+    Schedule, TokenGrant, TokenRequest, TokenSettings, MAX_TOKEN_BYTES, MIN_TOKEN_AGE_FOR_REFRESH,
+    TOKEN_IAM_ROUTE, TOKEN_ROUTE,
 };
 
 /// `api-key`, `iam` or `token`.

@@ -4,7 +4,7 @@
 //!
 //! * **Obtain**: `POST {issuer}/token` with the API key (`x-service-api-key`), or
 //!   `POST {issuer}/token/iam` signed with SigV4: the issuer client is an ordinary
-//!   [`ServiceClient`] in `api-key` or `iam` mode, with its timeout, retries and
+//!   [`ServiceClient`](crate::ServiceClient) in `api-key` or `iam` mode, with its timeout, retries and
 //!   breaker. Issuing is safe to repeat, so its POST is retried like a GET.
 //! * **Reuse and refresh** ([`Schedule`]): the authorizer refuses a token with less
 //!   than its result-cache TTL left (`expires_within_cache_ttl`), so a token is
@@ -30,10 +30,23 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::auth::Clock;
-use crate::client::ServiceClient;
+use crate::clock::Clock;
 use crate::error::ClientError;
 use crate::route::Route;
+
+/// One call of the token issuer: `POST` the request body to the route (retried like an
+/// idempotent call), answering the body. All the refresher needs of an HTTP client, so
+/// it takes this instead of the client itself (`client.rs` makes one from a
+/// `ServiceClient` for the issuer).
+pub(crate) type IssuerCall = Box<
+    dyn Fn(
+            Route,
+            Bytes,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Bytes, ClientError>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 /// The issuer's route for callers proving themselves with an API key.
 pub const TOKEN_ROUTE: Route = Route::post("/token");
@@ -207,43 +220,8 @@ struct State {
     last_failure: Option<(u64, FetchFailure)>,
 }
 
-/// Where tokens come from and how they are asked for.
-pub struct TokenConfig {
-    /// Base URL of the token API, stage included (`https://{api}-{vpce}.execute-api.{region}.amazonaws.com/v1`).
-    pub issuer_url: String,
-    /// The proof traded for tokens: an `api-key` or `iam` [`crate::AuthConfig`].
-    pub proof: crate::AuthConfig,
-    pub request: TokenRequest,
-    pub settings: TokenSettings,
-    /// The clock tokens are scheduled with; tests fix it.
-    pub clock: Option<Clock>,
-}
-
-impl fmt::Debug for TokenConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenConfig")
-            .field("issuer_url", &self.issuer_url)
-            .field("proof", &self.proof)
-            .field("request", &self.request)
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TokenConfig {
-    pub fn new(issuer_url: impl Into<String>, proof: crate::AuthConfig) -> Self {
-        Self {
-            issuer_url: issuer_url.into(),
-            proof,
-            request: TokenRequest::default(),
-            settings: TokenSettings::default(),
-            clock: None,
-        }
-    }
-}
-
 pub(crate) struct TokenAuth {
-    issuer: ServiceClient,
+    issuer: IssuerCall,
     route: Route,
     body: Bytes,
     settings: TokenSettings,
@@ -254,7 +232,7 @@ pub(crate) struct TokenAuth {
 
 impl TokenAuth {
     pub(crate) fn new(
-        issuer: ServiceClient,
+        issuer: IssuerCall,
         iam: bool,
         request: &TokenRequest,
         settings: TokenSettings,
@@ -366,9 +344,7 @@ impl TokenAuth {
             retry_after: None,
             unavailable: false,
         };
-        let bytes = self
-            .issuer
-            .send_bytes(&self.route, self.body.clone(), true)
+        let bytes = (self.issuer)(self.route.clone(), self.body.clone())
             .await
             .map_err(|e| FetchFailure {
                 unavailable: e.is_unavailable(),

@@ -1,31 +1,34 @@
 //! Whether a calling service may still use the tokens it holds.
 //!
 //! A token stays valid until it expires (the revocation bound is its lifetime), unless
-//! the authorizer knows better from the key store it has loaded anyway: the service is
-//! gone, the key the token was obtained with is revoked, or an operator pulled the
-//! service's emergency brake ("tokens issued before T are refused").
+//! the authorizer knows better from the key store: the service is gone, the key the
+//! token was obtained with is revoked or ended, or an operator pulled the service's
+//! emergency brake ("tokens issued before T are refused"). What the store says is a
+//! [`Standing`] (`service_auth::standing`, one type for every reader), markers applied.
 
-use service_auth::UnixTime;
+use service_auth::{Standing, UnixTime};
 
-use crate::claims::TokenClaims;
+use crate::claims::{Proof, TokenClaims};
 use crate::verify::Rejection;
 
-/// What the key store says about a token's service (`sub`), built by the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Standing {
-    /// Tokens issued (`iat`) before this time are refused.
-    pub tokens_not_before: Option<UnixTime>,
-    /// The API key named in the token's proof is revoked (false for IAM proofs).
-    pub proof_key_revoked: bool,
-}
-
-/// `standing` is `None` when the store has no document for the service.
-pub fn check_standing(claims: &TokenClaims, standing: Option<&Standing>) -> Result<(), Rejection> {
-    let standing = standing.ok_or(Rejection::UnknownService)?;
-    if standing.proof_key_revoked {
-        return Err(Rejection::KeyRevoked);
+/// Checks a verified token against its service's standing at `now`.
+pub fn check_standing(
+    claims: &TokenClaims,
+    standing: &Standing,
+    now: UnixTime,
+) -> Result<(), Rejection> {
+    if !standing.known() {
+        return Err(Rejection::UnknownService);
     }
-    if standing.tokens_not_before.is_some_and(|t| claims.iat < t.0) {
+    if let Proof::ApiKey { key_id } = &claims.proof {
+        if !standing.proof_key_usable(key_id, now) {
+            return Err(Rejection::KeyRevoked);
+        }
+    }
+    if standing
+        .tokens_not_before()
+        .is_some_and(|t| claims.iat < t.0)
+    {
         return Err(Rejection::Braked);
     }
     Ok(())
@@ -34,7 +37,9 @@ pub fn check_standing(claims: &TokenClaims, standing: Option<&Standing>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::Proof;
+    use service_auth::ServiceDocument;
+
+    const KEY_ID: &str = "kid_0123456789abcdef";
 
     fn claims(iat: u64) -> TokenClaims {
         TokenClaims {
@@ -47,52 +52,80 @@ mod tests {
             jti: "j".into(),
             permissions: vec![],
             proof: Proof::ApiKey {
-                key_id: "kid_0123456789abcdef".into(),
+                key_id: KEY_ID.into(),
             },
+        }
+    }
+
+    /// tutor-service's document with the proof key (`status`, `expires`) and a brake.
+    fn standing(status: &str, expires: Option<u64>, brake: Option<u64>) -> Standing {
+        let json = serde_json::json!({
+            "schema": 2, "service": "tutor-service",
+            "grants": [{"apis": ["identity"], "routes": ["GET /x"]}],
+            "keys": [{"keyId": KEY_ID, "sha256": "0".repeat(64),
+                      "created": "2026-01-01T00:00:00Z",
+                      "expires": expires.map(|e| UnixTime(e).to_rfc3339()),
+                      "status": status}],
+            "tokensNotBefore": brake.map(|b| UnixTime(b).to_rfc3339()),
+        });
+        Standing {
+            document: Some(ServiceDocument::from_json(&json.to_string()).unwrap()),
+            proof_key_revoked: false,
         }
     }
 
     #[test]
     fn standing_table() {
-        let brake = Some(UnixTime(1_000));
-        type Case = (&'static str, u64, Option<Standing>, Result<(), Rejection>);
+        let now = UnixTime(1_900_000_000);
+        let iat = now.0 - 10;
+        let marked = Standing {
+            proof_key_revoked: true,
+            ..standing("active", None, None)
+        };
+        type Case = (&'static str, Standing, Result<(), Rejection>);
         let cases: Vec<Case> = vec![
-            ("unknown service", 999, None, Err(Rejection::UnknownService)),
-            ("no brake", 999, Some(Standing::default()), Ok(())),
+            (
+                "unknown service",
+                Standing::default(),
+                Err(Rejection::UnknownService),
+            ),
+            ("no brake", standing("active", None, None), Ok(())),
             (
                 "issued before the brake",
-                999,
-                Some(Standing {
-                    tokens_not_before: brake,
-                    proof_key_revoked: false,
-                }),
+                standing("active", None, Some(iat + 1)),
                 Err(Rejection::Braked),
             ),
             (
                 "issued at the brake time",
-                1_000,
-                Some(Standing {
-                    tokens_not_before: brake,
-                    proof_key_revoked: false,
-                }),
+                standing("active", None, Some(iat)),
                 Ok(()),
             ),
             (
                 "revoked key",
-                2_000,
-                Some(Standing {
-                    tokens_not_before: None,
-                    proof_key_revoked: true,
-                }),
+                standing("revoked", None, None),
                 Err(Rejection::KeyRevoked),
             ),
+            ("revocation marker", marked, Err(Rejection::KeyRevoked)),
+            (
+                "expired key",
+                standing("active", Some(now.0), None),
+                Err(Rejection::KeyRevoked),
+            ),
+            (
+                "key ends later",
+                standing("active", Some(now.0 + 1), None),
+                Ok(()),
+            ),
         ];
-        for (name, iat, standing, want) in cases {
-            assert_eq!(
-                check_standing(&claims(iat), standing.as_ref()),
-                want,
-                "{name}"
-            );
+        for (name, s, want) in cases {
+            assert_eq!(check_standing(&claims(iat), &s, now), want, "{name}");
         }
+        // A key of another service, or none: the proof key is not this service's.
+        let mut other = standing("active", None, None);
+        other.document.as_mut().unwrap().keys.clear();
+        assert_eq!(
+            check_standing(&claims(iat), &other, now),
+            Err(Rejection::KeyRevoked)
+        );
     }
 }

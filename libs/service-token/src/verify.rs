@@ -26,7 +26,7 @@ use service_auth::UnixTime;
 
 use crate::claims::{RawClaims, TokenClaims};
 use crate::keyset::{valid_kid, KeySet};
-use crate::ALGORITHM;
+use crate::{ALGORITHM, TOKEN_TYPE};
 
 /// Default cap on a token's length, checked before anything is decoded. A token with
 /// 32 full-length permissions would not fit: the issuer refuses to issue one that
@@ -54,6 +54,8 @@ pub enum Rejection {
     UnsupportedHeader,
     #[error("the token header has no usable kid")]
     MissingKid,
+    #[error("the token's typ header is missing or not at+jwt (this issuer's access tokens)")]
+    WrongType,
     #[error("the token's kid is not in the key set")]
     UnknownKid,
     #[error("the key set could not be loaded")]
@@ -100,6 +102,7 @@ impl Rejection {
             Self::CritHeader => "crit_header",
             Self::UnsupportedHeader => "unsupported_header",
             Self::MissingKid => "missing_kid",
+            Self::WrongType => "wrong_typ",
             Self::UnknownKid => "unknown_kid",
             Self::KeySetUnavailable => "keyset_unavailable",
             Self::BadSignature => "bad_signature",
@@ -149,8 +152,7 @@ impl VerifierConfig {
 struct HeaderFields {
     alg: String,
     kid: Option<String>,
-    #[allow(dead_code)] // read for its presence only
-    typ: Option<IgnoredAny>,
+    typ: Option<String>,
     crit: Option<IgnoredAny>,
     /// RFC 7797 unencoded payloads; named so that `crit: ["b64"]` is reported as `crit`.
     b64: Option<IgnoredAny>,
@@ -206,7 +208,7 @@ impl Verifier {
     }
 
     /// The length cap and the header checks, before any key is looked up: ES256, a
-    /// `kid`, no `crit`, nothing but `alg`, `kid` and `typ`.
+    /// `kid`, `typ` [`TOKEN_TYPE`], no `crit`, nothing but `alg`, `kid` and `typ`.
     pub fn header(&self, token: &str) -> Result<TokenHeader, Rejection> {
         if token.len() > self.config.max_token_len {
             return Err(Rejection::TooLong);
@@ -236,10 +238,14 @@ impl Verifier {
         if fields.alg != ALGORITHM {
             return Err(Rejection::UnsupportedAlgorithm);
         }
-        match fields.kid {
-            Some(kid) if valid_kid(&kid) => Ok(TokenHeader { kid }),
-            _ => Err(Rejection::MissingKid),
+        let kid = match fields.kid {
+            Some(kid) if valid_kid(&kid) => kid,
+            _ => return Err(Rejection::MissingKid),
+        };
+        if !fields.typ.as_deref().is_some_and(is_token_type) {
+            return Err(Rejection::WrongType);
         }
+        Ok(TokenHeader { kid })
     }
 
     /// Verifies `token` against `keys` at `now`, for the API named `audience` (the
@@ -325,6 +331,16 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// Whether a `typ` header names [`TOKEN_TYPE`]: a media type, so compared without
+/// regard to case, with or without its `application/` prefix (RFC 7515 4.1.9).
+fn is_token_type(typ: &str) -> bool {
+    let short = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    short.eq_ignore_ascii_case(TOKEN_TYPE)
 }
 
 /// The claims `jsonwebtoken` does not know as required must be present too.

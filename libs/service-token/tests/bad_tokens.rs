@@ -6,15 +6,26 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use service_auth::UnixTime;
-use service_token::{check_standing, Rejection, Standing};
+use service_auth::{ServiceDocument, Standing};
+use service_token::{check_standing, Rejection};
 
 /// Name, token, the service's standing, the expected outcome.
-type Row = (
-    &'static str,
-    String,
-    Option<Standing>,
-    Result<(), Rejection>,
-);
+type Row = (&'static str, String, Standing, Result<(), Rejection>);
+
+/// tutor-service with the good token's proof key active, and the brake given.
+fn standing(proof_key_revoked: bool, brake: Option<u64>) -> Standing {
+    let json = json!({
+        "schema": 2, "service": "tutor-service",
+        "grants": [{"apis": [AUDIENCE], "routes": ["GET /internal/users/*"]}],
+        "keys": [{"keyId": "kid_0123456789abcdef", "sha256": "0".repeat(64),
+                  "created": "2025-01-01T00:00:00Z", "expires": null, "status": "active"}],
+        "tokensNotBefore": brake.map(|b| UnixTime(b).to_rfc3339()),
+    });
+    Standing {
+        document: Some(ServiceDocument::from_json(&json.to_string()).unwrap()),
+        proof_key_revoked,
+    }
+}
 
 #[test]
 fn every_bad_input_is_refused_with_its_reason() {
@@ -23,7 +34,7 @@ fn every_bad_input_is_refused_with_its_reason() {
     let keys = key.key_set();
     let v = verifier();
     let good = key.token(&good_claims());
-    let active = Some(Standing::default());
+    let active = standing(false, None);
     let good_claims_text = good_claims().to_string();
     let dup_sub = good_claims_text.replacen(
         "\"sub\":\"tutor-service\"",
@@ -48,7 +59,7 @@ fn every_bad_input_is_refused_with_its_reason() {
     let gc = good_claims;
     use Rejection::*;
     let rows: Vec<Row> = vec![
-        ("good", good.clone(), active, Ok(())),
+        ("good", good.clone(), active.clone(), Ok(())),
         // Algorithms and headers.
         (
             "alg none",
@@ -56,170 +67,226 @@ fn every_bad_input_is_refused_with_its_reason() {
                 "{}.",
                 TestKey::signing_input(&hdr(json!({"alg": "none"})).to_string(), &good_claims_text)
             ),
-            active,
+            active.clone(),
             Err(UnsupportedAlgorithm),
         ),
         (
             "alg none signed",
             key.sign(&hdr(json!({"alg": "none"})), &gc()),
-            active,
+            active.clone(),
             Err(UnsupportedAlgorithm),
         ),
         (
             "HS256 keyed with the public key",
             hs256_with_public_key(&key, &good_claims()),
-            active,
+            active.clone(),
             Err(UnsupportedAlgorithm),
         ),
         (
             "RS256",
             key.sign(&hdr(json!({"alg": "RS256"})), &gc()),
-            active,
+            active.clone(),
             Err(UnsupportedAlgorithm),
         ),
         (
             "ES384",
             key.sign(&hdr(json!({"alg": "ES384"})), &gc()),
-            active,
+            active.clone(),
             Err(UnsupportedAlgorithm),
         ),
         (
             "PS256",
             key.sign(&hdr(json!({"alg": "PS256"})), &gc()),
-            active,
+            active.clone(),
             Err(UnsupportedAlgorithm),
         ),
         (
             "EdDSA",
             key.sign(&hdr(json!({"alg": "EdDSA"})), &gc()),
-            active,
+            active.clone(),
             Err(UnsupportedAlgorithm),
         ),
         (
             "lower-case es256",
             key.sign(&hdr(json!({"alg": "es256"})), &gc()),
-            active,
+            active.clone(),
             Err(UnsupportedAlgorithm),
         ),
         (
             "unknown kid",
             key.sign(&hdr(json!({"kid": "key-1999"})), &gc()),
-            active,
+            active.clone(),
             Err(UnknownKid),
         ),
         (
             "no kid",
-            key.sign(&json!({"alg": "ES256", "typ": "JWT"}), &gc()),
-            active,
+            key.sign(&json!({"alg": "ES256", "typ": "at+jwt"}), &gc()),
+            active.clone(),
             Err(MissingKid),
+        ),
+        // Explicit typing (issue 19 A5): at+jwt, long form and any case accepted; a
+        // missing typ, a plain JWT or another media type refused.
+        (
+            "typ application/at+jwt",
+            key.sign(&hdr(json!({"typ": "application/at+jwt"})), &gc()),
+            active,
+            Ok(()),
+        ),
+        (
+            "typ AT+JWT",
+            key.sign(&hdr(json!({"typ": "AT+JWT"})), &gc()),
+            active,
+            Ok(()),
+        ),
+        (
+            "no typ",
+            key.sign(&without(header.clone(), "typ"), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ JWT",
+            key.sign(&hdr(json!({"typ": "JWT"})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ application/jwt",
+            key.sign(&hdr(json!({"typ": "application/jwt"})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ id-token like",
+            key.sign(&hdr(json!({"typ": "secevent+jwt"})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ with a prefix only",
+            key.sign(&hdr(json!({"typ": "application/"})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ at+jwt with a space",
+            key.sign(&hdr(json!({"typ": "at+jwt "})), &gc()),
+            active,
+            Err(WrongType),
+        ),
+        (
+            "typ not a string",
+            key.sign(&hdr(json!({"typ": 1})), &gc()),
+            active,
+            Err(UnsupportedHeader),
         ),
         (
             "empty kid",
             key.sign(&hdr(json!({"kid": ""})), &gc()),
-            active,
+            active.clone(),
             Err(MissingKid),
         ),
         (
             "kid with a space",
             key.sign(&hdr(json!({"kid": "key 1"})), &gc()),
-            active,
+            active.clone(),
             Err(MissingKid),
         ),
         (
             "crit b64",
             key.sign(&hdr(json!({"crit": ["b64"], "b64": true})), &gc()),
-            active,
+            active.clone(),
             Err(CritHeader),
         ),
         (
             "b64 without crit",
             key.sign(&hdr(json!({"b64": false})), &gc()),
-            active,
+            active.clone(),
             Err(UnsupportedHeader),
         ),
         (
             "crit exp",
             key.sign(&hdr(json!({"crit": ["exp"]})), &gc()),
-            active,
+            active.clone(),
             Err(CritHeader),
         ),
         (
             "jku header",
             key.sign(&hdr(json!({"jku": "https://evil.example/jwks"})), &gc()),
-            active,
+            active.clone(),
             Err(UnsupportedHeader),
         ),
         (
             "embedded jwk header",
             key.sign(&hdr(json!({"jwk": {"kty": "EC"}})), &gc()),
-            active,
+            active.clone(),
             Err(UnsupportedHeader),
         ),
         (
             "header not an object",
             key.sign_raw("[\"ES256\"]", &good_claims_text),
-            active,
+            active.clone(),
             Err(UnsupportedHeader),
         ),
         (
             "header not json",
             key.sign_raw("{alg", &good_claims_text),
-            active,
+            active.clone(),
             Err(Malformed),
         ),
         // Claims.
         (
             "missing exp",
             key.token(&without(gc(), "exp")),
-            active,
+            active.clone(),
             Err(MissingClaim("exp")),
         ),
         (
             "missing aud",
             key.token(&without(gc(), "aud")),
-            active,
+            active.clone(),
             Err(MissingClaim("aud")),
         ),
         (
             "missing iss",
             key.token(&without(gc(), "iss")),
-            active,
+            active.clone(),
             Err(MissingClaim("iss")),
         ),
         (
             "missing sub",
             key.token(&without(gc(), "sub")),
-            active,
+            active.clone(),
             Err(MissingClaim("sub")),
         ),
         (
             "missing nbf",
             key.token(&without(gc(), "nbf")),
-            active,
+            active.clone(),
             Err(MissingClaim("nbf")),
         ),
         (
             "missing iat",
             key.token(&without(gc(), "iat")),
-            active,
+            active.clone(),
             Err(MissingClaim("iat")),
         ),
         (
             "missing jti",
             key.token(&without(gc(), "jti")),
-            active,
+            active.clone(),
             Err(MissingClaim("jti")),
         ),
         (
             "missing permissions",
             key.token(&without(gc(), "permissions")),
-            active,
+            active.clone(),
             Err(MissingClaim("permissions")),
         ),
         (
             "missing proof",
             key.token(&without(gc(), "proof")),
-            active,
+            active.clone(),
             Err(MissingClaim("proof")),
         ),
         (
@@ -229,19 +296,19 @@ fn every_bad_input_is_refused_with_its_reason() {
                 "nbf",
                 json!(NOW - 600),
             )),
-            active,
+            active.clone(),
             Err(Expired),
         ),
         (
             "nbf not before exp",
             key.token(&with(gc(), "nbf", json!(NOW + 600))),
-            active,
+            active.clone(),
             Err(BadLifetime),
         ),
         (
             "nbf in the future beyond leeway",
             key.token(&with(gc(), "nbf", json!(NOW + 31))),
-            active,
+            active.clone(),
             Err(NotYetValid),
         ),
         (
@@ -251,43 +318,43 @@ fn every_bad_input_is_refused_with_its_reason() {
                 "nbf",
                 json!(NOW - 1),
             )),
-            active,
+            active.clone(),
             Err(IssuedInFuture),
         ),
         (
             "lifetime over 60 minutes",
             key.token(&with(gc(), "exp", json!(NOW + 3601))),
-            active,
+            active.clone(),
             Err(BadLifetime),
         ),
         (
             "exp before iat",
             key.token(&with(gc(), "exp", json!(NOW - 1))),
-            active,
+            active.clone(),
             Err(BadLifetime),
         ),
         (
             "wrong aud",
             key.token(&with(gc(), "aud", json!(["billing"]))),
-            active,
+            active.clone(),
             Err(WrongAudience),
         ),
         (
             "empty aud",
             key.token(&with(gc(), "aud", json!([]))),
-            active,
+            active.clone(),
             Err(WrongAudience),
         ),
         (
             "aud naming the API by a prefix",
             key.token(&with(gc(), "aud", json!(["identity-api", "identit"]))),
-            active,
+            active.clone(),
             Err(WrongAudience),
         ),
         (
             "permissions as plain route strings (the old shape)",
             key.token(&with(gc(), "permissions", json!(["GET /internal/users/*"]))),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         (
@@ -297,61 +364,61 @@ fn every_bad_input_is_refused_with_its_reason() {
                 "permissions",
                 json!([{"apis": [AUDIENCE], "routes": ["GET /x"], "effect": "allow"}]),
             )),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         (
             "grant without apis",
             key.token(&with(gc(), "permissions", json!([{"routes": ["GET /x"]}]))),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         (
             "aud as a string",
             key.token(&with(gc(), "aud", json!(AUDIENCE))),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         (
             "wrong iss",
             key.token(&with(gc(), "iss", json!("https://evil.example"))),
-            active,
+            active.clone(),
             Err(WrongIssuer),
         ),
         (
             "exp as a string",
             key.token(&with(gc(), "exp", json!("soon"))),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         (
             "unknown claim",
             key.token(&with(gc(), "admin", json!(true))),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         (
             "duplicate registered claim",
             key.sign_raw(&header.to_string(), &dup_sub),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         (
             "duplicate custom claim",
             key.sign_raw(&header.to_string(), &dup_perms),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         (
             "sub not a service name",
             key.token(&with(gc(), "sub", json!("Tutor Service"))),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         (
             "unknown proof method",
             key.token(&with(gc(), "proof", json!({"method": "password"}))),
-            active,
+            active.clone(),
             Err(MalformedClaims),
         ),
         // Signatures.
@@ -365,97 +432,101 @@ fn every_bad_input_is_refused_with_its_reason() {
                     json!([{"apis": [AUDIENCE], "routes": ["* /*"]}]),
                 ),
             ),
-            active,
+            active.clone(),
             Err(BadSignature),
         ),
         (
             "signed by another key with the same kid",
             other.token(&gc()),
-            active,
+            active.clone(),
             Err(BadSignature),
         ),
         (
             "r = s = 0",
             with_signature(&good, &[0; 64]),
-            active,
+            active.clone(),
             Err(BadSignature),
         ),
         (
             "r = s = n-1 pattern",
             with_signature(&good, &[0xff; 64]),
-            active,
+            active.clone(),
             Err(BadSignature),
         ),
         (
             "63-byte signature",
             with_signature(&good, &[1; 63]),
-            active,
+            active.clone(),
             Err(BadSignature),
         ),
         (
             "empty signature",
             with_signature(&good, &[]),
-            active,
+            active.clone(),
             Err(BadSignature),
         ),
         (
             "DER signature",
             key.sign_raw_der(&header.to_string(), &good_claims_text),
-            active,
+            active.clone(),
             Err(BadSignature),
         ),
         (
             "signature not base64url",
             format!("{}!!", &good[..good.len() - 2]),
-            active,
+            active.clone(),
             Err(Malformed),
         ),
         // Shape and size.
-        ("empty", String::new(), active, Err(Malformed)),
+        ("empty", String::new(), active.clone(), Err(Malformed)),
         (
             "two parts",
             good.rsplit_once('.').unwrap().0.to_owned(),
-            active,
+            active.clone(),
             Err(Malformed),
         ),
-        ("four parts", format!("{good}.x"), active, Err(Malformed)),
+        (
+            "four parts",
+            format!("{good}.x"),
+            active.clone(),
+            Err(Malformed),
+        ),
         (
             "over the length cap",
             "a".repeat(8 * 1024 + 1),
-            active,
+            active.clone(),
             Err(TooLong),
         ),
         (
             "signed but over the cap",
             key.token(&with(gc(), "jti", json!("j".repeat(8 * 1024)))),
-            active,
+            active.clone(),
             Err(TooLong),
         ),
         // Standing of the service.
-        ("unknown service", good.clone(), None, Err(UnknownService)),
+        (
+            "unknown service",
+            good.clone(),
+            Standing::default(),
+            Err(UnknownService),
+        ),
         (
             "revoked key",
             good.clone(),
-            Some(Standing {
-                tokens_not_before: None,
-                proof_key_revoked: true,
-            }),
+            standing(true, None),
             Err(KeyRevoked),
         ),
         (
             "braked service",
             good.clone(),
-            Some(Standing {
-                tokens_not_before: Some(UnixTime(NOW + 1)),
-                proof_key_revoked: false,
-            }),
+            standing(false, Some(NOW + 1)),
             Err(Braked),
         ),
     ];
     for (name, token, standing, want) in rows {
         let got = v
             .verify(&token, &keys, AUDIENCE, UnixTime(NOW))
-            .and_then(|t| check_standing(&t.claims, standing.as_ref()));
+            .and_then(|t| check_standing(&t.claims, &standing, UnixTime(NOW)));
         assert_eq!(got, want, "{name}");
         if let Err(e) = got {
             // The reason never carries the token or any part of it.
@@ -530,6 +601,7 @@ fn codes_are_distinct() {
         CritHeader,
         UnsupportedHeader,
         MissingKid,
+        WrongType,
         UnknownKid,
         KeySetUnavailable,
         BadSignature,

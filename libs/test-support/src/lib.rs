@@ -74,6 +74,17 @@ impl MotoServer {
         self.addr
     }
 
+    /// Points the AWS SDK's default configuration of this whole process at this
+    /// server: `AWS_ENDPOINT_URL`, region us-east-1 and dummy credentials in the
+    /// environment. Only for a test binary that holds one test: nothing else may read
+    /// the environment meanwhile.
+    pub fn point_process_sdk_here(&self) {
+        std::env::set_var("AWS_ENDPOINT_URL", self.endpoint());
+        std::env::set_var("AWS_REGION", "us-east-1");
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    }
+
     /// Stops the server now (to simulate AWS going away mid-test).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -191,6 +202,21 @@ pub async fn put_service_document(
     ssm.put_parameter()
         .name(format!("{path}/{}", doc.service))
         .value(doc.to_json())
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("moto PutParameter");
+}
+
+/// Writes `name` = `value` as a SecureString (overwriting): how svcauth writes what
+/// verifiers trust beside the documents (an API's registry entry `{apis}/{apiId}`, the
+/// token key set), for tests that set them up without svcauth.
+#[cfg(feature = "ssm")]
+pub async fn put_secure(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
         .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
         .overwrite(true)
         .send()

@@ -1,7 +1,7 @@
 """Independent ES256 verifier for the token-kms tests: Python `cryptography` (OpenSSL).
 
-Reads {"token": ..., "jwks": {...}} as JSON on stdin. Checks the header (alg ES256, a
-kid found in the JWKS), rebuilds the P-256 public key from the JWK's x and y, turns the
+Reads {"token": ..., "jwks": {...}} as JSON on stdin. Checks the header (alg ES256, typ
+at+jwt, a kid found in the JWKS), rebuilds the P-256 public key from the JWK's x and y, turns the
 JOSE r||s signature into DER and verifies it over the signing input. Prints "valid"
 and the claims, or "invalid: <reason>"; exits 0 either way (2 on bad input).
 """
@@ -24,6 +24,10 @@ header_b64, claims_b64, sig_b64 = d["token"].split(".")
 header = json.loads(b64url(header_b64))
 if header.get("alg") != "ES256":
     print("invalid: alg")
+    sys.exit(0)
+# Explicit typing (RFC 8725 3.11): RFC 9068 access tokens, short or long form, any case.
+if str(header.get("typ", "")).lower() not in ("at+jwt", "application/at+jwt"):
+    print("invalid: typ")
     sys.exit(0)
 keys = {k["kid"]: k for k in d["jwks"]["keys"]}
 jwk = keys.get(header.get("kid"))

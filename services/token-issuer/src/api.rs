@@ -1,8 +1,7 @@
 //! The HTTP API: routes, handlers, the AWS reads they need (with their short caches)
 //! and the one place errors become responses.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, FromRef, State};
@@ -11,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use keystore_ssm::SsmKeyStore;
+use keystore_ssm::{KeySetError, KeySetParameter, SsmKeyStore, StandingError, Standings};
+use service_auth::cache::RefreshPolicy;
 use service_auth::identity::AuthMethod;
 use service_auth::{ServiceDocument, UnixTime};
 use service_identity_http::{correlate, json_error, Caller, Correlation, IdentityConfig};
@@ -35,16 +35,17 @@ pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 /// without every refused request reading SSM).
 pub const JWKS_MISS_REFETCH: Duration = Duration::from_secs(10);
 /// How long what the store says about a caller (its document, its key's revocation
-/// marker) is used. Bounds how late the issuer sees a revocation or a brake; keeps SSM
-/// reads (40/s by default, shared) well under the traffic.
+/// and expiry markers, its brakes) is used. Bounds how late the issuer sees a
+/// revocation or a brake; keeps SSM reads (40/s by default, shared) well under the
+/// traffic. No stale grace: a read that fails is a 503, never an old answer.
 pub const STANDING_TTL: Duration = Duration::from_secs(15);
+/// The longest a standing read may take.
+const STANDING_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the signing alias is resolved again, so a repointed alias is followed
 /// without a cold start.
 pub const SIGNER_TTL: Duration = Duration::from_secs(300);
 /// Largest request body read.
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
-/// Most callers whose standing is held in memory.
-const STANDING_CAPACITY: usize = 1024;
 
 /// What [`AppState::new`] is built from.
 pub struct Parts {
@@ -75,7 +76,8 @@ pub enum Signing {
 pub trait LocalSigner: Send + Sync {
     /// The `kid` its tokens carry.
     fn kid(&self) -> &str;
-    /// A compact JWS of `claims` with `{"alg":"ES256","typ":"JWT","kid":..}`. The error
+    /// A compact JWS of `claims` with `{"alg":"ES256","typ":"at+jwt","kid":..}`
+    /// ([`service_token::TOKEN_TYPE`]: verifiers refuse any other `typ`). The error
     /// says why, without the key.
     fn sign(&self, claims: &TokenClaims) -> Result<String, String>;
 }
@@ -93,7 +95,8 @@ pub enum Documents {
 
 /// Where the published key set comes from.
 pub enum JwksSource {
-    /// The `SVCAUTH_TOKEN_JWKS_PARAMETER` `String` parameter, as deployed.
+    /// The `SVCAUTH_TOKEN_JWKS_PARAMETER` SecureString, as deployed (read through
+    /// keystore-ssm: a `String` one is never trusted).
     Ssm {
         client: keystore_ssm::aws_sdk_ssm::Client,
         parameter: String,
@@ -155,23 +158,34 @@ struct Published {
     at: u64,
 }
 
-type StandingKey = (String, Option<String>);
-
 struct Inner {
     parts: Parts,
     signer: tokio::sync::Mutex<Option<(KmsSigner, u64)>>,
-    standings: Mutex<HashMap<StandingKey, (Standing, u64)>>,
+    /// With documents in SSM: the one cache of standings (keystore-ssm), 15 s.
+    standings: Option<Standings>,
     jwks: tokio::sync::Mutex<Option<Published>>,
     reuse: ReuseCache,
 }
 
 impl AppState {
     pub fn new(parts: Parts) -> Self {
+        let standings = match &parts.documents {
+            Documents::Ssm(store) => Some(Standings::new(
+                store.clone(),
+                RefreshPolicy {
+                    ttl: STANDING_TTL,
+                    stale_grace: Duration::ZERO,
+                    retry_interval: Duration::ZERO,
+                },
+                STANDING_TIMEOUT,
+            )),
+            Documents::Fixed(_) => None,
+        };
         Self {
             inner: Arc::new(Inner {
                 parts,
                 signer: tokio::sync::Mutex::new(None),
-                standings: Mutex::new(HashMap::new()),
+                standings,
                 jwks: tokio::sync::Mutex::new(None),
                 reuse: ReuseCache::default(),
             }),
@@ -187,84 +201,57 @@ impl AppState {
         (self.inner.parts.clock)()
     }
 
-    /// The caller's document and its key's revocation marker, read at most every
-    /// [`STANDING_TTL`].
+    /// What the store says about the caller (its document with its markers), read at
+    /// most every [`STANDING_TTL`].
     async fn standing(
         &self,
         service: &str,
         method: &AuthMethod,
         now: UnixTime,
-    ) -> Result<Standing, ApiError> {
+    ) -> Result<Arc<Standing>, ApiError> {
         let key_id = match method {
-            AuthMethod::ApiKey { key_id } => Some(key_id.clone()),
+            AuthMethod::ApiKey { key_id } => Some(key_id.to_string()),
             AuthMethod::Iam { .. } => None,
             // Refused before any read: a token is not a proof for another token.
             AuthMethod::Token { .. } => return Err(ApiError::Issue(IssueError::TokenCaller)),
         };
-        let cache_key = (service.to_owned(), key_id.as_ref().map(|k| k.to_string()));
-        {
-            let cached = self.lock_standings();
-            if let Some((s, at)) = cached.get(&cache_key) {
-                if now.0 < at + STANDING_TTL.as_secs() {
-                    return Ok(s.clone());
-                }
-            }
-        }
-        let store = match &self.inner.parts.documents {
-            Documents::Ssm(store) => store,
-            Documents::Fixed(lookup) => {
-                return Ok(Standing {
+        let standings = match (&self.inner.standings, &self.inner.parts.documents) {
+            (_, Documents::Fixed(lookup)) => {
+                return Ok(Arc::new(Standing {
                     document: lookup(service),
                     proof_key_revoked: false,
+                }))
+            }
+            (Some(s), Documents::Ssm(_)) => s,
+            (None, Documents::Ssm(_)) => {
+                return Err(ApiError::Internal(
+                    "no_standings",
+                    "no standing cache".into(),
+                ))
+            }
+        };
+        let (standing, read) = standings.get(service, key_id.as_deref(), now).await;
+        match standing {
+            Ok(s) => Ok(s),
+            Err(StandingError::Unusable(rejected)) => {
+                if read.is_some() {
+                    tracing::error!(event = "store_read_failed", service, parameter = %rejected.parameter,
+                        reason_code = rejected.reason.code(), error = %rejected.reason, "the caller's document cannot be used");
+                }
+                // Read, but unusable: retrying will not help; an operator must fix it.
+                Err(ApiError::Issue(IssueError::DocumentInvalid(
+                    service.to_owned(),
+                )))
+            }
+            Err(StandingError::Unavailable(e)) => {
+                tracing::error!(event = "store_read_failed", service, error = %e, "could not read the caller's standing");
+                Err(ApiError::Unavailable {
+                    code: "store_unavailable",
+                    message: "the key store could not be read; retry shortly".into(),
+                    retry_after: 1,
                 })
             }
-        };
-        let unavailable = |e: keystore_ssm::SsmStoreError| {
-            tracing::error!(event = "store_read_failed", service, error = %e, "could not read the caller's standing");
-            if matches!(
-                e,
-                keystore_ssm::SsmStoreError::Document { .. }
-                    | keystore_ssm::SsmStoreError::NotSecure { .. }
-            ) {
-                // Read, but unusable: retrying will not help; an operator must fix it.
-                return ApiError::Issue(IssueError::DocumentInvalid(service.to_owned()));
-            }
-            ApiError::Unavailable {
-                code: "store_unavailable",
-                message: "the key store could not be read; retry shortly".into(),
-                retry_after: 1,
-            }
-        };
-        let document = store
-            .read_document(service)
-            .await
-            .map_err(unavailable)?
-            .map(|(d, _version)| d);
-        let proof_key_revoked = match &key_id {
-            Some(id) => store
-                .revoked_among(std::slice::from_ref(id))
-                .await
-                .map_err(unavailable)?
-                .contains(id),
-            None => false,
-        };
-        let standing = Standing {
-            document,
-            proof_key_revoked,
-        };
-        let mut cached = self.lock_standings();
-        if cached.len() >= STANDING_CAPACITY {
-            cached.clear();
         }
-        cached.insert(cache_key, (standing.clone(), now.0));
-        Ok(standing)
-    }
-
-    fn lock_standings(&self) -> std::sync::MutexGuard<'_, HashMap<StandingKey, (Standing, u64)>> {
-        self.inner
-            .standings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The signer for the key `SVCAUTH_TOKEN_KEY` names now (re-resolved every
@@ -346,37 +333,36 @@ impl AppState {
             JwksSource::Inline(text) => return Self::parse_jwks(name, text.clone(), now),
             JwksSource::Ssm { client, parameter } => (client, parameter),
         };
-        let out = client
-            .get_parameter()
-            .name(parameter)
-            .with_decryption(false)
-            .send()
-            .await;
-        let not_published = || ApiError::Unavailable {
-            code: "jwks_not_published",
-            message: format!(
-                "no key set is published at {name}: run `svcauth tokens keys add --key {}`",
-                parts.signing_name()
-            ),
-            retry_after: 30,
-        };
-        let value = match out {
-            Ok(o) => o
-                .parameter()
-                .and_then(|p| p.value())
-                .map(str::to_owned)
-                .ok_or_else(not_published)?,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_not_found()) =>
-            {
-                return Err(not_published())
+        let value = match KeySetParameter::new(client.clone(), parameter)
+            .read_trusted()
+            .await
+        {
+            Ok(text) => text,
+            Err(e @ KeySetError::NotPublished(_)) => {
+                return Err(ApiError::Unavailable {
+                    code: e.code(),
+                    message: format!(
+                        "no key set is published at {name}: run `svcauth tokens keys add --key {}`",
+                        parts.signing_name()
+                    ),
+                    retry_after: 30,
+                })
+            }
+            Err(e @ KeySetError::Forgeable { .. }) => {
+                tracing::error!(event = "jwks_not_trusted", parameter = %name, error = %e, "the key set is not trusted: no token is signed until it is rewritten");
+                return Err(ApiError::Unavailable {
+                    code: e.code(),
+                    message: format!(
+                        "the key set at {name} is not a SecureString, so it is not trusted; operators: see the issuer's logs (`svcauth tokens keys add --key {}` rewrites it)",
+                        parts.signing_name()
+                    ),
+                    retry_after: 30,
+                });
             }
             Err(e) => {
-                tracing::error!(event = "jwks_read_failed", parameter = %name,
-                    error = %aws_sdk_kms::error::DisplayErrorContext(&e), "could not read the key set");
+                tracing::error!(event = "jwks_read_failed", parameter = %name, error = %e, "could not read the key set");
                 return Err(ApiError::Unavailable {
-                    code: "jwks_unavailable",
+                    code: e.code(),
                     message: "the key set could not be read; retry shortly".into(),
                     retry_after: 1,
                 });
@@ -602,7 +588,8 @@ async fn issue(
     let brake = standing.document.as_ref().and_then(|d| d.tokens_not_before);
     // A held token is handed out again only while its key is still published: a key
     // retired from the key set (rotation, compromise) takes its held tokens with it.
-    let held = match state.inner.reuse.find(&claims, brake, now) {
+    let least_left = state.inner.parts.settings.least_left_secs();
+    let held = match state.inner.reuse.find(&claims, brake, now, least_left) {
         Some(r) if state.published(now, None).await?.keys.contains(&r.kid) => Some(r),
         _ => None,
     };

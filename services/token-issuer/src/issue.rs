@@ -12,7 +12,16 @@
 //!   `audience`): narrowed, never widened. A route is granted when a document grant
 //!   names the same API and the same route pattern (exact text: a pattern is never
 //!   read as covering another);
-//! * the lifetime is the configured default (600 s), or 60..=3600 s as asked;
+//! * every proof (an API key on `POST /token`, an IAM role on `POST /token/iam`) needs
+//!   the grant [`TOKEN_ROUTE`] on API [`TOKEN_API`]: the key route's authorizer checks
+//!   it for keys, and this module checks it again for every caller, so a role mapped in
+//!   `SVCAUTH_IAM_ROLES` gets no token once its service's grant is removed;
+//! * the lifetime is the configured default (600 s), or as asked, up to 3600 s and at
+//!   least [`IssuerSettings::shortest_lifetime_secs`]: the verifiers refuse a token
+//!   with less than their minimum left (`SVCAUTH_TOKEN_MIN_REMAINING_SECS`, the
+//!   result-cache TTL of the APIs it is for) and clients stop using it
+//!   [`CLIENT_MARGIN_SECS`] before that, so every token handed out must stay usable
+//!   for [`MIN_USABLE_SECS`] past both;
 //! * a brake (`tokensNotBefore`) in the future refuses every token until then.
 //!
 //! [`ReuseCache`] hands out a token already signed instead of signing again when that
@@ -31,8 +40,20 @@ use service_token::{Permission, Proof, TokenClaims};
 pub const DEFAULT_LIFETIME_SECS: u64 = 10 * 60;
 /// Longest token lifetime (also the verifier's limit).
 pub const MAX_LIFETIME_SECS: u64 = service_token::verify::MAX_LIFETIME_SECS;
-/// Shortest token lifetime: shorter tokens only cost KMS signatures.
-pub const MIN_LIFETIME_SECS: u64 = 60;
+/// Shortest time a token handed out stays usable by its caller, past the verifiers'
+/// minimum and the client's margin: shorter tokens only cost KMS signatures.
+pub const MIN_USABLE_SECS: u64 = 60;
+/// `SVCAUTH_TOKEN_MIN_REMAINING_SECS` when unset: the authorizer's own default (API
+/// Gateway's default result TTL). Deployed, both get the template's `TokenResultTtl`.
+pub const DEFAULT_MIN_REMAINING_SECS: u64 = 300;
+/// How long before the verifiers' minimum a client stops presenting a token: its
+/// allowance for clock differences (`service-client`'s `TokenSettings::clock_skew`).
+pub const CLIENT_MARGIN_SECS: u64 = 10;
+/// The API a service must be granted [`TOKEN_ROUTE`] on to get tokens: the token API's
+/// registered name.
+pub const TOKEN_API: &str = "token";
+/// The route of [`TOKEN_API`] whose grant lets a service trade any proof for tokens.
+pub const TOKEN_ROUTE: &str = "POST /token";
 /// Most entries in a request's `audience` or `permissions` (a document has at most 32
 /// routes; anything longer cannot be granted anyway).
 pub const MAX_REQUEST_ITEMS: usize = 64;
@@ -45,7 +66,8 @@ pub struct TokenRequest {
     pub audience: Option<Vec<String>>,
     /// Grants to keep (`[{"apis":[..],"routes":[..]}]`); default: all of them.
     pub permissions: Option<Vec<ApiGrant>>,
-    /// Seconds; default `SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS`, 60..=3600.
+    /// Seconds; default `SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS`, from
+    /// [`IssuerSettings::shortest_lifetime_secs`] to 3600.
     pub lifetime_seconds: Option<u64>,
 }
 
@@ -56,16 +78,31 @@ pub struct IssuerSettings {
     pub issuer: String,
     /// Lifetime when the request names none.
     pub default_lifetime_secs: u64,
+    /// The least lifetime a verifier wants left on a token it accepts
+    /// (`SVCAUTH_TOKEN_MIN_REMAINING_SECS`, the authorizers' setting of the same name):
+    /// no token is issued or handed out again with less than this plus
+    /// [`CLIENT_MARGIN_SECS`] and [`MIN_USABLE_SECS`] left.
+    pub min_remaining_secs: u64,
 }
 
-/// What the store says about the caller now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Standing {
-    /// The caller's service document; `None` when the service has none.
-    pub document: Option<ServiceDocument>,
-    /// The caller's API key has a revocation marker (always false for IAM callers).
-    pub proof_key_revoked: bool,
+impl IssuerSettings {
+    /// Least lifetime a token must have left when it is handed out: the verifiers'
+    /// minimum plus the client's margin.
+    pub fn least_left_secs(&self) -> u64 {
+        self.min_remaining_secs.saturating_add(CLIENT_MARGIN_SECS)
+    }
+
+    /// Shortest lifetime issued: usable for [`MIN_USABLE_SECS`] before
+    /// [`IssuerSettings::least_left_secs`].
+    pub fn shortest_lifetime_secs(&self) -> u64 {
+        self.least_left_secs().saturating_add(MIN_USABLE_SECS)
+    }
 }
+
+/// What the store says about the caller now: its service document with every marker
+/// applied (revocation, expiry, brake) and whether its key has a revocation marker.
+/// One type for the authorizer and the issuer (`service_auth::standing`).
+pub use service_auth::Standing;
 
 /// Why no token. Carries no secret (key ids, role ARNs and service names are not).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +120,8 @@ pub enum IssueError {
     Braked { service: String, until: String },
     #[error("{0} is not granted to this service: a token can only narrow the service's grants (see `svcauth keys list`)")]
     NotGranted(String),
+    #[error("service {0:?} is not granted {TOKEN_ROUTE} on API {TOKEN_API}, which every proof (API key or IAM role) needs to get tokens; grant it with `svcauth keys grant --service {0} --api {TOKEN_API} --permissions '{TOKEN_ROUTE}'`")]
+    TokensNotGranted(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("a token is not a proof for another token: call POST /token with the service's API key, or POST /token/iam signed with its IAM role")]
@@ -99,6 +138,7 @@ impl IssueError {
             Self::KeyNotUsable(_) => "key_not_usable",
             Self::Braked { .. } => "braked",
             Self::NotGranted(_) => "permission_not_granted",
+            Self::TokensNotGranted(_) => "tokens_not_granted",
             Self::BadRequest(_) => "bad_request",
             Self::TokenCaller => "token_not_a_proof",
         }
@@ -111,7 +151,7 @@ impl IssueError {
             Self::KeyNotUsable(_) | Self::TokenCaller => 401,
             Self::UnknownService(_) | Self::NoGrants(_) | Self::Braked { .. } => 403,
             Self::DocumentInvalid(_) => 403,
-            Self::NotGranted(_) => 403,
+            Self::NotGranted(_) | Self::TokensNotGranted(_) => 403,
             Self::BadRequest(_) => 400,
         }
     }
@@ -159,13 +199,18 @@ pub fn claims_for(
     let lifetime = req
         .lifetime_seconds
         .unwrap_or(settings.default_lifetime_secs);
-    if !(MIN_LIFETIME_SECS..=MAX_LIFETIME_SECS).contains(&lifetime) {
+    let shortest = settings.shortest_lifetime_secs();
+    if !(shortest..=MAX_LIFETIME_SECS).contains(&lifetime) {
         return Err(IssueError::BadRequest(format!(
-            "lifetimeSeconds must be between {MIN_LIFETIME_SECS} and {MAX_LIFETIME_SECS}"
+            "lifetimeSeconds must be between {shortest} and {MAX_LIFETIME_SECS}: the APIs' authorizers refuse a token with less than {} s left, clients stop using it {CLIENT_MARGIN_SECS} s before that, and a token must stay usable for at least {MIN_USABLE_SECS} s",
+            settings.min_remaining_secs
         )));
     }
     if doc.is_unscoped() || doc.grants.is_empty() {
         return Err(IssueError::NoGrants(doc.service.clone()));
+    }
+    if !grants_tokens(doc)? {
+        return Err(IssueError::TokensNotGranted(doc.service.clone()));
     }
     let mut permissions = match &req.permissions {
         None => doc
@@ -190,6 +235,18 @@ pub fn claims_for(
         permissions,
         proof: proof_of(caller)?,
     })
+}
+
+/// Whether `doc` grants [`TOKEN_ROUTE`] on [`TOKEN_API`], matched as the key route's
+/// authorizer matches it (a pattern such as `POST /*` on `token` covers it too).
+fn grants_tokens(doc: &ServiceDocument) -> Result<bool, IssueError> {
+    let suffix = TOKEN_ROUTE.replacen(' ', "", 1);
+    let scoped = doc
+        .scoped_routes()
+        .map_err(|_| IssueError::DocumentInvalid(doc.service.clone()))?;
+    Ok(scoped.iter().any(|(apis, routes)| {
+        apis.iter().any(|a| a == TOKEN_API) && routes.iter().any(|r| r.matches_suffix(&suffix))
+    }))
 }
 
 /// The asked grants, each (API, route) pair checked against the document's grants.
@@ -323,26 +380,35 @@ impl std::fmt::Debug for Reused {
 /// Tokens already signed, by what they grant. A held token is handed out again for
 /// claims just computed by [`claims_for`] (so the caller's standing was checked now)
 /// when it is for the same issuer, service, proof, audience and grants, was issued at
-/// or after the brake, has at least half of the asked lifetime left and no more than
-/// the asked lifetime (a caller never gets a longer-lived token than it asked for).
+/// or after the brake, has no more than the asked lifetime left (a caller never gets a
+/// longer-lived token than it asked for), and stays usable for at least half as long as
+/// a new one would: usable means with more than `least_left` seconds left
+/// ([`IssuerSettings::least_left_secs`]), below which verifiers or clients drop it.
 #[derive(Default)]
 pub struct ReuseCache {
     held: Mutex<HashMap<ReuseKey, Held>>,
 }
 
 impl ReuseCache {
-    /// A held token for exactly these `claims`, safe to hand out again at `now`.
+    /// A held token for exactly these `claims`, safe to hand out again at `now` to a
+    /// caller whose verifiers and client drop a token with `least_left` seconds left.
     pub fn find(
         &self,
         claims: &TokenClaims,
         brake: Option<UnixTime>,
         now: UnixTime,
+        least_left: u64,
     ) -> Option<Reused> {
         let asked = claims.exp.saturating_sub(claims.iat);
         let held = self.lock().get(&key_of(claims)).cloned()?;
         let left = held.exp.saturating_sub(now.0);
         let braked = brake.is_some_and(|t| held.iat < t.0);
-        let usable = !braked && held.iat <= now.0 && left * 2 >= asked && left <= asked;
+        let usable_left = left.checked_sub(least_left).filter(|u| *u > 0);
+        let half_of_new = asked.saturating_sub(least_left).div_ceil(2);
+        let usable = !braked
+            && held.iat <= now.0
+            && left <= asked
+            && usable_left.is_some_and(|u| u >= half_of_new);
         usable.then_some(Reused {
             token: held.token,
             exp: held.exp,
@@ -450,6 +516,7 @@ mod tests {
         IssuerSettings {
             issuer: "svcauth:test".into(),
             default_lifetime_secs: 600,
+            min_remaining_secs: 0,
         }
     }
 
@@ -698,6 +765,7 @@ mod tests {
                     &claims(t, lifetime, "new"),
                     brake.map(UnixTime),
                     UnixTime(t),
+                    0,
                 )
                 .map(|r| r.jti)
         };
@@ -715,15 +783,15 @@ mod tests {
             key_id: "kid_fedcba9876543210".into(),
         };
         assert!(
-            cache.find(&other, None, UnixTime(NOW + 10)).is_none(),
+            cache.find(&other, None, UnixTime(NOW + 10), 0).is_none(),
             "other proof"
         );
         let mut narrower = claims(NOW + 10, 600, "x");
         narrower.permissions[0].routes = vec!["GET /internal/users/by-email/*".into()];
-        assert!(cache.find(&narrower, None, UnixTime(NOW + 10)).is_none());
+        assert!(cache.find(&narrower, None, UnixTime(NOW + 10), 0).is_none());
         assert!(!format!(
             "{:?}",
-            cache.find(&claims(NOW, 600, "n"), None, UnixTime(NOW))
+            cache.find(&claims(NOW, 600, "n"), None, UnixTime(NOW), 0)
         )
         .contains("tok-a"));
         for i in 0..REUSE_CAPACITY + 5 {
@@ -732,6 +800,114 @@ mod tests {
             cache.keep(&c, "t", "k1", UnixTime(NOW));
         }
         assert!(cache.len() <= REUSE_CAPACITY);
+    }
+
+    /// Issue 19 A1: the `POST /token` grant is required for every proof, IAM included
+    /// (only the key route's authorizer checked it before).
+    #[test]
+    fn every_proof_needs_the_token_grant() {
+        let key = ApiKey::generate(Some("dev")).unwrap();
+        let mut ungranted = doc(&key);
+        ungranted.ungrant("token");
+        let mut elsewhere = ungranted.clone();
+        elsewhere.grant("identity", &["POST /token".into()]);
+        let mut wildcard = ungranted.clone();
+        wildcard.grant("token", &["POST /*".into()]);
+        let mut other_route = ungranted.clone();
+        other_route.grant("token", &["GET /token".into()]);
+        for caller in [key_caller(key.key_id()), iam_caller()] {
+            for (name, d, want) in [
+                ("no token grant", &ungranted, Some("tokens_not_granted")),
+                (
+                    "POST /token on another API",
+                    &elsewhere,
+                    Some("tokens_not_granted"),
+                ),
+                (
+                    "GET /token on token",
+                    &other_route,
+                    Some("tokens_not_granted"),
+                ),
+                ("POST /* on token", &wildcard, None),
+                ("POST /token on token", &doc(&key), None),
+            ] {
+                let got = issue(&caller, &standing(d.clone()), "{}")
+                    .map(|_| ())
+                    .map_err(|e| e.code());
+                assert_eq!(
+                    got,
+                    want.map_or(Ok(()), Err),
+                    "{}: {name}",
+                    caller.method_name()
+                );
+            }
+        }
+        let e = issue(&iam_caller(), &standing(ungranted), "{}").unwrap_err();
+        assert_eq!(e.status(), 403);
+        assert!(
+            e.to_string().contains("svcauth keys grant --service tutor-service --api token --permissions 'POST /token'"),
+            "{e}"
+        );
+    }
+
+    /// Issue 19 B2: with verifiers that refuse a token with less than 60 s left, a
+    /// lifetime that leaves no use after that (and the client's margin) is refused, and
+    /// a held token is handed out again only while it stays usable for at least half as
+    /// long as a new one.
+    #[test]
+    fn tokens_handed_out_outlive_the_verifiers_minimum() {
+        let key = ApiKey::generate(Some("dev")).unwrap();
+        let s = standing(doc(&key));
+        let caller = key_caller(key.key_id());
+        let strict = IssuerSettings {
+            min_remaining_secs: 60,
+            ..settings()
+        };
+        assert_eq!(
+            (strict.least_left_secs(), strict.shortest_lifetime_secs()),
+            (70, 130)
+        );
+        let ask = |lifetime: u64| {
+            claims_for(
+                &caller,
+                &s,
+                &req(&format!(r#"{{"lifetimeSeconds":{lifetime}}}"#)),
+                &strict,
+                UnixTime(NOW),
+                "j".into(),
+            )
+            .map(|c| c.exp - c.iat)
+            .map_err(|e| (e.code(), e.to_string()))
+        };
+        for refused in [60, 100, 129] {
+            let (code, message) = ask(refused).unwrap_err();
+            assert_eq!(code, "bad_request", "{refused}");
+            assert!(message.contains("between 130 and 3600"), "{message}");
+        }
+        assert_eq!(ask(130), Ok(130));
+        let cache = ReuseCache::default();
+        let at = |t: u64, lifetime: u64| {
+            cache
+                .find(&claims(t, lifetime, "new"), None, UnixTime(t), 70)
+                .map(|r| r.jti)
+        };
+        // The issue's case: a 100 s token asked for again 48 s later has 52 s left,
+        // less than the authorizer's 60: never handed out again.
+        cache.keep(&claims(NOW, 100, "short"), "tok", "k1", UnixTime(NOW));
+        assert_eq!(at(NOW + 48, 100), None);
+        // 200 s asked: a new one is usable 130 s; the held one while it has 65 left.
+        cache.keep(&claims(NOW, 200, "long"), "tok", "k1", UnixTime(NOW));
+        assert_eq!(at(NOW + 65, 200).as_deref(), Some("long"));
+        assert_eq!(at(NOW + 66, 200), None);
+        // Whatever it is asked, a token handed out has more than 70 s left.
+        for t in NOW..NOW + 200 {
+            if cache
+                .find(&claims(t, 200, "n"), None, UnixTime(t), 70)
+                .is_some()
+            {
+                assert!(NOW + 200 - t > 70, "{t}");
+            }
+        }
     }
 
     #[test]

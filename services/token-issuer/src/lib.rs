@@ -54,13 +54,12 @@ pub enum ConfigError {
 }
 
 /// The JWKS parameter next to a key store path: `/svcauth/dev/keys` →
-/// `/svcauth/dev/token/jwks`.
-pub fn default_jwks_parameter(ssm_path: &str) -> String {
-    let parent = ssm_path
-        .trim_end_matches('/')
-        .rsplit_once('/')
-        .map_or("", |(p, _)| p);
-    format!("{parent}/token/jwks")
+/// `/svcauth/dev/token/jwks` (keystore-ssm's layout, the one owner of the paths).
+/// `None` when the path is not a valid key store path.
+pub fn default_jwks_parameter(ssm_path: &str) -> Option<String> {
+    keystore_ssm::StoreLayout::new(ssm_path.trim_end_matches('/'))
+        .ok()
+        .map(|l| l.key_set())
 }
 
 impl Config {
@@ -70,26 +69,75 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let ssm_path = get("SVCAUTH_SSM_PATH").unwrap_or_else(|| "/svcauth/dev/keys".to_owned());
-        let lifetime = match get("SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS") {
-            None => issue::DEFAULT_LIFETIME_SECS,
-            Some(v) => v
+        let ssm_path =
+            get("SVCAUTH_SSM_PATH").unwrap_or_else(|| keystore_ssm::DEFAULT_KEY_PATH.to_owned());
+        let mut settings = IssuerSettings {
+            issuer: String::new(),
+            default_lifetime_secs: issue::DEFAULT_LIFETIME_SECS,
+            min_remaining_secs: issue::DEFAULT_MIN_REMAINING_SECS,
+        };
+        if let Some(v) = get("SVCAUTH_TOKEN_MIN_REMAINING_SECS") {
+            settings.min_remaining_secs = v
                 .parse::<u64>()
                 .ok()
-                .filter(|s| (issue::MIN_LIFETIME_SECS..=issue::MAX_LIFETIME_SECS).contains(s))
+                .filter(|m| {
+                    let s = IssuerSettings {
+                        min_remaining_secs: *m,
+                        ..settings.clone()
+                    };
+                    s.shortest_lifetime_secs() <= issue::MAX_LIFETIME_SECS
+                })
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "SVCAUTH_TOKEN_MIN_REMAINING_SECS",
+                        format!(
+                            "{v:?}: give whole seconds from 0 to {}, the authorizers' SVCAUTH_TOKEN_MIN_REMAINING_SECS (the template's TokenResultTtl in AuthMode token, 0 otherwise)",
+                            issue::MAX_LIFETIME_SECS
+                                - issue::CLIENT_MARGIN_SECS
+                                - issue::MIN_USABLE_SECS
+                        ),
+                    )
+                })?;
+        }
+        if let Some(v) = get("SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS") {
+            let shortest = settings.shortest_lifetime_secs();
+            settings.default_lifetime_secs = v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (shortest..=issue::MAX_LIFETIME_SECS).contains(s))
                 .ok_or_else(|| {
                     ConfigError::Invalid(
                         "SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS",
                         format!(
-                            "{v:?}: give whole seconds from {} to {}",
-                            issue::MIN_LIFETIME_SECS,
+                            "{v:?}: give whole seconds from {shortest} (SVCAUTH_TOKEN_MIN_REMAINING_SECS {} + {} s client margin + {} s of use) to {}",
+                            settings.min_remaining_secs,
+                            issue::CLIENT_MARGIN_SECS,
+                            issue::MIN_USABLE_SECS,
                             issue::MAX_LIFETIME_SECS
                         ),
                     )
-                })?,
+                })?;
+        }
+        if settings.default_lifetime_secs < settings.shortest_lifetime_secs() {
+            return Err(ConfigError::Invalid(
+                "SVCAUTH_TOKEN_MIN_REMAINING_SECS",
+                format!(
+                    "{} leaves the default lifetime ({} s) too short to be used: set SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS to at least {}",
+                    settings.min_remaining_secs,
+                    settings.default_lifetime_secs,
+                    settings.shortest_lifetime_secs()
+                ),
+            ));
+        }
+        let jwks_parameter = match get("SVCAUTH_TOKEN_JWKS_PARAMETER") {
+            Some(p) => p,
+            None => default_jwks_parameter(&ssm_path).ok_or_else(|| {
+                ConfigError::Invalid(
+                    "SVCAUTH_SSM_PATH",
+                    format!("{ssm_path:?}: give the key store path, e.g. /svcauth/prod/keys"),
+                )
+            })?,
         };
-        let jwks_parameter = get("SVCAUTH_TOKEN_JWKS_PARAMETER")
-            .unwrap_or_else(|| default_jwks_parameter(&ssm_path));
         if !jwks_parameter.starts_with('/') {
             return Err(ConfigError::Invalid(
                 "SVCAUTH_TOKEN_JWKS_PARAMETER",
@@ -106,7 +154,7 @@ impl Config {
                     "SVCAUTH_TOKEN_ISSUER",
                     "set the issuer id every verifier expects in `iss` (for example svcauth:dev)",
                 ))?,
-                default_lifetime_secs: lifetime,
+                ..settings
             },
             ssm_path,
             jwks_parameter,
@@ -154,22 +202,53 @@ mod tests {
             ("/x/jwks", 900)
         );
         assert_eq!(c.ssm_path, "/svcauth/dev/keys");
-        for bad in ["59", "3601", "ten", "-1"] {
+        assert_eq!(
+            c.settings.min_remaining_secs, 300,
+            "the authorizer's default"
+        );
+        for bad in ["369", "3601", "ten", "-1"] {
             let lookup = move |k: &str| match k {
                 "SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS" => Some(bad.to_owned()),
                 "SVCAUTH_TOKEN_KEY" | "SVCAUTH_TOKEN_ISSUER" => Some("x".to_owned()),
                 _ => None,
             };
             let err = Config::from_lookup(lookup).unwrap_err();
-            assert!(err.to_string().contains("60 to 3600"), "{err}");
+            assert!(err.to_string().contains("from 370 "), "{err}");
+            assert!(err.to_string().contains("to 3600"), "{err}");
+        }
+        let c = Config::from_lookup(env(&[
+            ("SVCAUTH_TOKEN_KEY", "k"),
+            ("SVCAUTH_TOKEN_ISSUER", "i"),
+            ("SVCAUTH_TOKEN_MIN_REMAINING_SECS", "60"),
+            ("SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS", "130"),
+        ]))
+        .unwrap();
+        assert_eq!(c.settings.shortest_lifetime_secs(), 130);
+        type Case = (&'static str, &'static str, &'static str);
+        let refused: [Case; 4] = [
+            ("3600", "600", "SVCAUTH_TOKEN_MIN_REMAINING_SECS"),
+            ("soon", "600", "SVCAUTH_TOKEN_MIN_REMAINING_SECS"),
+            ("60", "129", "from 130 "),
+            ("550", "", "at least 620"),
+        ];
+        for (min, lifetime, want) in refused {
+            let lookup = move |k: &str| match k {
+                "SVCAUTH_TOKEN_MIN_REMAINING_SECS" => Some(min.to_owned()),
+                "SVCAUTH_TOKEN_DEFAULT_LIFETIME_SECS" => Some(lifetime.to_owned()),
+                "SVCAUTH_TOKEN_KEY" | "SVCAUTH_TOKEN_ISSUER" => Some("x".to_owned()),
+                _ => None,
+            };
+            let err = Config::from_lookup(lookup).unwrap_err();
+            assert!(err.to_string().contains(want), "{min}/{lifetime}: {err}");
         }
         let err = Config::from_lookup(env(&[("SVCAUTH_TOKEN_ISSUER", "i")])).unwrap_err();
         assert!(err.to_string().contains("SVCAUTH_TOKEN_KEY"), "{err}");
         let err = Config::from_lookup(env(&[("SVCAUTH_TOKEN_KEY", "k")])).unwrap_err();
         assert!(err.to_string().contains("SVCAUTH_TOKEN_ISSUER"), "{err}");
         assert_eq!(
-            default_jwks_parameter("/svcauth/dev/keys"),
-            "/svcauth/dev/token/jwks"
+            default_jwks_parameter("/svcauth/dev/keys").as_deref(),
+            Some("/svcauth/dev/token/jwks")
         );
+        assert_eq!(default_jwks_parameter("keys"), None);
     }
 }

@@ -142,12 +142,22 @@ struct Fixture {
     revoked: ApiKey,
 }
 
+/// Publishes `keys` as `svcauth tokens keys add` does: a SecureString.
 async fn publish(ssm: &aws_sdk_ssm::Client, kms: &aws_sdk_kms::Client, keys: &[&str]) {
+    publish_as(ssm, kms, keys, ParameterType::SecureString).await;
+}
+
+async fn publish_as(
+    ssm: &aws_sdk_ssm::Client,
+    kms: &aws_sdk_kms::Client,
+    keys: &[&str],
+    kind: ParameterType,
+) {
     let set = token_kms::key_set(kms, keys).await.unwrap();
     ssm.put_parameter()
         .name(JWKS)
         .value(serde_json::to_string(&set).unwrap())
-        .r#type(ParameterType::String)
+        .r#type(kind)
         .overwrite(true)
         .send()
         .await
@@ -202,6 +212,7 @@ async fn fixture_with(retry: RetryPolicy, published: bool) -> Fixture {
         settings: IssuerSettings {
             issuer: ISSUER.into(),
             default_lifetime_secs: 600,
+            min_remaining_secs: 0,
         },
         signing: Signing::Kms {
             client: kms.clone(),
@@ -448,6 +459,33 @@ async fn an_iam_caller_gets_a_token_naming_its_role() {
     let a = call(&f.app, "POST", "/token/iam", Auth::Iam(REPORTS_ROLE), None).await;
     assert_eq!(code(&a), (403, "unknown_service"), "{}", a.raw);
     assert_eq!(f.state.reusable_tokens(), 1);
+}
+
+/// Issue 19 A1: `POST /token/iam` checks the service's `POST /token` grant as the key
+/// route's authorizer does: a mapped role whose service lost (or never had) the grant
+/// gets no token. The key route refuses too (an authorizer answer cached before the
+/// grant was removed may still let the key through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_proof_needs_the_token_grant() {
+    let f = fixture().await;
+    let mut doc = tutor_doc(&f.active, &f.revoked);
+    doc.ungrant("token");
+    put_service_document(&f.ssm, PATH, &doc).await;
+    let a = call(&f.app, "POST", "/token/iam", Auth::Iam(TUTOR_ROLE), None).await;
+    assert_eq!(code(&a), (403, "tokens_not_granted"), "{}", a.raw);
+    assert!(a.body.get("token").is_none());
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("svcauth keys grant --service tutor-service --api token"),
+        "{}",
+        a.raw
+    );
+    let a = token_for(&f, Auth::Key(&f.active), None).await;
+    assert_eq!(code(&a), (403, "tokens_not_granted"), "{}", a.raw);
+    assert_eq!(f.faults.sign_calls(), 0, "nothing was signed");
+    assert_eq!(f.state.reusable_tokens(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -790,6 +828,18 @@ async fn the_issuer_signs_only_with_a_published_key() {
     assert_eq!(code(&a), (503, "jwks_not_published"), "{}", a.raw);
     assert!(a.raw.contains("svcauth tokens keys add"), "{}", a.raw);
 
+    // Issue 16 §2: a key set written the forgeable way (a String: whoever may write it
+    // could add a key of their own) is never trusted: 503, no token signed, and the
+    // issuer's log names the command that replaces it.
+    publish_as(&f.ssm, &f.kms, &[&f.key_id], ParameterType::String).await;
+    f.clock.advance(31);
+    let a = token_for(&f, Auth::Key(&f.active), None).await;
+    assert_eq!(code(&a), (503, "jwks_not_trusted"), "{}", a.raw);
+    assert!(a.raw.contains("not a SecureString"), "{}", a.raw);
+    let a = call(&f.app, "GET", "/.well-known/jwks.json", Auth::None, None).await;
+    assert_eq!(code(&a), (503, "jwks_not_trusted"), "{}", a.raw);
+    assert_eq!(f.faults.sign_calls(), 0);
+
     // A key set without the signing key (another key published): 503, naming the key.
     let other = create_kms_key(&f.kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     publish(&f.ssm, &f.kms, &[&other]).await;
@@ -823,6 +873,7 @@ async fn the_key_set_is_served_with_cache_headers() {
         .ssm
         .get_parameter()
         .name(JWKS)
+        .with_decryption(true)
         .send()
         .await
         .unwrap()

@@ -33,6 +33,7 @@ impl LocalSigner for DevKey {
     }
     fn sign(&self, claims: &TokenClaims) -> Result<String, String> {
         let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some(service_token::TOKEN_TYPE.to_owned());
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| e.to_string())
     }
@@ -55,7 +56,10 @@ fn dev_key(kid: &str) -> (DevKey, String) {
 fn app(signer: DevKey, jwks: String) -> Router {
     let doc = ServiceDocument::new(
         "tutor-service",
-        vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+        vec![
+            ApiGrant::new(&["identity"], &["GET /internal/users/*"]),
+            ApiGrant::new(&["token"], &["POST /token"]),
+        ],
     );
     let clock = TestClock::at(NOW);
     router(AppState::new(Parts {
@@ -63,6 +67,7 @@ fn app(signer: DevKey, jwks: String) -> Router {
         settings: IssuerSettings {
             issuer: "svcauth:local".into(),
             default_lifetime_secs: 600,
+            min_remaining_secs: 0,
         },
         signing: Signing::Local(Arc::new(signer)),
         documents: Documents::Fixed(Arc::new(move |s| (s == doc.service).then(|| doc.clone()))),

@@ -11,10 +11,7 @@ use test_support::MotoServer;
 async fn users_live_in_dynamodb_when_a_table_is_configured() {
     let moto = MotoServer::start();
     // This test binary has this one test: nothing else reads the environment.
-    std::env::set_var("AWS_ENDPOINT_URL", moto.endpoint());
-    std::env::set_var("AWS_REGION", "us-east-1");
-    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    moto.point_process_sdk_here();
     let sdk = aws_config_defaults().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     identity_service::create_table(&client, "users-e2e")

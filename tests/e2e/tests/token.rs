@@ -16,11 +16,12 @@ use token_kms::aws_sdk_kms;
 
 const ALIAS: &str = "alias/svcauth-token-dev";
 
-fn header_of(token: &str) -> Value {
-    let h = token.split('.').next().unwrap();
+/// Part `index` of a compact JWS (0 the header, 1 the claims), decoded.
+fn part_of(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).unwrap();
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(h)
+            .decode(part)
             .unwrap(),
     )
     .unwrap()
@@ -32,27 +33,44 @@ fn token_of(r: &local_gateway::http::Response) -> String {
     json(r)["token"].as_str().unwrap().to_owned()
 }
 
+/// `POST /token` with `key`: the issuer's answer.
+async fn trade_key(e: &E2e, key: &str) -> local_gateway::http::Response {
+    e.call(
+        "POST",
+        "TokenApi",
+        "/token",
+        &[("x-service-api-key", key)],
+        b"",
+    )
+    .await
+}
+
+/// `GET /internal/users/{STUDENT}` on the identity API with one header.
+async fn get_student_with(e: &E2e, header: (&str, &str)) -> local_gateway::http::Response {
+    e.call(
+        "GET",
+        "IdentityKeyApi",
+        &format!("/internal/users/{STUDENT}"),
+        &[header],
+        b"",
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_kms_signed_token_is_verified_by_the_authorizer_and_the_backend_sees_a_token_caller() {
     let moto = MotoServer::start();
     // This test binary has this one test: nothing else reads the environment.
-    std::env::set_var("AWS_ENDPOINT_URL", moto.endpoint());
-    std::env::set_var("AWS_REGION", "us-east-1");
-    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    moto.point_process_sdk_here();
     let logs = Logs::capture();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let kms = aws_sdk_kms::Client::new(&sdk);
-    let key_id = kms
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key_id = test_support::create_kms_key(
+        &kms,
+        aws_sdk_kms::types::KeySpec::EccNistP256,
+        aws_sdk_kms::types::KeyUsageType::SignVerify,
+    )
+    .await;
     kms.create_alias()
         .alias_name(ALIAS)
         .target_key_id(&key_id)
@@ -79,50 +97,28 @@ async fn a_kms_signed_token_is_verified_by_the_authorizer_and_the_backend_sees_a
     })
     .await;
     let tutor_key = dev_key("tutor-service");
-    let user_path = format!("/internal/users/{STUDENT}");
 
-    // A token for tutor-service's key, signed by KMS: its kid is the KMS key id.
-    let r = e
-        .call(
-            "POST",
-            "TokenApi",
-            "/token",
-            &[("x-service-api-key", tutor_key.as_str())],
-            b"",
-        )
-        .await;
+    // A token for tutor-service's key, signed by KMS: its kid is the KMS key id, its
+    // type at+jwt.
+    let r = trade_key(&e, &tutor_key).await;
     let token = token_of(&r);
     let issued = json(&r);
     assert_eq!(issued["tokenType"], "Bearer");
     assert_eq!(issued["expiresIn"], 600);
-    assert_eq!(header_of(&token)["kid"], key_id.as_str());
-    assert_eq!(header_of(&token)["alg"], "ES256");
+    let header = part_of(&token, 0);
+    assert_eq!(header["kid"], key_id.as_str());
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["typ"], "at+jwt");
 
     // The key alone is no credential on a token-only API: API Gateway refuses it
     // (identity source Authorization missing) before the authorizer.
-    let r = e
-        .call(
-            "GET",
-            "IdentityKeyApi",
-            &user_path,
-            &[("x-service-api-key", tutor_key.as_str())],
-            b"",
-        )
-        .await;
+    let r = get_student_with(&e, ("x-service-api-key", &tutor_key)).await;
     assert_eq!(r.status, 401);
 
     // Verified by the authorizer against the key set in SSM; the backend sees a token
     // caller.
     let bearer = format!("Bearer {token}");
-    let r = e
-        .call(
-            "GET",
-            "IdentityKeyApi",
-            &user_path,
-            &[("Authorization", bearer.as_str())],
-            b"",
-        )
-        .await;
+    let r = get_student_with(&e, ("Authorization", &bearer)).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(json(&r)["id"], STUDENT);
     let log = e.last_access_log();
@@ -137,19 +133,11 @@ async fn a_kms_signed_token_is_verified_by_the_authorizer_and_the_backend_sees_a
     // A token whose payload was changed after signing (another service): 401.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut claims: Value = serde_json::from_slice(&b64.decode(&parts[1]).unwrap()).unwrap();
+    let mut claims = part_of(&token, 1);
     claims["sub"] = "admin-service".into();
     parts[1] = b64.encode(serde_json::to_vec(&claims).unwrap());
     let tampered = format!("Bearer {}", parts.join("."));
-    let r = e
-        .call(
-            "GET",
-            "IdentityKeyApi",
-            &user_path,
-            &[("Authorization", tampered.as_str())],
-            b"",
-        )
-        .await;
+    let r = get_student_with(&e, ("Authorization", &tampered)).await;
     assert_eq!(r.status, 401);
     settle().await;
     let refused = logs.lines_with("bad_signature");
@@ -170,24 +158,14 @@ async fn a_kms_signed_token_is_verified_by_the_authorizer_and_the_backend_sees_a
         .call_signed(TUTOR_AKID, "POST", "TokenApi", "/token/iam", b"")
         .await;
     let iam_token = token_of(&r);
-    let claims: Value =
-        serde_json::from_slice(&b64.decode(iam_token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let claims = part_of(&iam_token, 1);
     assert_eq!(claims["sub"], "tutor-service");
     assert_eq!(claims["proof"]["method"], "iam");
 
     // admin-service calls tutor-service with a token; tutor-service (token mode by
     // its template configuration) trades its role for a token of its own and calls
     // identity-service with it.
-    let admin = token_of(
-        &e.call(
-            "POST",
-            "TokenApi",
-            "/token",
-            &[("x-service-api-key", dev_key("admin-service").as_str())],
-            b"",
-        )
-        .await,
-    );
+    let admin = token_of(&trade_key(&e, &dev_key("admin-service")).await);
     let r = e
         .call(
             "GET",
@@ -202,15 +180,7 @@ async fn a_kms_signed_token_is_verified_by_the_authorizer_and_the_backend_sees_a
 
     // Expired: past its exp (and the 60 s result cache), the same token is refused.
     e.clock.advance(600 + 31);
-    let r = e
-        .call(
-            "GET",
-            "IdentityKeyApi",
-            &user_path,
-            &[("Authorization", bearer.as_str())],
-            b"",
-        )
-        .await;
+    let r = get_student_with(&e, ("Authorization", &bearer)).await;
     assert_eq!(r.status, 401);
     settle().await;
     assert!(

@@ -41,12 +41,66 @@ pub struct BannerInput<'a> {
     pub sample_tokens: Option<&'a SampleTokens>,
 }
 
+/// Whether a route takes API keys: a REQUEST authorizer whose identity source is not
+/// `Authorization` (`api-key`, `both`, `key-or-token`, the token API's key route).
+fn route_takes_keys(auth: &RouteAuth) -> bool {
+    matches!(auth, RouteAuth::Request(a) if !a.headers.iter().any(|h| h.eq_ignore_ascii_case("authorization")))
+}
+
 /// Whether an API's routes take API keys (`api-key`, `both`, `key-or-token`), not
 /// only tokens (`token`: identity source `Authorization`).
 fn takes_keys(model: &Model, api: &str) -> bool {
+    model
+        .routes
+        .iter()
+        .filter(|r| r.api == api)
+        .any(|r| route_takes_keys(&r.auth))
+}
+
+/// Whether an API's authorizer has no identity source (`key-or-token`): API Gateway
+/// then invokes it on every request, a request without credentials included.
+fn authorizer_always_invoked(model: &Model, api: &str) -> bool {
     model.routes.iter().filter(|r| r.api == api).any(
-        |r| !matches!(&r.auth, RouteAuth::Request(a) if a.headers.iter().any(|h| h.eq_ignore_ascii_case("authorization"))),
+        |r| matches!(&r.auth, RouteAuth::Request(a) if a.headers.is_empty() && a.query_strings.is_empty()),
     )
+}
+
+/// A route's authorization as the route listing shows it: the authorizer's name in the
+/// template, its function, its identity source and result cache.
+pub fn describe_auth(auth: &RouteAuth, result_ttl: Option<u64>) -> String {
+    let RouteAuth::Request(a) = auth else {
+        return auth.describe();
+    };
+    let sources: Vec<String> = a
+        .headers
+        .iter()
+        .map(|h| format!("header {h}"))
+        .chain(a.query_strings.iter().map(|q| format!("query string {q}")))
+        .collect();
+    if sources.is_empty() {
+        return format!(
+            "authorizer {} (REQUEST, {}), no identity source: invoked on every request, never cached",
+            a.name, a.function
+        );
+    }
+    format!(
+        "authorizer {} (REQUEST, {}) on {}, results cached {} s",
+        a.name,
+        a.function,
+        sources.join(", "),
+        result_ttl.unwrap_or(a.ttl_secs)
+    )
+}
+
+/// Whether an API other than the token API takes tokens (`token`, `key-or-token`): the
+/// platform's token API exists in every mode, its lines are shown when they lead
+/// somewhere (and the example's roles may call `POST /token/iam`).
+fn takes_tokens(model: &Model) -> bool {
+    model.routes.iter().filter(|r| r.api != "TokenApi").any(|r| {
+        matches!(&r.auth, RouteAuth::Request(a) if model.functions.get(&a.function).is_some_and(|f| {
+            matches!(f.env.get("SVCAUTH_ACCEPT"), Some(EnvValue::Text(t)) if t.split(',').any(|m| m.trim() == "token"))
+        }))
+    })
 }
 
 /// A shell line that trades `proof` (curl arguments) for a token at `token_url` and
@@ -103,7 +157,7 @@ pub fn caller_key_lines(i: &BannerInput<'_>) -> Vec<String> {
                     let file = i.keys_file.unwrap_or("PATH");
                     format!(
                         "{service} ({id}) has no key to send: the store file holds only hashes, so its routes answer 502 and no example calls them. To call them, create its key and give it here:
-      svcauth --store file --file {file} keys create --service {service} > {service}.key
+      svcauth --store file --file {file} keys create --service {service} --api identity --permissions 'GET /internal/users/*,GET /internal/users/by-email/*' > {service}.key
       then add --service-key-file {service}={service}.key"
                     )
                 }
@@ -158,8 +212,13 @@ pub fn examples(i: &BannerInput<'_>) -> Vec<Example> {
                 ),
             });
         }
+        let what = if authorizer_always_invoked(i.model, "IdentityKeyApi") {
+            "no key and no token: refused by the authorizer (missing_credentials), which API Gateway invokes on every request here (no identity source)"
+        } else {
+            "no key: refused by API Gateway, the authorizer is not invoked"
+        };
         out.push(Example {
-            what: "no key: refused by API Gateway, the authorizer is not invoked".into(),
+            what: what.into(),
             expect: 401,
             command: format!("curl -i {}", quote(&get)),
         });
@@ -184,7 +243,7 @@ pub fn examples(i: &BannerInput<'_>) -> Vec<Example> {
             });
         }
     }
-    if let Some(token_url) = url("TokenApi") {
+    if let (Some(token_url), true) = (url("TokenApi"), takes_tokens(i.model)) {
         out.extend(token_examples(i, &token_url, user));
     }
     if let (Some(base), Some(k), true) = (
@@ -346,15 +405,7 @@ pub fn render(i: &BannerInput<'_>) -> String {
         let url = i.site.api_url(&api.logical_id).unwrap_or("-");
         let _ = writeln!(s, "{}  {url}", api.logical_id);
         for r in i.model.routes.iter().filter(|r| r.api == api.logical_id) {
-            let auth = match &r.auth {
-                RouteAuth::Request(a) => format!(
-                    "{} on {} (results cached {} s)",
-                    a.name,
-                    a.headers.join(", "),
-                    i.result_ttl.unwrap_or(a.ttl_secs)
-                ),
-                other => other.describe(),
-            };
+            let auth = describe_auth(&r.auth, i.result_ttl);
             let _ = writeln!(
                 s,
                 "    {:<6} {:<44} {auth}  -> {}",
@@ -363,8 +414,20 @@ pub fn render(i: &BannerInput<'_>) -> String {
         }
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "Key store: {}", i.key_source);
-    if !i.keys.is_empty() {
+    // No internal API takes a key or a token (AuthMode=iam; the token API's key route
+    // alone gives tokens nothing accepts): the keys would only mislead.
+    let keys_used = takes_tokens(i.model)
+        || i.model
+            .routes
+            .iter()
+            .any(|r| r.api != "TokenApi" && route_takes_keys(&r.auth));
+    let unused = if keys_used {
+        ""
+    } else {
+        " (unused: no internal API of this AuthMode takes a key or a token)"
+    };
+    let _ = writeln!(s, "Key store: {}{unused}", i.key_source);
+    if !i.keys.is_empty() && keys_used {
         let _ = writeln!(
             s,
             "Development keys (dev/dev-keys.json; accepted only with the development key store):"

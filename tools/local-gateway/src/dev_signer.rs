@@ -123,6 +123,7 @@ impl LocalSigner for DevSigner {
 
     fn sign(&self, claims: &TokenClaims) -> Result<String, String> {
         let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some(service_token::TOKEN_TYPE.to_owned());
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| e.to_string())
     }

@@ -1043,7 +1043,7 @@ mod tests {
             stage: "v1".into(),
             description: String::new(),
             variables: BTreeMap::new(),
-            access_log_format: None,
+            ..Default::default()
         };
         let mut res = Response {
             status: 201,

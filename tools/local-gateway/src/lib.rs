@@ -26,15 +26,16 @@ pub mod dev_signer;
 pub mod function;
 pub mod gateway;
 pub mod http;
-pub mod policy;
 pub mod routes;
 pub mod services;
 pub mod sign;
 pub mod sigv4;
 pub mod startup;
-pub mod template;
 pub mod util;
-pub mod yaml;
+
+// The template reader and the execute-api IAM evaluation live in `sam-template` (one
+// reader for the gateway and `svcauth access`); re-exported under their old paths.
+pub use sam_template::{policy, template, yaml};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -185,6 +186,41 @@ impl Drop for Running {
     }
 }
 
+/// The root template's parameter naming the roles the platform's token issuer maps to
+/// services (`SVCAUTH_IAM_ROLES`), and the example's output printing its own roles.
+const TOKEN_IAM_ROLES: &str = "TokenIamRoles";
+
+/// Reads the template as the gateway serves it.
+///
+/// A deployed root names the example's roles after its stack and gives the platform's
+/// token issuer those names before the roles exist (`TokenIamRoles`,
+/// `{stack}-tutor-service=...`). A local run knows every role by its logical id
+/// (`dev/local-credentials.json`), so unless `TokenIamRoles` is given, the issuer gets
+/// the line the example prints for its own roles (its `TokenIamRoles` output), which
+/// names them as the model does.
+pub fn read_model(text: &str, env: &mut Environment) -> Result<Model, template::TemplateError> {
+    let model = template::load(text, env)?;
+    let declared = model
+        .stacks
+        .first()
+        .is_some_and(|top| top.parameters.contains_key(TOKEN_IAM_ROLES));
+    if !declared || env.parameters.contains_key(TOKEN_IAM_ROLES) {
+        return Ok(model);
+    }
+    let printed = model
+        .stacks
+        .iter()
+        .skip(1)
+        .find_map(|s| s.outputs.get(TOKEN_IAM_ROLES).cloned());
+    match printed {
+        Some(roles) => {
+            env.parameters.insert(TOKEN_IAM_ROLES.into(), roles);
+            template::load(text, env)
+        }
+        None => Ok(model),
+    }
+}
+
 /// Reads the template, binds, builds the functions and serves.
 pub async fn start(options: Options, factory: &dyn FunctionFactory) -> Result<Running, StartError> {
     let text = std::fs::read_to_string(&options.template).map_err(|error| StartError::Read {
@@ -196,7 +232,7 @@ pub async fn start(options: Options, factory: &dyn FunctionFactory) -> Result<Ru
         // A nested application's local Location is relative to the template.
         env.template_dir = options.template.parent().map(std::path::Path::to_path_buf);
     }
-    let model = template::load(&text, &env)?;
+    let model = read_model(&text, &mut env)?;
     if !options.bind.ip().is_loopback() {
         return Err(StartError::NotLoopback(options.bind));
     }

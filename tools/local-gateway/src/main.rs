@@ -214,7 +214,9 @@ fn sample_tokens(
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(Sub::Sign(args)) = &cli.command {
         print_signed(args);
         return;
@@ -225,6 +227,12 @@ async fn main() {
     if cli.key_source == "file" && cli.keys_file.is_none() {
         fail("--key-source file needs --keys-file PATH (or SVCAUTH_KEYS_FILE): the store file `svcauth --store file --file PATH keys create ...` writes");
     }
+    let keys_file_note = startup::keys_file_use(
+        &cli.key_source,
+        cli.keys_file.as_deref(),
+        matches.value_source("keys_file") == Some(clap::parser::ValueSource::CommandLine),
+    )
+    .unwrap_or_else(|e| fail(e));
     let service_keys =
         startup::service_key_files(&cli.service_key_file).unwrap_or_else(|e| fail(e));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -338,6 +346,19 @@ async fn main() {
     };
 
     let running = start(options, &functions).await.unwrap_or_else(|e| fail(e));
+    let callers: Vec<String> = running
+        .model()
+        .functions
+        .values()
+        .filter_map(|f| match f.env.get(service_client::SERVICE_NAME_ENV) {
+            Some(local_gateway::template::EnvValue::Text(t)) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    startup::check_key_file_services(service_keys.keys(), &callers).unwrap_or_else(|e| fail(e));
+    if let Some(note) = &keys_file_note {
+        tracing::warn!("{note}");
+    }
     let keys = if cli.key_source == "dev" {
         dev_keys()
     } else {

@@ -74,6 +74,49 @@ pub fn service_key_files(
     Ok(out)
 }
 
+/// `--keys-file` with a key source other than `file` would be ignored: refused when it
+/// was given on the command line; only noted (`Ok(Some(note))`) when it came from
+/// `SVCAUTH_KEYS_FILE`, which `svcauth --store file` reads too and may be exported.
+pub fn keys_file_use(
+    key_source: &str,
+    keys_file: Option<&std::path::Path>,
+    from_command_line: bool,
+) -> Result<Option<String>, String> {
+    let Some(path) = keys_file.filter(|_| key_source != "file") else {
+        return Ok(None);
+    };
+    let path = path.display();
+    if from_command_line {
+        return Err(format!(
+            "--keys-file {path} is read only with --key-source file (the key source is {key_source}): add --key-source file to use the file, or leave --keys-file out"
+        ));
+    }
+    Ok(Some(format!(
+        "SVCAUTH_KEYS_FILE={path} is ignored: the key source is {key_source} (--key-source file reads it)"
+    )))
+}
+
+/// The services `--service-key-file` names must be calling services of the template
+/// (functions with `SERVICE_NAME`): a misspelt one would be silently unused.
+pub fn check_key_file_services<'a>(
+    given: impl IntoIterator<Item = &'a String>,
+    callers: &[String],
+) -> Result<(), String> {
+    for service in given {
+        if !callers.contains(service) {
+            let known = if callers.is_empty() {
+                "none in this AuthMode".to_owned()
+            } else {
+                callers.join(", ")
+            };
+            return Err(format!(
+                "--service-key-file {service}=...: {service} is not a calling service of the template (calling services: {known}); check the name"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +149,35 @@ mod tests {
         let e = parameters_and_auth_mode(None, &strings(&["Environment"])).unwrap_err();
         assert!(e.contains("NAME=VALUE"), "{e}");
         assert!(parameters_and_auth_mode(None, &strings(&["=x"])).is_err());
+    }
+
+    /// Issue 19 B5: `--keys-file` without `--key-source file`, and a misspelt service
+    /// in `--service-key-file`, are no longer ignored.
+    #[test]
+    fn options_that_would_be_ignored_are_refused() {
+        let file = std::path::Path::new("my-store.json");
+        assert_eq!(keys_file_use("file", Some(file), true), Ok(None));
+        assert_eq!(keys_file_use("dev", None, true), Ok(None));
+        let e = keys_file_use("dev", Some(file), true).unwrap_err();
+        assert!(
+            e.contains("--key-source file") && e.contains("my-store.json"),
+            "{e}"
+        );
+        let note = keys_file_use("ssm", Some(file), false).unwrap().unwrap();
+        assert!(
+            note.contains("SVCAUTH_KEYS_FILE") && note.contains("ssm"),
+            "{note}"
+        );
+        let callers = vec!["tutor-service".to_owned()];
+        assert!(check_key_file_services(&["tutor-service".to_owned()], &callers).is_ok());
+        let e = check_key_file_services(&["tutor-servce".to_owned()], &callers).unwrap_err();
+        assert!(
+            e.contains("tutor-servce") && e.contains("calling services: tutor-service"),
+            "{e}"
+        );
+        assert!(check_key_file_services(&["x".to_owned()], &[])
+            .unwrap_err()
+            .contains("none in this AuthMode"));
     }
 
     #[test]

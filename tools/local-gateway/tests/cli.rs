@@ -134,6 +134,45 @@ fn the_printed_curl_lines_work_as_written() {
     }
 }
 
+/// Issue 19 B5: the route listing docs/local.md shows is what the gateway prints (it
+/// said `ServiceKeyAuthorizer` where the gateway printed `both on x-service-api-key`).
+#[test]
+fn the_route_listing_is_the_one_docs_local_md_shows() {
+    let (_child, banner, _log) = start(&[]);
+    let port = banner
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap()
+        .to_owned();
+    let docs =
+        std::fs::read_to_string(test_support::workspace_root().join("docs/local.md")).unwrap();
+    let routes: Vec<&str> = docs
+        .lines()
+        .filter(|l| l.starts_with("    ") && l.contains("  -> "))
+        .collect();
+    assert!(routes.len() >= 5, "{routes:#?}");
+    for line in routes {
+        let here = line.replace("127.0.0.1:3000", &format!("127.0.0.1:{port}"));
+        assert!(
+            banner.lines().any(|l| l == here),
+            "docs/local.md shows a route line the gateway does not print:\n{line}\n{banner}"
+        );
+    }
+}
+
+/// Issue 19 B5: with `--auth-mode iam` no route takes a key: no development keys.
+#[test]
+fn iam_mode_lists_no_development_keys() {
+    let (_child, banner, _log) = start(&["--auth-mode", "iam"]);
+    assert!(!banner.contains("Development keys"), "{banner}");
+    assert!(!banner.contains("svcauth_dev_"), "{banner}");
+    assert!(
+        banner.contains("unused: no internal API of this AuthMode takes a key or a token"),
+        "{banner}"
+    );
+}
+
 #[test]
 fn api_key_mode_serves_only_the_key_apis() {
     let (_child, banner, _log) = start(&["--auth-mode", "api-key", "--authorizer-ttl", "0"]);
@@ -180,6 +219,20 @@ fn token_modes_print_curl_lines_that_work_as_written() {
         for what in ["an expired token", "a tampered token"] {
             assert!(banner.contains(what), "{mode}: no {what} in {banner}");
         }
+        // Issue 19 B3: in key-or-token the authorizer has no identity source, so API
+        // Gateway invokes it for a request without credentials; the listing says so.
+        if mode == "key-or-token" {
+            assert!(banner.contains("(missing_credentials)"), "{banner}");
+            assert!(
+                !banner.contains("no key: refused by API Gateway"),
+                "{banner}"
+            );
+            assert!(
+                banner.contains("no identity source: invoked on every request"),
+                "{banner}"
+            );
+            assert!(!banner.contains(" on  "), "{banner}");
+        }
         for (expect, command) in &examples {
             assert_eq!(status_of(command), *expect, "{mode}: {command}");
         }
@@ -188,15 +241,27 @@ fn token_modes_print_curl_lines_that_work_as_written() {
 
 /// Runs the binary expecting it to refuse to start; returns its stderr.
 fn refused(args: &[&str]) -> String {
-    let out = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["--port", "0"])
         .args(args)
         .env_remove("SVCAUTH_KEY_SOURCE")
         .env_remove("SVCAUTH_KEYS_FILE")
         .env_remove("USERS_TABLE")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // A gateway that starts instead of refusing would run until killed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?}: the gateway started instead of refusing the options");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     assert!(out.stdout.is_empty(), "{args:?} printed a banner");
@@ -247,6 +312,17 @@ fn contradictory_missing_or_broken_options_are_refused_by_name() {
     assert!(e.contains(&missing), "{e}");
     let e = refused(&["--service-key-file", "tutor-service"]);
     assert!(e.contains("SERVICE=PATH"), "{e}");
+    // Issue 19 B5: options that were silently ignored are refused by name.
+    let e = refused(&["--keys-file", &broken]);
+    assert!(e.contains("--key-source file"), "{e}");
+    let key_file = dir.path("tutor.key");
+    let key = service_auth::ApiKey::generate(Some("dev")).unwrap();
+    std::fs::write(&key_file, key.expose_secret()).unwrap();
+    let e = refused(&["--service-key-file", &format!("tutor-servce={key_file}")]);
+    assert!(
+        e.contains("tutor-servce") && e.contains("tutor-service"),
+        "{e}"
+    );
     // Agreeing options are fine: only the key APIs.
     let (_child, banner, _log) =
         start(&["--auth-mode", "api-key", "--parameter", "AuthMode=api-key"]);

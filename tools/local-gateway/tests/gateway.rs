@@ -240,9 +240,10 @@ async fn unknown_routes_and_apis_are_refused_before_any_authorizer() {
     .await
     .unwrap();
     assert_eq!(r.status, 403);
-    // The local index lists the template's APIs.
+    // The local index lists the template's APIs: the example's four and the
+    // platform's token API.
     let r = request(h.gw.addr(), "GET", "/", &[], b"").await.unwrap();
-    assert_eq!(body(&r)["apis"].as_array().unwrap().len(), 4);
+    assert_eq!(body(&r)["apis"].as_array().unwrap().len(), 5);
 }
 
 #[tokio::test]
@@ -302,8 +303,8 @@ async fn the_authorizer_gets_a_faithful_request_event() {
     );
     assert_eq!(ev["pathParameters"], json!({"email": "ada@example.com"}));
     assert_eq!(
-        ev["stageVariables"]["loggingRoleSetting"],
-        "ApiGatewayAccount"
+        ev["stageVariables"]["executionLogGroup"],
+        "IdentityKeyApiExecutionLogGroup"
     );
     let ctx = &ev["requestContext"];
     assert_eq!(ctx["stage"], "v1");
@@ -804,4 +805,50 @@ async fn header_and_method_arn_quotas_are_applied() {
     assert_eq!(r.status, 414, "{}", body(&r));
     assert_eq!(h.seen.authorizer_calls(), calls);
     assert_eq!(h.seen.last_log()["status"], "414");
+}
+
+/// The root names the example's roles to the platform's token issuer by the names a
+/// deployed stack gives them (`{stack}-tutor-service`); a local run knows every role by
+/// its logical id, so the gateway gives the issuer the example's own line instead, and
+/// keeps a `TokenIamRoles` the user gave.
+#[test]
+fn the_token_issuer_maps_the_roles_the_local_run_signs_as() {
+    let path = local_gateway::default_template();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let issuer_roles = |given: Option<&str>| {
+        let mut env = local_gateway::Environment {
+            template_dir: path.parent().map(std::path::Path::to_path_buf),
+            ..Default::default()
+        };
+        env.parameters.insert("AuthMode".into(), "token".into());
+        if let Some(g) = given {
+            env.parameters.insert("TokenIamRoles".into(), g.into());
+        }
+        let model = local_gateway::read_model(&text, &mut env).unwrap();
+        let issuer = model
+            .functions
+            .values()
+            .find(|f| f.binary.as_deref() == Some("token-issuer"))
+            .unwrap();
+        (issuer.env["SVCAUTH_IAM_ROLES"].clone(), model)
+    };
+    let (roles, model) = issuer_roles(None);
+    let backend = model.functions["IdentityServiceFunction"].env["SVCAUTH_IAM_ROLES"].clone();
+    assert_eq!(roles, backend);
+    assert_eq!(
+        roles,
+        local_gateway::template::EnvValue::Text(
+            "TutorServiceRole=tutor-service,TutorFunctionRole=tutor-service,AdminServiceRole=admin-service".into()
+        )
+    );
+    // every role it names is one the development credentials sign as
+    let credentials = local_gateway::LocalCredentials::dev();
+    for role in ["TutorServiceRole", "TutorFunctionRole", "AdminServiceRole"] {
+        assert!(credentials.for_role(role).is_some(), "{role}");
+    }
+    let (given, _) = issuer_roles(Some("BillingRole=billing"));
+    assert_eq!(
+        given,
+        local_gateway::template::EnvValue::Text("BillingRole=billing".into())
+    );
 }

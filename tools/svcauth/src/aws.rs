@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use keystore_ssm::aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use keystore_ssm::aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::aws_sdk_ssm::Client;
 use zeroize::Zeroizing;
@@ -170,7 +170,7 @@ pub(crate) fn aws_error<E, R>(
 ) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let region = region_of(client);
     match e.code() {
@@ -190,8 +190,24 @@ where
             e.message().unwrap_or("")
         )),
         None => Error::Aws(format!(
-            "{operation} on {name} (region {region}) failed: {}; check network access to SSM, the region and AWS_ENDPOINT_URL",
-            DisplayErrorContext(&e)
+            "SSM could not be reached: check the network, the region (--region / AWS_REGION) and AWS_ENDPOINT_URL\n({operation} on {name} in region {region}: {})",
+            causes(&e)
         )),
     }
+}
+
+/// An error and its causes as one line, `a: b: c`, each said once. The SDK's own
+/// rendering of a dispatch failure ends in a `Debug` dump (`DispatchFailure { .. }`),
+/// which tells an operator nothing.
+pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }

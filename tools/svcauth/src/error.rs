@@ -7,7 +7,8 @@ use keystore_ssm::SsmStoreError;
 pub mod exit {
     /// Done.
     pub const OK: u8 = 0;
-    /// `keys check` refused the key, or there was nothing to do.
+    /// `keys check` refused the key (`access explain`: no proof allows the call;
+    /// `access check`: an expectation does not hold), or there was nothing to do.
     pub const NOT_ACCEPTED: u8 = 1;
     /// Wrong arguments or input; nothing was written.
     pub const USAGE: u8 = 2;
@@ -25,8 +26,8 @@ pub mod exit {
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  done
-  1  not accepted (keys check), or nothing to do (already revoked, already imported,
-     nothing to prune)
+  1  not accepted (keys check; access explain, access check), or nothing to do
+     (already revoked, already imported, nothing to prune)
   2  usage: wrong arguments or input; nothing was written
   3  AWS access: credentials, IAM or KMS permission, region, endpoint or network
   4  not found: service, key id, parameter or file (also: wrong --env, --path or region)

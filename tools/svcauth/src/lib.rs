@@ -6,10 +6,13 @@ authorizer reads (see `docs/contracts.md`): one `SecureString` [`ServiceDocument
 calling service under the key store path, holding hashed key records only, and each
 caller's clear key, once, in that caller's own `SecureString` parameter
 (`/{env}/{service}/identity-service-api-key`) or on stdout. It also works on the local
-store file (`SVCAUTH_KEY_SOURCE=file`).
+store file (`SVCAUTH_KEY_SOURCE=file`). The token key set and the API registry, which
+verifiers trust as much as the documents, are SecureStrings under the same KMS key,
+written only here (`tokens keys`, `apis register`).
 
 The commands (`keys create | rotate | revoke | list | import-legacy | check | prune |
-reindex | grant | migrate`, `tokens keys add | remove | list`, `tokens brake`) live here
+reindex | grant | migrate`, `tokens keys add | remove | list`, `tokens brake`, `apis
+register | list | show | remove`) live here
 as a library that takes the time ([`UnixTime`]), the SSM client ([`Aws`]) and the
 standard streams ([`Io`]) from its caller, so tests drive them against `moto_server`
 with a clock they move by hand. `main.rs` is glue: parse, run, map to an exit code.
@@ -41,8 +44,17 @@ use keystore_ssm::SsmKeyStore;
 use service_auth::UnixTime;
 
 pub use aws::Aws;
-pub use cli::{Cli, Command, GlobalArgs, KeysCommand, StoreKind, TokenKeysCommand, TokensCommand};
+pub use cli::{
+    ApisCommand, Cli, Command, GlobalArgs, KeysCommand, StoreKind, TokenKeysCommand, TokensCommand,
+};
 pub use error::{exit, Error, EXIT_CODES_HELP};
+
+/// The answers of `svcauth access`, from plain inputs (for benchmarks and tools).
+pub mod access {
+    pub use crate::commands::access::cli::Format;
+    pub use crate::commands::access::engine::*;
+    pub use crate::commands::access::render::matrix as write_matrix;
+}
 pub use store::{FileStore, Store, Written};
 
 /// Keys are due for rotation this long after they were created.
@@ -105,6 +117,13 @@ pub async fn run(cli: &Cli, aws: &Aws, now: UnixTime, io: &mut Io<'_>) -> Result
         Command::Tokens(TokensCommand::Brake(args)) => {
             commands::tokens::brake(&mut ctx, args).await
         }
+        Command::Access(cmd) => commands::access::run(&mut ctx, cmd).await,
+        Command::Apis(ApisCommand::Register(args)) => {
+            commands::apis::register(&mut ctx, args).await
+        }
+        Command::Apis(ApisCommand::List(args)) => commands::apis::list(&mut ctx, args).await,
+        Command::Apis(ApisCommand::Show(args)) => commands::apis::show(&mut ctx, args).await,
+        Command::Apis(ApisCommand::Remove(args)) => commands::apis::remove(&mut ctx, args).await,
     }
 }
 
@@ -173,22 +192,29 @@ impl<'a, 'io> Ctx<'a, 'io> {
                 Store::File(FileStore::new(path))
             }
             StoreKind::Ssm => {
-                let path = self
-                    .global
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| format!("/svcauth/{}/keys", self.global.env));
                 let client = self.client().await?;
                 let region = aws::region_of(&client);
                 Store::Ssm {
-                    store: SsmKeyStore::new(client, &path)?
-                        .with_kms_key_id(self.kms_key_id()?.map(str::to_owned)),
+                    store: self.ssm().await?,
                     region,
                 }
             }
         };
         self.store = Some(store.clone());
         Ok(store)
+    }
+
+    /// The SSM store the global options name (`--path`, else `--env`'s default), for
+    /// what lives only in SSM (the token key set, the API registry) whatever `--store`
+    /// says. Its layout (keystore-ssm) names every parameter.
+    pub async fn ssm(&mut self) -> Result<SsmKeyStore, Error> {
+        let path = self
+            .global
+            .path
+            .clone()
+            .unwrap_or_else(|| keystore_ssm::default_key_path(&self.global.env));
+        let client = self.client().await?;
+        Ok(SsmKeyStore::new(client, &path)?.with_kms_key_id(self.kms_key_id()?.map(str::to_owned)))
     }
 
     /// The KMS key for SecureString writes, checked: `None` for SSM's default key.

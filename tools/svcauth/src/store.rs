@@ -6,11 +6,11 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use keystore_ssm::{SsmKeyStore, SsmStoreError};
+use keystore_ssm::{ExpiryMarked, SsmKeyStore, SsmStoreError};
 use std::collections::HashSet;
 
 use service_auth::dev::parse_documents;
-use service_auth::{KeyId, KeyStore, ServiceDocument, UnixTime};
+use service_auth::{KeyId, KeyStore, Markers, ServiceDocument, UnixTime};
 
 use crate::error::Error;
 
@@ -81,7 +81,7 @@ impl Store {
                     f.path.display()
                 ))),
                 Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::NotFound(format!(
-                    "store file {} does not exist: check --file (or SVCAUTH_KEYS_FILE); `svcauth --store file --file {} keys create --service NAME --permissions 'METHOD /path'` creates it",
+                    "store file {} does not exist: check --file (or SVCAUTH_KEYS_FILE); `svcauth --store file --file {} keys create --service NAME --api API --permissions 'METHOD /path'` creates it",
                     f.path.display(),
                     f.path.display()
                 ))),
@@ -190,14 +190,70 @@ impl Store {
         Ok(created)
     }
 
+    /// Creates the markers of `ids` with a scheduled end at `at` (create-only, see
+    /// keystore-ssm):
+    /// from the moment this returns, every load ends those keys at `at` at the latest,
+    /// whatever any document says or any writer does. Returns the keys whose marker
+    /// existed already with a later time (for them `at` is in the document only). The
+    /// store file needs none: its lock serialises writers.
+    pub async fn mark_expiring(
+        &self,
+        service: &str,
+        ids: &[KeyId],
+        at: UnixTime,
+        why: &str,
+    ) -> Result<Vec<(KeyId, UnixTime)>, Error> {
+        let Self::Ssm { store, region } = self else {
+            return Ok(Vec::new());
+        };
+        let mut later = Vec::new();
+        for id in ids {
+            match store
+                .put_expiry_marker(service, id, at, why)
+                .await
+                .map_err(|e| ssm_error(e, region))?
+            {
+                ExpiryMarked::Exists { at: marked } if marked > at => {
+                    later.push((id.clone(), marked))
+                }
+                _ => {}
+            }
+        }
+        Ok(later)
+    }
+
+    /// Creates `service`'s brake marker at `at` (create-only): from the moment this
+    /// returns, every standing read refuses the service's tokens issued before `at`.
+    /// Returns the marker's name (`None` for the store file, which needs none).
+    pub async fn mark_brake(
+        &self,
+        service: &str,
+        at: UnixTime,
+        why: &str,
+    ) -> Result<Option<String>, Error> {
+        let Self::Ssm { store, region } = self else {
+            return Ok(None);
+        };
+        store
+            .put_brake_marker(service, at, why)
+            .await
+            .map_err(|e| ssm_error(e, region))?;
+        Ok(Some(store.brake_marker_name(service, at)))
+    }
+
     /// Which of `ids` have a revocation marker (none in a store file).
     pub async fn revoked_among(&self, ids: &[KeyId]) -> Result<HashSet<KeyId>, Error> {
+        Ok(self.markers_among(ids).await?.revoked)
+    }
+
+    /// The markers of `ids`: revocations and scheduled ends (none in a store file).
+    pub async fn markers_among(&self, ids: &[KeyId]) -> Result<Markers, Error> {
         match self {
             Self::Ssm { store, region } => store
-                .revoked_among(ids)
+                .markers_among(ids)
                 .await
                 .map_err(|e| ssm_error(e, region)),
-            Self::File(_) => Ok(HashSet::new()),
+            Self::File(_) => Ok(Markers::default()),
         }
     }
 
@@ -308,7 +364,7 @@ impl Store {
 
 /// keystore-ssm's errors, with the next step spelled out for the SDK failures an
 /// operator meets most: no credentials, SSM unreachable.
-fn ssm_error(e: SsmStoreError, region: &str) -> Error {
+pub(crate) fn ssm_error(e: SsmStoreError, region: &str) -> Error {
     let SsmStoreError::Sdk {
         operation,
         name,

@@ -4,15 +4,13 @@
 
 use std::time::Duration;
 
-use authorizer::{handle, ApiNames, AuthorizerResponse, CachedStore, KeySource};
+use authorizer::{handle, ApiNames, CachedStore, KeySource};
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::aws_sdk_ssm::Client;
 use keystore_ssm::SsmKeyStore;
 use serde_json::{json, Value};
 use service_auth::cache::RefreshPolicy;
-use service_auth::permissions::wildcard_match;
 use svcauth::{exit, Aws};
-use test_support::MotoServer;
 
 use crate::common::*;
 
@@ -21,8 +19,23 @@ const API_PATH: &str = "/svcauth/test/apis";
 const IDENTITY_API: &str = "idapi00001";
 const BILLING_API: &str = "billapi001";
 
-/// What the stack attaching the authorizer writes: the API's name under its id.
+/// What an operator runs once an API is deployed: `svcauth apis register`.
 async fn register_api(c: &Client, api_id: &str, name: &str) {
+    let run = svcauth(
+        &args(&["apis", "register", "--api-id", api_id, "--name", name]),
+        &Aws::Client(c.clone()),
+        NOW,
+    )
+    .await;
+    assert!(
+        run.code == exit::OK || run.code == exit::NOT_ACCEPTED,
+        "{run:?}"
+    );
+}
+
+/// What stacks wrote before issue 16 (and what any role allowed to put parameters
+/// there can write): a `String` entry.
+async fn forge_api(c: &Client, api_id: &str, name: &str) {
     c.put_parameter()
         .name(format!("{API_PATH}/{api_id}"))
         .value(name)
@@ -60,24 +73,6 @@ fn event_on(key: &str, api_id: &str, route: &str) -> Value {
     ev
 }
 
-/// What API Gateway does with the returned policy for this method ARN: an explicit
-/// Deny wins, else an Allow must match.
-fn gateway_allows(resp: &AuthorizerResponse, arn: &str) -> bool {
-    // Read back from the JSON API Gateway receives.
-    let policy = serde_json::to_value(resp).unwrap()["policyDocument"].clone();
-    let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
-    let matching =
-        |effect: &str| {
-            statements.iter().any(|s| {
-                s["Effect"] == effect
-                    && s["Resource"].as_array().into_iter().flatten().any(|r| {
-                        wildcard_match(r.as_str().unwrap_or("").as_bytes(), arn.as_bytes())
-                    })
-            })
-        };
-    !matching("Deny") && matching("Allow")
-}
-
 /// Asks the authorizer about `route` on `api_id` and says whether API Gateway would
 /// let the call through. The key must authenticate either way.
 async fn allowed(store: &CachedStore, key: &str, api_id: &str, route: &str) -> bool {
@@ -92,9 +87,7 @@ async fn allowed(store: &CachedStore, key: &str, api_id: &str, route: &str) -> b
 /// it is granted there, and the grant reaches only that API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item4_an_existing_key_does_not_reach_a_new_api_until_granted_there() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     register_api(&c, IDENTITY_API, "identity").await;
     let admin = svcauth(
         &args(&[
@@ -196,12 +189,8 @@ async fn item4_an_existing_key_does_not_reach_a_new_api_until_granted_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_name_that_cannot_be_read_allows_nothing() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.delivered_key();
+    let (_moto, c, aws) = moto_ssm();
+    let key = new_tutor_key(&aws, NOW).await;
     let route = "GET /internal/users/42";
     let clock = TestClock::at(NOW + 10);
 
@@ -210,42 +199,212 @@ async fn an_api_name_that_cannot_be_read_allows_nothing() {
     let store = deployed_authorizer(&c, &dead, &clock);
     assert!(!allowed(&store, &key, IDENTITY_API, route).await);
 
-    // A name someone wrote as SecureString, or a value that is not a name: refused too.
+    // A SecureString whose value is not a name: refused too.
     let store = deployed_authorizer(&c, &c, &clock);
-    c.put_parameter()
-        .name(format!("{API_PATH}/{IDENTITY_API}"))
-        .value("identity")
-        .r#type(ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
-    assert!(!allowed(&store, &key, IDENTITY_API, route).await);
-    register_api(&c, "otherapi01", "Not A Name").await;
+    test_support::put_secure(&c, &format!("{API_PATH}/otherapi01"), "Not A Name").await;
     assert!(!allowed(&store, &key, "otherapi01", route).await);
 
-    // Once the stack's String parameter is there (after the retry interval): allowed.
-    c.delete_parameter()
+    // Once registered with svcauth (after the retry interval): allowed.
+    assert!(!allowed(&store, &key, IDENTITY_API, route).await);
+    register_api(&c, IDENTITY_API, "identity").await;
+    clock.advance(301);
+    assert!(allowed(&store, &key, IDENTITY_API, route).await);
+}
+
+/// Issue 16 §2: an entry written the forgeable way (a `String`, as stacks wrote them,
+/// or anyone allowed to put parameters there) is never trusted (the authorizer's log
+/// line naming the command is checked in the authorizer's tests); `svcauth apis
+/// register` replaces it with the trusted form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_registry_entry_is_never_trusted_until_registered() {
+    let (_moto, c, aws) = moto_ssm();
+    let key = new_tutor_key(&aws, NOW).await;
+    let route = "GET /internal/users/42";
+    let clock = TestClock::at(NOW + 10);
+    // A deploy role relabels the identity API... as `identity`: even the right name,
+    // written as a String, is not trusted.
+    forge_api(&c, IDENTITY_API, "identity").await;
+    let store = deployed_authorizer(&c, &c, &clock);
+    assert!(!allowed(&store, &key, IDENTITY_API, route).await);
+    // The by-key path reads it with the key's entries; the full load reads it alone.
+    let full = deployed_authorizer(&c, &c, &clock).with_key_index(false);
+    assert!(!allowed(&full, &key, IDENTITY_API, route).await);
+
+    let list = svcauth(&args(&words("apis list")), &aws, NOW).await;
+    expect(&list, exit::OK);
+    assert!(
+        list.stdout.contains("NOT TRUSTED")
+            && list
+                .stdout
+                .contains("svcauth apis register --api-id idapi00001 --name identity"),
+        "{list:?}"
+    );
+
+    let run = svcauth(
+        &args(&words("apis register --api-id idapi00001 --name identity")),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::OK);
+    assert!(
+        run.stderr.contains("replaced an untrusted String entry"),
+        "{run:?}"
+    );
+    let p = c
+        .get_parameter()
         .name(format!("{API_PATH}/{IDENTITY_API}"))
         .send()
         .await
         .unwrap();
-    register_api(&c, IDENTITY_API, "identity").await;
-    clock.advance(31);
+    assert_eq!(
+        p.parameter().unwrap().r#type(),
+        Some(&ParameterType::SecureString)
+    );
+    clock.advance(301);
     assert!(allowed(&store, &key, IDENTITY_API, route).await);
+    assert!(allowed(&full, &key, IDENTITY_API, route).await);
+}
+
+/// Issue 16 §2: one name names one API. A second registration of a name for another
+/// API id is refused (nothing written for that id), also when two operators race;
+/// the name is free again once its API is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_bound_to_one_api_id_is_refused_for_another() {
+    let (_moto, c, aws) = moto_ssm();
+    let register = |id: &'static str, name: &'static str| {
+        let aws = aws.clone();
+        async move {
+            svcauth(
+                &args(&["apis", "register", "--api-id", id, "--name", name]),
+                &aws,
+                NOW,
+            )
+            .await
+        }
+    };
+    expect(&register(IDENTITY_API, "identity").await, exit::OK);
+    expect(
+        &register(IDENTITY_API, "identity").await,
+        exit::NOT_ACCEPTED,
+    );
+
+    let run = register(BILLING_API, "identity").await;
+    expect(&run, exit::USAGE);
+    assert!(
+        run.stderr.contains("bound to API id idapi00001")
+            && run
+                .stderr
+                .contains("svcauth apis remove --api-id idapi00001"),
+        "{run:?}"
+    );
+    let billing_entry = c
+        .get_parameter()
+        .name(format!("{API_PATH}/{BILLING_API}"))
+        .send()
+        .await;
+    assert!(billing_entry.is_err(), "nothing written for {BILLING_API}");
+    // A dry run says the same.
+    let dry = svcauth(
+        &args(&words(
+            "apis register --api-id billapi001 --name identity --dry-run",
+        )),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&dry, exit::USAGE);
+    // Renaming a registered id is refused too (its grants name the old name).
+    let run = register(IDENTITY_API, "billing").await;
+    expect(&run, exit::USAGE);
+    assert!(run.stderr.contains("registered as \"identity\""), "{run:?}");
+
+    // Two operators bind one new name to two ids at once: exactly one wins.
+    let (a, b) = tokio::join!(
+        register("apiaaaaaa1", "reports"),
+        register("apibbbbbb2", "reports")
+    );
+    let mut codes = [a.code, b.code];
+    codes.sort();
+    assert_eq!(codes, [exit::OK, exit::USAGE], "{a:?} {b:?}");
+
+    let show = svcauth(&args(&words("apis show --name identity")), &aws, NOW).await;
+    expect(&show, exit::OK);
+    assert!(show.stdout.contains(IDENTITY_API), "{show:?}");
+    let list = svcauth(&args(&words("apis list --json")), &aws, NOW).await;
+    let rows: Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+
+    // Removed: the name is free for another id.
+    let run = svcauth(&args(&words("apis remove --api-id idapi00001")), &aws, NOW).await;
+    expect(&run, exit::OK);
+    assert!(run.stderr.contains("released name(s): identity"), "{run:?}");
+    expect(&register(BILLING_API, "identity").await, exit::OK);
+    for bad in [
+        "apis register --api-id not-an-id --name x",
+        "apis register --api-id abc --name Not_A_Name",
+    ] {
+        expect(&svcauth(&args(&words(bad)), &aws, NOW).await, exit::USAGE);
+    }
+}
+
+/// Issue 19 B5: `keys grant --api NAME` warns when no API is registered as NAME (a
+/// typo grants nothing anywhere), and not when one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_on_an_unregistered_api_name_warns() {
+    let (_moto, c, aws) = moto_ssm();
+    register_api(&c, IDENTITY_API, "identity").await;
+    expect(
+        &svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await,
+        exit::OK,
+    );
+    let grant = |api: &'static str| {
+        let aws = aws.clone();
+        async move {
+            svcauth(
+                &args(&[
+                    "keys",
+                    "grant",
+                    "--service",
+                    "tutor-service",
+                    "--api",
+                    api,
+                    "--permissions",
+                    "GET /internal/x/*",
+                ]),
+                &aws,
+                NOW,
+            )
+            .await
+        }
+    };
+    let typo = grant("identiy").await;
+    expect(&typo, exit::OK);
+    assert!(
+        typo.stderr.contains("no API is registered as identiy")
+            && typo.stderr.contains("svcauth apis list"),
+        "{typo:?}"
+    );
+    let good = grant("identity").await;
+    expect(&good, exit::OK);
+    assert!(!good.stderr.contains("no API is registered"), "{good:?}");
+    // A String entry is not a registration.
+    forge_api(&c, BILLING_API, "billing").await;
+    let forged = grant("billing").await;
+    assert!(
+        forged.stderr.contains("no API is registered as billing"),
+        "{forged:?}"
+    );
 }
 
 /// A schema-1 document (written before API scoping) never grants every API: its key
 /// authenticates and is allowed nothing until `keys migrate` names the APIs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_1_document_is_allowed_nothing_until_migrated() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     register_api(&c, IDENTITY_API, "identity").await;
     register_api(&c, BILLING_API, "billing").await;
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.delivered_key();
+    let key = new_tutor_key(&aws, NOW).await;
     // Rewrite the document as the previous version wrote it.
     let name = format!("{PATH}/tutor-service");
     let mut doc: Value = serde_json::from_str(&read_param(&c, &name).await).unwrap();
@@ -297,9 +456,7 @@ async fn a_schema_1_document_is_allowed_nothing_until_migrated() {
 /// written, and `list` / `check` show each pattern as written and as applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item3_malformed_patterns_are_refused_and_effective_patterns_are_shown() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     for bad in [
         "GET /internal/users/{id/profile",
         "GET /internal//users",

@@ -11,7 +11,7 @@ use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::SsmKeyStore;
 use service_auth::KeyStatus;
 use svcauth::{exit, Aws};
-use test_support::{Fault, MotoServer, SsmFaults};
+use test_support::{Fault, SsmFaults};
 
 const LEGACY: &str = "/test/identity-service/service-api-keys";
 
@@ -32,20 +32,15 @@ fn legacy_authorizer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item1_legacy_key_stays_revoked_after_prune() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let tutor_key = "Q".repeat(32) + &"7".repeat(32);
     let admin_key = "a1".repeat(32);
-    c.put_parameter()
-        .name(LEGACY)
-        .value(format!(
-            r#"{{"{tutor_key}": "tutor-service", "{admin_key}": "admin-service"}}"#
-        ))
-        .r#type(ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_legacy_map(
+        &c,
+        LEGACY,
+        &[(&tutor_key, "tutor-service"), (&admin_key, "admin-service")],
+    )
+    .await;
     // The migration runbook: import, then revoke one imported key and rotate another.
     for (service, perms) in [
         ("tutor-service", TUTOR_PERMS),
@@ -138,12 +133,8 @@ async fn item1_legacy_key_stays_revoked_after_prune() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.delivered_key();
+    let (_moto, c, aws) = moto_ssm();
+    let key = new_tutor_key(&aws, NOW).await;
     let id = key_id(&key);
 
     // A second writer read the document before the revocation...
@@ -200,16 +191,9 @@ async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item2_a_merge_that_cannot_read_the_history_is_an_error_that_says_what_to_run() {
-    let moto = MotoServer::start();
+    let (moto, c, aws) = moto_ssm();
     let endpoint = moto.endpoint();
-    let c = moto_client(&endpoint);
-    let setup = svcauth(
-        &args(&create_tutor(&["--deliver", "stdout"])),
-        &Aws::Client(c.clone()),
-        NOW,
-    )
-    .await;
-    expect(&setup, exit::OK);
+    new_tutor_key(&aws, NOW).await;
 
     // Operator A's role may not read parameter history. Between A's read and A's put,
     // operator B runs a whole `keys create` of the same service.
@@ -241,6 +225,11 @@ async fn item2_a_merge_that_cannot_read_the_history_is_an_error_that_says_what_t
         "aws ssm get-parameter-history --name /svcauth/test/keys/tutor-service",
         "svcauth keys list --service tutor-service",
         "revoked for good",
+        // Issue 19 A2: exactly what is safe and what may be lost.
+        "Safe whatever happened: revocations, scheduled expiries",
+        "brakes (`tokens brake`)",
+        "May be lost: keys created there",
+        "(`keys grant --remove`) can be back",
     ] {
         assert!(a.stderr.contains(needed), "{needed:?} missing: {a:?}");
     }
@@ -252,9 +241,7 @@ async fn item2_a_merge_that_cannot_read_the_history_is_an_error_that_says_what_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_securestring_write_uses_the_configured_kms_key() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let kms = "alias/svcauth-test";
     let with_key = |cmd: &'static str| -> Vec<&'static str> {
         let mut v = args(&words(cmd));
@@ -301,4 +288,107 @@ async fn every_securestring_write_uses_the_configured_kms_key() {
     )
     .await;
     expect(&bad, exit::USAGE);
+}
+
+/// Issue 19 A2: what a writer that overwrites a document with an older version and
+/// dies before merging it back leaves behind: the document as it was before the
+/// command `change` makes (given the key id of the key delivered to tutor-service)
+/// ran at `at`. Returns that key.
+async fn lose_a_write(
+    c: &keystore_ssm::aws_sdk_ssm::Client,
+    change: impl FnOnce(&str) -> Vec<String>,
+    at: u64,
+) -> String {
+    let aws = Aws::Client(c.clone());
+    let key = new_tutor_key(&aws, NOW).await;
+    let name = format!("{PATH}/tutor-service");
+    let before = read_param(c, &name).await;
+    let change = change(&key_id(&key));
+    let change: Vec<&str> = change.iter().map(String::as_str).collect();
+    expect(&svcauth(&args(&change), &aws, at).await, exit::OK);
+    assert_ne!(
+        read_param(c, &name).await,
+        before,
+        "the change is in the document"
+    );
+    c.put_parameter()
+        .name(&name)
+        .value(before)
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    key
+}
+
+fn owned(line: &str) -> Vec<String> {
+    words(line).into_iter().map(str::to_owned).collect()
+}
+
+/// Issue 19 A2: `keys revoke --after` survives a writer that puts an older document
+/// back and dies: the key's marker holds its end, on the by-key path and the full load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_revocation_survives_a_lost_document_write() {
+    let (_moto, c, _) = moto_ssm();
+    let key = lose_a_write(
+        &c,
+        |id| {
+            owned(&format!(
+                "keys revoke --service tutor-service --key-id {id} --after 1h"
+            ))
+        },
+        NOW,
+    )
+    .await;
+    let clock = TestClock::at(NOW + 3599);
+    assert_accepted(&ssm_authorizer(&c, &clock), &key, "tutor-service").await;
+    let clock = TestClock::at(NOW + 3600);
+    assert_refused(&ssm_authorizer(&c, &clock), &key).await;
+    assert_refused(&ssm_authorizer(&c, &clock).with_key_index(false), &key).await;
+}
+
+/// Issue 19 A2: the end of a `keys rotate --grace` survives a lost document write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_rotation_grace_survives_a_lost_document_write() {
+    let (_moto, c, _) = moto_ssm();
+    let old = lose_a_write(
+        &c,
+        |_| owned("keys rotate --service tutor-service --grace 2h --deliver stdout"),
+        NOW + 10,
+    )
+    .await;
+    let clock = TestClock::at(NOW + 10 + 7199);
+    assert_accepted(&ssm_authorizer(&c, &clock), &old, "tutor-service").await;
+    let clock = TestClock::at(NOW + 10 + 7200);
+    assert_refused(&ssm_authorizer(&c, &clock), &old).await;
+    assert_refused(&ssm_authorizer(&c, &clock).with_key_index(false), &old).await;
+}
+
+/// Issue 19 A2: `tokens brake` survives a lost document write: its marker is applied
+/// by every standing read (the authorizer's here; the issuer reads the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brake_survives_a_lost_document_write() {
+    use authorizer::token::{SsmStandings, StandingSource};
+    let (_moto, c, _) = moto_ssm();
+    lose_a_write(
+        &c,
+        |_| owned("tokens brake --service tutor-service --at 2026-11-29T12:30:00Z"),
+        NOW + 10,
+    )
+    .await;
+    let standings = SsmStandings::new(
+        SsmKeyStore::new(c.clone(), PATH).unwrap(),
+        service_auth::cache::RefreshPolicy::default(),
+        Duration::from_secs(30),
+    );
+    let standing = standings
+        .standing("tutor-service", None, service_auth::UnixTime(NOW + 20))
+        .await
+        .unwrap();
+    assert!(standing.known());
+    assert_eq!(
+        standing.tokens_not_before(),
+        Some(service_auth::UnixTime(NOW + 1800))
+    );
 }

@@ -6,15 +6,12 @@ use crate::common::*;
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use serde_json::Value;
 use svcauth::{exit, Aws};
-use test_support::MotoServer;
 
 const TUTOR_PARAM: &str = "/test/tutor-service/identity-service-api-key";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
 
     // A dry run checks and writes nothing.
     let run = svcauth(&args(&create_tutor(&["--dry-run"])), &aws, NOW).await;
@@ -115,9 +112,7 @@ async fn create_stores_only_a_hash_and_delivers_a_key_the_authorizer_accepts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_keeps_both_keys_for_the_grace_period_then_only_the_new_one() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let created = svcauth(&args(&create_tutor(&[])), &aws, NOW).await;
     expect(&created, exit::OK);
     let old_key = read_param(&c, TUTOR_PARAM).await;
@@ -179,12 +174,8 @@ async fn rotate_keeps_both_keys_for_the_grace_period_then_only_the_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_stops_a_key_within_the_authorizer_cache_ttl() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.delivered_key();
+    let (_moto, c, aws) = moto_ssm();
+    let key = new_tutor_key(&aws, NOW).await;
     let id = key_id(&key);
 
     let clock = TestClock::at(NOW + 10);
@@ -266,9 +257,7 @@ async fn revoke_stops_a_key_within_the_authorizer_cache_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_shows_every_key_and_no_secret() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let mut keys = Vec::new();
     for (service, at) in [
         ("tutor-service", NOW - 80 * 86_400),
@@ -351,24 +340,18 @@ async fn list_shows_every_key_and_no_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_legacy_makes_the_old_keys_work_without_any_clear_value_in_a_parameter() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let legacy = "/test/identity-service/service-api-keys";
     let tutor_key = "Q".repeat(32) + &"7".repeat(32);
     let admin_key = "a1".repeat(32);
-    c.put_parameter()
-        .name(legacy)
-        .value(format!(
-            r#"{{"{tutor_key}": "tutor-service", "{admin_key}": "admin-service"}}"#
-        ))
-        .r#type(ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_legacy_map(
+        &c,
+        legacy,
+        &[(&tutor_key, "tutor-service"), (&admin_key, "admin-service")],
+    )
+    .await;
     // tutor-service already has a document with its permissions (and a product key).
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
+    new_tutor_key(&aws, NOW).await;
 
     let dry = svcauth(
         &args(&[
@@ -464,11 +447,8 @@ async fn import_legacy_makes_the_old_keys_work_without_any_clear_value_in_a_para
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    let key = run.delivered_key();
+    let (_moto, _, aws) = moto_ssm();
+    let key = new_tutor_key(&aws, NOW).await;
 
     let ok = svcauth_stdin(
         &args(&[
@@ -580,12 +560,9 @@ async fn check_reads_the_key_from_stdin_and_answers_as_the_authorizer_would() {
 /// the final document and works, and the revocation stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_removes_only_records_of_keys_that_ended_before_the_cutoff() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
+    let (_moto, c, aws) = moto_ssm();
     let day = 86_400;
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    let first = run.delivered_key();
+    let first = new_tutor_key(&aws, NOW).await;
     let create_admin = words("keys create --service admin-service --deliver stdout");
     let run = svcauth(
         &args(
@@ -651,17 +628,9 @@ async fn prune_removes_only_records_of_keys_that_ended_before_the_cutoff() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_lose_no_key() {
-    let moto = MotoServer::start();
+    let (moto, c, aws) = moto_ssm();
     let endpoint = moto.endpoint();
-    let c = moto_client(&endpoint);
-    let setup = svcauth(
-        &args(&create_tutor(&["--deliver", "stdout"])),
-        &Aws::Client(c.clone()),
-        NOW,
-    )
-    .await;
-    expect(&setup, exit::OK);
-    let first = setup.delivered_key();
+    let first = new_tutor_key(&aws, NOW).await;
     let first_id = key_id(&first);
 
     const WRITERS: usize = 6;
@@ -738,12 +707,8 @@ async fn concurrent_writers_lose_no_key() {
 /// overwritten, and a second run has nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reindex_writes_the_missing_key_id_index_entries_once() {
-    let moto = MotoServer::start();
-    let c = moto_client(&moto.endpoint());
-    let aws = Aws::Client(c.clone());
-    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
-    expect(&run, exit::OK);
-    let key = run.stdout.trim().to_owned();
+    let (_moto, c, aws) = moto_ssm();
+    let key = new_tutor_key(&aws, NOW).await;
     let entry = format!("/svcauth/test/index/{}", key_id(&key));
     assert_eq!(read_param(&c, &entry).await, "tutor-service");
     // As if written before the index: the entry is gone.

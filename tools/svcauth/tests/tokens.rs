@@ -23,6 +23,16 @@ async fn create_key(kms: &aws_sdk_kms::Client, spec: KeySpec) -> String {
     test_support::create_kms_key(kms, spec, KeyUsageType::SignVerify).await
 }
 
+/// Points the signing alias at `key`, as the platform stack does.
+async fn alias_to(kms: &aws_sdk_kms::Client, key: &str) {
+    kms.create_alias()
+        .alias_name(ALIAS)
+        .target_key_id(key)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// The kids in the stored key set, checked to load in the token verifier's KeySet.
 async fn published(c: &Client) -> Vec<String> {
     let raw = read_param(c, JWKS).await;
@@ -38,8 +48,65 @@ async fn published(c: &Client) -> Vec<String> {
     kids
 }
 
+/// Runs `cmd`; a `tokens keys` command names the signing alias, as the platform's
+/// operators pass its TokenSigningKeyAlias output.
 async fn tokens(cmd: &str, aws: &Aws) -> Run {
-    svcauth(&args(&words(cmd)), aws, NOW).await
+    let mut cmd = words(cmd);
+    if cmd.starts_with(&["tokens", "keys"]) && !cmd.contains(&"--help") {
+        cmd.extend(["--signing-alias", ALIAS]);
+    }
+    svcauth(&args(&cmd), aws, NOW).await
+}
+
+/// The signing alias has no default (the platform's is named after its generated stack
+/// name): `keys remove` refuses without it, `keys list` lists with SIGNING unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_signing_alias_remove_refuses_and_list_cannot_mark() {
+    let moto = MotoServer::start();
+    let aws = moto_clients(&moto.endpoint());
+    let Aws::Clients { kms, .. } = &aws else {
+        unreachable!()
+    };
+    let current = create_key(kms, KeySpec::EccNistP256).await;
+    let old = create_key(kms, KeySpec::EccNistP256).await;
+    alias_to(kms, &current).await;
+    for key in [&current, &old] {
+        expect(
+            &tokens(&format!("tokens keys add --key {key}"), &aws).await,
+            exit::OK,
+        );
+    }
+    let run = svcauth(
+        &args(&words(&format!("tokens keys remove --kid {old}"))),
+        &aws,
+        NOW,
+    )
+    .await;
+    expect(&run, exit::USAGE);
+    assert!(run.stderr.contains("--signing-alias"), "{run:?}");
+    assert!(
+        run.stderr.contains("alias/PLATFORM_STACK/token-signing"),
+        "{run:?}"
+    );
+    let run = svcauth(&args(&words("tokens keys list --json")), &aws, NOW).await;
+    expect(&run, exit::OK);
+    let rows: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{run:?}");
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["signing"].is_null()),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("SIGNING is unknown without --signing-alias"),
+        "{run:?}"
+    );
+    // Named, the key the alias points to is marked and the other one can go.
+    let run = tokens(&format!("tokens keys remove --kid {old}"), &aws).await;
+    expect(&run, exit::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,8 +190,13 @@ async fn keys_are_published_listed_and_retired_but_never_the_signing_key() {
     let run = tokens(&format!("tokens keys remove --kid {current}"), &aws).await;
     expect(&run, exit::OK);
     assert_eq!(published(ssm).await, std::slice::from_ref(&next));
-    let run = tokens(&format!("tokens keys remove --kid {current}"), &aws).await;
-    expect(&run, exit::NOT_ACCEPTED);
+    // A kid that is not published (removed, or never there) is "not found" (4), as an
+    // unknown key id is in `keys revoke` (issue 19 B5).
+    for kid in [current.as_str(), "nosuch"] {
+        let run = tokens(&format!("tokens keys remove --kid {kid}"), &aws).await;
+        expect(&run, exit::NOT_FOUND);
+        assert!(run.stderr.contains("tokens keys list"), "{run:?}");
+    }
 
     // Bad input: each a clear refusal, nothing written.
     let p384 = create_key(kms, KeySpec::EccNistP384).await;
@@ -153,14 +225,7 @@ async fn keys_are_published_listed_and_retired_but_never_the_signing_key() {
     assert_eq!(published(ssm).await, std::slice::from_ref(&next));
 
     // A parameter that is not a key set is reported, never overwritten blindly.
-    ssm.put_parameter()
-        .name(JWKS)
-        .value("[oops")
-        .r#type(keystore_ssm::aws_sdk_ssm::types::ParameterType::String)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
+    test_support::put_secure(ssm, JWKS, "[oops").await;
     let run = tokens(&format!("tokens keys add --key {next}"), &aws).await;
     expect(&run, exit::STORE);
     assert!(run.stderr.contains("is not a JWKS"), "{run:?}");
@@ -255,10 +320,7 @@ async fn the_brake_only_moves_later_and_survives_concurrent_writes() {
     let endpoint = moto.endpoint();
     let aws = Aws::Client(moto_client(&endpoint));
     let c = moto_client(&endpoint);
-    expect(
-        &svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await,
-        exit::OK,
-    );
+    new_tutor_key(&aws, NOW).await;
     let brake_of = |raw: String| ServiceDocument::from_json(&raw).unwrap().tokens_not_before;
     let doc_param = format!("{PATH}/tutor-service");
 
@@ -346,4 +408,227 @@ async fn the_brake_only_moves_later_and_survives_concurrent_writes() {
     for needed in ["only ever moves later", "until they expire", "--at <TIME>"] {
         assert!(help.stderr.contains(needed), "{needed}: {help:?}");
     }
+}
+
+/// Issue 16 §2: a token's routes are cut to its service's current grants, read with
+/// its standing, so `keys grant --remove` ends a route of tokens already issued within
+/// the standing's TTL (`SVCAUTH_CACHE_TTL_SECS`, 300 s: the bound the command states),
+/// not at the token's expiry. Everything real: the key set published by `svcauth tokens
+/// keys add` from moto's KMS, the API registered and the grant removed by svcauth, the
+/// token signed by KMS, decided by the authorizer reading SSM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_grant_ends_a_tokens_route_within_the_standing_ttl() {
+    use authorizer::config::{JwksConfig, TokenConfig};
+    use authorizer::token::{JwksSource, SsmStandings};
+    use authorizer::{Accept, ApiNames, Authorizer, CachedStore, KeySource, TokenAuth};
+    use keystore_ssm::SsmKeyStore;
+    use service_auth::cache::RefreshPolicy;
+    use service_token::{Permission, Proof, TokenClaims};
+
+    const API: &str = "a1b2c3d4e5";
+    const ARN: &str =
+        "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42";
+    let moto = MotoServer::start();
+    let aws = moto_clients(&moto.endpoint());
+    let Aws::Clients { ssm, kms } = &aws else {
+        unreachable!()
+    };
+    let signing = create_key(kms, KeySpec::EccNistP256).await;
+    alias_to(kms, &signing).await;
+    for cmd in [
+        format!("tokens keys add --key {ALIAS}"),
+        format!("apis register --api-id {API} --name identity"),
+    ] {
+        expect(&tokens(&cmd, &aws).await, exit::OK);
+    }
+    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), &aws, NOW).await;
+    expect(&run, exit::OK);
+    let key_id = key_id(&run.delivered_key());
+
+    // A token as the issuer signs it: an hour long, the service's grant.
+    let claims = TokenClaims {
+        iss: "svcauth:test".into(),
+        sub: "tutor-service".into(),
+        aud: vec!["identity".into()],
+        exp: NOW + 3600,
+        nbf: NOW,
+        iat: NOW,
+        jti: "jti-grant-removed".into(),
+        permissions: vec![Permission::new(["identity"], ["GET /internal/users/*"])],
+        proof: Proof::ApiKey { key_id },
+    };
+    let token = token_kms::KmsSigner::resolve(kms.clone(), ALIAS)
+        .await
+        .unwrap()
+        .sign(&claims)
+        .await
+        .unwrap();
+
+    // The authorizer as deployed with SVCAUTH_ACCEPT=token.
+    let clock = TestClock::at(NOW + 10);
+    let ssm_store = SsmKeyStore::new(ssm.clone(), PATH).unwrap();
+    let store = CachedStore::new(
+        KeySource::Ssm(ssm_store.clone()),
+        RefreshPolicy::default(),
+        Duration::from_secs(30),
+        clock.unix_clock(),
+    )
+    .with_api_names(ApiNames::ssm(
+        ssm.clone(),
+        "/svcauth/test/apis",
+        RefreshPolicy::default(),
+    ));
+    let config = TokenConfig {
+        issuer: "svcauth:test".into(),
+        jwks: JwksConfig::Ssm {
+            parameter: JWKS.into(),
+        },
+        min_remaining_secs: 60,
+    };
+    let verifier = TokenAuth::new(
+        &config,
+        JwksSource::Ssm {
+            client: ssm.clone(),
+            parameter: JWKS.into(),
+        },
+    );
+    let a = Authorizer::new(store, Accept::Token, Some(verifier)).with_standings(
+        SsmStandings::new(ssm_store, RefreshPolicy::default(), Duration::from_secs(30)),
+    );
+    a.init().await;
+    let event = {
+        let mut ev = request("unused");
+        ev["headers"] = serde_json::json!({ "Authorization": format!("Bearer {token}") });
+        ev["multiValueHeaders"] =
+            serde_json::json!({ "Authorization": [format!("Bearer {token}")] });
+        ev["methodArn"] = serde_json::json!(ARN);
+        ev
+    };
+    let allowed = |resp: Result<authorizer::Response, authorizer::Unauthorized>| {
+        gateway_allows(&resp.expect("the token verifies").to_aws(), ARN)
+    };
+    assert!(allowed(a.handle(&event).await), "granted");
+
+    let removed = svcauth(
+        &args(&words(
+            "keys grant --service tutor-service --api identity --remove",
+        )),
+        &aws,
+        NOW + 20,
+    )
+    .await;
+    expect(&removed, exit::OK);
+    assert!(
+        removed
+            .stderr
+            .contains("within its store TTL (SVCAUTH_CACHE_TTL_SECS, default 300 s), for API keys and for tokens already issued alike"),
+        "{removed:?}"
+    );
+    // The standing read at NOW + 10 answers until its TTL ends ...
+    clock.set(NOW + 10 + 299);
+    assert!(allowed(a.handle(&event).await), "within the TTL");
+    // ... then the route is gone, though the token is good for another 50 minutes.
+    clock.set(NOW + 10 + 300);
+    assert!(
+        !allowed(a.handle(&event).await),
+        "the removed grant still let it in"
+    );
+}
+
+/// Issue 19 A3: what `tokens keys remove` says is the bound the authorizer keeps
+/// (service_token::cache::DEFAULT_MAX_AGE), and the key set is the trusted form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_key_states_the_bound_the_verifier_keeps_and_the_key_set_is_a_securestring() {
+    let moto = MotoServer::start();
+    let aws = moto_clients(&moto.endpoint());
+    let Aws::Clients { ssm, kms } = &aws else {
+        unreachable!()
+    };
+    let old = create_key(kms, KeySpec::EccNistP256).await;
+    let new = create_key(kms, KeySpec::EccNistP256).await;
+    for key in [&old, &new] {
+        expect(
+            &tokens(&format!("tokens keys add --key {key}"), &aws).await,
+            exit::OK,
+        );
+    }
+    // Without the signing alias nobody can tell which key signs: nothing is removed.
+    let blind = tokens(&format!("tokens keys remove --kid {new}"), &aws).await;
+    expect(&blind, exit::USAGE);
+    assert!(blind.stderr.contains("--signing-alias"), "{blind:?}");
+    alias_to(kms, &new).await;
+    let p = ssm.get_parameter().name(JWKS).send().await.unwrap();
+    assert_eq!(
+        p.parameter().unwrap().r#type(),
+        Some(&keystore_ssm::aws_sdk_ssm::types::ParameterType::SecureString)
+    );
+    let run = tokens(&format!("tokens keys remove --kid {old}"), &aws).await;
+    expect(&run, exit::OK);
+    let bound = format!(
+        "within {} s",
+        service_token::cache::DEFAULT_MAX_AGE.as_secs()
+    );
+    assert!(run.stderr.contains(&bound), "{bound}: {run:?}");
+    assert!(run.stderr.contains("authorizer result TTL"), "{run:?}");
+    let docs =
+        std::fs::read_to_string(test_support::workspace_root().join("docs/tokens.md")).unwrap();
+    assert!(
+        docs.contains(&format!(
+            "within {} s (`service_token::cache::DEFAULT_MAX_AGE`",
+            service_token::cache::DEFAULT_MAX_AGE.as_secs()
+        )),
+        "docs/tokens.md states the same bound"
+    );
+}
+
+/// Issue 16 §2 migration: a key set written the old way (a `String`) is not trusted;
+/// `tokens keys add` replaces it with a SecureString holding only the key it adds and
+/// names the other keys to add again; `remove` and `list` say what to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_key_set_is_replaced_never_carried_over() {
+    let moto = MotoServer::start();
+    let aws = moto_clients(&moto.endpoint());
+    let Aws::Clients { ssm, kms } = &aws else {
+        unreachable!()
+    };
+    let signing = create_key(kms, KeySpec::EccNistP256).await;
+    let forged = create_key(kms, KeySpec::EccNistP256).await;
+    alias_to(kms, &signing).await;
+    // The key set as an older svcauth wrote it (or anyone allowed to write it).
+    let set = token_kms::key_set(kms, &[signing.as_str(), forged.as_str()])
+        .await
+        .unwrap();
+    ssm.put_parameter()
+        .name(JWKS)
+        .value(serde_json::to_string(&set).unwrap())
+        .r#type(keystore_ssm::aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let list = tokens("tokens keys list", &aws).await;
+    expect(&list, exit::OK);
+    assert!(
+        list.stderr.contains("verifiers do NOT trust it"),
+        "{list:?}"
+    );
+    let remove = tokens(&format!("tokens keys remove --kid {forged}"), &aws).await;
+    expect(&remove, exit::STORE);
+    assert!(
+        remove
+            .stderr
+            .contains(&format!("svcauth tokens keys add --key {ALIAS}")),
+        "{remove:?}"
+    );
+    let add = tokens(&format!("tokens keys add --key {ALIAS}"), &aws).await;
+    expect(&add, exit::OK);
+    assert!(
+        add.stderr.contains("not carried over") && add.stderr.contains(&forged),
+        "{add:?}"
+    );
+    assert_eq!(published(ssm).await, std::slice::from_ref(&signing));
+    let p = ssm.get_parameter().name(JWKS).send().await.unwrap();
+    assert_eq!(
+        p.parameter().unwrap().r#type(),
+        Some(&keystore_ssm::aws_sdk_ssm::types::ParameterType::SecureString)
+    );
 }

@@ -85,7 +85,7 @@ impl TestKey {
     }
 
     pub fn header(&self) -> Value {
-        json!({"alg": "ES256", "typ": "JWT", "kid": self.kid})
+        json!({"alg": "ES256", "typ": service_token::TOKEN_TYPE, "kid": self.kid})
     }
 
     pub fn sign(&self, header: &Value, claims: &Value) -> String {
@@ -135,7 +135,8 @@ pub fn without(mut claims: Value, key: &str) -> Value {
 /// The algorithm-confusion forgery: `claims` "signed" HS256 with `key`'s public key
 /// (its SPKI DER) as the HMAC secret, under `key`'s `kid`.
 pub fn hs256_with_public_key(key: &TestKey, claims: &Value) -> String {
-    let header = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid}).to_string();
+    let header =
+        json!({"alg": "HS256", "typ": service_token::TOKEN_TYPE, "kid": key.kid}).to_string();
     let input = TestKey::signing_input(&header, &claims.to_string());
     let mac = aws_lc_rs::hmac::sign(
         &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key.spki_der()),

@@ -2,6 +2,7 @@
 //! permissions? Decided by `service_auth::decide`, the authorizer's own code.
 
 use serde::Serialize;
+use service_auth::decision::UnauthorizedReason;
 use service_auth::store::parse_legacy_map;
 use service_auth::{decide, AuthRequest, Decision, KeyStore, UnixTime};
 use zeroize::Zeroizing;
@@ -78,9 +79,9 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
             store.describe()
         ))
     })?;
-    // Revocation markers win over documents, as in the authorizer.
-    let revoked = store.revoked_among(&index.usable_key_ids(ctx.now)).await?;
-    index.revoke_ids(&revoked);
+    // Markers (revocations, scheduled ends) win over documents, as in the authorizer.
+    let markers = store.markers_among(&index.usable_key_ids(ctx.now)).await?;
+    index.apply_markers(&markers);
     let values = [key.as_str()];
     let decision = decide(
         Some(&index),
@@ -92,6 +93,19 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
         ctx.now,
     );
     drop(key);
+    // A key whose record `keys prune` removed is unknown to every document, but its
+    // revocation marker remains: it is revoked, and said so.
+    let pruned = match &decision {
+        Decision::Unauthorized {
+            reason: UnauthorizedReason::UnknownKey,
+            key_id: Some(id),
+            ..
+        } => store
+            .revoked_among(std::slice::from_ref(id))
+            .await?
+            .contains(id),
+        _ => false,
+    };
     let answer = match decision {
         Decision::Allow(grant) => {
             let owner = grant.service.service.clone();
@@ -162,6 +176,11 @@ pub async fn check(ctx: &mut Ctx<'_, '_>, args: &CheckArgs) -> Result<Outcome, E
                 .unwrap_or_default();
             permissions.sort();
             permissions.dedup();
+            let reason = if pruned {
+                UnauthorizedReason::RevokedKey
+            } else {
+                reason
+            };
             CheckAnswer {
                 accepted: false,
                 reason: reason.code().into(),
@@ -256,6 +275,8 @@ fn human(a: &CheckAnswer, asked: &str) -> String {
     }
     if let Some(t) = a.revoked_at {
         out.push_str(&format!("revoked:     {}\n", t.to_rfc3339()));
+    } else if a.reason == "revoked_key" && a.service.is_none() {
+        out.push_str("note:        its record was pruned (`keys prune`); its revocation marker keeps it refused for good\n");
     }
     if a.legacy {
         out.push_str("legacy:      yes (from the legacy map; import and rotate it)\n");

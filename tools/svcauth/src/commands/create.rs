@@ -7,7 +7,7 @@ use service_auth::{ApiGrant, ApiKey, KeyId, KeyRecord, ServiceDocument};
 
 use super::{
     checked_apis, checked_permissions, checked_service, grants_text, has_permissions, list_ids,
-    revoke_in, same_permissions, service_not_found, when,
+    revoke_in, same_permissions, service_not_found, usable_keys, when,
 };
 use crate::aws;
 use crate::cli::{CreateArgs, DeliverTo, RotateArgs, StoreKind};
@@ -326,13 +326,27 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
             Target::Ssm { .. } => " (overwriting the key it holds)",
             Target::Stdout => "",
         };
+        let usable = usable_keys(&doc, now);
+        let phase_out = if usable.is_empty() {
+            format!("; {service} has no usable key to phase out")
+        } else if old.is_empty() {
+            format!(
+                "; its usable keys [{}] already stop by {} (grace {grace}), so none is phased out",
+                list_ids(&usable),
+                until.to_rfc3339()
+            )
+        } else {
+            format!(
+                ", then let the old keys [{}] expire at {} (grace {grace})",
+                list_ids(&old),
+                until.to_rfc3339()
+            )
+        };
         ctx.status(format!(
-            "dry run: would store a new key for {service} in the {} (permissions: {}), deliver it to {}{replacing}, then let the old keys [{}] expire at {} (grace {grace}); nothing was written",
+            "dry run: would store a new key for {service} in the {} (permissions: {}), deliver it to {}{replacing}{phase_out}; nothing was written",
             store.describe(),
             grants_text(&doc),
             target.describe(),
-            list_ids(&old),
-            until.to_rfc3339()
         ));
         if args.grace.is_zero() {
             ctx.status(GRACE_ZERO_WARNING);
@@ -383,6 +397,22 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
                 ))
             })?;
     }
+    let not_expired = |e: Error| {
+        e.with_note(format!(
+            "the new key {id} is stored and delivered, but the old keys were not given their expiry: run `svcauth keys revoke --service {service} --key-id ID --after {}s` for each of: {}",
+            args.grace.as_secs().max(1),
+            list_ids(&old)
+        ))
+    };
+    // --grace > 0: the old keys' markers (holding their end) first, for the same
+    // reason (issue 19 A2): from then on they end at `until` whatever any writer does.
+    if !args.grace.is_zero() && !old.is_empty() {
+        let later = store
+            .mark_expiring(service, &old, until, "svcauth keys rotate --grace")
+            .await
+            .map_err(not_expired)?;
+        super::revoke::warn_later_markers(ctx, service, &later, until);
+    }
     let expired = store
         .update_document(service, |doc| {
             for old_id in &old {
@@ -395,13 +425,7 @@ pub async fn rotate(ctx: &mut Ctx<'_, '_>, args: &RotateArgs) -> Result<Outcome,
             Ok(())
         })
         .await
-        .map_err(|e| {
-            e.with_note(format!(
-                "the new key {id} is stored and delivered, but the old keys were not given their expiry: run `svcauth keys revoke --service {service} --key-id ID --after {}s` for each of: {}",
-                args.grace.as_secs().max(1),
-                list_ids(&old)
-            ))
-        })?;
+        .map_err(not_expired)?;
     report_merges(ctx, &expired);
     if old.is_empty() {
         ctx.status(format!("{service} had no other usable key to phase out"));

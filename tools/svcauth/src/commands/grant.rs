@@ -9,6 +9,7 @@ use super::{
 };
 use crate::cli::{GrantArgs, MigrateArgs};
 use crate::error::Error;
+use crate::store::Store;
 use crate::{Ctx, Outcome};
 
 pub async fn grant(ctx: &mut Ctx<'_, '_>, args: &GrantArgs) -> Result<Outcome, Error> {
@@ -17,6 +18,11 @@ pub async fn grant(ctx: &mut Ctx<'_, '_>, args: &GrantArgs) -> Result<Outcome, E
         .pop()
         .ok_or_else(|| Error::Usage("--api is empty: name the API, e.g. --api billing".into()))?;
     let routes = checked_permissions(&args.permissions)?;
+    if !args.remove && routes.is_empty() {
+        return Err(Error::Usage(format!(
+            "--permissions names no route: give routes on {api} as `METHOD /path`, e.g. --permissions 'GET /internal/{api}/*' (or --remove to take {api} away)"
+        )));
+    }
     let store = ctx.store().await?;
     let Some(doc) = store.read_document(service).await? else {
         return Err(service_not_found(service, &store));
@@ -25,6 +31,11 @@ pub async fn grant(ctx: &mut Ctx<'_, '_>, args: &GrantArgs) -> Result<Outcome, E
         return Err(Error::Usage(format!(
             "{service}'s document is schema 1 (its permissions name no API): run `svcauth keys migrate --service {service} --api NAME` first, naming the APIs its permissions are for"
         )));
+    }
+    if !args.remove {
+        if let Some(warning) = unregistered(ctx, &store, &api).await {
+            ctx.status(warning);
+        }
     }
     let change = |d: &mut ServiceDocument| {
         if args.remove {
@@ -36,10 +47,12 @@ pub async fn grant(ctx: &mut Ctx<'_, '_>, args: &GrantArgs) -> Result<Outcome, E
     let mut preview = doc.clone();
     change(&mut preview);
     if preview == doc {
-        ctx.status(format!(
-            "nothing to do: {service} already has that on {api} ({})",
-            grants_text(&doc)
-        ));
+        let what = if args.remove {
+            format!("{service} has no grant on {api}")
+        } else {
+            format!("{service} already has that on {api}")
+        };
+        ctx.status(format!("nothing to do: {what} ({})", grants_text(&doc)));
         return Ok(Outcome::NothingToDo);
     }
     preview
@@ -66,10 +79,49 @@ pub async fn grant(ctx: &mut Ctx<'_, '_>, args: &GrantArgs) -> Result<Outcome, E
         .await?;
     super::create::report_merges(ctx, &written);
     ctx.status(format!(
-        "{service} now has: {}. The authorizer applies it within its store TTL (SVCAUTH_CACHE_TTL_SECS), API Gateway's cached policies within AuthorizerResultTtl more",
+        "{service} now has: {}. The authorizer applies it within its store TTL (SVCAUTH_CACHE_TTL_SECS, default 300 s), for API keys and for tokens already issued alike (a token's routes are cut to the service's current grants), and API Gateway's cached policies within AuthorizerResultTtl more",
         grants_text(&written.document)
     ));
     Ok(Outcome::Done)
+}
+
+/// A warning when `api` is not a registered API name (SSM only: the file store has no
+/// registry; the authorizer reading it takes names from SVCAUTH_API_NAMES). A grant on
+/// a name no API has applies nowhere until an operator registers one under it.
+async fn unregistered(ctx: &mut Ctx<'_, '_>, store: &Store, api: &str) -> Option<String> {
+    let Store::Ssm { .. } = store else {
+        return None;
+    };
+    let registry = match super::apis::registry(ctx).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Some(format!(
+                "warning: could not check that {api} is a registered API: {e}"
+            ))
+        }
+    };
+    let registered = match registry.claim_of(api).await {
+        Ok(Some(id)) => match registry.read(&id).await {
+            Ok(entry) => entry.name() == Some(api),
+            Err(e) => {
+                return Some(format!(
+                    "warning: could not check that {api} is a registered API: {e}"
+                ))
+            }
+        },
+        Ok(None) => false,
+        Err(e) => {
+            return Some(format!(
+                "warning: could not check that {api} is a registered API: {e}"
+            ))
+        }
+    };
+    (!registered).then(|| {
+        format!(
+            "warning: no API is registered as {api} under {}: this grant applies nowhere until an operator runs `svcauth apis register --api-id ID --name {api}` (check the spelling: `svcauth apis list` shows the registered names)",
+            registry.path()
+        )
+    })
 }
 
 pub async fn migrate(ctx: &mut Ctx<'_, '_>, args: &MigrateArgs) -> Result<Outcome, Error> {

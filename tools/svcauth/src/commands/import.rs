@@ -104,10 +104,20 @@ pub async fn import_legacy(
         ));
     }
     if plans.iter().all(|p| p.new.is_empty() && !p.set_permissions) {
-        ctx.status(format!(
-            "nothing to do: every key in {source} is already in the {}",
-            store.describe()
-        ));
+        let present: usize = plans.iter().map(|p| p.present).sum();
+        let revoked: usize = plans.iter().map(|p| p.revoked.len()).sum();
+        let what = match (present, revoked) {
+            (_, 0) => format!(
+                "every key in {source} is already in the {}",
+                store.describe()
+            ),
+            (0, _) => format!("every key in {source} is revoked for good (above)"),
+            _ => format!(
+                "of the keys in {source}, {present} are already in the {} and {revoked} are revoked for good (above)",
+                store.describe()
+            ),
+        };
+        ctx.status(format!("nothing to do: {what}"));
         return Ok(Outcome::NothingToDo);
     }
 

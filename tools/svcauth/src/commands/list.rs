@@ -21,8 +21,9 @@ pub struct KeyRow {
     /// `active`, `expired` or `revoked`.
     pub status: &'static str,
     pub revoked_at: Option<UnixTime>,
-    /// When the 90-day rotation policy is due (for usable keys that do not expire
-    /// before then).
+    /// When the key must be replaced: 90 days after it was created (the rotation
+    /// policy), or its expiry when that comes first; none for a key that is not usable
+    /// or that a newer usable key is already replacing (a rotation's grace period).
     pub rotation_due: Option<UnixTime>,
     /// Days until then, a part of a day counted as a day (a key made a minute ago is
     /// due in 90 days); 0 when due within the last day, negative when overdue.
@@ -35,6 +36,10 @@ pub struct KeyRow {
     /// Schema 1 only: permissions that name no API, so apply nowhere.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unscoped_permissions: Vec<RouteView>,
+    /// The service's API Gateway usage-plan key (not a credential), if it has one.
+    pub usage_plan_key: Option<String>,
+    /// The service's token brake: its tokens issued before this are refused.
+    pub tokens_not_before: Option<UnixTime>,
 }
 
 /// Routes on some APIs, for display.
@@ -109,9 +114,18 @@ impl KeyRow {
             KeyStatus::Active if k.usable_at(now) => "active",
             KeyStatus::Active => "expired",
         };
-        // Keys that expire before the policy is due (say, after a rotation) need none.
-        let due = Some(k.created.plus(ROTATION_POLICY))
-            .filter(|due| k.usable_at(now) && k.expires.is_none_or(|e| e > *due));
+        // A key that expires before the policy is due must be replaced by its expiry,
+        // unless a newer usable key is already replacing it (a rotation's grace).
+        let replaced = doc
+            .keys
+            .iter()
+            .any(|o| o.created > k.created && o.usable_at(now));
+        let policy = k.created.plus(ROTATION_POLICY);
+        let due = match k.expires {
+            _ if !k.usable_at(now) => None,
+            Some(e) if e <= policy => (!replaced).then_some(e),
+            _ => Some(policy),
+        };
         Self {
             service: service.to_owned(),
             key_id: k.key_id.clone(),
@@ -124,6 +138,8 @@ impl KeyRow {
             schema: doc.schema,
             grants: grant_views(doc),
             unscoped_permissions: doc.permissions.iter().map(|r| RouteView::new(r)).collect(),
+            usage_plan_key: doc.usage_plan_key.clone(),
+            tokens_not_before: doc.tokens_not_before,
         }
     }
 }
@@ -151,17 +167,16 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Err
     let store = ctx.store().await?;
     store.require_existing()?;
     let mut docs = documents_of(&store, args.service.as_deref()).await?;
-    // A revocation marker wins over what a document says, as in the authorizer.
+    // Markers (revocations, scheduled ends) win over what a document says, as in the
+    // authorizer.
     let usable: Vec<service_auth::KeyId> = docs
         .iter()
         .flat_map(|d| d.keys.iter().filter(|k| k.usable_at(ctx.now)))
         .map(|k| k.key_id.clone())
         .collect();
-    let revoked = store.revoked_among(&usable).await?;
-    for k in docs.iter_mut().flat_map(|d| d.keys.iter_mut()) {
-        if revoked.contains(&k.key_id) {
-            k.status = service_auth::KeyStatus::Revoked;
-        }
+    let markers = store.markers_among(&usable).await?;
+    for d in &mut docs {
+        markers.apply_to_document(d);
     }
     if docs.is_empty() {
         ctx.status(format!(
@@ -177,6 +192,8 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Err
         let mut out = table(&rows);
         if !docs.is_empty() {
             out.push('\n');
+            out.push_str(&services_table(&docs, ctx.now));
+            out.push('\n');
             out.push_str(&permissions_table(&docs));
         }
         out
@@ -187,6 +204,31 @@ pub async fn list(ctx: &mut Ctx<'_, '_>, args: &ListArgs) -> Result<Outcome, Err
         .and_then(|()| ctx.io.stdout.flush())
         .map_err(|e| Error::Usage(format!("writing to stdout failed: {e}")))?;
     Ok(Outcome::Done)
+}
+
+/// One line per service: its usage-plan key and its token brake.
+pub fn services_table(docs: &[ServiceDocument], now: UnixTime) -> String {
+    let mut docs: Vec<&ServiceDocument> = docs.iter().collect();
+    docs.sort_by(|a, b| a.service.cmp(&b.service));
+    let cells: Vec<[String; 3]> = docs
+        .iter()
+        .map(|d| {
+            let brake = match d.tokens_not_before {
+                None => "-".to_owned(),
+                Some(t) if t > now => format!(
+                    "{}: no token issued until then, older ones refused",
+                    t.to_rfc3339()
+                ),
+                Some(t) => format!("{}: tokens issued before refused", t.to_rfc3339()),
+            };
+            [
+                d.service.clone(),
+                d.usage_plan_key.clone().unwrap_or_else(|| "none".into()),
+                brake,
+            ]
+        })
+        .collect();
+    render(&["SERVICE", "USAGE PLAN KEY", "TOKEN BRAKE"], &cells)
 }
 
 /// One line per permission: service, the APIs it applies on, as written, as applied.
@@ -375,6 +417,62 @@ mod tests {
         assert!(table(&at(91 * 86_400 + 3600)).contains("overdue by 1 day"));
         assert_eq!(days_rounded_up(-36 * 3600), -1);
         assert_eq!(days_rounded_up(1), 1);
+    }
+
+    /// Issue 19 B5: a key created with `--expires-in 90d` is due when it expires (not
+    /// `-`), a key in a rotation's grace period is not due, and the service's brake and
+    /// usage-plan key are shown.
+    #[test]
+    fn expiring_keys_are_due_and_brakes_and_plan_keys_are_shown() {
+        let now = UnixTime(1_000_000);
+        let day = 86_400;
+        let mut doc = ServiceDocument::new("svc", vec![]);
+        doc.keys.push(KeyRecord::for_key(
+            &ApiKey::generate(None).unwrap(),
+            now,
+            Some(now.plus(ROTATION_POLICY)),
+        ));
+        let r = rows(std::slice::from_ref(&doc), now);
+        assert_eq!(r[0].rotation_due_in_days, Some(90));
+        assert!(table(&r).contains("in 90 days"), "{}", table(&r));
+        // A rotation: the old key expires in a day, the new one is due in 90.
+        let mut rotated = ServiceDocument::new("svc", vec![]);
+        rotated.keys.push(KeyRecord::for_key(
+            &ApiKey::generate(None).unwrap(),
+            UnixTime(now.0 - 10 * day),
+            Some(UnixTime(now.0 + day)),
+        ));
+        rotated.keys.push(KeyRecord::for_key(
+            &ApiKey::generate(None).unwrap(),
+            now,
+            None,
+        ));
+        let r = rows(std::slice::from_ref(&rotated), now);
+        assert_eq!(
+            r.iter().map(|r| r.rotation_due_in_days).collect::<Vec<_>>(),
+            [None, Some(90)]
+        );
+        doc.usage_plan_key = Some("plan-key-value-1".into());
+        doc.tokens_not_before = Some(UnixTime(now.0 + 3600));
+        let text = services_table(std::slice::from_ref(&doc), now);
+        assert!(text.contains("plan-key-value-1"), "{text}");
+        assert!(
+            text.contains(&UnixTime(now.0 + 3600).to_rfc3339())
+                && text.contains("no token issued until then"),
+            "{text}"
+        );
+        let json = serde_json::to_value(rows(std::slice::from_ref(&doc), now)).unwrap();
+        assert_eq!(json[0]["usagePlanKey"], "plan-key-value-1");
+        assert_eq!(
+            json[0]["tokensNotBefore"],
+            UnixTime(now.0 + 3600).to_rfc3339()
+        );
+        let text = services_table(&[rotated], now);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("svc ") && l.contains(" none")),
+            "{text}"
+        );
     }
 
     #[test]

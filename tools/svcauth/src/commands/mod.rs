@@ -1,5 +1,7 @@
 //! The commands, and the checks they share.
 
+pub mod access;
+pub mod apis;
 pub mod check;
 pub mod create;
 pub mod grant;

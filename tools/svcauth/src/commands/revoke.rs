@@ -3,13 +3,15 @@
 //! An immediate revocation first creates the key's revocation marker (create-only,
 //! see keystore-ssm) and reports success only once it exists: from then on no load of
 //! the authorizer accepts the key, whatever a concurrent or crashed writer leaves in
-//! the document. The document is updated afterwards so `keys list` shows it.
+//! the document. `--after` writes the same marker holding the scheduled end: the key
+//! ends then at the latest. The document is updated afterwards so `keys list` shows it.
 
 use service_auth::{KeyId, KeyStatus, ServiceDocument, UnixTime};
 
 use super::{checked_service, revoke_in, service_not_found, usable_keys};
-use crate::cli::{RevokeArgs, REVOCATION_BOUND};
+use crate::cli::{RevokeArgs, FILE_REVOCATION_BOUND, REVOCATION_BOUND};
 use crate::error::Error;
+use crate::store::Store;
 use crate::{Ctx, Outcome};
 
 pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome, Error> {
@@ -27,10 +29,7 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         return Err(service_not_found(service, &store));
     };
     let Some(record) = doc.key(&id) else {
-        return Err(Error::NotFound(format!(
-            "service {service} has no key {id} in the {}: `svcauth keys list --service {service}` shows its keys",
-            store.describe()
-        )));
+        return not_this_services_key(ctx, &store, service, &id).await;
     };
     let now = ctx.now;
     if record.status == KeyStatus::Revoked && args.after.is_none() {
@@ -114,15 +113,30 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         );
         return Ok(Outcome::Done);
     }
-    if until.is_none() {
-        store
-            .mark_revoked(
-                service,
-                std::slice::from_ref(&id),
-                now,
-                "svcauth keys revoke",
-            )
-            .await?;
+    // The marker first, and success only once it exists: from then on no write of the
+    // document, by anyone, crashed or not, can undo this (issue 19 A2 for `--after`).
+    match until {
+        None => {
+            store
+                .mark_revoked(
+                    service,
+                    std::slice::from_ref(&id),
+                    now,
+                    "svcauth keys revoke",
+                )
+                .await?;
+        }
+        Some(t) => {
+            let later = store
+                .mark_expiring(
+                    service,
+                    std::slice::from_ref(&id),
+                    t,
+                    "svcauth keys revoke --after",
+                )
+                .await?;
+            warn_later_markers(ctx, service, &later, t);
+        }
     }
     let written = store
         .update_document(service, |doc| {
@@ -143,12 +157,20 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
             (None, Some(marker)) => e.with_note(format!(
                 "the key IS revoked: its marker {marker} exists and every authorizer load refuses it; only its document still shows it active in `keys list`: run the same command again to record it there"
             )),
+            (Some(t), Some(marker)) => e.with_note(format!(
+                "the key DOES end at {}: its marker {marker} holds that time and every authorizer load applies it; only its document does not show it yet in `keys list`: run the same command again to record it there",
+                t.to_rfc3339()
+            )),
             _ => e,
         })?;
     super::create::report_merges(ctx, &written);
     ctx.status(format!("done: {action}"));
     if until.is_none() {
-        ctx.status(REVOCATION_BOUND.replace('\n', " "));
+        let bound = match store.marker_name(&id) {
+            Some(_) => REVOCATION_BOUND,
+            None => FILE_REVOCATION_BOUND,
+        };
+        ctx.status(bound.replace('\n', " "));
     }
     warn_if_last(
         ctx,
@@ -159,6 +181,43 @@ pub async fn revoke(ctx: &mut Ctx<'_, '_>, args: &RevokeArgs) -> Result<Outcome,
         until.is_some(),
     );
     Ok(Outcome::Done)
+}
+
+/// `--key-id` is not in `service`'s document: say whose key it is (the operator named
+/// the wrong service), or that it was revoked and its record pruned, or that nobody has
+/// it.
+async fn not_this_services_key(
+    ctx: &mut Ctx<'_, '_>,
+    store: &Store,
+    service: &str,
+    id: &KeyId,
+) -> Result<Outcome, Error> {
+    let owner = store
+        .load_documents()
+        .await?
+        .into_iter()
+        .find(|d| d.key(id).is_some())
+        .map(|d| d.service);
+    if let Some(owner) = owner {
+        return Err(Error::NotFound(format!(
+            "key {id} is not a key of {service}: it belongs to {owner}. To revoke it: svcauth keys revoke --service {owner} --key-id {id}"
+        )));
+    }
+    if store
+        .revoked_among(std::slice::from_ref(id))
+        .await?
+        .contains(id)
+    {
+        ctx.status(format!(
+            "nothing to do: key {id} is revoked for good (its revocation marker {} exists); its record is no longer in any document (`keys prune` removed it)",
+            store.marker_name(id).unwrap_or_default()
+        ));
+        return Ok(Outcome::NothingToDo);
+    }
+    Err(Error::NotFound(format!(
+        "no service has a key {id} in the {}: check --key-id; `svcauth keys list --service {service}` shows {service}'s keys",
+        store.describe()
+    )))
 }
 
 /// Warns when `doc` leaves the service no usable key at `at`. With `--after` the key
@@ -185,4 +244,22 @@ fn warn_if_last(
     ctx.status(format!(
         "warning: {service} has no other usable key: {when} (`svcauth keys create --service {service}`, or `svcauth keys rotate --service {service}` while a key still works)"
     ));
+}
+
+/// Says which keys kept an expiry marker later than `at` (set by an earlier command):
+/// for them `at` is held by the document only, which a concurrent writer could lose.
+pub(crate) fn warn_later_markers(
+    ctx: &mut Ctx<'_, '_>,
+    service: &str,
+    later: &[(KeyId, UnixTime)],
+    at: UnixTime,
+) {
+    for (id, marked) in later {
+        ctx.status(format!(
+            "note: key {id} already had a marker ending it at {}: it ends then whatever happens, and at {} as long as its document keeps this change (a writer that overwrites the document and crashes could lose it). To be certain, revoke it at {} (`svcauth keys revoke --service {service} --key-id {id}`)",
+            marked.to_rfc3339(),
+            at.to_rfc3339(),
+            at.to_rfc3339()
+        ));
+    }
 }

@@ -65,6 +65,48 @@ pub fn create_tutor<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 
 pub use test_support::moto_ssm_client as moto_client;
 
+/// `keys revoke --service SERVICE --key-id ID`, then `extra`.
+pub fn revoke_key<'a>(service: &'a str, key_id: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["keys", "revoke", "--service", service, "--key-id", key_id];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// A moto_server of the test's own, an SSM client for it and the [`Aws`] that hands
+/// that client to svcauth: what every SSM test starts with. Keep the server bound
+/// (`_moto`) for as long as the test runs.
+pub fn moto_ssm() -> (test_support::MotoServer, Client, Aws) {
+    let moto = test_support::MotoServer::start();
+    let client = moto_client(&moto.endpoint());
+    let aws = Aws::Client(client.clone());
+    (moto, client, aws)
+}
+
+/// The original design's map of clear key to service, written as its SecureString
+/// parameter `name` (what `keys import-legacy --from-parameter` reads).
+pub async fn put_legacy_map(client: &Client, name: &str, entries: &[(&str, &str)]) {
+    let map: serde_json::Map<String, Value> = entries
+        .iter()
+        .map(|(key, service)| (key.to_string(), json!(service)))
+        .collect();
+    client
+        .put_parameter()
+        .name(name)
+        .value(Value::Object(map).to_string())
+        .r#type(keystore_ssm::aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// tutor-service's key from [`create_tutor`] with `--deliver stdout` at `now`,
+/// asserting it was made.
+pub async fn new_tutor_key(aws: &Aws, now: u64) -> String {
+    let run = svcauth(&args(&create_tutor(&["--deliver", "stdout"])), aws, now).await;
+    expect(&run, svcauth::exit::OK);
+    run.delivered_key()
+}
+
 /// What one command did.
 #[derive(Debug)]
 pub struct Run {
@@ -267,4 +309,24 @@ pub fn moto_clients(endpoint: &str) -> Aws {
         ssm: moto_client(endpoint),
         kms: test_support::moto_kms_client(endpoint),
     }
+}
+
+/// What API Gateway does with the returned policy for this method ARN: an explicit
+/// Deny wins, else an Allow must match.
+pub fn gateway_allows(resp: &AuthorizerResponse, arn: &str) -> bool {
+    // Read back from the JSON API Gateway receives.
+    let policy = serde_json::to_value(resp).unwrap()["policyDocument"].clone();
+    let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+    let matching = |effect: &str| {
+        statements.iter().any(|s| {
+            s["Effect"] == effect
+                && s["Resource"].as_array().into_iter().flatten().any(|r| {
+                    service_auth::permissions::wildcard_match(
+                        r.as_str().unwrap_or("").as_bytes(),
+                        arn.as_bytes(),
+                    )
+                })
+        })
+    };
+    !matching("Deny") && matching("Allow")
 }
