@@ -421,7 +421,7 @@ fn a_string_api_registry_entry_is_never_trusted() {
                 service_auth::cache::RefreshPolicy::default(),
             ))
         };
-        let allows = |resp: Result<authorizer::AuthorizerResponse, authorizer::Unauthorized>| {
+        let allows = |resp: Result<authorizer::Response, authorizer::Unauthorized>| {
             let v = serde_json::to_value(resp.expect("the key authenticates")).unwrap();
             v["policyDocument"]["Statement"]
                 .as_array()

@@ -18,8 +18,7 @@ crate holds the parts every party agrees on, in plain Rust:
 * [`keyset`]: the key set (JWKS) of ES256 public keys by exact `kid`, and building a
   JWK from a KMS `GetPublicKey` answer (SubjectPublicKeyInfo DER);
 * [`cache`]: [`KeySetCache`], which refetches the key set on an unknown `kid` at most
-  once per interval, single-flight;
-* [`signature`]: KMS's DER (X9.62) ECDSA signature to the JOSE `r||s` form.
+  once per interval, single-flight.
 
 It does not talk to AWS (the issuer does), does not read the clock (time is passed
 in), and never signs with a local private key: production signatures come from KMS.
@@ -29,14 +28,12 @@ in), and never signs with a local private key: production signatures come from K
 pub mod cache;
 pub mod claims;
 pub mod keyset;
-pub mod signature;
 pub mod standing;
 pub mod verify;
 
 pub use cache::{KeySetCache, KeySetSource, SourceError};
 pub use claims::{Permission, Proof, TokenClaims};
 pub use keyset::{jwk_from_spki_der, KeySet, KeySetError};
-pub use signature::{der_to_jose, SignatureFormatError};
 pub use standing::check_standing;
 pub use verify::{Rejection, TokenHeader, VerifiedToken, Verifier, VerifierConfig};
 

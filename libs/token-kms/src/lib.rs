@@ -5,7 +5,7 @@ The KMS edge of service tokens.
   `SIGN_VERIFY`): `Sign` with `MessageType=RAW` and `ECDSA_SHA_256` (KMS hashes the
   signing input itself; moto double-hashes `DIGEST`, and RAW needs no hashing here),
   then KMS's DER signature becomes the JOSE `r||s` form
-  ([`service_token::der_to_jose`]). The header's `kid` is the KMS key id, resolved once
+  ([`der_to_jose`], in [`signature`]: only this signer needs it). The header's `kid` is the KMS key id, resolved once
   from a key id, ARN or alias by `DescribeKey`, so a token names the key that signed it
   even while an alias is being repointed.
 * [`key_set`]: the JWKS of one or more KMS keys, from `GetPublicKey`.
@@ -32,7 +32,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::jwk::JwkSet;
 use serde::Serialize;
-use service_token::{der_to_jose, jwk_from_spki_der, TokenClaims, ALGORITHM, TOKEN_TYPE};
+pub mod signature;
+
+use service_token::{jwk_from_spki_der, TokenClaims, ALGORITHM, TOKEN_TYPE};
+pub use signature::{der_to_jose, SignatureFormatError};
 
 pub use aws_sdk_kms;
 
@@ -62,7 +65,7 @@ pub enum KmsError {
     #[error("KMS answered without {0}")]
     Incomplete(&'static str),
     #[error("KMS returned a signature that is not DER ECDSA: {0}")]
-    Signature(#[from] service_token::SignatureFormatError),
+    Signature(#[from] SignatureFormatError),
     #[error("the token would be {0} bytes to sign, over KMS's {MAX_SIGNING_INPUT}: request fewer permissions or audiences")]
     TooLarge(usize),
     #[error("could not serialise the token claims: {0}")]

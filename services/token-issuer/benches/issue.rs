@@ -74,7 +74,13 @@ fn bench(c: &mut Criterion) {
     let key = ApiKey::generate(Some("dev")).unwrap();
     let mut doc = ServiceDocument::new(
         "tutor-service",
-        vec![ApiGrant::new(&["identity"], &["GET /internal/users/*"])],
+        vec![
+            ApiGrant::new(&["identity"], &["GET /internal/users/*"]),
+            ApiGrant::new(
+                &[token_issuer::issue::TOKEN_API],
+                &[token_issuer::issue::TOKEN_ROUTE],
+            ),
+        ],
     );
     doc.keys
         .push(KeyRecord::for_key(&key, UnixTime(NOW - 86_400), None));
@@ -84,6 +90,7 @@ fn bench(c: &mut Criterion) {
         settings: IssuerSettings {
             issuer: "svcauth:bench".into(),
             default_lifetime_secs: 600,
+            min_remaining_secs: 60,
         },
         signing: Signing::Kms {
             client: kms.clone(),
