@@ -79,7 +79,7 @@ async fn allowed(store: &CachedStore, key: &str, api_id: &str, route: &str) -> b
     let resp = handle(store, &event_on(key, api_id, route))
         .await
         .unwrap_or_else(|_| panic!("the key was refused on {api_id}"));
-    gateway_allows(&resp, &method_arn(api_id, route))
+    gateway_allows(&resp.to_aws(), &method_arn(api_id, route))
 }
 
 /// Issue 9 item 4: attaching the authorizer to another team's API used to let every
