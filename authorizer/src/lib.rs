@@ -15,6 +15,7 @@ The library is public so the local gateway runs exactly this code.
 #![forbid(unsafe_code)]
 
 pub mod apis;
+pub mod backoff;
 pub mod config;
 pub mod event;
 pub mod handler;
@@ -22,8 +23,6 @@ pub mod output;
 pub mod response;
 pub mod source;
 pub mod token;
-
-use std::sync::Arc;
 
 pub use apis::{ApiNames, ApiNamesConfig};
 pub use config::{Accept, Config, ConfigError, SourceConfig, TokenConfig};
@@ -35,7 +34,6 @@ pub use source::{CachedStore, Clock, KeySource, LoadError};
 pub use token::TokenAuth;
 
 use keystore_ssm::SsmKeyStore;
-use service_auth::UnixTime;
 
 /// Builds the key source a configuration names. The SDK is set up only for `ssm`, with
 /// the per-attempt timeout, two attempts at most and the whole load bounded by the
@@ -129,7 +127,7 @@ pub fn api_names(config: &Config, source: &KeySource) -> ApiNames {
     }
 }
 
-/// The wall clock.
+/// The system's clocks (wall-clock seconds and a monotonic instant).
 pub fn system_clock() -> Clock {
-    Arc::new(UnixTime::now)
+    service_auth::clock::SystemClock::shared()
 }

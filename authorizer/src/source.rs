@@ -25,7 +25,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keystore_ssm::{KeyLookup, SsmKeyStore, SsmStoreError};
-use service_auth::cache::{random_unit, Action, Backoff, RefreshPolicy, Slot, TokenBucket};
+
+use crate::backoff::{random_unit, Backoff, TokenBucket};
+use service_auth::cache::{Action, RefreshPolicy, Slot};
+use service_auth::clock::SharedClock;
 use service_auth::dev::parse_documents;
 use service_auth::record::DocumentError;
 use service_auth::store::StoreError;
@@ -109,8 +112,10 @@ pub const LOADS_METRIC: &str = "KeyStoreLoads";
 /// the `key_store_parameter_rejected` log lines say which and why.
 pub const REJECTED_METRIC: &str = "KeyStoreRejectedParameters";
 
-/// The clock the authorizer reads. Injected so tests control expiry and TTLs.
-pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
+/// The clock the authorizer reads: TTLs and expiry on its wall-clock seconds, the
+/// back-off and the lookup ration on its monotonic instant. Injected so tests move
+/// time instead of sleeping.
+pub type Clock = SharedClock;
 
 /// The key source with its cache: reloads when the [`RefreshPolicy`] says so, keeps the
 /// last good store for a bounded time when reloads fail, and logs each failed attempt
@@ -197,14 +202,14 @@ impl CachedStore {
         self.backoff
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .ready(Instant::now())
+            .ready(self.clock.instant())
     }
 
     fn backoff_failed(&self) -> Duration {
         self.backoff
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .failed(Instant::now(), random_unit())
+            .failed(self.clock.instant(), random_unit())
     }
 
     fn backoff_succeeded(&self) {
@@ -227,7 +232,7 @@ impl CachedStore {
     }
 
     pub fn now(&self) -> UnixTime {
-        (self.clock)()
+        self.clock.now()
     }
 
     /// The full store to decide with, reloading first if due (and the backoff after a
@@ -290,7 +295,7 @@ impl CachedStore {
             .entry(key_id.clone())
             .or_insert_with(|| Slot::new(policy));
         if entry.action(now) == Action::Reload {
-            if !self.backoff_ready() || !state.lookups.try_take(Instant::now()) {
+            if !self.backoff_ready() || !state.lookups.try_take(self.clock.instant()) {
                 // Rationed: whatever is cached, else the full load (never a refusal
                 // because invented keys spent the ration).
                 if entry.usable(now).is_none() {

@@ -3,8 +3,7 @@
 //! moto_server; `SsmFaults` counts every call and throttles beyond the account's rate
 //! like SSM does.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use authorizer::apis::parse_api_names;
@@ -253,16 +252,74 @@ async fn keys_without_an_index_entry_are_answered_by_one_full_load() {
     assert_eq!(faults.total_calls(), 2, "{faults:?}");
 }
 
+/// One flooded instance and what it saw.
+struct Flooded {
+    store: CachedStore,
+    /// Which valid keys it has answered.
+    answered: Vec<bool>,
+    /// Requests made so far (it starts at its index, so the instances' requests differ).
+    i: usize,
+    flood: u64,
+    refused_after_answered: u64,
+    valid_ok: u64,
+}
+
+impl Flooded {
+    /// Until every valid key was answered here, and then some.
+    async fn done(&self) -> bool {
+        self.i >= 4000
+            && self.answered.iter().all(|a| *a)
+            && self.valid_ok >= 200
+            && self.store.loaded_at().await.is_some()
+    }
+
+    /// One request: every fourth a valid key, else an invented one (malformed, or
+    /// well-formed and unknown).
+    async fn request(&mut self, valid: &[String]) {
+        self.i += 1;
+        let i = self.i;
+        if i % 4 == 0 {
+            let v = (i / 4) % valid.len();
+            match handle(&self.store, &request(&valid[v])).await {
+                Ok(_) => {
+                    self.answered[v] = true;
+                    self.valid_ok += 1;
+                }
+                Err(_) if self.answered[v] => self.refused_after_answered += 1,
+                Err(_) => {}
+            }
+        } else {
+            let bad = if i % 4 == 1 {
+                malformed(i)
+            } else {
+                ApiKey::generate(Some("test"))
+                    .unwrap()
+                    .expose_secret()
+                    .to_owned()
+            };
+            assert!(handle(&self.store, &request(&bad)).await.is_err());
+            self.flood += 1;
+        }
+    }
+}
+
 /// The "Show it": cold instances started together, each flooded with
 /// invented keys (malformed and well-formed unknown) beside valid traffic, against an
 /// SSM that throttles beyond 40 calls a second (the account default). Every valid
 /// call succeeds once its instance has answered that key (or loaded its store), every
 /// valid key gets through on every instance, and the SSM calls stay bounded by the
 /// number of instances, not the number of requests.
+///
+/// Time is the test's clock, not the machine's: the instances take turns, one request
+/// each per millisecond, and the throttle, the authorizers' back-off and their lookup
+/// ration all read that clock. The counts depend on the requests made, not on how
+/// fast a busy machine makes them (only the back-off's jitter is random).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_flood_of_invalid_keys_valid_callers_keep_being_answered() {
     const INSTANCES: usize = 6;
     const SERVICES: usize = 100;
+    /// At most 30 s of the test's clock.
+    const MAX_TICKS_MS: u64 = 30_000;
     let Seeded {
         _moto,
         faults,
@@ -270,90 +327,69 @@ async fn under_a_flood_of_invalid_keys_valid_callers_keep_being_answered() {
         keys,
         clock,
     } = seeded(SERVICES, true).await;
-    let keys = Arc::new(keys);
-    let valid: Arc<Vec<String>> = Arc::new(
-        [3, 17, 42, 64, 99]
-            .iter()
-            .map(|&i| keys[i].expose_secret().to_owned())
-            .collect(),
-    );
+    let valid: Vec<String> = [3, 17, 42, 64, 99]
+        .iter()
+        .map(|&i| keys[i].expose_secret().to_owned())
+        .collect();
     // Backoff capped at 2 s (the retry interval) so the test stays short.
     let policy = RefreshPolicy {
         retry_interval: Duration::from_secs(2),
         ..RefreshPolicy::default()
     };
     faults.reset_counts();
-    faults.throttle_above(40);
+    // Each SSM call takes 10 ms of the test's clock.
+    faults.throttle_above(40, &clock, Duration::from_millis(10));
 
-    let mut tasks = Vec::new();
-    for n in 0..INSTANCES {
-        let store = Arc::new(instance(c.clone(), &clock, policy));
-        let valid = valid.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut answered = vec![false; valid.len()];
-            let (mut flood, mut refused_after_answered, mut valid_ok) = (0u64, 0u64, 0u64);
-            let started = Instant::now();
-            let mut i = n;
-            // Until every valid key was answered here and then some, at most 30 s.
-            while started.elapsed() < Duration::from_secs(30)
-                && (i < 4000
-                    || answered.iter().any(|a| !a)
-                    || valid_ok < 200
-                    || store.loaded_at().await.is_none())
-            {
-                i += 1;
-                if i % 4 == 0 {
-                    let v = (i / 4) % valid.len();
-                    match handle(&store, &request(&valid[v])).await {
-                        Ok(_) => {
-                            answered[v] = true;
-                            valid_ok += 1;
-                        }
-                        Err(_) if answered[v] => refused_after_answered += 1,
-                        Err(_) => {}
-                    }
-                } else {
-                    let bad = if i % 4 == 1 {
-                        malformed(i)
-                    } else {
-                        ApiKey::generate(Some("test"))
-                            .unwrap()
-                            .expose_secret()
-                            .to_owned()
-                    };
-                    assert!(handle(&store, &request(&bad)).await.is_err());
-                    flood += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+    let started = clock.instant();
+    let mut instances: Vec<Flooded> = (0..INSTANCES)
+        .map(|n| Flooded {
+            store: instance(c.clone(), &clock, policy),
+            answered: vec![false; valid.len()],
+            i: n,
+            flood: 0,
+            refused_after_answered: 0,
+            valid_ok: 0,
+        })
+        .collect();
+    for _ in 0..MAX_TICKS_MS {
+        let mut all_done = true;
+        for flooded in &mut instances {
+            if !flooded.done().await {
+                all_done = false;
+                flooded.request(&valid).await;
             }
-            (store, answered, flood, refused_after_answered, valid_ok)
-        }));
+        }
+        if all_done {
+            break;
+        }
+        clock.advance_millis(1);
     }
     let mut stores = Vec::new();
     let mut flood_total = 0;
-    for t in tasks {
-        let (store, answered, flood, refused_after, ok) = t.await.unwrap();
+    for f in instances {
         assert!(
-            answered.iter().all(|a| *a),
-            "a valid key never got through on an instance: {answered:?}; loaded: {:?}; {faults:?}",
-            store.loaded_at().await
+            f.answered.iter().all(|a| *a),
+            "a valid key never got through on an instance: {:?}; loaded: {:?}; {faults:?}",
+            f.answered,
+            f.store.loaded_at().await
         );
         assert_eq!(
-            refused_after, 0,
+            f.refused_after_answered, 0,
             "a valid key was refused after its instance had answered it"
         );
-        assert!(ok >= 200);
+        assert!(f.valid_ok >= 200);
         assert!(
-            store.loaded_at().await.is_some(),
+            f.store.loaded_at().await.is_some(),
             "the flood's full load never got through"
         );
-        flood_total += flood;
-        stores.push(store);
+        flood_total += f.flood;
+        stores.push(f.store);
     }
     let calls = faults.total_calls();
     let throttled = faults.throttled();
     eprintln!(
-        "flood: {INSTANCES} instances, {flood_total} invalid requests, {calls} SSM calls ({throttled} throttled)"
+        "flood: {INSTANCES} instances, {flood_total} invalid requests, {calls} SSM calls ({throttled} throttled) in {} ms of the test's clock",
+        (clock.instant() - started).as_millis()
     );
     // Per instance: the lookup ration (burst + 1/s over the run), two calls per valid
     // key, and full loads (10 pages + 10 marker reads each), each call retried a few

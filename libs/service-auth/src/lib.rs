@@ -13,14 +13,18 @@ This crate holds every decision of the product and no AWS I/O:
   that only take access away;
 * [`standing`]: what the store says about a calling service, for its tokens;
 * [`cache`]: when to reload the store and when to stop trusting an old one;
+* [`clock`]: the clock a component reads (wall-clock seconds and a monotonic
+  instant), injected so tests move time by hand;
 * [`decision`], [`policy`] and [`context`]: what the authorizer answers.
 
 It does not talk to AWS (see `keystore-ssm`), does not parse Lambda events (see the
-`authorizer` crate), and does not read the clock by itself: time is always passed in.
+`authorizer` crate), and decides nothing on a clock it reads itself: time is passed
+in, or read from the injected [`clock::Clock`].
 */
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod clock;
 pub mod context;
 pub mod decision;
 pub mod dev;

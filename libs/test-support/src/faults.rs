@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use aws_sdk_ssm::config::interceptors::{
     BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
@@ -14,6 +15,7 @@ use aws_sdk_ssm::error::BoxError;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use crate::TestClock;
 
 /// The fault chosen for one call when its request was seen (the request is gone by
 /// the time the response is read).
@@ -48,18 +50,33 @@ struct State {
 }
 
 /// A token bucket of calls per second (burst = one second's worth), like SSM's
-/// per-account throughput.
-#[derive(Debug)]
+/// per-account throughput, refilled on the test's clock: the count of calls it admits
+/// depends on how far the test moved the clock, not on how fast the machine is. Each
+/// call moves that clock by `call_takes` (the time an SSM call takes), so a store
+/// loaded page by page sees time pass as it would against SSM.
 struct Rate {
     per_second: f64,
     tokens: f64,
     at: std::time::Instant,
+    clock: TestClock,
+    call_takes: std::time::Duration,
+}
+
+impl std::fmt::Debug for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rate")
+            .field("per_second", &self.per_second)
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Rate {
     fn admit(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
+        let now = self.clock.instant();
+        self.clock
+            .advance_millis(self.call_takes.as_millis().try_into().unwrap_or(u64::MAX));
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.per_second;
         self.tokens = (self.tokens + refill).min(self.per_second);
         self.at = now;
         if self.tokens >= 1.0 {
@@ -122,14 +139,19 @@ impl SsmFaults {
             .insert(operation.to_owned(), Box::new(hook));
     }
 
-    /// From now on, calls beyond `per_second` (every operation together, as SSM
-    /// counts an account's transactions) fail with `ThrottlingException`.
-    pub fn throttle_above(&self, per_second: u32) {
+    /// From now on, calls beyond `per_second` of `clock` (every operation together,
+    /// as SSM counts an account's transactions) fail with `ThrottlingException`, and
+    /// each call moves `clock` by `call_takes`. The rate is measured on the test's
+    /// clock, so the test, not the machine's speed, decides how much time passes
+    /// between calls.
+    pub fn throttle_above(&self, per_second: u32, clock: &TestClock, call_takes: Duration) {
         let per_second = f64::from(per_second.max(1));
         self.state().rate = Some(Rate {
             per_second,
             tokens: per_second,
-            at: std::time::Instant::now(),
+            at: clock.instant(),
+            clock: clock.clone(),
+            call_takes,
         });
     }
 

@@ -9,7 +9,8 @@ started by hand. The binary is found through `MOTO_SERVER`, then the workspace's
 
 It does not install moto: a missing binary fails the test with the command to run.
 
-[`TestClock`] is the hand-moved clock the cache and expiry tests share, and, with the
+[`TestClock`] is the hand-moved clock (wall time and monotonic instant, moved
+together) the cache, expiry, back-off and rate tests share, and, with the
 `ssm` feature, [`moto_ssm_client`] is an SSM client for a `MotoServer` and
 [`SsmFaults`] one whose chosen operations fail the way SSM fails (access denied,
 throttling) and that counts the calls it makes. With the `kms` feature,
@@ -32,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use service_auth::clock::{Clock, SharedClock};
 use service_auth::UnixTime;
 
 #[cfg(feature = "tokens")]
@@ -158,29 +160,69 @@ fn moto_binary() -> PathBuf {
     Path::new("moto_server").to_path_buf()
 }
 
-/// A clock the test moves by hand, in seconds since the Unix epoch. Clones share
-/// one time: the code under test reads a clone, the test moves another.
+/// A clock the test moves by hand: wall-clock time since the Unix epoch and a
+/// monotonic instant, moved together (milliseconds apart at the finest). Clones share
+/// one time: the code under test reads a clone (see [`TestClock::unix_clock`]), the
+/// test moves another.
 #[derive(Clone, Debug)]
-pub struct TestClock(Arc<AtomicU64>);
+pub struct TestClock(Arc<ClockState>);
+
+#[derive(Debug)]
+struct ClockState {
+    /// Milliseconds since the Unix epoch.
+    millis: AtomicU64,
+    /// The instant the clock was made, at `start_millis`.
+    origin: Instant,
+    start_millis: u64,
+}
 
 impl TestClock {
+    /// A clock at `t` seconds since the Unix epoch.
     pub fn at(t: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(t)))
+        let millis = t.saturating_mul(1000);
+        Self(Arc::new(ClockState {
+            millis: AtomicU64::new(millis),
+            origin: Instant::now(),
+            start_millis: millis,
+        }))
     }
+    /// Whole seconds since the Unix epoch.
     pub fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+        self.0.millis.load(Ordering::SeqCst) / 1000
     }
+    /// Sets the wall clock to `t` seconds (the monotonic instant follows it forward,
+    /// and never goes back before the clock's start).
     pub fn set(&self, t: u64) {
-        self.0.store(t, Ordering::SeqCst)
+        self.0.millis.store(t.saturating_mul(1000), Ordering::SeqCst)
     }
     pub fn advance(&self, secs: u64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+        self.advance_millis(secs.saturating_mul(1000));
     }
-    /// The clock the authorizer and the local gateway take (`authorizer::Clock`),
-    /// reading this one.
-    pub fn unix_clock(&self) -> Arc<dyn Fn() -> UnixTime + Send + Sync> {
-        let t = self.clone();
-        Arc::new(move || UnixTime(t.now()))
+    pub fn advance_millis(&self, millis: u64) {
+        self.0.millis.fetch_add(millis, Ordering::SeqCst);
+    }
+    /// The monotonic reading: the clock's start plus how far it was moved since.
+    pub fn instant(&self) -> Instant {
+        let moved = self
+            .0
+            .millis
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.0.start_millis);
+        self.0.origin + Duration::from_millis(moved)
+    }
+    /// The clock the authorizer, the token issuer and the local gateway take
+    /// ([`service_auth::clock::SharedClock`]), reading this one.
+    pub fn unix_clock(&self) -> SharedClock {
+        Arc::new(self.clone())
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> UnixTime {
+        UnixTime(TestClock::now(self))
+    }
+    fn instant(&self) -> Instant {
+        TestClock::instant(self)
     }
 }
 

@@ -24,8 +24,9 @@ use crate::issue::{
     TokenRequest,
 };
 
-/// The clock (seconds since the epoch); tests pass a hand-moved one.
-pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
+/// The clock (the one every component takes: seconds since the epoch and a monotonic
+/// instant); tests pass a hand-moved one.
+pub type Clock = service_auth::clock::SharedClock;
 
 /// How long the published key set is served from memory; clients may cache it as long
 /// (`Cache-Control: public, max-age=300`).
@@ -198,7 +199,7 @@ impl AppState {
     }
 
     fn now(&self) -> UnixTime {
-        (self.inner.parts.clock)()
+        self.inner.parts.clock.now()
     }
 
     /// What the store says about the caller (its document with its markers), read at

@@ -35,7 +35,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             client: ssm,
             parameter: config.jwks_parameter,
         },
-        clock: Arc::new(UnixTime::now),
+        clock: service_auth::clock::SystemClock::shared(),
         retry: RetryPolicy::default(),
     });
     lambda_http::run(lambda_service(router(state))).await

@@ -28,7 +28,8 @@ use crate::sigv4::{self, LocalCredentials};
 use crate::template::{ApiDef, AuthorizerDef, Model, RouteAuth, RouteDef};
 use crate::util;
 
-/// The gateway's clock (the authorizer's clock type): whole seconds.
+/// The gateway's clock (the authorizer's clock type): whole seconds and a monotonic
+/// instant.
 pub type Clock = authorizer::Clock;
 /// Where access log lines go.
 pub type AccessLogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -356,7 +357,7 @@ struct Call<'a> {
 
 impl Gateway {
     fn now(&self) -> UnixTime {
-        (self.clock)()
+        self.clock.now()
     }
 
     pub fn model(&self) -> &Model {

@@ -290,7 +290,7 @@ impl RealFunctions {
                 t.settings.min_remaining = Duration::from_secs(min_remaining);
                 let clock = self.clock.clone();
                 t.clock = Some(Arc::new(move || {
-                    UNIX_EPOCH + Duration::from_secs(clock().0)
+                    UNIX_EPOCH + Duration::from_secs(clock.now().0)
                 }));
                 AuthConfig::token(t)
             }
@@ -360,7 +360,7 @@ impl RealFunctions {
                     region: self.region.clone(),
                     credentials: CredentialsSource::Static(creds),
                     clock: Some(Arc::new(move || {
-                        UNIX_EPOCH + Duration::from_secs(clock().0)
+                        UNIX_EPOCH + Duration::from_secs(clock.now().0)
                     })),
                 }
             }

@@ -4,7 +4,6 @@
 //! IAM policies, the proxy event and response, the access log.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use local_gateway::client::request;
@@ -16,6 +15,7 @@ use local_gateway::{
 };
 use serde_json::{json, Value};
 use service_auth::UnixTime;
+use test_support::TestClock;
 
 const NOW: u64 = 1_795_953_600;
 const ARN_PREFIX: &str = "arn:aws:execute-api:us-east-1:123456789012:";
@@ -134,18 +134,17 @@ impl FunctionFactory for Stubs {
 struct Harness {
     gw: Running,
     seen: Seen,
-    clock: Arc<AtomicU64>,
+    clock: TestClock,
 }
 
 impl Harness {
     async fn start(result_ttl: Option<u64>) -> Self {
         let seen = Seen::default();
-        let clock = Arc::new(AtomicU64::new(NOW));
+        let clock = TestClock::at(NOW);
         let mut o = Options::new(default_template());
         o.bind = "127.0.0.1:0".parse().unwrap();
         o.result_ttl = result_ttl;
-        let c = clock.clone();
-        o.clock = Arc::new(move || UnixTime(c.load(Ordering::SeqCst)));
+        o.clock = clock.unix_clock();
         let log = seen.log.clone();
         o.access_log = Arc::new(move |l| log.lock().unwrap().push(l.to_owned()));
         let gw = start(o, &Stubs(seen.clone())).await.unwrap();
@@ -422,10 +421,10 @@ async fn results_are_cached_by_identity_source_for_the_ttl() {
     h.get_users("unauthorized").await;
     assert_eq!(h.seen.authorizer_calls(), 2);
     // The template's ReauthorizeEvery (300 s), on the gateway's clock.
-    h.clock.fetch_add(299, Ordering::SeqCst);
+    h.clock.advance(299);
     h.get_users("allow-users").await;
     assert_eq!(h.seen.authorizer_calls(), 2);
-    h.clock.fetch_add(1, Ordering::SeqCst);
+    h.clock.advance(1);
     h.get_users("allow-users").await;
     assert_eq!(h.seen.authorizer_calls(), 3);
     // Each API's authorizer has its own cache.

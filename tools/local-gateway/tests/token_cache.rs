@@ -18,7 +18,7 @@ use local_gateway::{
     Site,
 };
 use serde_json::{json, Value};
-use service_auth::UnixTime;
+use test_support::TestClock;
 
 const NOW: u64 = 1_795_953_600;
 
@@ -110,15 +110,14 @@ async fn run(requests: u64, callers: u64, per_second: u64, rotate_secs: u64) -> 
     let mut o = Options::new(path);
     o.env = Environment::default();
     o.bind = "127.0.0.1:0".parse().unwrap();
-    let clock = Arc::new(AtomicU64::new(NOW));
-    let c = clock.clone();
-    o.clock = Arc::new(move || UnixTime(c.load(Ordering::SeqCst)));
+    let clock = TestClock::at(NOW);
+    o.clock = clock.unix_clock();
     o.access_log = Arc::new(|_| {});
     let calls = Arc::new(AtomicU64::new(0));
     let gw = start(o, &Stubs(calls.clone())).await.unwrap();
     let mut counts = Vec::new();
     for api in ["TokenOnlyApi", "KeyOrTokenApi"] {
-        clock.store(NOW, Ordering::SeqCst);
+        clock.set(NOW);
         gw.gateway().cache().flush();
         let before = calls.load(Ordering::SeqCst);
         let base = gw.url(api);
@@ -129,7 +128,7 @@ async fn run(requests: u64, callers: u64, per_second: u64, rotate_secs: u64) -> 
             .to_owned();
         for i in 0..requests {
             let t = i / per_second;
-            clock.store(NOW + t, Ordering::SeqCst);
+            clock.set(NOW + t);
             let caller = i % callers;
             let token = format!("Bearer tok-{caller}-{}", t / rotate_secs);
             let r = request(
