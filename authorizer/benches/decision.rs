@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -163,10 +162,10 @@ fn bench(c: &mut Criterion) {
         authorizer::KeySource::File(dir),
         RefreshPolicy::default(),
         Duration::from_secs(5),
-        Arc::new(move || now),
+        test_support::TestClock::at(now.0).unix_clock(),
     )
     .with_api_names(authorizer::ApiNames::fixed(
-        authorizer::apis::parse_api_names(service_auth::dev::DEV_API_NAMES).unwrap(),
+        authorizer::apis::parse_api_names(test_support::DEV_API_NAMES).unwrap(),
     ));
     let key = dev_tutor_key();
     let mut event: serde_json::Value =
@@ -196,7 +195,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn store_docs_json() -> String {
-    service_auth::dev::DEV_STORE_JSON.to_owned()
+    test_support::dev_store_json()
 }
 
 fn dev_tutor_key() -> String {

@@ -176,15 +176,15 @@ fn bench(c: &mut Criterion) {
     // from it), from the event's JSON text to the serialised response.
     let path =
         std::env::temp_dir().join(format!("svcauth-bench-token-{}.json", std::process::id()));
-    std::fs::write(&path, service_auth::dev::DEV_STORE_JSON).unwrap();
+    std::fs::write(&path, test_support::dev_store_json()).unwrap();
     let store = authorizer::CachedStore::new(
         authorizer::KeySource::File(path.clone()),
         RefreshPolicy::default(),
         Duration::from_secs(5),
-        Arc::new(move || now),
+        test_support::TestClock::at(now.0).unix_clock(),
     )
     .with_api_names(authorizer::ApiNames::fixed(
-        authorizer::apis::parse_api_names(service_auth::dev::DEV_API_NAMES).unwrap(),
+        authorizer::apis::parse_api_names(test_support::DEV_API_NAMES).unwrap(),
     ));
     let tokens = TokenAuth::new(&config(&jwks), JwksSource::Inline(key.key_set()));
     let authz = Authorizer::new(store, Accept::Token, Some(tokens));
@@ -215,10 +215,10 @@ fn bench(c: &mut Criterion) {
             authorizer::KeySource::File(path.clone()),
             RefreshPolicy::default(),
             Duration::from_secs(5),
-            Arc::new(move || now),
+            test_support::TestClock::at(now.0).unix_clock(),
         )
         .with_api_names(authorizer::ApiNames::fixed(
-            authorizer::apis::parse_api_names(service_auth::dev::DEV_API_NAMES).unwrap(),
+            authorizer::apis::parse_api_names(test_support::DEV_API_NAMES).unwrap(),
         )),
         Accept::Token,
         Some(tokens),

@@ -14,8 +14,8 @@
 //! when there is none.
 //!
 //! Without SSM (`SVCAUTH_KEY_SOURCE=file` or `dev`) the names come from
-//! `SVCAUTH_API_NAMES=apiId=name,...`; the development store has defaults for the
-//! sample events and the local gateway ([`service_auth::dev::DEV_API_NAMES`]).
+//! `SVCAUTH_API_NAMES=apiId=name,...` (the sample events' API is
+//! `a1b2c3d4e5=identity`; the local gateway sets its own APIs' names).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

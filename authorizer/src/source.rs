@@ -29,7 +29,7 @@ use keystore_ssm::{KeyLookup, SsmKeyStore, SsmStoreError};
 use crate::backoff::{random_unit, Backoff, TokenBucket};
 use service_auth::cache::{Action, RefreshPolicy, Slot};
 use service_auth::clock::SharedClock;
-use service_auth::dev::parse_documents;
+use service_auth::record::parse_documents;
 use service_auth::record::DocumentError;
 use service_auth::store::StoreError;
 use service_auth::{KeyId, KeyStore, Markers, MethodArn, PresentedKey, UnixTime};

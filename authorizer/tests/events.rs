@@ -262,3 +262,72 @@ async fn other_upstream_apigw_fixtures_are_refused_not_panicked_on() {
         );
     }
 }
+
+/// A path holding `*` or `?` (legal in an email's local part) gets the caller's
+/// policy, the same as any other route: the answer for one key never depends on the
+/// route (it once was a 401).
+#[tokio::test]
+async fn a_path_with_star_or_question_mark_gets_the_callers_policy() {
+    let store = dev_store();
+    let plain = handle(&store, &event("authorizer-valid-key"))
+        .await
+        .unwrap();
+    for path in [
+        "internal/users/by-email/a*b@example.com",
+        "internal/users/by-email/who?@example.com",
+        "internal/users/*",
+    ] {
+        let mut ev = event("authorizer-valid-key");
+        ev["methodArn"] = json!(format!(
+            "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/{path}"
+        ));
+        let resp = handle(&store, &ev)
+            .await
+            .unwrap_or_else(|_| panic!("{path}: a valid key was refused"));
+        assert_eq!(
+            resp.to_aws().policy_document,
+            plain.to_aws().policy_document,
+            "{path}"
+        );
+    }
+    // Control characters are still refused.
+    let mut ev = event("authorizer-valid-key");
+    ev["methodArn"] =
+        json!("arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/x\u{7}");
+    assert!(handle(&store, &ev).await.is_err());
+}
+
+/// The event is read once, from its JSON text. A `serde_json::Value` keeps only
+/// the last of two equal keys, so a key given twice in one header map under the same
+/// name was seen once; read from the text, both are seen and the request is refused.
+#[tokio::test]
+async fn the_event_is_read_once_from_its_json_and_every_key_value_is_seen() {
+    let store = dev_store();
+    let text = serde_json::to_string(&event("authorizer-valid-key")).unwrap();
+    let resp = handle(&store, text.as_bytes()).await.unwrap();
+    assert_eq!(resp.principal_id(), "tutor-service");
+    // The same answer as through the Value entry point.
+    let via_value = handle(&store, &event("authorizer-valid-key"))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&resp).unwrap(),
+        serde_json::to_value(&via_value).unwrap()
+    );
+
+    let tutor = dev_key("tutor-service");
+    let admin = dev_key("admin-service");
+    let mut ev = event("authorizer-valid-key");
+    ev["multiValueHeaders"] = json!({});
+    ev["headers"] = json!({"x-service-api-key": "PLACEHOLDER"});
+    let text = serde_json::to_string(&ev).unwrap().replace(
+        r#""x-service-api-key":"PLACEHOLDER""#,
+        &format!(r#""x-service-api-key":"{admin}","x-service-api-key":"{tutor}""#),
+    );
+    let parsed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(parsed["headers"]["x-service-api-key"], json!(tutor));
+    assert!(
+        handle(&store, text.as_bytes()).await.is_err(),
+        "two keys in one header map must be refused"
+    );
+}

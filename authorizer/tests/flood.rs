@@ -79,7 +79,7 @@ fn instance(c: Client, clock: &TestClock, policy: RefreshPolicy) -> CachedStore 
         clock.unix_clock(),
     )
     .with_api_names(ApiNames::fixed(
-        parse_api_names(service_auth::dev::DEV_API_NAMES).unwrap(),
+        parse_api_names(test_support::DEV_API_NAMES).unwrap(),
     ))
 }
 

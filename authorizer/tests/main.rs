@@ -5,8 +5,8 @@
 //! metrics recorder whose counts it checks.
 
 mod common;
+mod dev_store;
 mod events;
 mod flood;
 mod properties;
-mod review;
 mod ssm;

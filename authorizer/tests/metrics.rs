@@ -267,7 +267,7 @@ async fn token_decisions_and_key_set_loads_are_counted() {
     let (collector, _turn) = collector();
     let key = signer::TestKey::new("key-1");
     let path = std::env::temp_dir().join(format!("svcauth-metrics-{}.json", std::process::id()));
-    std::fs::write(&path, service_auth::dev::DEV_STORE_JSON).unwrap();
+    std::fs::write(&path, test_support::dev_store_json()).unwrap();
     let clock = TestClock::at(signer::NOW);
     let config = TokenConfig {
         issuer: signer::ISSUER.into(),

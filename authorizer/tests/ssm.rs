@@ -332,10 +332,15 @@ async fn a_failing_first_load_refuses_everything_and_the_next_invocation_retries
     let store = store(ssm_source(c.clone()), &clock);
     store.reload_now().await; // init-time load fails
     assert!(handle(&store, &request(key.expose_secret())).await.is_err());
-    // SSM answers again, without the clock moving: the first invocation after the
-    // jittered backoff (at most 200 ms after two failures) loads.
+    // SSM answers again, and the wall clock's second has not turned (no TTL moved):
+    // the invocations within the jittered backoff (at most 100 ms after the one
+    // failure, on the clock's monotonic instant) are refused without calling SSM, the
+    // first one after it loads.
     faults.heal("GetParametersByPath");
-    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    faults.reset_counts();
+    assert!(handle(&store, &request(key.expose_secret())).await.is_err());
+    assert_eq!(faults.total_calls(), 0, "{faults:?}");
+    clock.advance_millis(450);
     assert!(handle(&store, &request(key.expose_secret())).await.is_ok());
     // A failing marker read fails the full load too: never a store that skipped them.
     faults.fail("GetParameters", Fault::AccessDenied);

@@ -27,7 +27,6 @@ pub mod cache;
 pub mod clock;
 pub mod context;
 pub mod decision;
-pub mod dev;
 pub mod identity;
 pub mod key;
 pub mod method_arn;

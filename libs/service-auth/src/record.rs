@@ -506,9 +506,28 @@ impl ServiceDocument {
     }
 }
 
+/// Parses a store file (`SVCAUTH_KEY_SOURCE=file`, the development store
+/// `dev/dev-store.json`, svcauth's `--store file`): a JSON array of service documents,
+/// each validated.
+pub fn parse_documents(json: &str) -> Result<Vec<ServiceDocument>, DocumentError> {
+    let docs: Vec<ServiceDocument> =
+        serde_json::from_str(json).map_err(|e| DocumentError::Json(e.to_string()))?;
+    for d in &docs {
+        d.validate()?;
+    }
+    Ok(docs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_store_files_are_rejected() {
+        assert!(parse_documents("{}").is_err());
+        assert!(parse_documents(r#"[{"schema":1,"service":"BAD"}]"#).is_err());
+        assert_eq!(parse_documents("[]").unwrap(), vec![]);
+    }
 
     fn record(key: &ApiKey, created: u64) -> KeyRecord {
         KeyRecord::for_key(key, UnixTime(created), None)

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::TestClock;
 use aws_sdk_ssm::config::interceptors::{
     BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
 };
@@ -15,7 +16,6 @@ use aws_sdk_ssm::error::BoxError;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
-use crate::TestClock;
 
 /// The fault chosen for one call when its request was seen (the request is gone by
 /// the time the response is read).

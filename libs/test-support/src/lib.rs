@@ -160,6 +160,19 @@ fn moto_binary() -> PathBuf {
     Path::new("moto_server").to_path_buf()
 }
 
+/// API id → name as the authorizer's tests, its benches and svcauth's tests name
+/// them: the API id of the sample events in `events/` (`a1b2c3d4e5`, `identity`) and
+/// the local gateway's ids for the key APIs of template.yaml (`identitykey` →
+/// `identity`, `tutorkey` → `tutor`). The local gateway's own map is
+/// `local_gateway::services::LOCAL_API_NAMES`.
+pub const DEV_API_NAMES: &str = "a1b2c3d4e5=identity,identitykey=identity,tutorkey=tutor";
+
+/// The development keys' hashes (`dev/dev-store.json`), as a store file holds them.
+pub fn dev_store_json() -> String {
+    let path = workspace_root().join("dev/dev-store.json");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A clock the test moves by hand: wall-clock time since the Unix epoch and a
 /// monotonic instant, moved together (milliseconds apart at the finest). Clones share
 /// one time: the code under test reads a clone (see [`TestClock::unix_clock`]), the
@@ -193,7 +206,9 @@ impl TestClock {
     /// Sets the wall clock to `t` seconds (the monotonic instant follows it forward,
     /// and never goes back before the clock's start).
     pub fn set(&self, t: u64) {
-        self.0.millis.store(t.saturating_mul(1000), Ordering::SeqCst)
+        self.0
+            .millis
+            .store(t.saturating_mul(1000), Ordering::SeqCst)
     }
     pub fn advance(&self, secs: u64) {
         self.advance_millis(secs.saturating_mul(1000));

@@ -2,10 +2,7 @@
 //! then `lambda_http::run`. The signing key is resolved on the first request (and
 //! every few minutes after), so a misnamed key is a clear 503, not a crash loop.
 
-use std::sync::Arc;
-
 use keystore_ssm::SsmKeyStore;
-use service_auth::UnixTime;
 use service_identity_http::{lambda_service, IdentityConfig};
 use token_issuer::api::{Documents, JwksSource, Parts, Signing};
 use token_issuer::{router, AppState, Config, RetryPolicy};

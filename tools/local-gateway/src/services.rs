@@ -40,6 +40,9 @@ use crate::{FactoryFuture, FunctionFactory, Site};
 pub const LOCAL_API_NAMES: &str =
     "a1b2c3d4e5=identity,identitykey=identity,tutorkey=tutor,token=token";
 
+/// `dev/dev-store.json`: the development keys' hashes (the clear keys are in
+/// `dev/dev-keys.json`). Only this tool embeds them: no authorizer build holds them.
+pub const DEV_STORE_JSON: &str = include_str!("../../../dev/dev-store.json");
 /// The development users (`dev/dev-users.json`).
 pub const DEV_USERS_JSON: &str = include_str!("../../../dev/dev-users.json");
 /// The clear development keys (`dev/dev-keys.json`).
@@ -57,7 +60,7 @@ pub fn dev_store_file() -> Option<String> {
         let dir = std::env::temp_dir();
         let path = dir.join("svcauth-local-gateway-dev-store.json");
         let partial = dir.join(format!("svcauth-dev-store-{}.partial", std::process::id()));
-        match std::fs::write(&partial, service_auth::dev::DEV_STORE_JSON)
+        match std::fs::write(&partial, DEV_STORE_JSON)
             .and_then(|_| std::fs::rename(&partial, &path))
         {
             Ok(()) => Some(path.display().to_string()),
@@ -451,7 +454,7 @@ impl RealFunctions {
                 // `svcauth --store file` changes show up as they would from SSM.
                 Documents::Fixed(Arc::new(move |service| {
                     let text = std::fs::read_to_string(&path).ok()?;
-                    service_auth::dev::parse_documents(&text)
+                    service_auth::record::parse_documents(&text)
                         .ok()?
                         .into_iter()
                         .find(|d| d.service == service)
@@ -467,7 +470,7 @@ impl RealFunctions {
                 Documents::Ssm(store)
             }
             _ => {
-                let docs = service_auth::dev::dev_documents()
+                let docs = service_auth::record::parse_documents(DEV_STORE_JSON)
                     .map_err(|e| format!("{id}: the development store: {e}"))?;
                 Documents::Fixed(Arc::new(move |service| {
                     docs.iter().find(|d| d.service == service).cloned()
@@ -513,6 +516,14 @@ impl FunctionFactory for RealFunctions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_dev_store_is_valid() {
+        let docs = service_auth::record::parse_documents(DEV_STORE_JSON).unwrap();
+        let store = service_auth::KeyStore::build(&docs, &[]).unwrap();
+        assert_eq!(store.service_count(), 3);
+        assert_eq!(store.key_count(), 5);
+    }
 
     #[test]
     fn embedded_development_data() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use keystore_ssm::{ExpiryMarked, SsmKeyStore, SsmStoreError};
 use std::collections::HashSet;
 
-use service_auth::dev::parse_documents;
+use service_auth::record::parse_documents;
 use service_auth::{KeyId, KeyStore, Markers, ServiceDocument, UnixTime};
 
 use crate::error::Error;

@@ -185,7 +185,7 @@ pub fn authorizer(source: KeySource, clock: &TestClock) -> CachedStore {
         clock.unix_clock(),
     )
     .with_api_names(authorizer::ApiNames::fixed(
-        authorizer::apis::parse_api_names(service_auth::dev::DEV_API_NAMES).unwrap(),
+        authorizer::apis::parse_api_names(test_support::DEV_API_NAMES).unwrap(),
     ))
 }
 
