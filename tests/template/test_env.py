@@ -154,3 +154,22 @@ def test_each_row_names_exactly_the_crates_that_read_it(variable):
         assert env_table()[variable] == read[variable], (
             f"{variable}: the table says read by {sorted(env_table()[variable])}, "
             f"the code by {sorted(read[variable])}")
+
+
+@pytest.mark.parametrize("mode", ["api-key", "iam", "both", "token", "key-or-token"])
+def test_every_variable_a_template_sets_is_documented(mode):
+    """What the templates set on a function is a row of the table (read by the code, by
+    the test above), or an AWS variable the note above the table names."""
+    from deployment import deploy
+
+    text = CONTRACTS.read_text(encoding="utf-8")
+    note = text[text.index("## Environment variables"):text.index("| variable | read by |")]
+    table = env_table()
+    for stack in deploy(mode).stacks():
+        for lid, fn in stack.resources("AWS::Lambda::Function").items():
+            variables = fn["Properties"].get("Environment", {}).get("Variables", {})
+            for name in variables:
+                if name.startswith("AWS_"):
+                    assert f"`{name}`" in note, f"{lid} sets {name}: name it in the note"
+                else:
+                    assert name in table, f"{lid} sets {name}, which the table does not list"
