@@ -2,9 +2,9 @@
 # Runs the authorizer locally under `cargo lambda watch` (the Lambda runtime API
 # emulator, on 127.0.0.1), invokes it with every events/authorizer-*.json exactly as a
 # user would with `cargo lambda invoke --data-file`, and prints each decision.
-# The authorizer uses the embedded development keys (SVCAUTH_KEY_SOURCE=dev, from
-# authorizer/Cargo.toml's [package.metadata.lambda.env]), so it is built with the
-# `dev-store` feature, which a build for deployment never has.
+# The authorizer reads the development keys' hashes from dev/dev-store.json
+# (SVCAUTH_KEY_SOURCE=file, from authorizer/Cargo.toml's [package.metadata.lambda.env];
+# run from the repository root), the same build a deployment makes.
 #
 # usage: scripts/invoke-events.sh [--check]
 #   --check  also compare each decision with the expected one and exit 1 on a mismatch
@@ -16,7 +16,7 @@ bash scripts/setup-tools.sh >/dev/null
 check=${1:-}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp)
-setsid cargo lambda watch -p authorizer --features dev-store --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes >"$log" 2>&1 &
+setsid cargo lambda watch -p authorizer --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes >"$log" 2>&1 &
 watch_pid=$!
 trap 'kill -- -"$watch_pid" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do

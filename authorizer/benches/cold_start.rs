@@ -143,7 +143,8 @@ async fn cold_instance(
         "the valid key was refused ({})",
         mode.label()
     );
-    let allowed = serde_json::to_string(&answer.expect("checked").policy_document).expect("policy");
+    let allowed =
+        serde_json::to_string(&answer.expect("checked").to_aws().policy_document).expect("policy");
     assert!(
         allowed.contains("/GET/internal/users/*"),
         "the API name was not read ({})",

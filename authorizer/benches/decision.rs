@@ -10,10 +10,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use service_auth::cache::RefreshPolicy;
+use service_auth::decision::presented_key;
 use service_auth::{
-    decide, ApiGrant, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, ServiceDocument, UnixTime,
+    decide, decide_key, ApiGrant, ApiKey, AuthRequest, Decision, KeyRecord, KeyStore, MethodArn,
+    ServiceDocument, UnixTime,
 };
 use sha2::{Digest, Sha256};
 
@@ -76,28 +78,66 @@ fn bench(c: &mut Criterion) {
     floor(c);
     let (store, key) = build_store();
     let values = [key.as_str()];
-    let req = AuthRequest {
-        api_key_values: &values,
-        method_arn: Some(METHOD_ARN),
-        api_name: Some("identity"),
-    };
     let now = UnixTime(1_795_953_600);
 
+    // As the handler decides: the key presented and the event's method ARN (its own
+    // string, moved into the parsed ARN) read once, the store read, the response built;
+    // everything is dropped inside the timed part.
+    let decide_and_answer = |arn: String| {
+        let key = presented_key(black_box(&values)).unwrap();
+        let arn = MethodArn::parse_owned(arn).unwrap();
+        match decide_key(Some(black_box(&store)), &key, arn, Some("identity"), now) {
+            Decision::Allow(g) => authorizer::Response::key(g),
+            Decision::Unauthorized { .. } => unreachable!(),
+        }
+    };
     c.bench_function("decide + build response (10k keys, 500 services)", |b| {
-        b.iter(
-            || match decide(Some(black_box(&store)), black_box(&req), now) {
-                Decision::Allow(g) => authorizer::response(&g),
-                Decision::Unauthorized { .. } => unreachable!(),
-            },
+        b.iter_batched(
+            || METHOD_ARN.to_owned(),
+            |arn| drop(black_box(decide_and_answer(arn))),
+            BatchSize::SmallInput,
         )
     });
 
+    c.bench_function("part: presented_key", |b| {
+        b.iter(|| black_box(presented_key(black_box(&values)).unwrap()))
+    });
+    c.bench_function("part: MethodArn::parse_owned", |b| {
+        b.iter_batched(
+            || METHOD_ARN.to_owned(),
+            |arn| drop(black_box(MethodArn::parse_owned(arn).unwrap())),
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("part: hash + lookup", |b| {
+        let key = presented_key(&values).unwrap();
+        b.iter(|| store.lookup(&black_box(key).hash()).is_some())
+    });
+    c.bench_function("part: routes matched", |b| {
+        let key = presented_key(&values).unwrap();
+        let entry = store.lookup(&key.hash()).unwrap();
+        let arn = MethodArn::parse(METHOD_ARN).unwrap();
+        b.iter(|| {
+            let i = entry.grant.api_index(black_box("identity"));
+            entry
+                .grant
+                .routes_at(i)
+                .iter()
+                .any(|p| p.matches_suffix(black_box(arn.route_suffix())))
+        })
+    });
+    c.bench_function("part: empty iter_batched with a String", |b| {
+        b.iter_batched(
+            || METHOD_ARN.to_owned(),
+            |arn| drop(black_box(arn)),
+            BatchSize::SmallInput,
+        )
+    });
     c.bench_function("decide + build + serialise response", |b| {
-        b.iter(
-            || match decide(Some(black_box(&store)), black_box(&req), now) {
-                Decision::Allow(g) => serde_json::to_vec(&authorizer::response(&g)).unwrap(),
-                Decision::Unauthorized { .. } => unreachable!(),
-            },
+        b.iter_batched(
+            || METHOD_ARN.to_owned(),
+            |arn| serde_json::to_vec(&decide_and_answer(arn)).unwrap(),
+            BatchSize::SmallInput,
         )
     });
 
@@ -147,7 +187,7 @@ fn bench(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let resp = rt
-                    .block_on(authorizer::handle_json(&cached, black_box(&text)))
+                    .block_on(authorizer::handle(&cached, black_box(text.as_slice())))
                     .unwrap();
                 serde_json::to_vec(&resp).unwrap()
             })

@@ -21,7 +21,8 @@ Lambda Runtime API (stdlib only, served on 127.0.0.1; `--token` also needs `cryp
 usage: authorizer/benches/startup.py BINARY [--runs 30] [--invocations 1000]
                                          [--env NAME=VALUE ...]
                                          [--api-key-file FILE]
-                                         [--token [--token-key PEM] [--token-proof-key KID]]
+                                         [--token [--token-key PEM] [--token-proof-key KID]
+                                          [--token-fresh N --verify-floor VERIFY_FLOOR]]
                                          [--floor FLOOR [--baseline OLD]
                                           [--warm-rounds 5] [--warm-invocations 2000]]
 `--env` adds to or overrides the function's environment, e.g. to time an SSM load
@@ -34,6 +35,14 @@ SVCAUTH_API_NAMES (the events' API id = identity) and SVCAUTH_TOKEN_JWKS (the ke
 JWKS inline, unless --env names SVCAUTH_TOKEN_JWKS_PARAMETER), all overridable with
 --env; the memory and warm parts alternate that token (allowed) and the same token
 with one signature byte changed (refused).
+--token-fresh N (with --token) times the cost of a token the instance has not seen:
+warm invocations of N distinct valid tokens (each verified: ES256) against N
+invocations of one token presented again (answered from the cache of verified
+tokens), same binary, interleaved round by round with VERIFY_FLOOR
+(`--verify-floor`, `cargo build --release -p authorizer --example verify_floor`: one
+raw aws-lc-rs verification of a message as long as the token's signing input, same
+profile), and reports fresh minus seen beside that raw verification; with --baseline
+OLD the older build too.
 --api-key-file FILE puts the key read from FILE in the allowed event instead of the
 development key (e.g. a key that `svcauth keys create --deliver stdout` made in
 moto_server, for the memory and warm parts with SVCAUTH_KEY_SOURCE=ssm).
@@ -147,8 +156,7 @@ def run_once(binary, events, extra_env=(), keep_alive=False):
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_LOG_FORMAT": "json",
-        # The development store as a file: a build for deployment (no `dev-store`
-        # feature) refuses SVCAUTH_KEY_SOURCE=dev.
+        # The development keys' hashes, read as a file (no build holds them).
         "SVCAUTH_KEY_SOURCE": "file",
         "SVCAUTH_KEYS_FILE": str(ROOT / "dev/dev-store.json"),
     }
@@ -181,11 +189,48 @@ run_once.last_latencies = []
 
 def warm_latencies_us(binary, event, invocations, extra_env=(), skip=50):
     """Per-invocation latencies (µs) of `invocations` warm invocations with the same
-    event, without the first `skip` (connection set-up, first-use allocations)."""
-    _, _, ok, err = run_once(binary, [event] * invocations, extra_env, keep_alive=True)
-    if ok + err != invocations:
-        raise SystemExit(f"{binary}: {ok + err} of {invocations} invocations answered")
+    event (or, given a list, with each event of the list in turn), without the first
+    `skip` (connection set-up, first-use allocations)."""
+    events = event if isinstance(event, list) else [event] * invocations
+    _, _, ok, err = run_once(binary, events, extra_env, keep_alive=True)
+    if ok + err != len(events):
+        raise SystemExit(f"{binary}: {ok + err} of {len(events)} invocations answered")
+    if err:
+        raise SystemExit(f"{binary}: {err} invocations were refused")
     return [x * 1e6 for x in run_once.last_latencies[skip:]]
+
+
+def median_p90(samples):
+    ordered = sorted(samples)
+    return round(statistics.median(ordered), 1), round(ordered[int(len(ordered) * 0.9)], 1)
+
+
+def compare_fresh(binaries, fresh, seen, verify_floor, message_len, rounds=5, extra_env=()):
+    """What a token the instance has not seen costs: per binary, the median warm
+    invocation of the distinct tokens `fresh` (each verified) and of `seen` presented
+    len(fresh) times (answered from the cache of verified tokens), interleaved round
+    by round with the raw verification `verify_floor` (median of its round medians)."""
+    samples = {(b, k): [] for b in binaries for k in ("fresh", "seen")}
+    floors = []
+    for _ in range(rounds):
+        for bname, path in binaries.items():
+            samples[(bname, "fresh")] += warm_latencies_us(path, fresh, len(fresh), extra_env)
+            samples[(bname, "seen")] += warm_latencies_us(path, seen, len(fresh), extra_env)
+        out = subprocess.run([verify_floor, str(message_len), "2000"], check=True,
+                             capture_output=True, text=True).stdout
+        floors.append(json.loads(out)["median_us"])
+    raw = round(statistics.median(floors), 1)
+    report = {"raw_verify_us": raw, "raw_verify_rounds_us": floors}
+    for bname in binaries:
+        f_med, f_p90 = median_p90(samples[(bname, "fresh")])
+        s_med, s_p90 = median_p90(samples[(bname, "seen")])
+        report[bname] = {
+            "fresh_median_us": f_med, "fresh_p90_us": f_p90,
+            "seen_median_us": s_med, "seen_p90_us": s_p90,
+            "fresh_minus_seen_us": round(f_med - s_med, 1),
+            "fresh_minus_seen_x_raw_verify": round((f_med - s_med) / raw, 2),
+        }
+    return report
 
 
 def compare_warm(binaries, events, rounds=5, invocations=2000, extra_env=()):
@@ -217,10 +262,11 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def token_setup(key_pem=None, proof_key="kid_f94915a196acedcb"):
-    """(allowed event, refused event, JWKS text) for --token. The allowed event is
-    events/authorizer-token-bearer.json with a token signed now; the refused one
-    carries the same token with a changed signature."""
+def token_setup(key_pem=None, proof_key="kid_f94915a196acedcb", fresh=0):
+    """(allowed event, refused event, JWKS text, `fresh` events with distinct valid
+    tokens) for --token. The allowed event is events/authorizer-token-bearer.json with
+    a token signed now; the refused one carries the same token with a changed
+    signature."""
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -243,19 +289,27 @@ def token_setup(key_pem=None, proof_key="kid_f94915a196acedcb"):
     # (by default the development store's first tutor-service key).
     claims["proof"] = {"method": "api-key", "keyId": proof_key}
     header = {"alg": "ES256", "typ": "at+jwt", "kid": TOKEN_KID}
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-    r, s_ = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-    signature = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
-    tampered = bytes([signature[0] ^ 1]) + signature[1:]
 
-    def event(sig):
+    def signed(claims):
+        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        r, s_ = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        return signing_input, r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+
+    def event(signing_input, sig):
         e = json.loads(json.dumps(template))
         value = f"Bearer {signing_input}.{b64url(sig)}"
         e["headers"]["Authorization"] = value
         e["multiValueHeaders"]["Authorization"] = [value]
         return e
 
-    return event(signature), event(tampered), jwks
+    signing_input, signature = signed(claims)
+    tampered = bytes([signature[0] ^ 1]) + signature[1:]
+    fresh_events = []
+    for i in range(fresh):
+        distinct = dict(claims, jti=f"{claims['jti']}-{i}")
+        fresh_events.append(event(*signed(distinct)))
+    token_setup.signing_input_len = len(signing_input)
+    return event(signing_input, signature), event(signing_input, tampered), jwks, fresh_events
 
 
 def main():
@@ -273,10 +327,14 @@ def main():
     ap.add_argument("--token-proof-key", metavar="KID", default="kid_f94915a196acedcb",
                     help="with --token: the key id of the token's proof (an active tutor-service key of the store)")
     ap.add_argument("--api-key-file", metavar="FILE", help="the key of the allowed event (default: the development key)")
+    ap.add_argument("--token-fresh", type=int, default=0, metavar="N",
+                    help="with --token: N distinct tokens against one seen token (see above)")
+    ap.add_argument("--verify-floor", metavar="VERIFY_FLOOR", help="with --token-fresh: the raw verification (examples/verify_floor.rs)")
     args = ap.parse_args()
 
     if args.token:
-        allowed, refused, jwks = token_setup(args.token_key, args.token_proof_key)
+        allowed, refused, jwks, fresh = token_setup(args.token_key, args.token_proof_key,
+                                                    args.token_fresh)
         given = {kv.split("=", 1)[0] for kv in args.env}
         defaults = ["SVCAUTH_ACCEPT=token", "SVCAUTH_TOKEN_ISSUER=svcauth:dev",
                     "SVCAUTH_API_NAMES=a1b2c3d4e5=identity"]
@@ -316,6 +374,17 @@ def main():
                 if name != "floor":
                     per_event[name]["above_floor_us"] = round(per_event[name]["median_us"] - floor, 1)
         report["warm"] = warm
+    if args.token and args.token_fresh:
+        if not args.verify_floor:
+            raise SystemExit("--token-fresh needs --verify-floor")
+        binaries = {"authorizer": args.binary}
+        if args.baseline:
+            binaries["baseline"] = args.baseline
+        report["fresh_token"] = compare_fresh(
+            binaries, fresh, allowed, args.verify_floor, token_setup.signing_input_len,
+            args.warm_rounds, args.env)
+        report["fresh_token"]["tokens"] = args.token_fresh
+        report["load_average"] = os.getloadavg()
     print(json.dumps(report, indent=2))
 
 

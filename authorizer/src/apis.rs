@@ -132,10 +132,10 @@ impl ApiNames {
         }
     }
 
-    /// The name of the API a method ARN is for; `None` when it is not registered, its
-    /// ARN is malformed, or its name cannot be read (each: the policy allows nothing).
-    pub async fn name_for(&self, method_arn: Option<&str>, now: UnixTime) -> Option<Arc<str>> {
-        let api_id = MethodArn::api_id_of(method_arn?)?;
+    /// The name of the API a method ARN is for; `None` when it is not registered or
+    /// its name cannot be read (each: the policy allows nothing).
+    pub async fn name_for(&self, arn: &MethodArn, now: UnixTime) -> Option<Arc<str>> {
+        let api_id = arn.api_id();
         match &self.source {
             Source::Static(map) => map.get(api_id).cloned(),
             Source::Ssm(registry) => {
@@ -154,15 +154,11 @@ impl ApiNames {
     /// it is due to be read (never read, or past its TTL) as `(api id, parameter)`, so
     /// that the key store's first read fetches it in the same `GetParameters` call and
     /// hands it to [`ApiNames::seed`]: a cold instance then answers with two calls.
-    pub async fn due_parameter(
-        &self,
-        method_arn: Option<&str>,
-        now: UnixTime,
-    ) -> Option<(String, String)> {
+    pub async fn due_parameter(&self, arn: &MethodArn, now: UnixTime) -> Option<(String, String)> {
         let Source::Ssm(registry) = &self.source else {
             return None;
         };
-        let api_id = MethodArn::api_id_of(method_arn?)?;
+        let api_id = arn.api_id();
         let cache = self.cache.lock().await;
         match cache.get(api_id) {
             Some(e) if !e.due(now, &self.policy) => None,
@@ -274,18 +270,18 @@ mod tests {
     #[tokio::test]
     async fn a_fixed_map_names_only_its_apis() {
         let names = ApiNames::fixed(parse_api_names("abc123=identity").unwrap());
-        let arn = |id: &str| format!("arn:aws:execute-api:us-east-1:123456789012:{id}/prod/GET/x");
+        let arn = |id: &str| {
+            MethodArn::parse(&format!(
+                "arn:aws:execute-api:us-east-1:123456789012:{id}/prod/GET/x"
+            ))
+            .unwrap()
+        };
         let now = UnixTime(1);
         assert_eq!(
-            names.name_for(Some(&arn("abc123")), now).await.as_deref(),
+            names.name_for(&arn("abc123"), now).await.as_deref(),
             Some("identity")
         );
-        assert_eq!(names.name_for(Some(&arn("other1")), now).await, None);
-        assert_eq!(names.name_for(Some("not an arn"), now).await, None);
-        assert_eq!(names.name_for(None, now).await, None);
-        assert_eq!(
-            ApiNames::none().name_for(Some(&arn("abc123")), now).await,
-            None
-        );
+        assert_eq!(names.name_for(&arn("other1"), now).await, None);
+        assert_eq!(ApiNames::none().name_for(&arn("abc123"), now).await, None);
     }
 }

@@ -18,10 +18,9 @@ pub enum SourceConfig {
         path: String,
         legacy_parameter: Option<String>,
     },
-    /// A JSON file of service documents.
+    /// A JSON file of service documents (the development keys' hashes are one:
+    /// `dev/dev-store.json`).
     File(PathBuf),
-    /// The development store embedded in the binary.
-    Dev,
     /// The configuration could not be read: nothing is loaded, every request is
     /// refused and the reason logged.
     Invalid(String),
@@ -123,16 +122,20 @@ pub struct Config {
     pub load_timeout: Duration,
     pub metrics_namespace: String,
     /// Where the name of each API comes from (`SVCAUTH_API_NAMES`, else SSM under
-    /// `SVCAUTH_API_PATH` for `ssm`, the development defaults for `dev`, none for `file`).
+    /// `SVCAUTH_API_PATH` for `ssm`, none for `file`).
     pub api_names: ApiNamesConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("SVCAUTH_KEY_SOURCE is not set: set it to `ssm` (with SVCAUTH_SSM_PATH), `file` (with SVCAUTH_KEYS_FILE) or `dev` (development keys, never in production)")]
+    #[error("SVCAUTH_KEY_SOURCE is not set: set it to `ssm` (with SVCAUTH_SSM_PATH) or `file` (with SVCAUTH_KEYS_FILE; the development keys are the file dev/dev-store.json)")]
     MissingSource,
-    #[error("SVCAUTH_KEY_SOURCE={0:?} is not one of `ssm`, `file`, `dev`")]
+    #[error("SVCAUTH_KEY_SOURCE={0:?} is not one of `ssm`, `file`")]
     UnknownSource(String),
+    /// No build embeds the development keys: they are a file like any other, which a
+    /// deployed function does not have.
+    #[error("SVCAUTH_KEY_SOURCE=dev: no build holds the development keys; for a local run read their file: SVCAUTH_KEY_SOURCE=file SVCAUTH_KEYS_FILE=dev/dev-store.json (and SVCAUTH_API_NAMES=a1b2c3d4e5=identity for the sample events); a deployed function uses ssm")]
+    DevSource,
     #[error("SVCAUTH_KEY_SOURCE=file needs SVCAUTH_KEYS_FILE, the path of a JSON array of service documents")]
     MissingFile,
     #[error("{0}")]
@@ -160,7 +163,13 @@ impl Config {
     /// reason: the authorizer then starts, refuses everything and says why, instead of
     /// crash-looping.
     pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok()).unwrap_or_else(|e| Self {
+        Self::from_lookup_or_refusing(|k| std::env::var(k).ok())
+    }
+
+    /// [`Config::from_lookup`], or when it fails, the configuration that refuses every
+    /// request and logs why (what [`Config::from_env`] reads).
+    pub fn from_lookup_or_refusing(get: impl Fn(&str) -> Option<String>) -> Self {
+        Self::from_lookup(get).unwrap_or_else(|e| Self {
             source: SourceConfig::Invalid(e.to_string()),
             // Refused through the key path, whose load at start logs the reason.
             accept: Accept::ApiKey,
@@ -187,7 +196,7 @@ impl Config {
                     .ok_or(ConfigError::MissingFile)?
                     .into(),
             ),
-            Some("dev") => SourceConfig::Dev,
+            Some("dev") => return Err(ConfigError::DevSource),
             Some(other) => return Err(ConfigError::UnknownSource(other.to_owned())),
         };
         let number =
@@ -221,9 +230,6 @@ impl Config {
             (None, SourceConfig::Ssm { path, .. }) => ApiNamesConfig::Ssm {
                 path: get("SVCAUTH_API_PATH").unwrap_or_else(|| layout(Some(path)).apis()),
             },
-            (None, SourceConfig::Dev) => ApiNamesConfig::Static(
-                parse_api_names(service_auth::dev::DEV_API_NAMES).map_err(ConfigError::ApiNames)?,
-            ),
             (None, _) => ApiNamesConfig::Static(Default::default()),
         };
         let accept = match get("SVCAUTH_ACCEPT") {
@@ -319,10 +325,18 @@ mod tests {
             cfg(&[("SVCAUTH_KEY_SOURCE", "file")]),
             Err(ConfigError::MissingFile)
         );
+        // The development keys are a file: `dev` names no source, and says which.
+        let dev = cfg(&[("SVCAUTH_KEY_SOURCE", "dev")]);
+        assert_eq!(dev, Err(ConfigError::DevSource));
+        let msg = dev.unwrap_err().to_string();
+        assert!(
+            msg.contains("SVCAUTH_KEYS_FILE=dev/dev-store.json"),
+            "{msg}"
+        );
     }
 
     #[test]
-    fn api_names_come_from_ssm_the_environment_or_the_dev_defaults() {
+    fn api_names_come_from_ssm_or_the_environment() {
         let c = cfg(&[("SVCAUTH_KEY_SOURCE", "ssm")]).unwrap();
         assert_eq!(
             c.api_names,
@@ -362,17 +376,15 @@ mod tests {
         assert!(matches!(c.api_names, ApiNamesConfig::Static(m) if m["abc"] == "identity"));
         let c = cfg(&[("SVCAUTH_KEY_SOURCE", "file"), ("SVCAUTH_KEYS_FILE", "k")]).unwrap();
         assert_eq!(c.api_names, ApiNamesConfig::Static(Default::default()));
-        let c = cfg(&[("SVCAUTH_KEY_SOURCE", "dev")]).unwrap();
-        assert!(matches!(c.api_names, ApiNamesConfig::Static(m) if m["a1b2c3d4e5"] == "identity"));
         assert!(matches!(
-            cfg(&[("SVCAUTH_KEY_SOURCE", "dev"), ("SVCAUTH_API_NAMES", "nope")]),
+            cfg(&[("SVCAUTH_KEY_SOURCE", "ssm"), ("SVCAUTH_API_NAMES", "nope")]),
             Err(ConfigError::ApiNames(_))
         ));
     }
 
     #[test]
     fn accepted_credentials_and_token_settings() {
-        let c = cfg(&[("SVCAUTH_KEY_SOURCE", "dev")]).unwrap();
+        let c = cfg(&[("SVCAUTH_KEY_SOURCE", "ssm")]).unwrap();
         assert_eq!((c.accept, c.token), (Accept::ApiKey, None));
         let c = cfg(&[
             ("SVCAUTH_KEY_SOURCE", "ssm"),
@@ -424,7 +436,7 @@ mod tests {
         );
         // Only api-key: the token settings are not read at all.
         let c = cfg(&[
-            ("SVCAUTH_KEY_SOURCE", "dev"),
+            ("SVCAUTH_KEY_SOURCE", "ssm"),
             ("SVCAUTH_ACCEPT", "api-key"),
             ("SVCAUTH_TOKEN_JWKS", "nonsense"),
         ])
@@ -432,7 +444,7 @@ mod tests {
         assert_eq!(c.token, None);
         let token = |extra: &[(&'static str, &'static str)]| {
             let mut v = vec![
-                ("SVCAUTH_KEY_SOURCE", "dev"),
+                ("SVCAUTH_KEY_SOURCE", "ssm"),
                 ("SVCAUTH_ACCEPT", "token"),
                 ("SVCAUTH_TOKEN_ISSUER", "svcauth:dev"),
             ];
@@ -460,7 +472,7 @@ mod tests {
             assert!(format!("{err:?}").starts_with(want), "{vars:?}: {err:?}");
         }
         let no_issuer = cfg(&[
-            ("SVCAUTH_KEY_SOURCE", "dev"),
+            ("SVCAUTH_KEY_SOURCE", "ssm"),
             ("SVCAUTH_ACCEPT", "api-key,token"),
         ]);
         assert_eq!(no_issuer, Err(ConfigError::MissingIssuer("api-key,token")));
@@ -502,7 +514,7 @@ mod tests {
         ));
         assert!(matches!(
             cfg(&[
-                ("SVCAUTH_KEY_SOURCE", "dev"),
+                ("SVCAUTH_KEY_SOURCE", "ssm"),
                 ("SVCAUTH_CACHE_TTL_SECS", "5m")
             ]),
             Err(ConfigError::Number {

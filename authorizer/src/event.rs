@@ -1,9 +1,10 @@
 //! The REQUEST authorizer event, reduced to what a decision and its audit line need.
 //!
-//! The event is read once, straight from its JSON, into [`RequestView`]: only the
-//! fields below are kept, every other field is skipped without being built, and the
-//! strings kept borrow from the payload where it has no escapes. No
+//! The event is read once, straight from its JSON, into [`Event`]: only the fields of
+//! [`RequestView`] are kept, every other field is skipped without being built. No
 //! `serde_json::Value`, no `HeaderMap`, no error values on the way of a good event.
+//! The Lambda runtime hands its payload type the invocation's bytes and wants an owned
+//! value, so the kept strings are owned: a handful of short strings per event.
 //!
 //! Headers are read from both `headers` and `multiValueHeaders`, with their names
 //! compared without case, and every value of the API key header is kept: a key
@@ -31,46 +32,85 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub const MAX_KEY_VALUES: usize = 8;
 const MAX_CORRELATION_LEN: usize = 128;
 
-/// What the handler needs from one event, borrowed from the payload where possible.
+/// What the handler needs from one event.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RequestView<'a> {
+pub struct RequestView {
     /// Every value of the API key header, from `headers` then `multiValueHeaders`.
-    pub api_key_values: Vec<Cow<'a, str>>,
+    pub api_key_values: Vec<String>,
     /// The `Authorization` header: read only when the authorizer accepts tokens.
-    pub authorization: Authorization<'a>,
-    pub method_arn: Option<Cow<'a, str>>,
-    pub http_method: Option<Cow<'a, str>>,
+    pub authorization: Authorization,
+    pub method_arn: Option<String>,
+    pub http_method: Option<String>,
     /// The route template (`/internal/users/{id}`), never the concrete path, which can
     /// hold personal data such as an email address.
-    pub resource: Option<Cow<'a, str>>,
-    pub source_ip: Option<Cow<'a, str>>,
-    pub request_id: Option<Cow<'a, str>>,
+    pub resource: Option<String>,
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
     /// The caller's `x-correlation-id` when it is short and plain, else the request
     /// id when it is, else `none`: it is echoed into logs.
-    pub correlation_id: Cow<'a, str>,
+    pub correlation_id: String,
 }
 
 /// The `Authorization` header of an event, from `headers` and `multiValueHeaders`
 /// (API Gateway copies a single header into both; that is one value).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub enum Authorization<'a> {
+pub enum Authorization {
     /// No `Authorization` header.
     #[default]
     Absent,
     /// Exactly one value (possibly empty: refused as such by the token path).
-    One(Cow<'a, str>),
+    One(String),
     /// The header was sent more than once, or the two maps disagree: refused, never
     /// chosen from.
     Repeated,
 }
 
-impl Authorization<'_> {
-    fn into_owned(self) -> Authorization<'static> {
-        match self {
-            Self::Absent => Authorization::Absent,
-            Self::One(v) => Authorization::One(Cow::Owned(v.into_owned())),
-            Self::Repeated => Authorization::Repeated,
-        }
+/// One authorizer event, read once: its view, or why it could not be read. This is
+/// the Lambda payload type: reading it never fails at the runtime's level (that would
+/// be a 500 and a log line quoting serde's message); the handler refuses a malformed
+/// event itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event(pub Result<RequestView, EventError>);
+
+impl Event {
+    /// Reads an event from its JSON text.
+    pub fn from_slice(json: &[u8]) -> Self {
+        Self(
+            serde_json::from_slice::<RawEvent<'_>>(json)
+                .map_err(|_| EventError::Shape)
+                .and_then(RawEvent::into_view),
+        )
+    }
+
+    /// Reads an event already parsed into a `serde_json::Value` (the local gateway
+    /// and tests).
+    pub fn from_value(event: &Value) -> Self {
+        Self(
+            RawEvent::deserialize(event)
+                .map_err(|_| EventError::Shape)
+                .and_then(RawEvent::into_view),
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self(match RawEvent::deserialize(d) {
+            Ok(raw) => raw.into_view(),
+            Err(_) => Err(EventError::Shape),
+        }))
+    }
+}
+
+impl From<&Value> for Event {
+    fn from(event: &Value) -> Self {
+        Self::from_value(event)
+    }
+}
+
+impl From<&[u8]> for Event {
+    fn from(json: &[u8]) -> Self {
+        Self::from_slice(json)
     }
 }
 
@@ -98,55 +138,6 @@ impl EventError {
             Self::HeaderType => "header_type",
             Self::TooManyValues => "too_many_values",
         }
-    }
-}
-
-impl<'a> RequestView<'a> {
-    /// Reads an event from its JSON text, borrowing from it.
-    pub fn from_slice(json: &'a [u8]) -> Result<Self, EventError> {
-        serde_json::from_slice::<RawEvent<'a>>(json)
-            .map_err(|_| EventError::Shape)?
-            .into_view()
-    }
-
-    /// Reads an event already parsed into a `serde_json::Value` (the local gateway and
-    /// tests), borrowing from it.
-    pub fn from_event(event: &'a Value) -> Result<Self, EventError> {
-        RawEvent::deserialize(event)
-            .map_err(|_| EventError::Shape)?
-            .into_view()
-    }
-
-    /// The same view with every string owned.
-    pub fn into_owned(self) -> RequestView<'static> {
-        fn own(c: Cow<'_, str>) -> Cow<'static, str> {
-            Cow::Owned(c.into_owned())
-        }
-        RequestView {
-            api_key_values: self.api_key_values.into_iter().map(own).collect(),
-            authorization: self.authorization.into_owned(),
-            method_arn: self.method_arn.map(own),
-            http_method: self.http_method.map(own),
-            resource: self.resource.map(own),
-            source_ip: self.source_ip.map(own),
-            request_id: self.request_id.map(own),
-            correlation_id: own(self.correlation_id),
-        }
-    }
-}
-
-/// The Lambda payload type of the authorizer: the event read once by the runtime's own
-/// deserialisation, never failing there (a runtime-level failure would be a 500 and a
-/// log line quoting serde's message), so the handler refuses a malformed event itself.
-#[derive(Debug)]
-pub struct Payload(pub Result<RequestView<'static>, EventError>);
-
-impl<'de> Deserialize<'de> for Payload {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Payload(match RawEvent::deserialize(d) {
-            Ok(raw) => raw.into_view().map(RequestView::into_owned),
-            Err(_) => Err(EventError::Shape),
-        }))
     }
 }
 
@@ -186,8 +177,9 @@ struct RawIdentity<'a> {
     source_ip: Option<Text<'a>>,
 }
 
-impl<'a> RawEvent<'a> {
-    fn into_view(self) -> Result<RequestView<'a>, EventError> {
+impl RawEvent<'_> {
+    /// The view, owning the strings it keeps (every other one was only borrowed).
+    fn into_view(self) -> Result<RequestView, EventError> {
         if self.type_.as_ref().is_some_and(|t| t.0 != "REQUEST") {
             return Err(EventError::NotRequest);
         }
@@ -203,16 +195,20 @@ impl<'a> RawEvent<'a> {
             (h, m) if h.len() > 1 || m.len() > 1 => Authorization::Repeated,
             (mut h, mut m) => match (h.pop(), m.pop()) {
                 (None, None) => Authorization::Absent,
-                (Some(v), None) | (None, Some(v)) => Authorization::One(v),
-                (Some(a), Some(b)) if a == b => Authorization::One(a),
+                (Some(v), None) | (None, Some(v)) => Authorization::One(v.into_owned()),
+                (Some(a), Some(b)) if a == b => Authorization::One(a.into_owned()),
                 (Some(_), Some(_)) => Authorization::Repeated,
             },
         };
         if headers.api_key.len() + multi.api_key.len() > MAX_KEY_VALUES {
             return Err(EventError::TooManyValues);
         }
-        let mut api_key_values = headers.api_key;
-        api_key_values.extend(multi.api_key);
+        let api_key_values = headers
+            .api_key
+            .into_iter()
+            .chain(multi.api_key)
+            .map(Cow::into_owned)
+            .collect();
         let (request_id, source_ip) = match self.request_context {
             Some(ctx) => (
                 ctx.request_id.map(Text::into_inner),
@@ -230,19 +226,21 @@ impl<'a> RawEvent<'a> {
         let correlation_id = correlation
             .filter(|v| valid_correlation_id(v))
             .or_else(|| request_id.clone().filter(|v| valid_correlation_id(v)))
-            .unwrap_or(Cow::Borrowed("none"));
+            .unwrap_or(Cow::Borrowed("none"))
+            .into_owned();
         let http_method = self.http_method.map(Text::into_inner);
         if http_method.as_deref().is_some_and(|m| !valid_method(m)) {
             return Err(EventError::Shape);
         }
+        let own = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned);
         Ok(RequestView {
             api_key_values,
             authorization,
-            method_arn: self.method_arn.map(Text::into_inner),
-            http_method,
-            resource: self.resource.map(Text::into_inner),
-            source_ip,
-            request_id,
+            method_arn: own(self.method_arn.map(Text::into_inner)),
+            http_method: own(http_method),
+            resource: own(self.resource.map(Text::into_inner)),
+            source_ip: own(source_ip),
+            request_id: own(request_id),
             correlation_id,
         })
     }
@@ -458,13 +456,14 @@ mod tests {
         })
     }
 
-    /// Both entry points agree, and the bytes one borrows.
-    fn both(ev: &Value) -> Result<RequestView<'static>, EventError> {
+    /// The three ways of reading an event agree: its JSON text, a `Value`, and the
+    /// runtime's deserialisation of the payload type.
+    fn both(ev: &Value) -> Result<RequestView, EventError> {
         let bytes = serde_json::to_vec(ev).unwrap();
-        let from_bytes = RequestView::from_slice(&bytes).map(RequestView::into_owned);
-        let from_value = RequestView::from_event(ev).map(RequestView::into_owned);
+        let from_bytes = Event::from_slice(&bytes).0;
+        let from_value = Event::from_value(ev).0;
         assert_eq!(from_bytes, from_value);
-        let payload: Payload = serde_json::from_slice(&bytes).unwrap();
+        let payload: Event = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(payload.0, from_value);
         from_value
     }
@@ -485,7 +484,7 @@ mod tests {
 
     #[test]
     fn authorization_is_one_value_absent_or_repeated() {
-        let one = Authorization::One(Cow::Borrowed("Bearer t"));
+        let one = Authorization::One("Bearer t".into());
         let cases = [
             (json!(null), json!(null), Authorization::Absent),
             (
@@ -507,7 +506,7 @@ mod tests {
             (
                 json!({"Authorization": ""}),
                 json!(null),
-                Authorization::One(Cow::Borrowed("")),
+                Authorization::One(String::new()),
             ),
             // Sent twice, even with the same value, or the maps disagree.
             (
@@ -553,16 +552,16 @@ mod tests {
         // serde_json::Value keeps the last of two equal keys; the raw text has both.
         let json =
             br#"{"type":"REQUEST","headers":{"x-service-api-key":"a","x-service-api-key":"b"}}"#;
-        let v = RequestView::from_slice(json).unwrap();
+        let v = Event::from_slice(json).0.unwrap();
         assert_eq!(v.api_key_values, ["a", "b"]);
     }
 
     #[test]
-    fn strings_borrow_from_the_payload_unless_escaped() {
+    fn escaped_strings_are_read_unescaped() {
         let json = br#"{"type":"REQUEST","resource":"/a\/b","headers":{"x-service-api-key":"k"},"methodArn":"arn"}"#;
-        let v = RequestView::from_slice(json).unwrap();
-        assert!(matches!(v.api_key_values[0], Cow::Borrowed("k")));
-        assert!(matches!(v.method_arn, Some(Cow::Borrowed("arn"))));
+        let v = Event::from_slice(json).0.unwrap();
+        assert_eq!(v.api_key_values, ["k"]);
+        assert_eq!(v.method_arn.as_deref(), Some("arn"));
         assert_eq!(v.resource.as_deref(), Some("/a/b"));
     }
 
@@ -613,10 +612,7 @@ mod tests {
             both(&event(json!(null), json!({"x-service-api-key": many}))),
             Err(EventError::TooManyValues)
         );
-        assert_eq!(
-            RequestView::from_slice(b"{\"type\":"),
-            Err(EventError::Shape)
-        );
-        assert_eq!(RequestView::from_slice(b"{} x"), Err(EventError::Shape));
+        assert_eq!(Event::from_slice(b"{\"type\":").0, Err(EventError::Shape));
+        assert_eq!(Event::from_slice(b"{} x").0, Err(EventError::Shape));
     }
 }

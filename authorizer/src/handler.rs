@@ -1,23 +1,21 @@
-//! One invocation: event → request view → decision → response, and one audit line.
+//! One invocation: event → decision → response, and one audit line.
 //!
 //! [`Authorizer`] is the whole authorizer: the key store, which credentials it accepts
-//! (`SVCAUTH_ACCEPT`) and, when it accepts tokens, the token verifier. The free
-//! functions [`handle`], [`handle_json`] and [`handle_view`] are the API-key-only
-//! authorizer over a store (the local gateway and the key tests).
+//! (`SVCAUTH_ACCEPT`) and, when it accepts tokens, the token verifier.
+//! [`Authorizer::handle`] is its one entry: it takes the event read once ([`Event`]:
+//! the Lambda payload, or built from JSON text or a `Value`), parses the method ARN
+//! once and hands the parsed key or token and ARN to the path that decides. [`handle`]
+//! is the same entry for an API-key authorizer over a borrowed store (the key tests,
+//! the key tool's tests).
 
-use aws_lambda_events::apigw::{
-    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse,
-};
-use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use lambda_runtime::Diagnostic;
-use serde_json::{Map, Value};
-use service_auth::policy::{Effect, Policy, INVOKE_ACTION, POLICY_VERSION};
-use service_auth::{context, decide, AuthRequest, Decision, Grant, UnauthorizedReason};
-
-use service_auth::MethodArn;
+use service_auth::decision::presented_key;
+use service_auth::method_arn::MethodArnError;
+use service_auth::{decide_key, Decision, MethodArn, UnauthorizedReason};
 
 use crate::config::Accept;
-use crate::event::{Authorization, EventError, RequestView, MAX_KEY_VALUES};
+use crate::event::{Authorization, Event, RequestView, MAX_KEY_VALUES};
+use crate::response::Response;
 use crate::source::CachedStore;
 use crate::token::{bearer, Refusal, SsmStandings, TokenAuth, TokenGrant, AUTHENTICATED_BY_TOKEN};
 
@@ -26,9 +24,6 @@ use crate::token::{bearer, Refusal, SsmStandings, TokenAuth, TokenGrant, AUTHENT
 /// alarm on the authorizer's errors subtracts this one sum instead of one metric per
 /// reason (a metric-math alarm reads at most 10 metrics; there are over 30 reasons).
 pub const REFUSALS_METRIC: &str = "Refusals";
-
-/// The response API Gateway reads.
-pub type AuthorizerResponse = ApiGatewayCustomAuthorizerResponse<Value>;
 
 /// The only error the handler returns: API Gateway answers 401 when the message is
 /// exactly `Unauthorized`. Carries nothing else, on purpose.
@@ -45,30 +40,20 @@ impl From<Unauthorized> for Diagnostic {
     }
 }
 
-/// Handles one REQUEST authorizer event given as a `serde_json::Value` (the local
-/// gateway, tests).
+/// [`Authorizer::handle`] for an authorizer that accepts API keys only, over a
+/// borrowed store.
 pub async fn handle(
     store: &CachedStore,
-    event: &Value,
-) -> Result<AuthorizerResponse, Unauthorized> {
-    handle_view(store, RequestView::from_event(event)).await
-}
-
-/// Handles one REQUEST authorizer event given as its JSON text, read once.
-pub async fn handle_json(
-    store: &CachedStore,
-    json: &[u8],
-) -> Result<AuthorizerResponse, Unauthorized> {
-    handle_view(store, RequestView::from_slice(json)).await
-}
-
-/// Handles one event already read into a [`RequestView`] (or refused while reading:
-/// see [`crate::event::Payload`]), accepting API keys only.
-pub async fn handle_view(
-    store: &CachedStore,
-    view: Result<RequestView<'_>, EventError>,
-) -> Result<AuthorizerResponse, Unauthorized> {
-    run(store, Accept::ApiKey, None, None, view).await
+    event: impl Into<Event>,
+) -> Result<Response, Unauthorized> {
+    Parts {
+        store,
+        accept: Accept::ApiKey,
+        tokens: None,
+        standings: None,
+    }
+    .run(event.into())
+    .await
 }
 
 /// The authorizer: its store, what it accepts and its token verifier.
@@ -84,12 +69,7 @@ pub struct Authorizer {
 impl Authorizer {
     /// An authorizer that accepts API keys only.
     pub fn keys_only(store: CachedStore) -> Self {
-        Self {
-            store,
-            accept: Accept::ApiKey,
-            tokens: None,
-            standings: None,
-        }
+        Self::new(store, Accept::ApiKey, None)
     }
 
     /// An authorizer that accepts what `accept` says, verifying tokens with `tokens`
@@ -130,27 +110,26 @@ impl Authorizer {
         }
     }
 
-    pub async fn handle_view(
-        &self,
-        view: Result<RequestView<'_>, EventError>,
-    ) -> Result<AuthorizerResponse, Unauthorized> {
-        run(
-            &self.store,
-            self.accept,
-            self.tokens.as_ref(),
-            self.standings.as_ref(),
-            view,
-        )
+    /// Decides one event (the Lambda payload, JSON text or a `Value`), answers and
+    /// audits it: the response of an allowed caller, else `Unauthorized`.
+    pub async fn handle(&self, event: impl Into<Event>) -> Result<Response, Unauthorized> {
+        Parts {
+            store: &self.store,
+            accept: self.accept,
+            tokens: self.tokens.as_ref(),
+            standings: self.standings.as_ref(),
+        }
+        .run(event.into())
         .await
     }
+}
 
-    pub async fn handle_json(&self, json: &[u8]) -> Result<AuthorizerResponse, Unauthorized> {
-        self.handle_view(RequestView::from_slice(json)).await
-    }
-
-    pub async fn handle(&self, event: &Value) -> Result<AuthorizerResponse, Unauthorized> {
-        self.handle_view(RequestView::from_event(event)).await
-    }
+/// What one decision reads: the authorizer's parts, borrowed.
+struct Parts<'a> {
+    store: &'a CachedStore,
+    accept: Accept,
+    tokens: Option<&'a TokenAuth>,
+    standings: Option<&'a SsmStandings>,
 }
 
 /// Which path decides a request.
@@ -163,7 +142,7 @@ enum Path {
 /// The path for a request: with both credentials accepted, exactly one must be
 /// presented (both: `ambiguous_credentials`, neither: `missing_credentials`); a
 /// token-only authorizer refuses a request that also carries a key the same way.
-fn path(accept: Accept, view: &RequestView<'_>) -> Path {
+fn path(accept: Accept, view: &RequestView) -> Path {
     let key = view
         .api_key_values
         .iter()
@@ -180,186 +159,141 @@ fn path(accept: Accept, view: &RequestView<'_>) -> Path {
     }
 }
 
-/// The one place that decides, answers and audits.
-async fn run(
-    store: &CachedStore,
-    accept: Accept,
-    tokens: Option<&TokenAuth>,
-    standings: Option<&SsmStandings>,
-    view: Result<RequestView<'_>, EventError>,
-) -> Result<AuthorizerResponse, Unauthorized> {
-    let view = match view {
-        Ok(v) => v,
-        Err(e) => {
-            // Only the kind: serde's messages can quote a header value, a key included.
-            tracing::warn!(
-                event = "malformed_event",
-                error_kind = e.kind(),
-                "refusing an event that is not a REST REQUEST authorizer event: {e}"
-            );
-            let decision = Decision::Unauthorized {
-                reason: UnauthorizedReason::MalformedEvent,
-                key_id: None,
-                service: None,
-            };
-            audit(&RequestView::default(), &decision);
-            return Err(Unauthorized);
+impl Parts<'_> {
+    /// The one place that decides, answers and audits.
+    async fn run(&self, event: Event) -> Result<Response, Unauthorized> {
+        let mut view = match event.0 {
+            Ok(v) => v,
+            Err(e) => {
+                // Only the kind: serde's messages can quote a header value, a key included.
+                tracing::warn!(
+                    event = "malformed_event",
+                    error_kind = e.kind(),
+                    "refusing an event that is not a REST REQUEST authorizer event: {e}"
+                );
+                let decision = Decision::Unauthorized {
+                    reason: UnauthorizedReason::MalformedEvent,
+                    key_id: None,
+                    service: None,
+                };
+                audit(&RequestView::default(), &decision);
+                return Err(Unauthorized);
+            }
+        };
+        // The method ARN is parsed here, once, for whichever path decides (each
+        // refuses a malformed one at its own step); the audit line does not need it.
+        let arn = MethodArn::parse_owned(view.method_arn.take().unwrap_or_default());
+        match path(self.accept, &view) {
+            Path::Key => self.decide_key(&view, arn).await,
+            Path::Token => self.decide_token(&view, arn).await,
+            Path::Refuse(reason) => {
+                audit_token(&view, Err(&Refusal::reason(reason)));
+                Err(Unauthorized)
+            }
         }
-    };
-    match path(accept, &view) {
-        Path::Key => decide_key(store, &view).await,
-        Path::Token => decide_token(store, tokens, standings, &view).await,
-        Path::Refuse(reason) => {
-            audit_token(&view, Err(&Refusal::reason(reason)));
+    }
+
+    /// The API-key path: the key is parsed once (a missing, repeated or malformed one
+    /// is refused before anything is loaded, so it costs no SSM call however many
+    /// arrive), then the method ARN is checked, then the store is read.
+    async fn decide_key(
+        &self,
+        view: &RequestView,
+        arn: Result<MethodArn, MethodArnError>,
+    ) -> Result<Response, Unauthorized> {
+        let refuse = |decision: Decision| {
+            audit(view, &decision);
             Err(Unauthorized)
+        };
+        // The values as `&str`, on the stack: the reader refuses more than MAX_KEY_VALUES.
+        let mut slots = [""; MAX_KEY_VALUES];
+        let spilled: Vec<&str>;
+        let values: &[&str] = if view.api_key_values.len() <= MAX_KEY_VALUES {
+            for (slot, v) in slots.iter_mut().zip(&view.api_key_values) {
+                *slot = v.as_str();
+            }
+            &slots[..view.api_key_values.len()]
+        } else {
+            spilled = view.api_key_values.iter().map(String::as_str).collect();
+            &spilled
+        };
+        let key = match presented_key(values) {
+            Ok(key) => key,
+            Err(reason) => {
+                return refuse(Decision::Unauthorized {
+                    reason,
+                    key_id: None,
+                    service: None,
+                })
+            }
+        };
+        let arn = match arn {
+            Ok(arn) => arn,
+            Err(e) => {
+                let reason = UnauthorizedReason::MalformedMethodArn(e);
+                return refuse(Decision::refused(reason, &key, None));
+            }
+        };
+        let store = self.store;
+        let current = store.current_for(&key, &arn).await;
+        let api_name = store.api_name(&arn).await;
+        let decision = decide_key(
+            current.as_deref(),
+            &key,
+            arn,
+            api_name.as_deref(),
+            store.now(),
+        );
+        audit(view, &decision);
+        match decision {
+            Decision::Allow(grant) => Ok(Response::key(grant)),
+            Decision::Unauthorized { .. } => Err(Unauthorized),
         }
     }
-}
 
-/// The token path: `Authorization: Bearer`, then [`TokenAuth::decide`].
-async fn decide_token(
-    store: &CachedStore,
-    tokens: Option<&TokenAuth>,
-    standings: Option<&SsmStandings>,
-    view: &RequestView<'_>,
-) -> Result<AuthorizerResponse, Unauthorized> {
-    let refuse = |reason: &'static str| {
-        audit_token(view, Err(&Refusal::reason(reason)));
-        Err(Unauthorized)
-    };
-    let token = match bearer(&view.authorization) {
-        Ok(t) => t,
-        Err(e) => return refuse(e.code()),
-    };
-    let Some(tokens) = tokens else {
-        return refuse("token_verifier_unconfigured");
-    };
-    let Ok(arn) = MethodArn::parse(view.method_arn.as_deref().unwrap_or_default()) else {
-        return refuse("malformed_method_arn");
-    };
-    let api = store.api_name(view.method_arn.as_deref()).await;
-    let api = api.as_deref();
-    let now = store.now();
-    let decided = match standings {
-        Some(s) => tokens.decide(token, api, &arn, s, now).await,
-        None => tokens.decide(token, api, &arn, store, now).await,
-    };
-    match decided {
-        Ok(grant) => {
-            audit_token(view, Ok(&grant));
-            Ok(token_response(&grant))
-        }
-        Err(refusal) => {
-            audit_token(view, Err(&refusal));
+    /// The token path: `Authorization: Bearer`, then [`TokenAuth::decide`].
+    async fn decide_token(
+        &self,
+        view: &RequestView,
+        arn: Result<MethodArn, MethodArnError>,
+    ) -> Result<Response, Unauthorized> {
+        let refuse = |reason: &'static str| {
+            audit_token(view, Err(&Refusal::reason(reason)));
             Err(Unauthorized)
+        };
+        let token = match bearer(&view.authorization) {
+            Ok(t) => t,
+            Err(e) => return refuse(e.code()),
+        };
+        let Some(tokens) = self.tokens else {
+            return refuse("token_verifier_unconfigured");
+        };
+        let Ok(arn) = arn else {
+            return refuse("malformed_method_arn");
+        };
+        let store = self.store;
+        let api = store.api_name(&arn).await;
+        let api = api.as_deref();
+        let now = store.now();
+        let decided = match self.standings {
+            Some(s) => tokens.decide(token, api, &arn, s, now).await,
+            None => tokens.decide(token, api, &arn, store, now).await,
+        };
+        match decided {
+            Ok(grant) => {
+                audit_token(view, Ok(&grant));
+                Ok(Response::token(grant))
+            }
+            Err(refusal) => {
+                audit_token(view, Err(&refusal));
+                Err(Unauthorized)
+            }
         }
     }
-}
-
-/// The policy, principal and context for a token caller.
-fn token_response(grant: &TokenGrant) -> AuthorizerResponse {
-    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
-    policy.version = Some(POLICY_VERSION.to_owned());
-    policy.statement = iam_statements(grant.policy.clone());
-    let mut resp = AuthorizerResponse::default();
-    resp.principal_id = Some(grant.claims.sub.clone());
-    resp.policy_document = policy;
-    resp.context = Value::Object(grant.context());
-    resp.usage_identifier_key = grant.usage_plan_key.clone();
-    resp
-}
-
-/// The API-key path.
-async fn decide_key(
-    store: &CachedStore,
-    view: &RequestView<'_>,
-) -> Result<AuthorizerResponse, Unauthorized> {
-    // The values as `&str`, on the stack: the reader refuses more than MAX_KEY_VALUES.
-    let mut slots = [""; MAX_KEY_VALUES];
-    let spilled: Vec<&str>;
-    let values: &[&str] = if view.api_key_values.len() <= MAX_KEY_VALUES {
-        for (slot, v) in slots.iter_mut().zip(&view.api_key_values) {
-            *slot = v.as_ref();
-        }
-        &slots[..view.api_key_values.len()]
-    } else {
-        spilled = view.api_key_values.iter().map(|v| v.as_ref()).collect();
-        &spilled
-    };
-    let current = match refuse_malformed(values) {
-        Ok(key) => store.current_for(&key, view.method_arn.as_deref()).await,
-        Err(reason) => {
-            let refused = Decision::Unauthorized {
-                reason,
-                key_id: None,
-                service: None,
-            };
-            audit(view, &refused);
-            return Err(Unauthorized);
-        }
-    };
-    let api_name = store.api_name(view.method_arn.as_deref()).await;
-    let decision = decide(
-        current.as_deref(),
-        &AuthRequest {
-            api_key_values: values,
-            method_arn: view.method_arn.as_deref(),
-            api_name: api_name.as_deref(),
-        },
-        store.now(),
-    );
-    audit(view, &decision);
-    match decision {
-        Decision::Allow(grant) => Ok(response(&grant)),
-        Decision::Unauthorized { .. } => Err(Unauthorized),
-    }
-}
-
-/// Refuses a missing, repeated or malformed key (format, length, checksum) before
-/// anything is loaded: such a request costs no SSM call, however many arrive.
-fn refuse_malformed(values: &[&str]) -> Result<service_auth::ApiKey, UnauthorizedReason> {
-    service_auth::decision::presented_key(values)
-}
-
-/// The policy, principal and context for an allowed caller.
-pub fn response(grant: &Grant) -> AuthorizerResponse {
-    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
-    policy.version = Some(POLICY_VERSION.to_owned());
-    policy.statement = iam_statements(grant.policy());
-    let context: Map<String, Value> = context::for_grant(grant)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), Value::String(v)))
-        .collect();
-    let mut resp = AuthorizerResponse::default();
-    resp.principal_id = Some(grant.service.service.clone());
-    resp.policy_document = policy;
-    resp.context = Value::Object(context);
-    resp.usage_identifier_key = grant.service.usage_plan_key.clone();
-    resp
-}
-
-/// Our policy as `aws_lambda_events` statements, moving its resource strings. The
-/// effect is always set from ours: `IamPolicyEffect::default()` is Allow, so no
-/// statement is ever built from Default.
-fn iam_statements(policy: Policy) -> Vec<IamPolicyStatement> {
-    policy
-        .statements
-        .into_iter()
-        .map(|s| {
-            let mut st = IamPolicyStatement::default();
-            st.effect = match s.effect {
-                Effect::Allow => IamPolicyEffect::Allow,
-                Effect::Deny => IamPolicyEffect::Deny,
-            };
-            st.action = vec![INVOKE_ACTION.to_owned()];
-            st.resource = s.resources;
-            st
-        })
-        .collect()
 }
 
 /// The one audit line per key decision, and its metrics. Never the key: only its id.
-fn audit(view: &RequestView<'_>, decision: &Decision) {
+fn audit(view: &RequestView, decision: &Decision) {
     let line = match decision {
         Decision::Allow(g) => AuditLine {
             outcome: if g.route_permitted { "allow" } else { "deny" },
@@ -393,7 +327,7 @@ fn audit(view: &RequestView<'_>, decision: &Decision) {
 
 /// The audit line and metrics of a token decision (or of a request refused before a
 /// path was chosen). Never the token: its id (`jti`) once it verified.
-fn audit_token(view: &RequestView<'_>, result: Result<&TokenGrant, &Refusal>) {
+fn audit_token(view: &RequestView, result: Result<&TokenGrant, &Refusal>) {
     let line = match result {
         Ok(g) => AuditLine {
             outcome: if g.route_permitted { "allow" } else { "deny" },
@@ -444,7 +378,7 @@ struct AuditLine<'a> {
 
 /// Writes one decision's audit line and counts it (`Decisions`; a refusal also in
 /// `Unauthorized` by reason and in [`REFUSALS_METRIC`]).
-fn record_decision(view: &RequestView<'_>, line: &AuditLine<'_>) {
+fn record_decision(view: &RequestView, line: &AuditLine<'_>) {
     let (token_id, signing_kid) = line.token.unzip();
     tracing::info!(
         event = "authorizer_decision",
@@ -460,7 +394,7 @@ fn record_decision(view: &RequestView<'_>, line: &AuditLine<'_>) {
         resource_path = view.resource.as_deref().unwrap_or(""),
         source_ip = view.source_ip.as_deref().unwrap_or(""),
         request_id = view.request_id.as_deref().unwrap_or(""),
-        correlation_id = view.correlation_id.as_ref(),
+        correlation_id = view.correlation_id.as_str(),
         "authorizer decision"
     );
     let service_dim = line.service.unwrap_or("unknown").to_owned();

@@ -19,6 +19,7 @@ pub mod config;
 pub mod event;
 pub mod handler;
 pub mod output;
+pub mod response;
 pub mod source;
 pub mod token;
 
@@ -27,40 +28,22 @@ use std::sync::Arc;
 pub use apis::{ApiNames, ApiNamesConfig};
 pub use config::{Accept, Config, ConfigError, SourceConfig, TokenConfig};
 
-pub use handler::{
-    handle, handle_json, handle_view, response, Authorizer, AuthorizerResponse, Unauthorized,
-};
+pub use event::Event;
+pub use handler::{handle, Authorizer, Unauthorized};
+pub use response::{AuthorizerResponse, Response};
 pub use source::{CachedStore, Clock, KeySource, LoadError};
 pub use token::TokenAuth;
 
 use keystore_ssm::SsmKeyStore;
 use service_auth::UnixTime;
 
-/// The development key store of this build: `Some` only with the cargo feature
-/// `dev-store`. A build for deployment has none: started with `SVCAUTH_KEY_SOURCE=dev`,
-/// it refuses every request and logs [`NO_DEV_STORE`].
-#[cfg(feature = "dev-store")]
-pub const DEV_STORE: Option<fn() -> KeySource> = Some(|| KeySource::Dev);
-#[cfg(not(feature = "dev-store"))]
-pub const DEV_STORE: Option<fn() -> KeySource> = None;
-
-/// Why a build without the development store refuses `SVCAUTH_KEY_SOURCE=dev`.
-pub const NO_DEV_STORE: &str = "SVCAUTH_KEY_SOURCE=dev, but this build has no development key store (a build for deployment never has one): set SVCAUTH_KEY_SOURCE=ssm (or file); for local runs build with `--features dev-store`";
-
 /// Builds the key source a configuration names. The SDK is set up only for `ssm`, with
 /// the per-attempt timeout, two attempts at most and the whole load bounded by the
-/// caller, so a slow SSM cannot eat Lambda's 10-second init.
+/// caller, so a slow SSM cannot eat Lambda's 10-second init. No source holds the
+/// development keys but the file of their hashes (`dev/dev-store.json`), read like any
+/// other file: a deployed function has no such file and reads `ssm`.
 pub async fn key_source(config: &Config) -> KeySource {
-    key_source_with(config, DEV_STORE).await
-}
-
-/// [`key_source`] with the development store given (`None`: as in a deployed build).
-pub async fn key_source_with(config: &Config, dev_store: Option<fn() -> KeySource>) -> KeySource {
     match &config.source {
-        SourceConfig::Dev => match dev_store {
-            Some(dev) => dev(),
-            None => KeySource::Misconfigured(NO_DEV_STORE.to_owned()),
-        },
         SourceConfig::Invalid(e) => KeySource::Misconfigured(e.clone()),
         SourceConfig::File(p) => KeySource::File(p.clone()),
         SourceConfig::Ssm {

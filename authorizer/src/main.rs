@@ -1,9 +1,8 @@
 //! Lambda entry point: configuration, the authorizer, runtime. Everything else is in
 //! the library (`authorizer::Authorizer`).
 
-use authorizer::event::Payload;
 use authorizer::output::InvocationOutput;
-use authorizer::{system_clock, Config};
+use authorizer::{system_clock, Config, Event};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main(flavor = "current_thread")]
@@ -23,9 +22,9 @@ async fn main() -> Result<(), Error> {
     let authorizer = &authorizer;
     // The runtime reads the event once, into the fields the decision needs.
     let output = &output;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Payload>| async move {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         output.begin();
-        let result = authorizer.handle_view(event.payload.0).await;
+        let result = authorizer.handle(event.payload).await;
         // The audit line and the metrics documents go out in one write.
         let _ = output.end(&mut std::io::stdout().lock(), |buf| {
             let _ = metrics.flush(buf);

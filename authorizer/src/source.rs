@@ -26,12 +26,10 @@ use std::time::{Duration, Instant};
 
 use keystore_ssm::{KeyLookup, SsmKeyStore, SsmStoreError};
 use service_auth::cache::{random_unit, Action, Backoff, RefreshPolicy, Slot, TokenBucket};
-#[cfg(feature = "dev-store")]
-use service_auth::dev::dev_documents;
 use service_auth::dev::parse_documents;
 use service_auth::record::DocumentError;
 use service_auth::store::StoreError;
-use service_auth::{ApiKey, KeyId, KeyStore, Markers, UnixTime};
+use service_auth::{KeyId, KeyStore, Markers, MethodArn, PresentedKey, UnixTime};
 use tokio::sync::Mutex;
 
 /// Key id lookups an instance may make at once before it waits for the full load.
@@ -49,10 +47,9 @@ const MAX_CACHED_KEY_IDS: usize = 4096;
 #[derive(Debug)]
 pub enum KeySource {
     Ssm(SsmKeyStore),
+    /// A JSON array of service documents (the development store is one:
+    /// `dev/dev-store.json`).
     File(PathBuf),
-    /// The development store: only in builds with the `dev-store` feature.
-    #[cfg(feature = "dev-store")]
-    Dev,
     /// The configuration is unusable: every load fails with this message, so every
     /// request is refused and the reason is logged, instead of a crash loop.
     Misconfigured(String),
@@ -79,8 +76,6 @@ impl KeySource {
         match self {
             Self::Ssm(_) => "ssm",
             Self::File(_) => "file",
-            #[cfg(feature = "dev-store")]
-            Self::Dev => "dev",
             Self::Misconfigured(_) => "misconfigured",
         }
     }
@@ -100,8 +95,6 @@ impl KeySource {
                         })?;
                 Ok(KeyStore::build(&parse_documents(&json)?, &[])?)
             }
-            #[cfg(feature = "dev-store")]
-            Self::Dev => Ok(KeyStore::build(&dev_documents()?, &[])?),
             Self::Misconfigured(msg) => Err(LoadError::Misconfigured(msg.clone())),
         }
     }
@@ -128,7 +121,7 @@ pub struct CachedStore {
     load_timeout: Duration,
     clock: Clock,
     apis: crate::apis::ApiNames,
-    /// Per-key state; `None`: every key is decided with the full load (file and dev
+    /// Per-key state; `None`: every key is decided with the full load (the file
     /// sources, or SSM with the index off).
     by_key: Option<Mutex<ByKey>>,
     /// Shared by every SSM read of this instance.
@@ -229,8 +222,8 @@ impl CachedStore {
     }
 
     /// The name of the API a method ARN is for (`None`: allow nothing there).
-    pub async fn api_name(&self, method_arn: Option<&str>) -> Option<Arc<str>> {
-        self.apis.name_for(method_arn, self.now()).await
+    pub async fn api_name(&self, arn: &MethodArn) -> Option<Arc<str>> {
+        self.apis.name_for(arn, self.now()).await
     }
 
     pub fn now(&self) -> UnixTime {
@@ -257,8 +250,8 @@ impl CachedStore {
     /// as the key's index entry when it is due.
     pub async fn current_for(
         &self,
-        key: &ApiKey,
-        method_arn: Option<&str>,
+        key: &PresentedKey<'_>,
+        method_arn: &MethodArn,
     ) -> Option<Arc<KeyStore>> {
         let (Some(by_key), KeySource::Ssm(ssm)) = (&self.by_key, &self.source) else {
             return self.current().await;
@@ -280,8 +273,8 @@ impl CachedStore {
         &self,
         by_key: &Mutex<ByKey>,
         ssm: &SsmKeyStore,
-        key: &ApiKey,
-        method_arn: Option<&str>,
+        key: &PresentedKey<'_>,
+        method_arn: &MethodArn,
         now: UnixTime,
     ) -> Found {
         let policy = self.policy;
@@ -412,7 +405,7 @@ impl CachedStore {
     }
 
     /// What the Lambda's init phase does: the full load when that is how keys are
-    /// decided (file, dev, SSM without the index); nothing with the index, where a
+    /// decided (file, SSM without the index); nothing with the index, where a
     /// cold instance reads only what its first key needs (two SSM calls), and the full
     /// load happens only if a key the index cannot answer arrives.
     pub async fn init(&self) {
@@ -499,7 +492,7 @@ impl CachedStore {
             Err(error) => {
                 metrics::counter!(LOADS_METRIC, "Result" => "failed").increment(1);
                 slot.failed(now);
-                // SSM only: a file or the dev store has no throughput to protect.
+                // SSM only: a file has no throughput to protect.
                 let backoff_ms = if matches!(self.source, KeySource::Ssm(_)) {
                     self.backoff_failed().as_millis() as u64
                 } else {

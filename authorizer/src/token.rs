@@ -27,7 +27,8 @@
 //! Nothing here logs or returns any part of a token: refusals are [`Refusal`]s with a
 //! reason code and, once the token verified, its id (`jti`) and service.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +36,6 @@ use std::time::Duration;
 
 use keystore_ssm::aws_sdk_ssm::Client;
 use keystore_ssm::{KeySetParameter, SsmKeyStore, StandingError, Standings};
-use serde_json::{Map, Value};
 use service_auth::cache::RefreshPolicy;
 use service_auth::context::{AUTHENTICATED_BY, KEY_ID, SERVICE_ID};
 use service_auth::policy::Policy;
@@ -88,7 +88,7 @@ impl BearerError {
 
 /// The token of `Authorization: Bearer <token>`; the scheme in any case, separated by
 /// spaces or tabs, surrounding whitespace ignored.
-pub fn bearer<'v>(authorization: &'v Authorization<'_>) -> Result<&'v str, BearerError> {
+pub fn bearer(authorization: &Authorization) -> Result<&str, BearerError> {
     let value = match authorization {
         Authorization::Absent => return Err(BearerError::Missing),
         Authorization::Repeated => return Err(BearerError::Repeated),
@@ -302,13 +302,29 @@ pub const DEFAULT_VERIFIED_CACHE_CAPACITY: usize = 1024;
 /// Only what the signature settles is remembered: that these claims were signed by
 /// the key `kid`. Everything else is checked again on every use (see
 /// [`TokenAuth::decide`]). Only tokens the verifier accepted are inserted, so filling
-/// it takes validly signed tokens, never made-up ones. Bounded: when full, expired
-/// entries go first, then an arbitrary one.
+/// it takes validly signed tokens, never made-up ones.
+///
+/// Bounded, and O(1) when full: entries are kept in the order they were inserted
+/// (tokens of one issuer live about as long as each other, so that is roughly the
+/// order they expire in). An insert into a full cache drops expired entries from the
+/// oldest end, at most [`EXPIRED_SWEEP`] of them, and when none was expired the
+/// oldest entry.
 pub struct VerifiedTokens {
     capacity: usize,
     /// Entries stay usable until `exp + leeway`.
     leeway_secs: u64,
-    entries: Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>,
+    entries: Mutex<Entries>,
+}
+
+/// Most expired entries one insert drops (each insert's work stays bounded; every
+/// entry is dropped once, so the sweeps cost O(1) per insert overall).
+pub const EXPIRED_SWEEP: usize = 8;
+
+/// The map, and its keys from oldest to newest insert (each key once).
+#[derive(Default)]
+struct Entries {
+    map: HashMap<[u8; 32], Arc<VerifiedToken>>,
+    order: VecDeque<[u8; 32]>,
 }
 
 impl VerifiedTokens {
@@ -317,7 +333,10 @@ impl VerifiedTokens {
         Self {
             capacity,
             leeway_secs,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries {
+                map: HashMap::with_capacity(capacity),
+                order: VecDeque::with_capacity(capacity),
+            }),
         }
     }
 
@@ -327,7 +346,7 @@ impl VerifiedTokens {
     }
 
     pub fn get(&self, digest: &[u8; 32]) -> Option<Arc<VerifiedToken>> {
-        self.lock().get(digest).cloned()
+        self.lock().map.get(digest).cloned()
     }
 
     pub fn insert(&self, digest: [u8; 32], verified: Arc<VerifiedToken>, now: UnixTime) {
@@ -335,29 +354,47 @@ impl VerifiedTokens {
             return;
         }
         let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&digest) {
+        let Entries { map, order } = &mut *entries;
+        if let Some(slot) = map.get_mut(&digest) {
+            *slot = verified;
+            return;
+        }
+        if map.len() >= self.capacity {
             let leeway = self.leeway_secs;
-            entries.retain(|_, v| now.0 < v.claims.exp.saturating_add(leeway));
-            if entries.len() >= self.capacity {
-                if let Some(any) = entries.keys().next().copied() {
-                    entries.remove(&any);
+            let expired = |v: &VerifiedToken| now.0 >= v.claims.exp.saturating_add(leeway);
+            let mut dropped = 0;
+            while dropped < EXPIRED_SWEEP {
+                match order.front().and_then(|d| map.get(d)) {
+                    Some(v) if expired(v) => {}
+                    _ => break,
+                }
+                if let Some(oldest) = order.pop_front() {
+                    map.remove(&oldest);
+                }
+                dropped += 1;
+            }
+            if dropped == 0 {
+                if let Some(oldest) = order.pop_front() {
+                    map.remove(&oldest);
                 }
             }
         }
-        entries.insert(digest, verified);
+        map.insert(digest, verified);
+        order.push_back(digest);
     }
 
     /// Tokens held now.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<VerifiedToken>>> {
-        // The map is consistent after any panic (each change is one call): keep it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // The entries are consistent after any panic (no call can panic between the
+        // changes of one insert): keep them.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -456,7 +493,7 @@ impl TokenAuth {
             None => Vec::new(),
         };
         let suffix = arn.route_suffix();
-        let route_permitted = routes.iter().any(|p| p.matches_suffix(&suffix));
+        let route_permitted = routes.iter().any(|p| p.matches_suffix(suffix));
         Ok(TokenGrant {
             policy: Policy::for_service(&routes, arn),
             route_permitted,
@@ -518,19 +555,21 @@ impl TokenGrant {
     /// The context backends read: `serviceId` and `authenticatedBy` as for key
     /// callers, plus the token's id, expiry and proof; `keyId` only when the proof was
     /// an API key (its id, never the key).
-    pub fn context(&self) -> Map<String, Value> {
+    pub fn context_entries(&self) -> impl Iterator<Item = (&'static str, Cow<'_, str>)> {
         let c = &self.claims;
-        let mut ctx = Map::with_capacity(6);
-        let mut put = |k: &str, v: String| ctx.insert(k.to_owned(), Value::String(v));
-        put(SERVICE_ID, c.sub.clone());
-        put(AUTHENTICATED_BY, AUTHENTICATED_BY_TOKEN.to_owned());
-        put(TOKEN_ID, c.jti.clone());
-        put(TOKEN_EXPIRES_AT, UnixTime(c.exp).to_rfc3339());
-        put(TOKEN_PROOF, c.proof.method_name().to_owned());
-        if let Proof::ApiKey { key_id } = &c.proof {
-            put(KEY_ID, key_id.clone());
-        }
-        ctx
+        [
+            Some((SERVICE_ID, Cow::Borrowed(c.sub.as_str()))),
+            Some((AUTHENTICATED_BY, Cow::Borrowed(AUTHENTICATED_BY_TOKEN))),
+            Some((TOKEN_ID, Cow::Borrowed(c.jti.as_str()))),
+            Some((TOKEN_EXPIRES_AT, Cow::Owned(UnixTime(c.exp).to_rfc3339()))),
+            Some((TOKEN_PROOF, Cow::Borrowed(c.proof.method_name()))),
+            match &c.proof {
+                Proof::ApiKey { key_id } => Some((KEY_ID, Cow::Borrowed(key_id.as_str()))),
+                Proof::Iam { .. } => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -540,11 +579,10 @@ pub type SharedTokenAuth = Arc<TokenAuth>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
 
     #[test]
     fn bearer_table() {
-        let one = |s: &'static str| Authorization::One(Cow::Borrowed(s));
+        let one = |s: &'static str| Authorization::One(s.into());
         let cases: Vec<(Authorization, Result<&str, BearerError>)> = vec![
             (one("Bearer abc.def.ghi"), Ok("abc.def.ghi")),
             (one("bearer abc"), Ok("abc")),
@@ -631,6 +669,39 @@ mod tests {
         let none = VerifiedTokens::new(0, 30);
         none.insert(VerifiedTokens::digest("t"), verified(0, 10_600), now);
         assert!(none.is_empty());
+    }
+
+    /// When full, an insert drops the oldest entry (none expired), or the expired ones
+    /// at the oldest end, never more than EXPIRED_SWEEP at once; a token inserted again
+    /// is one entry.
+    #[test]
+    fn a_full_verified_token_cache_drops_from_its_oldest_end() {
+        let now = UnixTime(10_000);
+        let d = |name: &str| VerifiedTokens::digest(name);
+        let cache = VerifiedTokens::new(2, 30);
+        for _ in 0..3 {
+            cache.insert(d("a"), verified(1, 10_600), now);
+        }
+        cache.insert(d("b"), verified(2, 10_600), now);
+        assert_eq!(cache.len(), 2);
+        cache.insert(d("c"), verified(3, 10_600), now);
+        assert!(cache.get(&d("a")).is_none(), "the oldest goes");
+        assert!(cache.get(&d("b")).is_some() && cache.get(&d("c")).is_some());
+        cache.insert(d("d"), verified(4, 10_600), now);
+        assert!(cache.get(&d("b")).is_none());
+        assert_eq!(cache.len(), 2);
+
+        // Twenty expired entries, then a full cache's inserts: each drops at most
+        // EXPIRED_SWEEP of them.
+        let full = VerifiedTokens::new(20, 30);
+        for n in 0..20u64 {
+            full.insert(d(&format!("old-{n}")), verified(n, 9_970), now);
+        }
+        full.insert(d("new-1"), verified(100, 10_600), now);
+        assert_eq!(full.len(), 20 - EXPIRED_SWEEP + 1);
+        full.insert(d("new-2"), verified(101, 10_600), now);
+        assert_eq!(full.len(), 20 - EXPIRED_SWEEP + 2);
+        assert!(full.get(&d("new-1")).is_some() && full.get(&d("new-2")).is_some());
     }
 
     #[test]

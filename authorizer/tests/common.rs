@@ -56,8 +56,14 @@ pub fn store(source: KeySource, clock: &TestClock) -> CachedStore {
     ))
 }
 
+/// The development keys' hashes, read as a file (`dev/dev-store.json`), as every
+/// local run reads them.
+pub fn dev_store_file() -> PathBuf {
+    repo_root().join("dev/dev-store.json")
+}
+
 pub fn dev_store() -> CachedStore {
-    store(KeySource::Dev, &TestClock::at(NOW))
+    store(KeySource::File(dev_store_file()), &TestClock::at(NOW))
 }
 
 /// What the log subscriber of [`capture`] writes, kept for the test to read.

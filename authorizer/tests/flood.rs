@@ -153,7 +153,7 @@ async fn a_cold_instance_answers_an_indexed_key_with_two_ssm_calls_whatever_the_
     let resp = handle(&cold, &request(keys[42].expose_secret()))
         .await
         .unwrap();
-    assert_eq!(resp.principal_id.as_deref(), Some("svc-042"));
+    assert_eq!(resp.principal_id(), "svc-042");
     assert_eq!(faults.total_calls(), 2, "{faults:?}");
     assert_eq!(faults.calls("GetParameters"), 1);
     assert_eq!(faults.calls("GetParameter"), 1);
@@ -182,7 +182,7 @@ async fn a_cold_instance_answers_an_indexed_key_with_two_ssm_calls_whatever_the_
     let resp = handle(&deployed, &request(keys[5].expose_secret()))
         .await
         .unwrap();
-    let statements = serde_json::to_value(&resp.policy_document).unwrap();
+    let statements = serde_json::to_value(resp.to_aws().policy_document).unwrap();
     assert!(
         statements.to_string().contains("/GET/internal/users/*"),
         "the API's name was not known: {statements}"
@@ -228,7 +228,7 @@ async fn keys_without_an_index_entry_are_answered_by_one_full_load() {
     let cold = instance(c.clone(), &clock, RefreshPolicy::default());
     for k in &keys {
         let resp = handle(&cold, &request(k.expose_secret())).await.unwrap();
-        assert!(resp.principal_id.is_some());
+        assert!(!resp.principal_id().is_empty());
     }
     // One lookup found nothing, one full load (2 pages, 2 marker reads); every other
     // key, and every unknown one, from memory.

@@ -163,7 +163,7 @@ fn store_with_broken_file() -> authorizer::CachedStore {
 /// whole header value: a key with a trailing control character reached the logs. Only
 /// the error's kind is logged now.
 #[test]
-fn item6_malformed_event_logs_only_the_error_kind() {
+fn malformed_event_logs_only_the_error_kind() {
     let key = dev_key("tutor-service");
     let body = key[key.len() - 49..].to_owned();
     let mut events = Vec::new();

@@ -50,7 +50,7 @@ fn dimensions(doc: &Value) -> Vec<&str> {
 // runtime, so holding it across an await blocks nobody else's work.
 #[allow(clippy::await_holding_lock)]
 #[tokio::test]
-async fn item5_a_rejected_parameter_is_logged_by_name_and_counted_for_an_alarm() {
+async fn a_rejected_parameter_is_logged_by_name_and_counted_for_an_alarm() {
     use keystore_ssm::aws_sdk_ssm::types::ParameterType;
     let (collector, _turn) = collector();
     let moto = test_support::MotoServer::start();
@@ -254,8 +254,7 @@ async fn decisions_are_emitted_as_emf_by_outcome_and_service() {
         .is_empty());
 }
 
-#[path = "../../libs/service-token/tests/common/mod.rs"]
-mod signer;
+use test_support::token_signer as signer;
 
 #[allow(clippy::await_holding_lock)]
 #[tokio::test]

@@ -2,9 +2,8 @@
 //! test is named after the finding it closes.
 
 use crate::common::*;
-use std::process::Command;
 
-use authorizer::{handle, handle_json, key_source_with, Config, LoadError, NO_DEV_STORE};
+use authorizer::{handle, key_source, Config, ConfigError, LoadError};
 use serde_json::{json, Value};
 
 /// Item 6: a path holding `*` or `?` (legal in an email's local part) made a valid key
@@ -29,8 +28,8 @@ async fn item6_path_with_star_or_question_mark_gets_the_callers_policy() {
             .await
             .unwrap_or_else(|_| panic!("{path}: a valid key was refused"));
         assert_eq!(
-            serde_json::to_value(&resp.policy_document).unwrap(),
-            serde_json::to_value(&plain.policy_document).unwrap(),
+            resp.to_aws().policy_document,
+            plain.to_aws().policy_document,
             "{path}"
         );
     }
@@ -41,88 +40,87 @@ async fn item6_path_with_star_or_question_mark_gets_the_callers_policy() {
     assert!(handle(&store, &ev).await.is_err());
 }
 
-/// `cargo tree` at the workspace root, offline and for this machine (see events.rs).
-fn cargo_tree(args: &[&str]) -> String {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let rustc = Command::new("rustc")
-        .arg("-vV")
-        .output()
-        .expect("rustc -vV");
-    let version = String::from_utf8_lossy(&rustc.stdout).into_owned();
-    let host = version
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .expect("rustc -vV names the host triple");
-    let out = Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "--locked",
-            "--prefix",
-            "none",
-            "--target",
-            host,
-        ])
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("cargo tree");
-    assert!(
-        out.status.success(),
-        "cargo tree: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// The hex SHA-256 hashes of the development keys (`dev/dev-store.json`).
+fn dev_key_hashes() -> Vec<String> {
+    let docs = read_json(&dev_store_file());
+    let hashes: Vec<String> = docs
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["keys"].as_array().unwrap().iter())
+        .map(|k| k["sha256"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(hashes.len(), 5, "the development store's five keys");
+    hashes
 }
 
-/// Item 6: the development store must not exist in what `sam build` deploys. `sam
-/// build` runs `cargo lambda build --release --arm64 --bin authorizer` at the workspace
-/// root: the features it resolves (no `-p`, no dev-dependencies) leave `dev-store` off,
-/// while a member that asks for it (the local gateway) gets it, so the check is real.
+/// Every run of exactly 64 lowercase hex digits in `bytes`.
+fn hex64_runs(bytes: &[u8]) -> std::collections::HashSet<&[u8]> {
+    let mut runs = std::collections::HashSet::new();
+    let mut start = 0;
+    for (i, b) in bytes.iter().chain(std::iter::once(&0)).enumerate() {
+        if !matches!(b, b'0'..=b'9' | b'a'..=b'f') {
+            if i - start == 64 {
+                runs.insert(&bytes[start..i]);
+            }
+            start = i + 1;
+        }
+    }
+    runs
+}
+
+/// Item 6: the development keys are never in a build. The authorizer binary (this
+/// crate's only binary, the one `sam build` packages alone) holds none of their
+/// hashes: the development store is a file (`dev/dev-store.json`), read like any
+/// store file, and a deployed function has no such file. (It used to be embedded
+/// behind a cargo feature, kept out of the deployed build by the workspace's
+/// `default-members`; this crate's tests enabled it, so this binary held them.)
 #[test]
-fn item6_dev_store_is_not_in_the_deploy_build() {
-    let deploy = cargo_tree(&["-e", "normal,build,features", "-i", "authorizer"]);
-    assert!(
-        deploy.contains("authorizer v"),
-        "the root build builds the authorizer: {deploy}"
-    );
-    assert!(
-        !deploy.contains("authorizer feature \"dev-store\""),
-        "a root build (sam build) would have the development store:\n{deploy}"
-    );
-    let gateway = cargo_tree(&[
-        "-p",
-        "local-gateway",
-        "-e",
-        "normal,build,features",
-        "-i",
-        "authorizer",
-    ]);
-    assert!(
-        gateway.contains("authorizer feature \"dev-store\""),
-        "{gateway}"
-    );
+fn item6_no_build_holds_the_development_keys() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_authorizer")).expect("the authorizer binary");
+    let runs = hex64_runs(&binary);
+    for hash in dev_key_hashes() {
+        assert!(
+            !runs.contains(hash.as_bytes()),
+            "the authorizer binary holds the development key hash {hash}"
+        );
+    }
+    // The scan finds a hash where there is one.
+    let text = std::fs::read(dev_store_file()).unwrap();
+    assert_eq!(hex64_runs(&text).len(), 5);
 }
 
-/// Item 6: a build without the development store, started with `SVCAUTH_KEY_SOURCE=dev`,
-/// refuses every request and says why (the load error is logged on every attempt).
+/// Item 6: `SVCAUTH_KEY_SOURCE=dev` names no store in any build: the authorizer starts,
+/// refuses every request, the development keys included, and says how to read them
+/// for a local run (the file).
 #[tokio::test]
-async fn item6_without_the_dev_store_dev_refuses_everything_and_says_why() {
-    let config =
-        Config::from_lookup(|k| (k == "SVCAUTH_KEY_SOURCE").then(|| "dev".into())).unwrap();
-    // `None`: what `authorizer::DEV_STORE` is in a build without the feature.
-    let source = key_source_with(&config, None).await;
+async fn item6_dev_source_refuses_everything_and_says_why() {
+    let lookup = |k: &str| (k == "SVCAUTH_KEY_SOURCE").then(|| "dev".to_owned());
+    assert_eq!(Config::from_lookup(lookup), Err(ConfigError::DevSource));
+    let config = Config::from_lookup_or_refusing(lookup);
+    let source = key_source(&config).await;
     match source.load(service_auth::UnixTime::now()).await {
         Err(LoadError::Misconfigured(msg)) => {
-            assert_eq!(msg, NO_DEV_STORE);
-            assert!(msg.contains("SVCAUTH_KEY_SOURCE=ssm"), "{msg}");
+            assert_eq!(msg, ConfigError::DevSource.to_string());
+            assert!(
+                msg.contains("SVCAUTH_KEYS_FILE=dev/dev-store.json"),
+                "{msg}"
+            );
         }
-        other => panic!("a build without the dev store loaded {other:?}"),
+        other => panic!("SVCAUTH_KEY_SOURCE=dev loaded {other:?}"),
     }
     let store = store(source, &TestClock::at(NOW));
     store.reload_now().await;
-    for name in ["authorizer-valid-key", "authorizer-admin-key"] {
+    for name in [
+        "authorizer-valid-key",
+        "authorizer-admin-key",
+        "authorizer-legacy-key",
+    ] {
         assert!(handle(&store, &event(name)).await.is_err(), "{name}");
+    }
+    // The same events with the development store read as its file: allowed.
+    for name in ["authorizer-valid-key", "authorizer-admin-key"] {
+        assert!(handle(&dev_store(), &event(name)).await.is_ok(), "{name}");
     }
 }
 
@@ -133,8 +131,8 @@ async fn item6_without_the_dev_store_dev_refuses_everything_and_says_why() {
 async fn item7_event_read_once_from_its_json_sees_every_key_value() {
     let store = dev_store();
     let text = serde_json::to_string(&event("authorizer-valid-key")).unwrap();
-    let resp = handle_json(&store, text.as_bytes()).await.unwrap();
-    assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
+    let resp = handle(&store, text.as_bytes()).await.unwrap();
+    assert_eq!(resp.principal_id(), "tutor-service");
     // The same answer as through the Value entry point.
     let via_value = handle(&store, &event("authorizer-valid-key"))
         .await
@@ -156,7 +154,7 @@ async fn item7_event_read_once_from_its_json_sees_every_key_value() {
     let parsed: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(parsed["headers"]["x-service-api-key"], json!(tutor));
     assert!(
-        handle_json(&store, text.as_bytes()).await.is_err(),
+        handle(&store, text.as_bytes()).await.is_err(),
         "two keys in one header map must be refused"
     );
 }

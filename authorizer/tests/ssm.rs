@@ -85,7 +85,7 @@ async fn keys_stored_as_securestring_are_loaded_and_decided_on() {
     let clock = TestClock::at(NOW);
     let store = store(ssm_source(c), &clock);
     let resp = handle(&store, &request(key.expose_secret())).await.unwrap();
-    assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
+    assert_eq!(resp.principal_id(), "tutor-service");
     let other = ApiKey::generate(Some("test")).unwrap();
     assert!(handle(&store, &request(other.expose_secret()))
         .await
@@ -105,7 +105,7 @@ fn doc_of(service: &str, keys: &[&ApiKey]) -> ServiceDocument {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item5_one_bad_parameter_refuses_only_its_service() {
+async fn one_bad_parameter_refuses_only_its_service() {
     let moto = MotoServer::start();
     let c = moto_ssm_client(&moto.endpoint());
     let good = ApiKey::generate(Some("test")).unwrap();
@@ -182,7 +182,7 @@ async fn item5_one_bad_parameter_refuses_only_its_service() {
     let resp = handle(&store, &request(good.expose_secret()))
         .await
         .unwrap();
-    assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
+    assert_eq!(resp.principal_id(), "tutor-service");
     assert!(handle(&store, &request(&legacy_tutor)).await.is_ok());
     for refused in [
         plain.expose_secret(),
@@ -195,7 +195,7 @@ async fn item5_one_bad_parameter_refuses_only_its_service() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item5_a_document_the_authorizer_cannot_decrypt_refuses_only_its_service() {
+async fn a_document_the_authorizer_cannot_decrypt_refuses_only_its_service() {
     let moto = MotoServer::start();
     let faults = SsmFaults::new();
     let c = faults.client(&moto.endpoint());
@@ -233,7 +233,7 @@ async fn item5_a_document_the_authorizer_cannot_decrypt_refuses_only_its_service
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item5_a_document_that_breaks_refuses_its_service_only_until_fixed() {
+async fn a_document_that_breaks_refuses_its_service_only_until_fixed() {
     let moto = MotoServer::start();
     let c = moto_ssm_client(&moto.endpoint());
     let key = ApiKey::generate(Some("test")).unwrap();
@@ -384,8 +384,8 @@ async fn the_legacy_parameter_is_accepted_and_hashed() {
     let clock = TestClock::at(NOW);
     let store = store(source, &clock);
     let resp = handle(&store, &request(&legacy_key)).await.unwrap();
-    assert_eq!(resp.principal_id.as_deref(), Some("tutor-service"));
-    assert_eq!(resp.context["authenticatedBy"], "api-key");
+    assert_eq!(resp.principal_id(), "tutor-service");
+    assert_eq!(resp.to_aws().context["authenticatedBy"], "api-key");
 }
 
 /// Issue 16 §2: the API registry entry is trusted only as a SecureString (what `svcauth
@@ -421,7 +421,7 @@ fn a_string_api_registry_entry_is_never_trusted() {
                 service_auth::cache::RefreshPolicy::default(),
             ))
         };
-        let allows = |resp: Result<authorizer::AuthorizerResponse, authorizer::Unauthorized>| {
+        let allows = |resp: Result<authorizer::Response, authorizer::Unauthorized>| {
             let v = serde_json::to_value(resp.expect("the key authenticates")).unwrap();
             v["policyDocument"]["Statement"]
                 .as_array()

@@ -6,11 +6,10 @@
 //! `kid` at most once per 30 s.
 //!
 //! Tokens are signed with real P-256 keys made by aws-lc-rs (the test signer of
-//! `libs/service-token`), verified by the authorizer with `jsonwebtoken`.
+//! `test-support`), verified by the authorizer with `jsonwebtoken`.
 
 mod common;
-#[path = "../../libs/service-token/tests/common/mod.rs"]
-mod signer;
+use test_support::token_signer as signer;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! context value into a string for the backend, and fails the request with a 500 on an
 //! array or object.
 
+use std::borrow::Cow;
+
 use crate::decision::Grant;
 
 /// Calling service name.
@@ -26,15 +28,23 @@ pub const TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
 /// is that key's id) or `iam`.
 pub const TOKEN_PROOF: &str = "tokenProof";
 
-/// The context entries for an allowed caller. Depends on the caller only, so it is
-/// safe to cache with the policy.
+/// The context entries for an allowed caller, borrowed from its grant (only the key's
+/// expiry is written out). Depends on the caller only, so it is safe to cache with the
+/// policy.
+pub fn entries(grant: &Grant) -> impl Iterator<Item = (&'static str, Cow<'_, str>)> {
+    [
+        Some((SERVICE_ID, Cow::Borrowed(grant.service.service.as_str()))),
+        Some((AUTHENTICATED_BY, Cow::Borrowed(AUTHENTICATED_BY_API_KEY))),
+        Some((KEY_ID, Cow::Borrowed(grant.key_id.as_str()))),
+        grant
+            .expires
+            .map(|e| (KEY_EXPIRES_AT, Cow::Owned(e.to_rfc3339()))),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// [`entries`], owned.
 pub fn for_grant(grant: &Grant) -> Vec<(&'static str, String)> {
-    let mut ctx = Vec::with_capacity(4);
-    ctx.push((SERVICE_ID, grant.service.service.clone()));
-    ctx.push((AUTHENTICATED_BY, AUTHENTICATED_BY_API_KEY.to_owned()));
-    ctx.push((KEY_ID, grant.key_id.as_str().to_owned()));
-    if let Some(e) = grant.expires {
-        ctx.push((KEY_EXPIRES_AT, e.to_rfc3339()));
-    }
-    ctx
+    entries(grant).map(|(k, v)| (k, v.into_owned())).collect()
 }

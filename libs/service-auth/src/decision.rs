@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::key::{ApiKey, KeyFormatError, KeyId};
+use crate::key::{KeyFormatError, KeyId, PresentedKey};
 use crate::method_arn::{MethodArn, MethodArnError};
 use crate::permissions::RoutePattern;
-use crate::policy::Policy;
+use crate::policy::{Policy, StagePolicy};
 use crate::record::{KeyStatus, UnixTime};
 use crate::store::{KeyStore, ServiceGrant};
 
@@ -81,7 +81,12 @@ impl Grant {
     /// The policy for this caller on this API stage: the same for every route, and
     /// an explicit Deny of the stage on an API the caller is not granted.
     pub fn policy(&self) -> Policy {
-        Policy::for_service(self.routes(), &self.method_arn)
+        self.stage_policy().build()
+    }
+
+    /// [`Grant::policy`], not built (written straight into a response).
+    pub fn stage_policy(&self) -> StagePolicy<'_> {
+        StagePolicy::new(self.routes(), &self.method_arn)
     }
 }
 
@@ -105,6 +110,21 @@ impl Decision {
             service: None,
         }
     }
+
+    /// A refusal of a well-formed key: names its id (never the key) and, when known,
+    /// its service. The presented key's id costs a second SHA-256: computed only when
+    /// refusing (an allowed key's id comes from its record).
+    pub fn refused(
+        reason: UnauthorizedReason,
+        key: &PresentedKey<'_>,
+        service: Option<&str>,
+    ) -> Self {
+        Self::Unauthorized {
+            reason,
+            key_id: Some(key.key_id()),
+            service: service.map(str::to_owned),
+        }
+    }
 }
 
 /// Decides one request. `store` is `None` when no usable store is loaded: fail closed.
@@ -113,37 +133,42 @@ pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) ->
         Ok(k) => k,
         Err(reason) => return Decision::unauthorized(reason),
     };
-    // The presented key's id costs a second SHA-256: computed only when refusing (an
-    // allowed key's id comes from its record).
-    let unauthorized = |reason, service: Option<&str>| Decision::Unauthorized {
-        reason,
-        key_id: Some(key.key_id()),
-        service: service.map(str::to_owned),
-    };
-    let method_arn = match MethodArn::parse(req.method_arn.unwrap_or_default()) {
-        Ok(a) => a,
-        Err(e) => return unauthorized(UnauthorizedReason::MalformedMethodArn(e), None),
-    };
+    match MethodArn::parse(req.method_arn.unwrap_or_default()) {
+        Ok(arn) => decide_key(store, &key, arn, req.api_name, now),
+        Err(e) => Decision::refused(UnauthorizedReason::MalformedMethodArn(e), &key, None),
+    }
+}
+
+/// [`decide`] for a key and a method ARN already read: the authorizer reads both once,
+/// before it loads anything ([`presented_key`], [`MethodArn::parse_owned`]), and a
+/// malformed one is refused there as [`decide`] refuses it.
+pub fn decide_key(
+    store: Option<&KeyStore>,
+    key: &PresentedKey<'_>,
+    method_arn: MethodArn,
+    api_name: Option<&str>,
+    now: UnixTime,
+) -> Decision {
     let Some(store) = store else {
-        return unauthorized(UnauthorizedReason::StoreUnavailable, None);
+        return Decision::refused(UnauthorizedReason::StoreUnavailable, key, None);
     };
     let Some(entry) = store.lookup(&key.hash()) else {
-        return unauthorized(UnauthorizedReason::UnknownKey, None);
+        return Decision::refused(UnauthorizedReason::UnknownKey, key, None);
     };
     let service = Some(entry.grant.service.as_str());
     if entry.status == KeyStatus::Revoked {
-        return unauthorized(UnauthorizedReason::RevokedKey, service);
+        return Decision::refused(UnauthorizedReason::RevokedKey, key, service);
     }
     if entry.expires.is_some_and(|e| now >= e) {
-        return unauthorized(UnauthorizedReason::ExpiredKey, service);
+        return Decision::refused(UnauthorizedReason::ExpiredKey, key, service);
     }
-    let api_index = req.api_name.and_then(|a| entry.grant.api_index(a));
+    let api_index = api_name.and_then(|a| entry.grant.api_index(a));
     let suffix = method_arn.route_suffix();
     let route_permitted = entry
         .grant
         .routes_at(api_index)
         .iter()
-        .any(|p| p.matches_suffix(&suffix));
+        .any(|p| p.matches_suffix(suffix));
     Decision::Allow(Grant {
         service: entry.grant.clone(),
         key_id: entry.key_id.clone(),
@@ -158,13 +183,13 @@ pub fn decide(store: Option<&KeyStore>, req: &AuthRequest<'_>, now: UnixTime) ->
 /// The one key presented, parsed (format, length, checksum), or the refusal when
 /// there is none, two, or one that is not a key. No store is needed for this: the
 /// authorizer calls it before it loads anything, so a malformed key costs no SSM call.
-pub fn presented_key(values: &[&str]) -> Result<ApiKey, UnauthorizedReason> {
+pub fn presented_key<'a>(values: &[&'a str]) -> Result<PresentedKey<'a>, UnauthorizedReason> {
     let presented = match distinct_value(values) {
         Ok(Some(v)) => v,
         Ok(None) => return Err(UnauthorizedReason::MissingKey),
         Err(()) => return Err(UnauthorizedReason::DuplicateKey),
     };
-    ApiKey::parse(presented).map_err(UnauthorizedReason::MalformedKey)
+    PresentedKey::parse(presented).map_err(UnauthorizedReason::MalformedKey)
 }
 
 /// The one non-empty value presented, `Ok(None)` when there is none, `Err` when two
@@ -189,6 +214,7 @@ fn distinct_value<'a>(values: &[&'a str]) -> Result<Option<&'a str>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::ApiKey;
     use crate::record::{ApiGrant, KeyRecord, ServiceDocument};
 
     const ARN: &str =
@@ -291,7 +317,7 @@ mod tests {
     /// attached to. On an API the caller is not granted (or one whose id is not
     /// registered under a name), the policy now allows nothing, for every route.
     #[test]
-    fn item4_a_caller_is_allowed_nothing_on_an_api_it_is_not_granted() {
+    fn a_caller_is_allowed_nothing_on_an_api_it_is_not_granted() {
         let f = fixture();
         let key = f.active.expose_secret();
         for api in [Some("billing"), None] {

@@ -79,14 +79,16 @@ pub enum KeyFormat {
 /// from memory on drop. [`ApiKey::expose_secret`] is the one way to read it.
 pub struct ApiKey {
     secret: Zeroizing<String>,
-    format: KeyFormat,
+    /// Of the original design ([`KeyFormat::Legacy`]); else a product key, whose
+    /// environment tag is read from the key when asked ([`ApiKey::format`]).
+    legacy: bool,
 }
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKey")
             .field("key_id", &self.key_id())
-            .field("format", &self.format)
+            .field("format", &self.format())
             .finish_non_exhaustive()
     }
 }
@@ -94,10 +96,10 @@ impl fmt::Debug for ApiKey {
 impl ApiKey {
     /// Parses and validates a presented key (format, alphabet, checksum). Does no lookup.
     pub fn parse(presented: &str) -> Result<Self, KeyFormatError> {
-        let format = check_format(presented)?;
+        let legacy = check_format(presented)? == Checked::Legacy;
         Ok(Self {
             secret: Zeroizing::new(presented.to_owned()),
-            format,
+            legacy,
         })
     }
 
@@ -133,13 +135,10 @@ impl ApiKey {
             }
         }
         let checksum = checksum(key.as_bytes());
-        key.push_str(&checksum);
-        let format = KeyFormat::Product {
-            env: env.map(str::to_owned),
-        };
+        key.extend(checksum.iter().map(|&b| char::from(b)));
         Ok(Self {
             secret: key,
-            format,
+            legacy: false,
         })
     }
 
@@ -148,27 +147,79 @@ impl ApiKey {
         &self.secret
     }
 
-    pub fn format(&self) -> &KeyFormat {
-        &self.format
+    pub fn format(&self) -> KeyFormat {
+        if self.legacy {
+            return KeyFormat::Legacy;
+        }
+        // A product key: `svcauth_[env_]body`, the body holding no `_`.
+        let rest = self.secret.strip_prefix(PRODUCT_PREFIX).unwrap_or_default();
+        KeyFormat::Product {
+            env: rest.split_once('_').map(|(env, _)| env.to_owned()),
+        }
     }
 
     /// SHA-256 of the key: the only form a key is ever stored in.
     pub fn hash(&self) -> KeyHash {
-        KeyHash(Sha256::digest(self.secret.as_bytes()).into())
+        hash_of(&self.secret)
     }
 
     /// The non-secret id shown in logs, lists and the authorizer context.
     pub fn key_id(&self) -> KeyId {
-        let digest = Sha256::new()
-            .chain_update(KEY_ID_DOMAIN)
-            .chain_update(self.secret.as_bytes())
-            .finalize();
-        KeyId::from_digest_prefix(&digest[..8])
+        key_id_of(&self.secret)
     }
 }
 
-/// Checks a presented key without keeping it.
-fn check_format(presented: &str) -> Result<KeyFormat, KeyFormatError> {
+/// A key as presented in a request, checked as [`ApiKey::parse`] checks it (format,
+/// alphabet, checksum) and borrowed from the request, never copied: what the
+/// authorizer decides with. Redacted `Debug`, no `Display`, no `Serialize`.
+#[derive(Clone, Copy)]
+pub struct PresentedKey<'a>(&'a str);
+
+impl fmt::Debug for PresentedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PresentedKey").field(&self.key_id()).finish()
+    }
+}
+
+impl<'a> PresentedKey<'a> {
+    /// Checks a presented key (format, alphabet, checksum). Does no lookup.
+    pub fn parse(presented: &'a str) -> Result<Self, KeyFormatError> {
+        check_format(presented)?;
+        Ok(Self(presented))
+    }
+
+    /// SHA-256 of the key, as [`ApiKey::hash`].
+    pub fn hash(&self) -> KeyHash {
+        hash_of(self.0)
+    }
+
+    /// The non-secret id, as [`ApiKey::key_id`].
+    pub fn key_id(&self) -> KeyId {
+        key_id_of(self.0)
+    }
+}
+
+fn hash_of(key: &str) -> KeyHash {
+    KeyHash(Sha256::digest(key.as_bytes()).into())
+}
+
+fn key_id_of(key: &str) -> KeyId {
+    let digest = Sha256::new()
+        .chain_update(KEY_ID_DOMAIN)
+        .chain_update(key.as_bytes())
+        .finalize();
+    KeyId::from_digest_prefix(&digest[..8])
+}
+
+/// Which format a presented key passed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Product,
+    Legacy,
+}
+
+/// Checks a presented key without keeping it (or allocating).
+fn check_format(presented: &str) -> Result<Checked, KeyFormatError> {
     if presented.is_empty() {
         return Err(KeyFormatError::Empty);
     }
@@ -176,37 +227,43 @@ fn check_format(presented: &str) -> Result<KeyFormat, KeyFormatError> {
         return Err(KeyFormatError::TooLong);
     }
     let bytes = presented.as_bytes();
-    if !bytes
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
-    {
-        return Err(KeyFormatError::BadCharacter);
-    }
-    if let Some(rest) = presented.strip_prefix(PRODUCT_PREFIX) {
-        let (env, tail) = match rest.split_once('_') {
-            Some((env, tail)) => {
-                if !valid_env(env) {
-                    return Err(KeyFormatError::BadEnvironment);
-                }
-                (Some(env), tail)
+    // One pass: the alphabet, and where the first two `_` are (and how many there are).
+    let mut underscores = 0;
+    let mut at = [0usize; 2];
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'_' {
+            if let Some(slot) = at.get_mut(underscores) {
+                *slot = i;
             }
-            None => (None, rest),
+            underscores += 1;
+        } else if !b.is_ascii_alphanumeric() {
+            return Err(KeyFormatError::BadCharacter);
+        }
+    }
+    if presented.starts_with(PRODUCT_PREFIX) {
+        // `svcauth_` is the first `_`; a second one ends the environment tag.
+        let tail_start = if underscores >= 2 {
+            if !valid_env(&presented[PRODUCT_PREFIX.len()..at[1]]) {
+                return Err(KeyFormatError::BadEnvironment);
+            }
+            at[1] + 1
+        } else {
+            PRODUCT_PREFIX.len()
         };
-        if tail.len() != BODY_LEN + CHECKSUM_LEN || tail.contains('_') {
+        // A third `_` would be in the body.
+        if bytes.len() - tail_start != BODY_LEN + CHECKSUM_LEN || underscores > 2 {
             return Err(KeyFormatError::UnknownFormat);
         }
         let split = presented.len() - CHECKSUM_LEN;
         let expected = checksum(&bytes[..split]);
         // Not secret (anyone can compute it), so an ordinary comparison is fine.
-        if expected.as_bytes() != &bytes[split..] {
+        if expected[..] != bytes[split..] {
             return Err(KeyFormatError::BadChecksum);
         }
-        return Ok(KeyFormat::Product {
-            env: env.map(str::to_owned),
-        });
+        return Ok(Checked::Product);
     }
-    if presented.len() == LEGACY_LEN && bytes.iter().all(u8::is_ascii_alphanumeric) {
-        return Ok(KeyFormat::Legacy);
+    if presented.len() == LEGACY_LEN && underscores == 0 {
+        return Ok(Checked::Legacy);
     }
     Err(KeyFormatError::UnknownFormat)
 }
@@ -220,14 +277,14 @@ fn valid_env(env: &str) -> bool {
 }
 
 /// CRC-32 of `data` as exactly six base62 digits (62^6 > 2^32).
-fn checksum(data: &[u8]) -> String {
+fn checksum(data: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(data) as u64;
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    out.iter().map(|&b| b as char).collect()
+    out
 }
 
 /// SHA-256 of a key. Safe to store and compare: keys have 256 bits of entropy (legacy
@@ -272,39 +329,54 @@ impl fmt::Debug for KeyHash {
 }
 
 /// A non-secret key id: `kid_` and 16 hex digits of a domain-separated SHA-256 of the
-/// key, so it reveals nothing about the stored hash.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct KeyId(String);
+/// key, so it reveals nothing about the stored hash. Held inline (it has a fixed
+/// length): copying one into a grant allocates nothing.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; KeyId::LEN]);
 
 impl KeyId {
     pub const PREFIX: &'static str = "kid_";
+    /// `kid_` and 16 hex digits.
+    const LEN: usize = 20;
 
     fn from_digest_prefix(bytes: &[u8]) -> Self {
-        Self(format!("{}{}", Self::PREFIX, to_hex(bytes)))
+        let mut id = [0u8; Self::LEN];
+        id[..4].copy_from_slice(Self::PREFIX.as_bytes());
+        for (pair, b) in id[4..].chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[(b >> 4) as usize];
+            pair[1] = HEX[(b & 0xf) as usize];
+        }
+        Self(id)
     }
 
     /// Validates a key id read from a record or typed by an operator.
     pub fn parse(s: &str) -> Option<Self> {
         let hex = s.strip_prefix(Self::PREFIX)?;
-        (hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| Self(s.to_owned()))
+        let valid = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| Self(s.as_bytes().try_into().unwrap_or([0; Self::LEN])))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // ASCII by construction (both constructors write only `kid_` and hex digits).
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Debug for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -325,12 +397,14 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// Lowercase hex digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xf) as usize] as char);
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 0xf) as usize] as char);
     }
     s
 }
@@ -348,7 +422,7 @@ mod tests {
         let parsed = ApiKey::parse(s).unwrap();
         assert_eq!(
             parsed.format(),
-            &KeyFormat::Product {
+            KeyFormat::Product {
                 env: Some("dev".into())
             }
         );
@@ -359,8 +433,27 @@ mod tests {
         assert_eq!(plain.expose_secret().len(), PRODUCT_PREFIX.len() + 49);
         assert_eq!(
             ApiKey::parse(plain.expose_secret()).unwrap().format(),
-            &KeyFormat::Product { env: None }
+            KeyFormat::Product { env: None }
         );
+    }
+
+    #[test]
+    fn a_presented_key_is_checked_and_hashed_as_an_owned_one() {
+        for key in [
+            ApiKey::generate(Some("dev")).unwrap(),
+            ApiKey::generate(None).unwrap(),
+        ] {
+            let presented = PresentedKey::parse(key.expose_secret()).unwrap();
+            assert_eq!(presented.hash(), key.hash());
+            assert_eq!(presented.key_id(), key.key_id());
+            assert!(!format!("{presented:?}").contains(key.expose_secret()));
+        }
+        for bad in ["", "svcauth_dev_nope", "svcauth_x"] {
+            assert_eq!(
+                PresentedKey::parse(bad).map(|k| k.key_id()),
+                ApiKey::parse(bad).map(|k| k.key_id())
+            );
+        }
     }
 
     #[test]
@@ -434,7 +527,7 @@ mod tests {
     fn legacy_keys_are_accepted() {
         let legacy = "Ab3".repeat(21) + "x";
         let key = ApiKey::parse(&legacy).unwrap();
-        assert_eq!(key.format(), &KeyFormat::Legacy);
+        assert_eq!(key.format(), KeyFormat::Legacy);
     }
 
     #[test]
@@ -482,5 +575,68 @@ mod tests {
             ApiKey::generate(Some("")),
             Err(KeyGenError::BadEnvironment)
         ));
+    }
+
+    /// The format check as first written (splits and searches), kept as the reference
+    /// the one-pass check must agree with.
+    fn reference_check(presented: &str) -> Result<Checked, KeyFormatError> {
+        if presented.is_empty() {
+            return Err(KeyFormatError::Empty);
+        }
+        if presented.len() > MAX_KEY_LEN {
+            return Err(KeyFormatError::TooLong);
+        }
+        let bytes = presented.as_bytes();
+        if !bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            return Err(KeyFormatError::BadCharacter);
+        }
+        if let Some(rest) = presented.strip_prefix(PRODUCT_PREFIX) {
+            let tail = match rest.split_once('_') {
+                Some((env, _)) if !valid_env(env) => return Err(KeyFormatError::BadEnvironment),
+                Some((_, tail)) => tail,
+                None => rest,
+            };
+            if tail.len() != BODY_LEN + CHECKSUM_LEN || tail.contains('_') {
+                return Err(KeyFormatError::UnknownFormat);
+            }
+            let split = presented.len() - CHECKSUM_LEN;
+            if checksum(&bytes[..split])[..] != bytes[split..] {
+                return Err(KeyFormatError::BadChecksum);
+            }
+            return Ok(Checked::Product);
+        }
+        if presented.len() == LEGACY_LEN && bytes.iter().all(u8::is_ascii_alphanumeric) {
+            return Ok(Checked::Legacy);
+        }
+        Err(KeyFormatError::UnknownFormat)
+    }
+
+    proptest::proptest! {
+        /// Valid product and legacy keys with characters changed, inserted or removed
+        /// (`_` and spaces among them) are judged exactly as the reference judges them.
+        #[test]
+        fn the_one_pass_format_check_agrees_with_the_reference(
+            env in proptest::option::of("[a-z0-9]{1,12}"),
+            legacy in proptest::option::of("[a-zA-Z0-9]{64}"),
+            edits in proptest::collection::vec((0usize..80, 0u8..4, "[a-zA-Z0-9_ ]"), 0..4),
+        ) {
+            let mut text = match legacy {
+                Some(legacy) => legacy,
+                None => ApiKey::generate(env.as_deref()).unwrap().expose_secret().to_owned(),
+            };
+            for (at, op, c) in edits {
+                let at = at.min(text.len());
+                match op {
+                    0 if at < text.len() => { text.replace_range(at..at + 1, &c); }
+                    1 => text.insert_str(at, &c),
+                    2 if at < text.len() => { text.remove(at); }
+                    _ => {}
+                }
+            }
+            proptest::prop_assert_eq!(check_format(&text), reference_check(&text), "{}", text);
+        }
     }
 }

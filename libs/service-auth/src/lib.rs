@@ -33,11 +33,11 @@ pub mod record;
 pub mod standing;
 pub mod store;
 
-pub use decision::{decide, AuthRequest, Decision, Grant, UnauthorizedReason};
-pub use key::{ApiKey, KeyFormat, KeyFormatError, KeyHash, KeyId};
+pub use decision::{decide, decide_key, AuthRequest, Decision, Grant, UnauthorizedReason};
+pub use key::{ApiKey, KeyFormat, KeyFormatError, KeyHash, KeyId, PresentedKey};
 pub use method_arn::MethodArn;
 pub use permissions::RoutePattern;
-pub use policy::{Effect, Policy, Statement};
+pub use policy::{Effect, Policy, StagePolicy, Statement};
 pub use record::{ApiGrant, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
 pub use standing::Standing;
 pub use store::{ApiRoutes, KeyStore, LegacyEntry, Markers, ServiceGrant};

@@ -103,6 +103,12 @@ impl RoutePattern {
         out
     }
 
+    /// `METHOD/path` with `{param}` segments as `*`: what follows the stage prefix in
+    /// [`RoutePattern::resource_arn`].
+    pub fn resource_suffix(&self) -> &str {
+        &self.resource_suffix
+    }
+
     /// Whether this pattern covers `VERB/path` (the method ARN's part after the stage
     /// prefix, see [`MethodArn::route_suffix`]), with IAM's wildcard semantics. Used for
     /// the audit log line; API Gateway makes the real decision from the policy.
@@ -112,7 +118,7 @@ impl RoutePattern {
 
     /// [`RoutePattern::matches_suffix`] for a whole method ARN.
     pub fn matches(&self, arn: &MethodArn) -> bool {
-        self.matches_suffix(&arn.route_suffix())
+        self.matches_suffix(arn.route_suffix())
     }
 }
 
@@ -295,7 +301,7 @@ mod tests {
     /// (`GET /internal/users/{id/profile` granted `GET /internal/users/*`), and empty
     /// segments and stray braces were accepted. Each is now refused.
     #[test]
-    fn item3_malformed_patterns_are_rejected_not_widened() {
+    fn malformed_patterns_are_rejected_not_widened() {
         let cases: &[(&str, PatternError)] = &[
             ("GET /internal/users/{id/profile", PatternError::Brace),
             ("GET /internal/users/{id", PatternError::Brace),

@@ -630,7 +630,7 @@ mod tests {
     /// Issue 9 item 3, at the document: a malformed pattern fails the document's parse
     /// with a typed error (the loader refuses that service only, the CLI writes nothing).
     #[test]
-    fn item3_a_document_with_a_malformed_pattern_is_refused() {
+    fn a_document_with_a_malformed_pattern_is_refused() {
         for json in [
             r#"{"schema":1,"service":"a","permissions":["GET /internal/users/{id/profile"]}"#,
             r#"{"schema":2,"service":"a","grants":[{"apis":["identity"],"routes":["GET /internal//users"]}]}"#,

@@ -814,7 +814,7 @@ mod tests {
     }
 
     #[test]
-    fn item5_one_bad_document_refuses_only_its_service_and_its_legacy_keys() {
+    fn one_bad_document_refuses_only_its_service_and_its_legacy_keys() {
         let a = ApiKey::generate(None).unwrap();
         let b = ApiKey::generate(None).unwrap();
         let legacy_b = "L".repeat(64);
@@ -862,7 +862,7 @@ mod tests {
     }
 
     #[test]
-    fn item5_a_key_in_two_documents_refuses_both_services_and_no_other() {
+    fn a_key_in_two_documents_refuses_both_services_and_no_other() {
         let shared = ApiKey::generate(None).unwrap();
         let a2 = ApiKey::generate(None).unwrap();
         let c = ApiKey::generate(None).unwrap();

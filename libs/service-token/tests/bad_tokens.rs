@@ -1,13 +1,11 @@
 //! Every bad input of issue 10 gets a deliberate, typed refusal (table-driven), and no
 //! refusal carries any part of the token.
 
-mod common;
-
-use common::*;
 use serde_json::{json, Value};
 use service_auth::UnixTime;
 use service_auth::{ServiceDocument, Standing};
 use service_token::{check_standing, Rejection};
+use test_support::token_signer::*;
 
 /// Name, token, the service's standing, the expected outcome.
 type Row = (&'static str, String, Standing, Result<(), Rejection>);

@@ -1,15 +1,13 @@
 //! The key-set cache: one fetch for many concurrent misses, at most one refetch per
 //! interval for unknown kids, refresh after max age, old set kept when a fetch fails.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::TestKey;
 use service_auth::UnixTime;
 use service_token::{KeySet, KeySetCache, KeySetSource, Rejection, SourceError};
+use test_support::token_signer::TestKey;
 
 /// A source whose set the test swaps, which counts fetches and can fail or be slow.
 #[derive(Clone, Default)]

@@ -1,14 +1,12 @@
 //! Property tests for the verifier: good tokens verify to exactly their claims; any
 //! one-character change of a good token is refused; arbitrary input never panics.
 
-mod common;
-
-use common::*;
 use proptest::prelude::*;
 use serde_json::json;
 use service_auth::UnixTime;
 use service_token::{Permission, Rejection, TokenClaims};
 use std::sync::OnceLock;
+use test_support::token_signer::*;
 
 fn key() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();

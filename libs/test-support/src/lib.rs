@@ -16,6 +16,9 @@ throttling) and that counts the calls it makes. With the `kms` feature,
 [`moto_kms_client`] (or [`moto_kms_config`], to add retries or interceptors) is a KMS
 client for a `MotoServer` and [`create_kms_key`] makes a key in it.
 
+With the `tokens` feature, [`token_signer`] signs test tokens by hand (every
+malformed shape can be made) with a P-256 key made by aws-lc-rs.
+
 [`python_verify_es256`] checks a token with the workspace's independent verifier
 (Python `cryptography`, OpenSSL), which shares no code with the Rust one.
 */
@@ -30,6 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use service_auth::UnixTime;
+
+#[cfg(feature = "tokens")]
+pub mod token_signer;
 
 #[cfg(feature = "ssm")]
 mod faults;

@@ -264,7 +264,11 @@ async fn main() {
     let store_ttl = cli.store_ttl.to_string();
     let key_source = cli.key_source.clone();
     let keys_file_env = keys_file.clone();
+    // The development keys are a file for the authorizer (no build holds them).
+    let dev = key_source == "dev";
     functions.authorizer_env = std::sync::Arc::new(move |k| match k {
+        "SVCAUTH_KEY_SOURCE" if dev => Some("file".to_owned()),
+        "SVCAUTH_KEYS_FILE" if dev => local_gateway::services::dev_store_file(),
         "SVCAUTH_KEY_SOURCE" => Some(key_source.clone()),
         "SVCAUTH_KEYS_FILE" => keys_file_env.clone(),
         "SVCAUTH_CACHE_TTL_SECS" => Some(store_ttl.clone()),
@@ -303,7 +307,9 @@ async fn main() {
         }
     }
     let key_source_text = match cli.key_source.as_str() {
-        "dev" => "development keys embedded in the authorizer (SVCAUTH_KEY_SOURCE=dev)".to_owned(),
+        "dev" => {
+            "the development keys (dev/dev-store.json, read as SVCAUTH_KEY_SOURCE=file)".to_owned()
+        }
         "file" => format!(
             "file {} (SVCAUTH_KEY_SOURCE=file)",
             keys_file.clone().unwrap_or_default()

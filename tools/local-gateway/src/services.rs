@@ -45,6 +45,31 @@ pub const DEV_USERS_JSON: &str = include_str!("../../../dev/dev-users.json");
 /// The clear development keys (`dev/dev-keys.json`).
 pub const DEV_KEYS_JSON: &str = include_str!("../../../dev/dev-keys.json");
 
+/// The file the authorizer reads the development keys' hashes from with
+/// `--key-source dev` (`SVCAUTH_KEY_SOURCE=file`: no authorizer build holds them): the
+/// embedded `dev/dev-store.json`, written under the temporary directory (once per
+/// process, replaced whole: every gateway writes the same text), whatever the working
+/// directory. `None` (logged) when it cannot be
+/// written: the authorizer then refuses to start and says so.
+pub fn dev_store_file() -> Option<String> {
+    static FILE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::env::temp_dir();
+        let path = dir.join("svcauth-local-gateway-dev-store.json");
+        let partial = dir.join(format!("svcauth-dev-store-{}.partial", std::process::id()));
+        match std::fs::write(&partial, service_auth::dev::DEV_STORE_JSON)
+            .and_then(|_| std::fs::rename(&partial, &path))
+        {
+            Ok(()) => Some(path.display().to_string()),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the development store file");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
 /// The development users.
 pub fn dev_users() -> Vec<User> {
     serde_json::from_str(DEV_USERS_JSON).expect("dev/dev-users.json is a list of users")
@@ -126,7 +151,8 @@ impl RealFunctions {
     pub fn dev(clock: Clock) -> Self {
         Self {
             authorizer_env: Arc::new(|k| match k {
-                "SVCAUTH_KEY_SOURCE" => Some("dev".to_owned()),
+                "SVCAUTH_KEY_SOURCE" => Some("file".to_owned()),
+                "SVCAUTH_KEYS_FILE" => dev_store_file(),
                 "SVCAUTH_API_NAMES" => Some(LOCAL_API_NAMES.to_owned()),
                 _ => None,
             }),

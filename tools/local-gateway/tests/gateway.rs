@@ -315,7 +315,7 @@ async fn the_authorizer_gets_a_faithful_request_event() {
     assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
     assert_eq!(ctx["requestId"].as_str().unwrap().len(), 36);
     // The authorizer crate reads it.
-    let view = authorizer::event::RequestView::from_event(&ev).unwrap();
+    let view = authorizer::Event::from_value(&ev).0.unwrap();
     // Seen in both maps, one distinct value.
     assert_eq!(view.api_key_values, ["allow-users", "allow-users"]);
     assert_eq!(view.correlation_id, "corr-1");

@@ -79,14 +79,14 @@ async fn allowed(store: &CachedStore, key: &str, api_id: &str, route: &str) -> b
     let resp = handle(store, &event_on(key, api_id, route))
         .await
         .unwrap_or_else(|_| panic!("the key was refused on {api_id}"));
-    gateway_allows(&resp, &method_arn(api_id, route))
+    gateway_allows(&resp.to_aws(), &method_arn(api_id, route))
 }
 
 /// Issue 9 item 4: attaching the authorizer to another team's API used to let every
 /// caller whose patterns matched in. An existing key does not reach the new API until
 /// it is granted there, and the grant reaches only that API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item4_an_existing_key_does_not_reach_a_new_api_until_granted_there() {
+async fn an_existing_key_does_not_reach_a_new_api_until_granted_there() {
     let (_moto, c, aws) = moto_ssm();
     register_api(&c, IDENTITY_API, "identity").await;
     let admin = svcauth(
@@ -455,7 +455,7 @@ async fn a_schema_1_document_is_allowed_nothing_until_migrated() {
 /// Issue 9 item 3 through the CLI: a malformed pattern is refused before anything is
 /// written, and `list` / `check` show each pattern as written and as applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item3_malformed_patterns_are_refused_and_effective_patterns_are_shown() {
+async fn malformed_patterns_are_refused_and_effective_patterns_are_shown() {
     let (_moto, c, aws) = moto_ssm();
     for bad in [
         "GET /internal/users/{id/profile",

@@ -31,7 +31,7 @@ fn legacy_authorizer(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item1_legacy_key_stays_revoked_after_prune() {
+async fn legacy_key_stays_revoked_after_prune() {
     let (_moto, c, aws) = moto_ssm();
     let tutor_key = "Q".repeat(32) + &"7".repeat(32);
     let admin_key = "a1".repeat(32);
@@ -132,7 +132,7 @@ async fn item1_legacy_key_stays_revoked_after_prune() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
+async fn revocation_survives_a_writer_that_dies_after_its_put() {
     let (_moto, c, aws) = moto_ssm();
     let key = new_tutor_key(&aws, NOW).await;
     let id = key_id(&key);
@@ -190,7 +190,7 @@ async fn item2_revocation_survives_a_writer_that_dies_after_its_put() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item2_a_merge_that_cannot_read_the_history_is_an_error_that_says_what_to_run() {
+async fn a_merge_that_cannot_read_the_history_is_an_error_that_says_what_to_run() {
     let (moto, c, aws) = moto_ssm();
     let endpoint = moto.endpoint();
     new_tutor_key(&aws, NOW).await;

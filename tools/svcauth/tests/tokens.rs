@@ -504,8 +504,8 @@ async fn a_removed_grant_ends_a_tokens_route_within_the_standing_ttl() {
         ev["methodArn"] = serde_json::json!(ARN);
         ev
     };
-    let allowed = |resp: Result<authorizer::AuthorizerResponse, authorizer::Unauthorized>| {
-        gateway_allows(&resp.expect("the token verifies"), ARN)
+    let allowed = |resp: Result<authorizer::Response, authorizer::Unauthorized>| {
+        gateway_allows(&resp.expect("the token verifies").to_aws(), ARN)
     };
     assert!(allowed(a.handle(&event).await), "granted");
 

@@ -366,7 +366,7 @@ mod tests {
     /// Issue 9 item 3: the list shows what each permission really allows beside what
     /// was written, and on which APIs.
     #[test]
-    fn item3_permissions_show_the_effective_pattern_next_to_the_written_one() {
+    fn permissions_show_the_effective_pattern_next_to_the_written_one() {
         let mut doc = ServiceDocument::new(
             "tutor-service",
             vec![service_auth::ApiGrant::new(

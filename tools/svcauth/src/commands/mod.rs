@@ -168,7 +168,7 @@ mod tests {
 
     /// Issue 9 item 3, on write: a malformed pattern is a usage error, nothing written.
     #[test]
-    fn item3_malformed_permissions_are_refused_on_write() {
+    fn malformed_permissions_are_refused_on_write() {
         for bad in [
             "GET /internal/users/{id/profile",
             "GET /internal//users",

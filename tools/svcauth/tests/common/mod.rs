@@ -206,7 +206,9 @@ pub fn request(key: &str) -> Value {
 }
 
 pub async fn authorize(store: &CachedStore, key: &str) -> Result<AuthorizerResponse, Unauthorized> {
-    handle(store, &request(key)).await
+    handle(store, &request(key))
+        .await
+        .map(AuthorizerResponse::from)
 }
 
 /// Asserts the authorizer lets `key` in as `service`, on a route tutor-service may call.

@@ -1,6 +1,5 @@
 //! A test signer: a P-256 key made by aws-lc-rs, tokens assembled by hand so that every
 //! malformed shape (odd headers, duplicate claims, DER or zero signatures) can be made.
-#![allow(dead_code)]
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
