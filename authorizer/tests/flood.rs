@@ -102,6 +102,18 @@ fn malformed(i: usize) -> String {
     }
 }
 
+/// An invented key: malformed (see [`malformed`]), or well-formed and unknown.
+fn invented(i: usize, malformed_one: bool) -> String {
+    if malformed_one {
+        malformed(i)
+    } else {
+        ApiKey::generate(Some("test"))
+            .unwrap()
+            .expose_secret()
+            .to_owned()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_keys_are_refused_without_a_single_ssm_call() {
     let Seeded {
@@ -278,7 +290,7 @@ impl Flooded {
     async fn request(&mut self, valid: &[String]) {
         self.i += 1;
         let i = self.i;
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             let v = (i / 4) % valid.len();
             match handle(&self.store, &request(&valid[v])).await {
                 Ok(_) => {
@@ -289,14 +301,7 @@ impl Flooded {
                 Err(_) => {}
             }
         } else {
-            let bad = if i % 4 == 1 {
-                malformed(i)
-            } else {
-                ApiKey::generate(Some("test"))
-                    .unwrap()
-                    .expose_secret()
-                    .to_owned()
-            };
+            let bad = invented(i, i % 4 == 1);
             assert!(handle(&self.store, &request(&bad)).await.is_err());
             self.flood += 1;
         }
@@ -403,14 +408,7 @@ async fn under_a_flood_of_invalid_keys_valid_callers_keep_being_answered() {
     faults.reset_counts();
     for store in &stores {
         for i in 0..300 {
-            let bad = if i % 2 == 0 {
-                malformed(i)
-            } else {
-                ApiKey::generate(Some("test"))
-                    .unwrap()
-                    .expose_secret()
-                    .to_owned()
-            };
+            let bad = invented(i, i.is_multiple_of(2));
             assert!(handle(store, &request(&bad)).await.is_err());
         }
         for v in valid.iter() {
