@@ -314,7 +314,7 @@ fn audit(view: &RequestView, decision: &Decision) {
             key_id,
             service,
         } => AuditLine {
-            outcome: Outcome::Unauthorized(reason.reason()),
+            outcome: Outcome::Refused(reason.reason()),
             authenticated_by: AUTHENTICATED_BY_API_KEY,
             service: service.as_deref(),
             key_id: key_id.as_ref().map(|k| k.as_str()),
@@ -345,7 +345,7 @@ fn audit_token(view: &RequestView, result: Result<&TokenGrant, &Refusal>) {
             legacy_key: None,
         },
         Err(r) => AuditLine {
-            outcome: Outcome::Unauthorized(r.reason),
+            outcome: Outcome::Refused(r.reason),
             authenticated_by: AUTHENTICATED_BY_TOKEN,
             service: r.service.as_deref(),
             key_id: None,
@@ -365,7 +365,7 @@ enum Outcome {
     /// 403): why. Not a refusal.
     Deny(&'static str),
     /// Refused (401): every refusal is logged and counted by its [`Reason`].
-    Unauthorized(Reason),
+    Refused(Reason),
 }
 
 impl Outcome {
@@ -373,7 +373,7 @@ impl Outcome {
         match self {
             Self::Allow => "allow",
             Self::Deny(_) => "deny",
-            Self::Unauthorized(_) => "unauthorized",
+            Self::Refused(_) => "unauthorized",
         }
     }
 
@@ -381,7 +381,7 @@ impl Outcome {
         match self {
             Self::Allow => "permitted",
             Self::Deny(why) => why,
-            Self::Unauthorized(reason) => reason.code(),
+            Self::Refused(reason) => reason.code(),
         }
     }
 }
@@ -424,7 +424,7 @@ fn record_decision(view: &RequestView, line: &AuditLine<'_>) {
     let service_dim = line.service.unwrap_or("unknown").to_owned();
     metrics::counter!("Decisions", "Outcome" => line.outcome.decision(), "Service" => service_dim)
         .increment(1);
-    if let Outcome::Unauthorized(reason) = line.outcome {
+    if let Outcome::Refused(reason) = line.outcome {
         metrics::counter!("Unauthorized", "Reason" => reason.code()).increment(1);
         metrics::counter!(REFUSALS_METRIC).increment(1);
     }

@@ -22,7 +22,7 @@ pub enum Path {
     /// Only a request decided on its token, or refused while choosing between a key
     /// and a token (the dashboard's token refusal widget lists exactly these).
     Token,
-    /// Either path (the store, the event, the method ARN).
+    /// Either path, or before one is chosen (the store, the event, the method ARN).
     Any,
 }
 
@@ -87,7 +87,7 @@ reasons! {
     /// cached.
     StoreUnavailable => "store_unavailable", Any, forgery: false;
     /// The event is not a REST REQUEST authorizer event.
-    MalformedEvent => "malformed_event", ApiKey, forgery: false;
+    MalformedEvent => "malformed_event", Any, forgery: false;
     MalformedMethodArn => "malformed_method_arn", Any, forgery: false;
     // Choosing the credential (tokens accepted)
     /// A key and an `Authorization` header on one request.
@@ -187,5 +187,31 @@ mod tests {
         assert!(forged.len() * 2 <= 10, "{forged:?}");
         assert!(forged.contains(&Reason::BadSignature) && forged.contains(&Reason::UnknownKid));
         assert!(!Reason::WrongType.forgery_signal());
+    }
+
+    /// The key path's reasons are exactly the table's API-key and either-path rows.
+    #[test]
+    fn every_key_reason_is_an_api_key_or_either_path_row() {
+        use crate::decision::UnauthorizedReason as U;
+        use crate::key::KeyFormatError;
+        use crate::method_arn::MethodArnError;
+        let all = [
+            U::MissingKey,
+            U::DuplicateKey,
+            U::MalformedKey(KeyFormatError::Empty),
+            U::UnknownKey,
+            U::RevokedKey,
+            U::ExpiredKey,
+            U::StoreUnavailable,
+            U::MalformedEvent,
+            U::MalformedMethodArn(MethodArnError::Missing),
+        ];
+        let mapped: BTreeSet<&str> = all.iter().map(|u| u.code()).collect();
+        let rows: BTreeSet<&str> = Reason::ALL
+            .iter()
+            .filter(|r| r.path() != Path::Token)
+            .map(|r| r.code())
+            .collect();
+        assert_eq!(mapped, rows);
     }
 }
