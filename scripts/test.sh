@@ -33,10 +33,11 @@ bash scripts/invoke-events.sh --check
 step "template checks"
 bash scripts/check-template.sh
 
-# The cross-runtime plot and the README's table must be drawn from the committed
-# results (running the comparison itself takes minutes: authorizer/benches/runtimes/run.sh).
+# The cross-runtime plot and its table in docs/performance.md must be drawn from the
+# committed results (running the comparison itself takes minutes:
+# authorizer/benches/runtimes/run.sh).
 step "benchmark plot drawn from its results"
-python3 authorizer/benches/runtimes/plot.py --check docs/bench/runtimes.json docs/bench/runtimes.svg README.md
+python3 authorizer/benches/runtimes/plot.py --check docs/bench/runtimes.json docs/bench/runtimes.svg docs/performance.md
 
 # `sam build` cross-compiles three release binaries for arm64 with fat LTO (and, on a
 # clean clone, the whole AWS SDK for arm64 first): too long for every CI run on top

@@ -1,5 +1,5 @@
 //! Configuration from the environment, read once at start. Every variable and its
-//! default is listed in the README's configuration table.
+//! default is listed in docs/contracts.md, "Environment variables".
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -71,3 +71,22 @@ def test_every_relative_link_resolves(path):
         assert dest.exists(), f"{path.relative_to(ROOT)}: {text} names no file"
         if fragment and dest.suffix == ".md":
             assert fragment in anchors(dest), f"{path.relative_to(ROOT)}: {text} names no section of {dest.name}"
+
+
+def test_the_readme_leads_to_every_guide():
+    """The README is the first hour: it links the architecture, the changelog and each
+    guide (deploying, operating, design, performance, contracts), and its Performance
+    section is a summary that points at the figures."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for target in ("ARCHITECTURE.md", "CHANGELOG.md", "docs/deploy.md", "docs/operate.md",
+                   "docs/design.md", "docs/performance.md", "docs/contracts.md"):
+        assert f"]({target})" in readme, f"README.md does not link {target}"
+    performance = readme[readme.index("\n## Performance\n"):]
+    performance = performance[:performance.index("\n## ", 5)]
+    assert "](docs/performance.md)" in performance
+
+
+def test_architecture_cites_the_deployment_guides():
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    for guide in ("docs/deploy.md", "docs/operate.md", "docs/design.md", "docs/contracts.md"):
+        assert f"`{guide}`" in text, guide

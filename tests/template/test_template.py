@@ -71,7 +71,7 @@ TOKEN_ROUTE_AUTH = {("KeyAuthorizer", "POST", "/token"), ("AWS_IAM", "POST", "/t
 KEY_APIS = {"IdentityKeyApi": IDENTITY_ROUTES, "TutorKeyApi": TUTOR_ROUTES}
 IAM_APIS = {"IdentityIamApi": IDENTITY_ROUTES, "TutorIamApi": TUTOR_ROUTES}
 
-# docs/contracts.md, "Authorizer environment" and "Backend environment"
+# docs/contracts.md, "Environment variables"
 AUTHORIZER_ENV = {
     "SVCAUTH_KEY_SOURCE", "SVCAUTH_SSM_PATH", "SVCAUTH_LEGACY_PARAMETER", "SVCAUTH_KEYS_FILE",
     "SVCAUTH_CACHE_TTL_SECS", "SVCAUTH_STALE_GRACE_SECS", "SVCAUTH_SSM_TIMEOUT_MS",

@@ -4,10 +4,11 @@ CPU time), warm latency and peak memory of each runtime for each key store size,
 at the median with a whisker to p90 (p99 stays in the JSON: one slow outlier would
 squash every bar). Standard library only, so it runs wherever the harness runs.
 
-usage: plot.py RESULTS.json OUT.svg   (also prints the README's Markdown table)
-       plot.py --check RESULTS.json SVG README.md
-         exits 1 unless SVG is exactly what RESULTS.json draws and README.md holds its
-         table (CI runs this: the committed picture and numbers come from the results)
+usage: plot.py RESULTS.json OUT.svg   (also prints the Markdown table of docs/performance.md)
+       plot.py --check RESULTS.json SVG DOC.md
+         exits 1 unless SVG is exactly what RESULTS.json draws and DOC.md holds its
+         table (CI runs this on docs/performance.md: the committed picture and numbers
+         come from the results)
 """
 import json
 import math
@@ -151,7 +152,7 @@ def render(data):
 
 
 def table(data):
-    """The same numbers as a Markdown table, for the README."""
+    """The same numbers as a Markdown table, for docs/performance.md."""
     rows = ["| store | runtime | init median / p90 | first invocation | cold start CPU | "
             "warm median / p90 / p99 | max RSS |",
             "|---|---|---|---|---|---|---|"]
@@ -166,17 +167,17 @@ def table(data):
     return "\n".join(rows) + "\n"
 
 
-def check(results, svg, readme):
+def check(results, svg, doc):
     data = json.loads(Path(results).read_text())
     stale = []
     if Path(svg).read_text(encoding="utf-8") != render(data):
         stale.append(f"{svg} is not what {results} draws")
-    if table(data) not in Path(readme).read_text(encoding="utf-8"):
-        stale.append(f"{readme} does not hold the table of {results}")
+    if table(data) not in Path(doc).read_text(encoding="utf-8"):
+        stale.append(f"{doc} does not hold the table of {results}")
     if stale:
         raise SystemExit("; ".join(stale) + f": run `python3 authorizer/benches/runtimes/plot.py {results} {svg}` and paste "
-                         "the table it prints into the README (or re-run run.sh)")
-    print(f"{svg} and the README table match {results}")
+                         f"the table it prints into {doc} (or re-run run.sh)")
+    print(f"{svg} and the table in {doc} match {results}")
 
 
 def main():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for the cross-runtime comparison in the README's "Performance" section:
+# One command for the cross-runtime comparison in docs/performance.md:
 # builds the authorizer (native release build with the repository's profile), installs
 # the AWS Lambda runtime interface clients for Node.js (npm aws-lambda-ric) and Python
 # (PyPI awslambdaric) under target/bench-runtimes/, runs harness.py and draws the SVG.

@@ -1,8 +1,9 @@
 //! The development key store embedded in the binary, and the file format it shares
 //! with `SVCAUTH_KEY_SOURCE=file`: a JSON array of service documents.
 //!
-//! The clear development keys are in `dev/dev-keys.json` and the README, never in this
-//! crate. They are accepted only where the development store is chosen explicitly.
+//! The clear development keys are in `dev/dev-keys.json` and docs/authorizer.md, never
+//! in this crate. They are accepted only where the development store is chosen
+//! explicitly.
 
 use crate::record::{DocumentError, ServiceDocument};
 
