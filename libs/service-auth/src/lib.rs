@@ -15,7 +15,11 @@ This crate holds every decision of the product and no AWS I/O:
 * [`cache`]: when to reload the store and when to stop trusting an old one;
 * [`clock`]: the clock a component reads (wall-clock seconds and a monotonic
   instant), injected so tests move time by hand;
-* [`decision`], [`policy`] and [`context`]: what the authorizer answers.
+* [`decision`], [`policy`] and [`context`]: what the authorizer answers, and
+  [`refusal`]: why it refuses (every reason code, key and token paths alike);
+* [`identity`]: who called a backend, read back from that context (or IAM), and
+  [`correlation`]: the correlation id's header and rule, for the authorizer, backends
+  and clients alike.
 
 It does not talk to AWS (see `keystore-ssm`), does not parse Lambda events (see the
 `authorizer` crate), and decides nothing on a clock it reads itself: time is passed
@@ -26,6 +30,7 @@ in, or read from the injected [`clock::Clock`].
 pub mod cache;
 pub mod clock;
 pub mod context;
+pub mod correlation;
 pub mod decision;
 pub mod identity;
 pub mod key;
@@ -33,6 +38,7 @@ pub mod method_arn;
 pub mod permissions;
 pub mod policy;
 pub mod record;
+pub mod refusal;
 pub mod standing;
 pub mod store;
 
