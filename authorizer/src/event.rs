@@ -21,16 +21,14 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
+use service_auth::correlation::{self, CORRELATION_ID_HEADER};
 
 /// The header that carries a service API key.
 pub const API_KEY_HEADER: &str = "x-service-api-key";
 /// The header that carries a signed token (`Bearer`) when the authorizer accepts them.
 pub const AUTHORIZATION_HEADER: &str = "authorization";
-/// The caller's correlation id header.
-pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// More header values than this for the key is not a real request.
 pub const MAX_KEY_VALUES: usize = 8;
-const MAX_CORRELATION_LEN: usize = 128;
 
 /// What the handler needs from one event.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -46,8 +44,9 @@ pub struct RequestView {
     pub resource: Option<String>,
     pub source_ip: Option<String>,
     pub request_id: Option<String>,
-    /// The caller's `x-correlation-id` when it is short and plain, else the request
-    /// id when it is, else `none`: it is echoed into logs.
+    /// The caller's `x-correlation-id` when the one correlation rule accepts it
+    /// (`service_auth::correlation::is_valid`), else the request id when it does, else
+    /// `none`: it is echoed into logs.
     pub correlation_id: String,
 }
 
@@ -224,8 +223,8 @@ impl RawEvent<'_> {
             headers.correlation.or(multi.correlation)
         };
         let correlation_id = correlation
-            .filter(|v| valid_correlation_id(v))
-            .or_else(|| request_id.clone().filter(|v| valid_correlation_id(v)))
+            .filter(|v| correlation::is_valid(v))
+            .or_else(|| request_id.clone().filter(|v| correlation::is_valid(v)))
             .unwrap_or(Cow::Borrowed("none"))
             .into_owned();
         let http_method = self.http_method.map(Text::into_inner);
@@ -323,7 +322,7 @@ impl<'de> Visitor<'de> for HeadersVisitor {
                         out.authorization.push(v);
                     }
                 }
-            } else if name.0.eq_ignore_ascii_case(CORRELATION_HEADER) {
+            } else if name.0.eq_ignore_ascii_case(CORRELATION_ID_HEADER) {
                 let values = map.next_value::<HeaderValues<'de>>()?;
                 out.correlation_type_error |= values.type_error;
                 if out.correlation.is_none() {
@@ -421,14 +420,6 @@ impl<'de> Visitor<'de> for HeaderValuesVisitor {
         }
         Ok(out)
     }
-}
-
-/// Correlation ids are echoed into logs: keep them short and plain.
-fn valid_correlation_id(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= MAX_CORRELATION_LEN
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// An HTTP method token (RFC 9110), as the `http` crate accepted it before: it is

@@ -9,15 +9,17 @@
 //! the key tool's tests).
 
 use lambda_runtime::Diagnostic;
+use service_auth::context::{AUTHENTICATED_BY_API_KEY, AUTHENTICATED_BY_TOKEN};
 use service_auth::decision::presented_key;
 use service_auth::method_arn::MethodArnError;
+use service_auth::refusal::Reason;
 use service_auth::{decide_key, Decision, MethodArn, UnauthorizedReason};
 
 use crate::config::Accept;
 use crate::event::{Authorization, Event, RequestView, MAX_KEY_VALUES};
 use crate::response::Response;
 use crate::source::CachedStore;
-use crate::token::{bearer, Refusal, SsmStandings, TokenAuth, TokenGrant, AUTHENTICATED_BY_TOKEN};
+use crate::token::{bearer, Refusal, SsmStandings, TokenAuth, TokenGrant};
 
 /// EMF metric (no dimension) counting every 401, whatever its reason, key or token:
 /// each is a function error for Lambda (the handler returns `Unauthorized`), so an
@@ -136,7 +138,7 @@ struct Parts<'a> {
 enum Path {
     Key,
     Token,
-    Refuse(&'static str),
+    Refuse(Reason),
 }
 
 /// The path for a request: with both credentials accepted, exactly one must be
@@ -150,12 +152,12 @@ fn path(accept: Accept, view: &RequestView) -> Path {
     let authorization = !matches!(view.authorization, Authorization::Absent);
     match accept {
         Accept::ApiKey => Path::Key,
-        _ if key && authorization => Path::Refuse("ambiguous_credentials"),
+        _ if key && authorization => Path::Refuse(Reason::AmbiguousCredentials),
         // A key alone is no credential here: refused as `missing_token`.
         Accept::Token => Path::Token,
         Accept::Either if key => Path::Key,
         Accept::Either if authorization => Path::Token,
-        Accept::Either => Path::Refuse("missing_credentials"),
+        Accept::Either => Path::Refuse(Reason::MissingCredentials),
     }
 }
 
@@ -257,19 +259,19 @@ impl Parts<'_> {
         view: &RequestView,
         arn: Result<MethodArn, MethodArnError>,
     ) -> Result<Response, Unauthorized> {
-        let refuse = |reason: &'static str| {
+        let refuse = |reason: Reason| {
             audit_token(view, Err(&Refusal::reason(reason)));
             Err(Unauthorized)
         };
         let token = match bearer(&view.authorization) {
             Ok(t) => t,
-            Err(e) => return refuse(e.code()),
+            Err(e) => return refuse(e.reason()),
         };
         let Some(tokens) = self.tokens else {
-            return refuse("token_verifier_unconfigured");
+            return refuse(Reason::TokenVerifierUnconfigured);
         };
         let Ok(arn) = arn else {
-            return refuse("malformed_method_arn");
+            return refuse(Reason::MalformedMethodArn);
         };
         let store = self.store;
         let api = store.api_name(&arn).await;
@@ -296,13 +298,12 @@ impl Parts<'_> {
 fn audit(view: &RequestView, decision: &Decision) {
     let line = match decision {
         Decision::Allow(g) => AuditLine {
-            outcome: if g.route_permitted { "allow" } else { "deny" },
-            reason: if g.route_permitted {
-                "permitted"
+            outcome: if g.route_permitted {
+                Outcome::Allow
             } else {
-                "route_not_permitted"
+                Outcome::Deny("route_not_permitted")
             },
-            authenticated_by: service_auth::context::AUTHENTICATED_BY_API_KEY,
+            authenticated_by: AUTHENTICATED_BY_API_KEY,
             service: Some(g.service.service.as_str()),
             key_id: Some(g.key_id.as_str()),
             token: None,
@@ -313,9 +314,8 @@ fn audit(view: &RequestView, decision: &Decision) {
             key_id,
             service,
         } => AuditLine {
-            outcome: UNAUTHORIZED_OUTCOME,
-            reason: reason.code(),
-            authenticated_by: service_auth::context::AUTHENTICATED_BY_API_KEY,
+            outcome: Outcome::Refused(reason.reason()),
+            authenticated_by: AUTHENTICATED_BY_API_KEY,
             service: service.as_deref(),
             key_id: key_id.as_ref().map(|k| k.as_str()),
             token: None,
@@ -330,11 +330,10 @@ fn audit(view: &RequestView, decision: &Decision) {
 fn audit_token(view: &RequestView, result: Result<&TokenGrant, &Refusal>) {
     let line = match result {
         Ok(g) => AuditLine {
-            outcome: if g.route_permitted { "allow" } else { "deny" },
-            reason: match (g.route_permitted, g.api_registered) {
-                (true, _) => "permitted",
-                (false, true) => "route_not_permitted",
-                (false, false) => "api_not_registered",
+            outcome: match (g.route_permitted, g.api_registered) {
+                (true, _) => Outcome::Allow,
+                (false, true) => Outcome::Deny("route_not_permitted"),
+                (false, false) => Outcome::Deny("api_not_registered"),
             },
             authenticated_by: AUTHENTICATED_BY_TOKEN,
             service: Some(g.claims.sub.as_str()),
@@ -346,8 +345,7 @@ fn audit_token(view: &RequestView, result: Result<&TokenGrant, &Refusal>) {
             legacy_key: None,
         },
         Err(r) => AuditLine {
-            outcome: UNAUTHORIZED_OUTCOME,
-            reason: r.reason,
+            outcome: Outcome::Refused(r.reason),
             authenticated_by: AUTHENTICATED_BY_TOKEN,
             service: r.service.as_deref(),
             key_id: None,
@@ -358,14 +356,40 @@ fn audit_token(view: &RequestView, result: Result<&TokenGrant, &Refusal>) {
     record_decision(view, &line);
 }
 
-/// The `decision` of a refused request in logs and metrics.
-const UNAUTHORIZED_OUTCOME: &str = "unauthorized";
+/// A decision's outcome: its `decision` and `reason` in logs and metrics.
+#[derive(Clone, Copy)]
+enum Outcome {
+    /// Allowed, and the policy covers the route called (`permitted`).
+    Allow,
+    /// Allowed, but the policy does not cover the route called (API Gateway answers
+    /// 403): why. Not a refusal.
+    Deny(&'static str),
+    /// Refused (401): every refusal is logged and counted by its [`Reason`].
+    Refused(Reason),
+}
+
+impl Outcome {
+    fn decision(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny(_) => "deny",
+            Self::Refused(_) => "unauthorized",
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Allow => "permitted",
+            Self::Deny(why) => why,
+            Self::Refused(reason) => reason.code(),
+        }
+    }
+}
 
 /// What one decision's audit line says besides the request, key and token paths alike.
 /// A field one path does not have (`None`) is left out of its line.
 struct AuditLine<'a> {
-    outcome: &'static str,
-    reason: &'static str,
+    outcome: Outcome,
     authenticated_by: &'static str,
     service: Option<&'a str>,
     key_id: Option<&'a str>,
@@ -382,8 +406,8 @@ fn record_decision(view: &RequestView, line: &AuditLine<'_>) {
     let (token_id, signing_kid) = line.token.unzip();
     tracing::info!(
         event = "authorizer_decision",
-        decision = line.outcome,
-        reason = line.reason,
+        decision = line.outcome.decision(),
+        reason = line.outcome.reason(),
         authenticated_by = line.authenticated_by,
         service_id = line.service.unwrap_or(""),
         token_id,
@@ -398,10 +422,10 @@ fn record_decision(view: &RequestView, line: &AuditLine<'_>) {
         "authorizer decision"
     );
     let service_dim = line.service.unwrap_or("unknown").to_owned();
-    metrics::counter!("Decisions", "Outcome" => line.outcome, "Service" => service_dim)
+    metrics::counter!("Decisions", "Outcome" => line.outcome.decision(), "Service" => service_dim)
         .increment(1);
-    if line.outcome == UNAUTHORIZED_OUTCOME {
-        metrics::counter!("Unauthorized", "Reason" => line.reason).increment(1);
+    if let Outcome::Refused(reason) = line.outcome {
+        metrics::counter!("Unauthorized", "Reason" => reason.code()).increment(1);
         metrics::counter!(REFUSALS_METRIC).increment(1);
     }
 }

@@ -103,3 +103,110 @@ impl Serialize for Response {
         out.end()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use service_auth::decision::{decide, AuthRequest, Decision};
+    use service_auth::identity::{identify, AuthMethod, IamRoleMap, ServiceIdentity, TokenProof};
+    use service_auth::policy::Policy;
+    use service_auth::UnixTime;
+    use service_auth::{ApiGrant, ApiKey, KeyId, KeyRecord, KeyStore, MethodArn, ServiceDocument};
+    use service_token::{Proof, TokenClaims};
+
+    use super::*;
+
+    const ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/x";
+
+    /// What a backend reads from the context of this answer, through the backends' reader.
+    fn read_back(response: Response) -> ServiceIdentity {
+        let answer = serde_json::to_value(response).unwrap();
+        let context = answer["context"].as_object().unwrap();
+        identify(
+            |k| context.get(k).and_then(Value::as_str),
+            None,
+            &IamRoleMap::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_api_key_callers_answer_reads_back_as_that_key() {
+        let key = ApiKey::generate(None).unwrap();
+        let mut doc = ServiceDocument::new(
+            "tutor-service",
+            vec![ApiGrant::new(&["identity"], &["GET /x"])],
+        );
+        doc.keys
+            .push(KeyRecord::for_key(&key, UnixTime(1), Some(UnixTime(9_999))));
+        let store = KeyStore::build(&[doc], &[]).unwrap();
+        let ask = AuthRequest {
+            api_key_values: &[key.expose_secret()],
+            method_arn: Some(ARN),
+            api_name: Some("identity"),
+        };
+        let Decision::Allow(grant) = decide(Some(&store), &ask, UnixTime(100)) else {
+            panic!("not allowed")
+        };
+        let id = read_back(Response::key(grant));
+        assert_eq!(id.service, "tutor-service");
+        assert_eq!(
+            id.method,
+            AuthMethod::ApiKey {
+                key_id: key.key_id()
+            }
+        );
+    }
+
+    #[test]
+    fn a_token_callers_answer_reads_back_for_each_proof() {
+        let arn = MethodArn::parse(ARN).unwrap();
+        let key_id = "kid_0123456789abcdef";
+        let proofs = [
+            (
+                Proof::ApiKey {
+                    key_id: key_id.into(),
+                },
+                TokenProof::ApiKey {
+                    key_id: KeyId::parse(key_id).unwrap(),
+                },
+            ),
+            (
+                Proof::Iam {
+                    role_arn: "arn:aws:iam::123456789012:role/tutor".into(),
+                },
+                TokenProof::Iam,
+            ),
+        ];
+        for (proof, read) in proofs {
+            let grant = TokenGrant {
+                claims: TokenClaims {
+                    iss: "svcauth:dev".into(),
+                    sub: "tutor-service".into(),
+                    aud: vec!["identity".into()],
+                    exp: 10_600,
+                    nbf: 10_000,
+                    iat: 10_000,
+                    jti: "0f8e6b2c-jti".into(),
+                    permissions: Vec::new(),
+                    proof,
+                },
+                kid: "key-2026-12".into(),
+                policy: Policy::for_service(&[], &arn),
+                route_permitted: false,
+                api_registered: true,
+                usage_plan_key: None,
+            };
+            assert_eq!(
+                read_back(Response::token(grant)),
+                ServiceIdentity {
+                    service: "tutor-service".into(),
+                    method: AuthMethod::Token {
+                        token_id: "0f8e6b2c-jti".into(),
+                        expires_at: UnixTime(10_600),
+                        proof: read,
+                    },
+                }
+            );
+        }
+    }
+}

@@ -37,8 +37,9 @@ use std::time::Duration;
 use keystore_ssm::aws_sdk_ssm::Client;
 use keystore_ssm::{KeySetParameter, SsmKeyStore, StandingError, Standings};
 use service_auth::cache::RefreshPolicy;
-use service_auth::context::{AUTHENTICATED_BY, KEY_ID, SERVICE_ID};
+use service_auth::context::{self, TokenCaller};
 use service_auth::policy::Policy;
+use service_auth::refusal::Reason;
 use service_auth::{MethodArn, RoutePattern, Standing, UnixTime};
 use service_token::{
     check_standing, KeySet, KeySetCache, KeySetSource, Proof, Rejection, SourceError, TokenClaims,
@@ -50,14 +51,6 @@ use crate::config::TokenConfig;
 use crate::event::Authorization;
 use crate::source::CachedStore;
 
-/// `authenticatedBy` for token callers.
-pub const AUTHENTICATED_BY_TOKEN: &str = "token";
-/// Context: the token's id (`jti`).
-pub const TOKEN_ID: &str = "tokenId";
-/// Context: RFC 3339 expiry of the token.
-pub const TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
-/// Context: how the caller proved itself to the issuer (`api-key` or `iam`).
-pub const TOKEN_PROOF: &str = "tokenProof";
 /// EMF metric counting key-set (JWKS) fetches, by `Result` (`ok` or `failed`).
 pub const KEYSET_LOADS_METRIC: &str = "TokenKeySetLoads";
 
@@ -75,14 +68,19 @@ pub enum BearerError {
 }
 
 impl BearerError {
-    /// Stable reason code for logs and metrics.
-    pub fn code(self) -> &'static str {
+    /// The refusal reason, whose code logs and metrics carry.
+    pub fn reason(self) -> Reason {
         match self {
-            Self::Missing => "missing_token",
-            Self::Repeated => "duplicate_authorization",
-            Self::Empty => "empty_authorization",
-            Self::Scheme => "unsupported_auth_scheme",
+            Self::Missing => Reason::MissingToken,
+            Self::Repeated => Reason::DuplicateAuthorization,
+            Self::Empty => Reason::EmptyAuthorization,
+            Self::Scheme => Reason::UnsupportedAuthScheme,
         }
+    }
+
+    /// Stable reason code for logs and metrics ([`Reason::code`]).
+    pub fn code(self) -> &'static str {
+        self.reason().code()
     }
 }
 
@@ -268,17 +266,17 @@ impl StandingSource for SsmStandings {
     }
 }
 
-/// A refused token: the reason code and, when the token verified, who it was for.
+/// A refused token: the reason and, when the token verified, who it was for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub service: Option<String>,
     pub token_id: Option<String>,
 }
 
 impl Refusal {
     /// A refusal before the token verified: only the reason is known.
-    pub fn reason(reason: &'static str) -> Self {
+    pub fn reason(reason: Reason) -> Self {
         Self {
             reason,
             service: None,
@@ -289,7 +287,7 @@ impl Refusal {
 
 impl From<Rejection> for Refusal {
     fn from(r: Rejection) -> Self {
-        Self::reason(r.code())
+        Self::reason(r.reason())
     }
 }
 
@@ -461,7 +459,7 @@ impl TokenAuth {
     ) -> Result<TokenGrant, Refusal> {
         let verified = self.verified_token(token, api, now).await?;
         let claims = &verified.claims;
-        let refuse = |reason: &'static str| Refusal {
+        let refuse = |reason: Reason| Refusal {
             reason,
             service: Some(claims.sub.clone()),
             token_id: Some(claims.jti.clone()),
@@ -473,8 +471,8 @@ impl TokenAuth {
         let found = standing
             .standing(&claims.sub, proof_key, now)
             .await
-            .map_err(|_| refuse("store_unavailable"))?;
-        check_standing(claims, &found, now).map_err(|r| refuse(r.code()))?;
+            .map_err(|_| refuse(Reason::StoreUnavailable))?;
+        check_standing(claims, &found, now).map_err(|r| refuse(r.reason()))?;
         let usage_plan_key = found.usage_plan_key().map(str::to_owned);
         // The token's routes on this API that the service's document still grants:
         // a grant removed since the token was issued ends its routes at the standing's
@@ -485,7 +483,7 @@ impl TokenAuth {
                 .map(|r| RoutePattern::parse(r).map(|p| (r, p)))
                 .collect::<Result<Vec<_>, _>>()
                 // A route the issuer could not have written: refuse the whole token.
-                .map_err(|_| refuse(Rejection::MalformedClaims.code()))?
+                .map_err(|_| refuse(Rejection::MalformedClaims.reason()))?
                 .into_iter()
                 .filter(|(text, _)| found.grants(api, text))
                 .map(|(_, p)| p)
@@ -552,24 +550,18 @@ pub struct TokenGrant {
 }
 
 impl TokenGrant {
-    /// The context backends read: `serviceId` and `authenticatedBy` as for key
-    /// callers, plus the token's id, expiry and proof; `keyId` only when the proof was
-    /// an API key (its id, never the key).
+    /// The context backends read ([`context::token_entries`]).
     pub fn context_entries(&self) -> impl Iterator<Item = (&'static str, Cow<'_, str>)> {
         let c = &self.claims;
-        [
-            Some((SERVICE_ID, Cow::Borrowed(c.sub.as_str()))),
-            Some((AUTHENTICATED_BY, Cow::Borrowed(AUTHENTICATED_BY_TOKEN))),
-            Some((TOKEN_ID, Cow::Borrowed(c.jti.as_str()))),
-            Some((TOKEN_EXPIRES_AT, Cow::Owned(UnixTime(c.exp).to_rfc3339()))),
-            Some((TOKEN_PROOF, Cow::Borrowed(c.proof.method_name()))),
-            match &c.proof {
-                Proof::ApiKey { key_id } => Some((KEY_ID, Cow::Borrowed(key_id.as_str()))),
+        context::token_entries(TokenCaller {
+            service: &c.sub,
+            token_id: &c.jti,
+            expires_at: UnixTime(c.exp),
+            proof_key_id: match &c.proof {
+                Proof::ApiKey { key_id } => Some(key_id),
                 Proof::Iam { .. } => None,
             },
-        ]
-        .into_iter()
-        .flatten()
+        })
     }
 }
 

@@ -1192,7 +1192,7 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn reason(result: Result<TokenGrant, Refusal>) -> Option<&'static str> {
-    result.err().map(|r| r.reason)
+    result.err().map(|r| r.reason.code())
 }
 
 const BILLING_ARN: &str =

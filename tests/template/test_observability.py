@@ -432,29 +432,40 @@ def unaudited_refusals(text: str, name: str = "source") -> list[str]:
     return problems
 
 
-def _codes_of(path: Path, signature: str) -> set[str]:
-    """The string literals a `match` in the function starting with `signature` returns."""
-    text = path.read_text(encoding="utf-8")
-    body = text[text.index(signature):]
-    body = body[:body.index("\n    }\n")]
-    return set(re.findall(r'=>\s*"([a-z_]+)"', body))
+# The one table of the authorizer's refusal reasons (service_auth::refusal::Reason): one
+# row per reason, `Variant => "code", Path, forgery: bool;`. Every list of reason codes
+# below is derived from it.
+REFUSAL_TABLE = ROOT / "libs" / "service-auth" / "src" / "refusal.rs"
+
+
+def refusal_reasons(text: str | None = None) -> dict[str, tuple[str, bool]]:
+    """code -> (path: ApiKey, Token or Any; counted by the forged-token alarm) of every
+    row of the reason table."""
+    text = text if text is not None else REFUSAL_TABLE.read_text(encoding="utf-8")
+    table = text[text.index("\nreasons! {"):]
+    table = table[:table.index("\n}\n")]
+    rows = re.findall(r'^\s*[A-Z]\w* => "([a-z_]+)", (ApiKey|Token|Any), forgery: (true|false);$', table, re.M)
+    # every row was read: each is one `=>` line, none skipped for a format this misses
+    assert len(rows) == table.count("=>") and rows, "a row of the reason table is not `V => \"code\", Path, forgery: b;`"
+    out = {code: (path, forged == "true") for code, path, forged in rows}
+    assert len(out) == len(rows), "a code is in the table twice"
+    return out
 
 
 def key_reasons() -> set[str]:
-    """Every reason code of the API-key path (service_auth's UnauthorizedReason)."""
-    return _codes_of(ROOT / "libs" / "service-auth" / "src" / "decision.rs", "pub fn code(&self)")
+    """Every reason code the API-key path can refuse with."""
+    return {c for c, (path, _) in refusal_reasons().items() if path in ("ApiKey", "Any")}
 
 
 def token_reasons() -> set[str]:
-    """Every reason code the authorizer's token path can refuse with: the verifier's
-    rejections, the Authorization header's, and the literals the handler and the token
-    module refuse with directly."""
-    codes = _codes_of(ROOT / "libs" / "service-token" / "src" / "verify.rs", "pub fn code(&self)")
-    codes |= _codes_of(AUTHORIZER_SRC / "token.rs", "pub fn code(self)")
-    for path in AUTHORIZER_SRC.glob("*.rs"):
-        text = path.read_text(encoding="utf-8")
-        codes |= set(re.findall(r'\b(?:Refuse|refuse|Refusal::reason)\(\s*"([a-z_]+)"', text))
-    return codes
+    """Every reason code the token path (or the choice between credentials) can refuse
+    with."""
+    return {c for c, (path, _) in refusal_reasons().items() if path in ("Token", "Any")}
+
+
+def forged_token_reasons() -> set[str]:
+    """The reasons the forged-token alarm counts."""
+    return {c for c, (_, forged) in refusal_reasons().items() if forged}
 
 
 def test_the_reason_code_readers_find_the_codes_of_both_paths():
@@ -463,6 +474,14 @@ def test_the_reason_code_readers_find_the_codes_of_both_paths():
     assert {"bad_signature", "expires_within_cache_ttl", "braked", "missing_token",
             "duplicate_authorization", "ambiguous_credentials", "missing_credentials",
             "token_verifier_unconfigured"} <= tokens
+    assert "wrong_typ" in tokens and "wrong_typ" not in forged_token_reasons()
+    # the reason types map onto the table: none of them writes a code of its own
+    for path in (ROOT / "libs" / "service-auth" / "src" / "decision.rs",
+                 ROOT / "libs" / "service-token" / "src" / "verify.rs",
+                 AUTHORIZER_SRC / "token.rs", AUTHORIZER_SRC / "handler.rs"):
+        text = path.read_text(encoding="utf-8")
+        written = set(re.findall(r'(?:=>|\b(?:refuse|Refuse|Refusal::reason)\(|\breason:)\s*"([a-z_]+)"', text))
+        assert not written & (keys | tokens), f"{path.name} writes reason codes: {sorted(written & (keys | tokens))}"
     # the contract lists every one of them
     contracts = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
     section = contracts[contracts.index("### Reason codes"):contracts.index("## Authorizer response context")]
@@ -615,6 +634,45 @@ def test_token_refusal_widget_shows_every_token_and_credential_reason():
     assert searched == {ns["TokenAuthorizer"], ns["KeyOrTokenAuthorizer"]}
     assert {"duplicate_authorization", "empty_authorization", "unsupported_auth_scheme", "missing_token",
             "ambiguous_credentials", "missing_credentials", "expires_within_cache_ttl"} <= token_reasons()
+
+
+def check_forged_tokens_alarm(platform: Resolver) -> None:
+    """The forged-token alarm reads, in each token-taking instance, exactly the reasons
+    the reason table marks as forgery signals, and any one of them counts."""
+    ns = namespaces(platform)
+    alarm = platform.resources()["ForgedTokensAlarm"]["Properties"]
+    stats = {q["Id"]: q["MetricStat"]["Metric"] for q in alarm["Metrics"] if "MetricStat" in q}
+    read = {(m["Namespace"], m["MetricName"], m["Dimensions"][0]["Name"], m["Dimensions"][0]["Value"])
+            for m in stats.values()}
+    assert read == {(ns[i], "Unauthorized", "Reason", reason)
+                    for i in ("TokenAuthorizer", "KeyOrTokenAuthorizer") for reason in forged_token_reasons()}
+    for qid in stats:
+        assert _alarm_value(alarm, {qid: 1}) == 1, qid
+    assert _alarm_value(alarm, {}) == 0
+
+
+def test_forged_tokens_alarm_counts_exactly_the_forgery_signals():
+    check_forged_tokens_alarm(deploy().platform)
+
+
+def test_negative_control_a_forgery_signal_missing_from_the_alarm_is_caught():
+    sam2 = copy.deepcopy(PLATFORM_SAM)
+    props = sam2["Resources"]["ForgedTokensAlarm"]["Properties"]
+    props["Metrics"] = [q for q in props["Metrics"] if q.get("Id") != "t0"]
+    (result,) = [q for q in props["Metrics"] if q.get("ReturnData")]
+    result["Expression"] = result["Expression"].replace("FILL(t0, 0) + ", "")
+    with pytest.raises(AssertionError):
+        check_forged_tokens_alarm(platform_alone(sam2))
+
+
+def test_negative_control_the_reason_table_reader_refuses_a_row_it_cannot_read():
+    text = REFUSAL_TABLE.read_text(encoding="utf-8")
+    assert refusal_reasons(text)["bad_signature"] == ("Token", True)
+    broken = text.replace('BadSignature => "bad_signature", Token, forgery: true;',
+                          'BadSignature => "bad_signature", Token, forgery: yes;')
+    assert broken != text
+    with pytest.raises(AssertionError):
+        refusal_reasons(broken)
 
 
 def test_every_search_query_fits_cloudwatchs_limit():

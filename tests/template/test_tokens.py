@@ -27,6 +27,7 @@ from deployment import (
     ssm_arn,
     statements_of,
 )
+from test_observability import forged_token_reasons
 from templatelib import (
     ACCOUNT,
     AUTHORIZER_APP,
@@ -457,8 +458,8 @@ def test_token_alarms_exist_and_link_their_runbooks():
     forged = alarms["ForgedTokensAlarm"]["Properties"]
     assert forged["Threshold"] == "3"
     stats = [q["MetricStat"]["Metric"] for q in forged["Metrics"] if "MetricStat" in q]
-    assert {m["Dimensions"][0]["Value"] for m in stats} == {
-        "bad_signature", "unsupported_alg", "crit_header", "unsupported_header", "unknown_kid"}
+    # exactly the reasons service_auth::refusal marks as forgery signals
+    assert {m["Dimensions"][0]["Value"] for m in stats} == forged_token_reasons()
     # both token-taking instances, each in its own namespace
     assert {m["Namespace"] for m in stats} == {f"svcauth/{PLATFORM_STACK}/TokenAuthorizer",
                                               f"svcauth/{PLATFORM_STACK}/KeyOrTokenAuthorizer"}

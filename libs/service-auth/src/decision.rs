@@ -8,6 +8,7 @@ use crate::method_arn::{MethodArn, MethodArnError};
 use crate::permissions::RoutePattern;
 use crate::policy::{Policy, StagePolicy};
 use crate::record::{KeyStatus, UnixTime};
+use crate::refusal::Reason;
 use crate::store::{KeyStore, ServiceGrant};
 
 /// What the authorizer was asked.
@@ -40,19 +41,24 @@ pub enum UnauthorizedReason {
 }
 
 impl UnauthorizedReason {
-    /// Stable code for logs and metrics.
-    pub fn code(&self) -> &'static str {
+    /// The refusal reason, whose code logs and metrics carry.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::MissingKey => "missing_key",
-            Self::DuplicateKey => "duplicate_key",
-            Self::MalformedKey(_) => "malformed_key",
-            Self::UnknownKey => "unknown_key",
-            Self::RevokedKey => "revoked_key",
-            Self::ExpiredKey => "expired_key",
-            Self::StoreUnavailable => "store_unavailable",
-            Self::MalformedEvent => "malformed_event",
-            Self::MalformedMethodArn(_) => "malformed_method_arn",
+            Self::MissingKey => Reason::MissingKey,
+            Self::DuplicateKey => Reason::DuplicateKey,
+            Self::MalformedKey(_) => Reason::MalformedKey,
+            Self::UnknownKey => Reason::UnknownKey,
+            Self::RevokedKey => Reason::RevokedKey,
+            Self::ExpiredKey => Reason::ExpiredKey,
+            Self::StoreUnavailable => Reason::StoreUnavailable,
+            Self::MalformedEvent => Reason::MalformedEvent,
+            Self::MalformedMethodArn(_) => Reason::MalformedMethodArn,
         }
+    }
+
+    /// Stable code for logs and metrics ([`Reason::code`]).
+    pub fn code(&self) -> &'static str {
+        self.reason().code()
     }
 }
 

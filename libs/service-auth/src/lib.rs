@@ -13,7 +13,11 @@ This crate holds every decision of the product and no AWS I/O:
   that only take access away;
 * [`standing`]: what the store says about a calling service, for its tokens;
 * [`cache`]: when to reload the store and when to stop trusting an old one;
-* [`decision`], [`policy`] and [`context`]: what the authorizer answers.
+* [`decision`], [`policy`] and [`context`]: what the authorizer answers, and
+  [`refusal`]: why it refuses (every reason code, key and token paths alike);
+* [`identity`]: who called a backend, read back from that context (or IAM), and
+  [`correlation`]: the correlation id's header and rule, for the authorizer, backends
+  and clients alike.
 
 It does not talk to AWS (see `keystore-ssm`), does not parse Lambda events (see the
 `authorizer` crate), and does not read the clock by itself: time is always passed in.
@@ -22,6 +26,7 @@ It does not talk to AWS (see `keystore-ssm`), does not parse Lambda events (see 
 
 pub mod cache;
 pub mod context;
+pub mod correlation;
 pub mod decision;
 pub mod dev;
 pub mod identity;
@@ -30,6 +35,7 @@ pub mod method_arn;
 pub mod permissions;
 pub mod policy;
 pub mod record;
+pub mod refusal;
 pub mod standing;
 pub mod store;
 

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use service_auth::identity::{CorrelationId, CORRELATION_ID_HEADER};
+use service_auth::correlation::{CorrelationId, CORRELATION_ID_HEADER};
 
 use crate::auth::{Applied, Auth, AuthConfig};
 use crate::breaker::{Admission, Breaker, BreakerConfig};

@@ -49,7 +49,7 @@ pub use clock::Clock;
 pub use error::ClientError;
 pub use retry::{Outcome, RetryPolicy};
 pub use route::{PathError, Route};
-pub use service_auth::identity::{CorrelationId, CORRELATION_ID_HEADER};
+pub use service_auth::correlation::{CorrelationId, CORRELATION_ID_HEADER};
 pub use token::{
     Schedule, TokenGrant, TokenRequest, TokenSettings, MAX_TOKEN_BYTES, MIN_TOKEN_AGE_FOR_REFRESH,
     TOKEN_IAM_ROUTE, TOKEN_ROUTE,

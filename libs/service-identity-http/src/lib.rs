@@ -33,9 +33,8 @@ use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 use service_auth::identity::{identify, IamRoleMap, IdentityError, RoleMapError};
 
-pub use service_auth::identity::{
-    AuthMethod, CorrelationId, ServiceIdentity, TokenProof, CORRELATION_ID_HEADER,
-};
+pub use service_auth::correlation::{CorrelationId, CORRELATION_ID_HEADER};
+pub use service_auth::identity::{AuthMethod, ServiceIdentity, TokenProof};
 
 /// Environment variable holding the IAM role to service map.
 pub const IAM_ROLES_ENV: &str = "SVCAUTH_IAM_ROLES";
@@ -235,44 +234,36 @@ pub mod testing {
     use lambda_http::request::RequestContext;
     use service_auth::context;
 
-    /// Context as set after the API-key authorizer allowed `service` with `key_id`.
+    /// Context as set after the API-key authorizer allowed `service` with `key_id`
+    /// (written by the authorizer's own writer, [`context::key_entries`]).
     pub fn api_key_context(service: &str, key_id: &str, request_id: &str) -> RequestContext {
-        authorizer_context(
-            [
-                (context::SERVICE_ID, service),
-                (context::AUTHENTICATED_BY, context::AUTHENTICATED_BY_API_KEY),
-                (context::KEY_ID, key_id),
-                ("principalId", service),
-            ],
-            request_id,
-        )
+        let caller = context::KeyCaller {
+            service,
+            key_id,
+            expires_at: None,
+        };
+        with_principal(service, context::key_entries(caller), request_id)
     }
 
-    /// Context as set after the authorizer allowed a token of `service` (`token_id`,
-    /// expiring at `expires_at` RFC 3339), obtained with the key `key_id` (or with IAM
-    /// when `None`).
-    pub fn token_context(
+    /// Context as set after the authorizer allowed a token (written by the
+    /// authorizer's own writer, [`context::token_entries`]).
+    pub fn token_context(caller: context::TokenCaller<'_>, request_id: &str) -> RequestContext {
+        with_principal(caller.service, context::token_entries(caller), request_id)
+    }
+
+    fn with_principal<'a>(
         service: &str,
-        token_id: &str,
-        expires_at: &str,
-        key_id: Option<&str>,
+        entries: impl Iterator<Item = (&'static str, std::borrow::Cow<'a, str>)>,
         request_id: &str,
     ) -> RequestContext {
-        let mut entries = vec![
-            (context::SERVICE_ID, service),
-            (context::AUTHENTICATED_BY, context::AUTHENTICATED_BY_TOKEN),
-            (context::TOKEN_ID, token_id),
-            (context::TOKEN_EXPIRES_AT, expires_at),
-            ("principalId", service),
-        ];
-        match key_id {
-            Some(k) => entries.extend([
-                (context::TOKEN_PROOF, context::AUTHENTICATED_BY_API_KEY),
-                (context::KEY_ID, k),
-            ]),
-            None => entries.push((context::TOKEN_PROOF, context::AUTHENTICATED_BY_IAM)),
-        }
-        authorizer_context(entries, request_id)
+        let entries: Vec<(&str, std::borrow::Cow<'_, str>)> = entries.collect();
+        authorizer_context(
+            entries
+                .iter()
+                .map(|(k, v)| (*k, v.as_ref()))
+                .chain([("principalId", service)]),
+            request_id,
+        )
     }
 
     /// Context with these authorizer entries (string values, as API Gateway sends).
@@ -323,6 +314,8 @@ mod tests {
     use axum::body::Body;
     use axum::routing::get;
     use http_body_util::BodyExt;
+    use service_auth::context::TokenCaller;
+    use service_auth::UnixTime;
     use tower::ServiceExt;
 
     const KID: &str = "kid_0123456789abcdef";
@@ -397,18 +390,16 @@ mod tests {
     #[tokio::test]
     async fn token_context_gives_the_caller_with_no_change_to_handlers() {
         let exp = "2026-11-29T10:20:00Z";
-        let (s, body, _) = call(
-            Some(token_context("tutor-service", "jti-1", exp, Some(KID), RID)),
-            &[],
-        )
-        .await;
+        let token = |token_id, proof_key_id| TokenCaller {
+            service: "tutor-service",
+            token_id,
+            expires_at: UnixTime::parse_rfc3339(exp).unwrap(),
+            proof_key_id,
+        };
+        let (s, body, _) = call(Some(token_context(token("jti-1", Some(KID)), RID)), &[]).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(body, format!("tutor-service token jti-1 {exp} {KID} {RID}"));
-        let (s, body, _) = call(
-            Some(token_context("tutor-service", "jti-2", exp, None, RID)),
-            &[],
-        )
-        .await;
+        let (s, body, _) = call(Some(token_context(token("jti-2", None), RID)), &[]).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(body, format!("tutor-service token jti-2 {exp} iam {RID}"));
         // A token context without its id is malformed, not an identity.

@@ -22,6 +22,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use service_auth::refusal::Reason;
 use service_auth::UnixTime;
 
 use crate::claims::{RawClaims, TokenClaims};
@@ -93,32 +94,37 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// Stable reason code for logs and metrics.
-    pub fn code(&self) -> &'static str {
+    /// The authorizer's refusal reason for it, whose code logs and metrics carry.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::TooLong => "token_too_long",
-            Self::Malformed => "malformed_token",
-            Self::UnsupportedAlgorithm => "unsupported_alg",
-            Self::CritHeader => "crit_header",
-            Self::UnsupportedHeader => "unsupported_header",
-            Self::MissingKid => "missing_kid",
-            Self::WrongType => "wrong_typ",
-            Self::UnknownKid => "unknown_kid",
-            Self::KeySetUnavailable => "keyset_unavailable",
-            Self::BadSignature => "bad_signature",
-            Self::MalformedClaims => "malformed_claims",
-            Self::MissingClaim(_) => "missing_claim",
-            Self::WrongIssuer => "wrong_issuer",
-            Self::WrongAudience => "wrong_audience",
-            Self::Expired => "expired",
-            Self::ExpiresWithinCacheTtl => "expires_within_cache_ttl",
-            Self::NotYetValid => "not_yet_valid",
-            Self::IssuedInFuture => "issued_in_future",
-            Self::BadLifetime => "bad_lifetime",
-            Self::UnknownService => "unknown_service",
-            Self::KeyRevoked => "key_revoked",
-            Self::Braked => "braked",
+            Self::TooLong => Reason::TokenTooLong,
+            Self::Malformed => Reason::MalformedToken,
+            Self::UnsupportedAlgorithm => Reason::UnsupportedAlgorithm,
+            Self::CritHeader => Reason::CritHeader,
+            Self::UnsupportedHeader => Reason::UnsupportedHeader,
+            Self::MissingKid => Reason::MissingKid,
+            Self::WrongType => Reason::WrongType,
+            Self::UnknownKid => Reason::UnknownKid,
+            Self::KeySetUnavailable => Reason::KeySetUnavailable,
+            Self::BadSignature => Reason::BadSignature,
+            Self::MalformedClaims => Reason::MalformedClaims,
+            Self::MissingClaim(_) => Reason::MissingClaim,
+            Self::WrongIssuer => Reason::WrongIssuer,
+            Self::WrongAudience => Reason::WrongAudience,
+            Self::Expired => Reason::Expired,
+            Self::ExpiresWithinCacheTtl => Reason::ExpiresWithinCacheTtl,
+            Self::NotYetValid => Reason::NotYetValid,
+            Self::IssuedInFuture => Reason::IssuedInFuture,
+            Self::BadLifetime => Reason::BadLifetime,
+            Self::UnknownService => Reason::UnknownService,
+            Self::KeyRevoked => Reason::KeyRevoked,
+            Self::Braked => Reason::Braked,
         }
+    }
+
+    /// Stable reason code for logs and metrics ([`Reason::code`]).
+    pub fn code(&self) -> &'static str {
+        self.reason().code()
     }
 }
 

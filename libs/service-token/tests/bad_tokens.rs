@@ -590,7 +590,7 @@ fn a_good_token_yields_its_claims() {
 }
 
 #[test]
-fn codes_are_distinct() {
+fn codes_are_distinct_token_reasons() {
     use Rejection::*;
     let all = [
         TooLong,
@@ -618,6 +618,15 @@ fn codes_are_distinct() {
     ];
     let codes: std::collections::BTreeSet<&str> = all.iter().map(|r| r.code()).collect();
     assert_eq!(codes.len(), all.len());
+    // Each is a token reason of the one reason table, with its code.
+    for r in all {
+        assert_eq!(
+            r.reason().path(),
+            service_auth::refusal::Path::Token,
+            "{r:?}"
+        );
+        assert_eq!(r.code(), r.reason().code());
+    }
 }
 
 #[test]

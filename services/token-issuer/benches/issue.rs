@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
+use service_auth::context::{self, KeyCaller};
 use service_auth::identity::IamRoleMap;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, ServiceDocument, UnixTime};
 use service_identity_http::{lambda_service, IdentityConfig};
@@ -30,6 +31,17 @@ const NOW: u64 = 1_764_600_000;
 
 /// The token API's `POST /token` event for an API-key caller of tutor-service.
 fn event(key: &ApiKey, body: &str) -> String {
+    // The authorizer's context, written by the authorizer's own writer.
+    let key_id = key.key_id();
+    let mut authorizer: serde_json::Map<String, serde_json::Value> =
+        context::key_entries(KeyCaller {
+            service: "tutor-service",
+            key_id: key_id.as_str(),
+            expires_at: None,
+        })
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
+    authorizer.insert("principalId".into(), json!("tutor-service"));
     json!({
         "resource": "/token",
         "path": "/token",
@@ -46,12 +58,7 @@ fn event(key: &ApiKey, body: &str) -> String {
             "httpMethod": "POST",
             "apiId": "tokenapi01",
             "path": "/v1/token",
-            "authorizer": {
-                "principalId": "tutor-service",
-                "serviceId": "tutor-service",
-                "authenticatedBy": "api-key",
-                "keyId": key.key_id().as_str()
-            }
+            "authorizer": authorizer
         },
         "body": body,
         "isBase64Encoded": false

@@ -5,6 +5,7 @@
 //! (revoked, expired, unknown key, revocation marker, unmapped role, brake), reuse,
 //! KMS throttling (back-off, then 503), publish-before-sign and the key set endpoint.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use http_body_util::BodyExt;
 use keystore_ssm::aws_sdk_ssm::types::ParameterType;
 use keystore_ssm::{aws_sdk_ssm, SsmKeyStore};
 use serde_json::{json, Value};
+use service_auth::context::{self, KeyCaller, TokenCaller};
 use service_auth::identity::IamRoleMap;
 use service_auth::{ApiGrant, ApiKey, KeyRecord, KeyStatus, ServiceDocument, UnixTime};
 use service_identity_http::{lambda_service, IdentityConfig};
@@ -259,26 +261,31 @@ enum Auth<'a> {
 fn event(method: &str, path: &str, auth: Auth<'_>, body: Option<&str>) -> String {
     let mut identity = json!({"sourceIp": "10.0.12.34", "userAgent": "service-client/0.1"});
     let mut authorizer = Value::Null;
+    // The authorizer's context, written by the authorizer's own writers.
+    let written = |entries: &mut dyn Iterator<Item = (&'static str, Cow<'_, str>)>| {
+        let mut fields: serde_json::Map<String, Value> =
+            entries.map(|(k, v)| (k.to_owned(), json!(v))).collect();
+        fields.insert("principalId".into(), json!("tutor-service"));
+        Value::Object(fields)
+    };
     match auth {
         Auth::Key(key) => {
-            authorizer = json!({
-                "principalId": "tutor-service",
-                "serviceId": "tutor-service",
-                "authenticatedBy": "api-key",
-                "keyId": key.key_id().as_str(),
-                "integrationLatency": 3
-            })
+            let key_id = key.key_id();
+            authorizer = written(&mut context::key_entries(KeyCaller {
+                service: "tutor-service",
+                key_id: key_id.as_str(),
+                expires_at: None,
+            }));
+            authorizer["integrationLatency"] = json!(3);
         }
         Auth::Token(key) => {
-            authorizer = json!({
-                "principalId": "tutor-service",
-                "serviceId": "tutor-service",
-                "authenticatedBy": "token",
-                "tokenId": "0123456789abcdef0123456789abcdef",
-                "tokenExpiresAt": "2026-12-01T10:10:00Z",
-                "tokenProof": "api-key",
-                "keyId": key.key_id().as_str()
-            })
+            let key_id = key.key_id();
+            authorizer = written(&mut context::token_entries(TokenCaller {
+                service: "tutor-service",
+                token_id: "0123456789abcdef0123456789abcdef",
+                expires_at: UnixTime::parse_rfc3339("2026-12-01T10:10:00Z").unwrap(),
+                proof_key_id: Some(key_id.as_str()),
+            }));
         }
         Auth::Iam(arn) => {
             identity["userArn"] = json!(arn);

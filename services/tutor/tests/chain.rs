@@ -157,7 +157,10 @@ impl Gate {
         let Some(resource) = parts.uri.path().strip_prefix("/test") else {
             return gateway_error(403, "Missing Authentication Token");
         };
-        let request_id = format!("gw-{}", service_auth::identity::CorrelationId::generate());
+        let request_id = format!(
+            "gw-{}",
+            service_auth::correlation::CorrelationId::generate()
+        );
         let ctx = if parts.headers.contains_key("authorization") {
             match verify_sigv4(parts, &body) {
                 Ok(user_arn) => iam_context(&user_arn, &request_id),
