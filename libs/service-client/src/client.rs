@@ -1,7 +1,7 @@
 //! The client: one per called service, built once per process and shared.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
@@ -18,6 +18,8 @@ use serde::Serialize;
 use service_auth::correlation::{CorrelationId, CORRELATION_ID_HEADER};
 
 use crate::auth::{Applied, Auth, AuthConfig};
+use service_auth::clock::{SharedClock, SystemClock};
+
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::error::ClientError;
 use crate::retry::{Outcome, RetryPolicy};
@@ -26,7 +28,6 @@ use crate::token::IssuerCall;
 
 /// Everything a client needs. [`ClientConfig::new`] fills the defaults: 5 s timeout,
 /// 3 attempts, breaker opening after 5 consecutive failures for 30 s, 1 MiB answers.
-#[derive(Debug)]
 pub struct ClientConfig {
     /// Name of the called service, for errors and logs (`identity-service`).
     pub service: String,
@@ -41,6 +42,24 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     pub breaker: BreakerConfig,
     pub max_response_bytes: usize,
+    /// The clock the breaker's cool-down runs on (its monotonic reading): the system's
+    /// in production; a test moves its own instead of sleeping.
+    pub clock: SharedClock,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("service", &self.service)
+            .field("base_url", &self.base_url)
+            .field("caller", &self.caller)
+            .field("auth", &self.auth)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {
@@ -59,6 +78,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             max_response_bytes: 1 << 20,
+            clock: SystemClock::shared(),
         }
     }
 }
@@ -85,6 +105,7 @@ struct Inner {
     timeout: Duration,
     retry: RetryPolicy,
     breaker: Breaker,
+    clock: SharedClock,
     max_response_bytes: usize,
 }
 
@@ -178,6 +199,7 @@ impl ServiceClient {
                 timeout: config.timeout,
                 retry: config.retry,
                 breaker: Breaker::new(config.breaker),
+                clock: config.clock,
                 max_response_bytes: config.max_response_bytes,
             }),
         })
@@ -269,7 +291,7 @@ impl ServiceClient {
         let mut auth_retried = false;
         loop {
             attempt += 1;
-            let probe = match inner.breaker.admit(Instant::now()) {
+            let probe = match inner.breaker.admit(inner.clock.instant()) {
                 Admission::Go { probe } => probe,
                 Admission::Refuse { retry_after } => {
                     tracing::warn!(service = %inner.service, route = %route.template,
@@ -283,6 +305,7 @@ impl ServiceClient {
             };
             let mut guard = ProbeGuard {
                 breaker: &inner.breaker,
+                clock: &inner.clock,
                 armed: probe,
             };
 
@@ -361,7 +384,7 @@ impl ServiceClient {
             };
             guard.armed = false;
             if outcome.is_failure() {
-                if inner.breaker.failure(Instant::now()) {
+                if inner.breaker.failure(inner.clock.instant()) {
                     tracing::warn!(service = %inner.service, "circuit opened after repeated failures");
                 }
             } else {
@@ -414,13 +437,14 @@ impl ServiceClient {
 /// Releases a half-open probe when an attempt ends without a verdict (cancelled).
 struct ProbeGuard<'a> {
     breaker: &'a Breaker,
+    clock: &'a SharedClock,
     armed: bool,
 }
 
 impl Drop for ProbeGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.breaker.abandon_probe(Instant::now());
+            self.breaker.abandon_probe(self.clock.instant());
         }
     }
 }

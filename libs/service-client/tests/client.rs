@@ -527,6 +527,8 @@ async fn the_breaker_opens_fails_fast_and_recovers_after_a_probe() {
         AuthConfig::api_key(key()),
     );
     c = fast(c);
+    let clock = test_support::TestClock::at(1_764_600_000);
+    c.clock = clock.unix_clock();
     c.breaker = BreakerConfig {
         failure_threshold: 3,
         cool_down: Duration::from_millis(300),
@@ -539,16 +541,15 @@ async fn the_breaker_opens_fails_fast_and_recovers_after_a_probe() {
         Some(500)
     );
     assert_eq!(server.count(), 3);
-    // Open: fail fast, nothing sent.
-    let start = Instant::now();
+    // Open: fail fast, nothing sent, and still open just before the cool-down ends.
+    clock.advance_millis(299);
     let err = get(&client, &GET_USER, &["u1"]).await.unwrap_err();
     assert!(matches!(err, ClientError::CircuitOpen { .. }), "{err}");
     assert!(err.is_unavailable() && err.retry_after().unwrap() <= Duration::from_millis(300));
-    assert!(start.elapsed() < Duration::from_millis(250), "fail fast");
     assert_eq!(server.count(), 3);
 
     // After the cool-down one probe goes out; it fails (500): open again, no retry.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    clock.advance_millis(1);
     assert_eq!(
         get(&client, &GET_USER, &["u1"]).await.unwrap_err().status(),
         Some(500)
@@ -561,7 +562,7 @@ async fn the_breaker_opens_fails_fast_and_recovers_after_a_probe() {
 
     // Next probe succeeds: closed, calls flow again.
     server.script.lock().unwrap().clear();
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    clock.advance_millis(300);
     assert!(get(&client, &GET_USER, &["u1"]).await.is_ok());
     assert!(get(&client, &GET_USER, &["u1"]).await.is_ok());
     assert_eq!(server.count(), 6);
@@ -582,13 +583,15 @@ async fn concurrent_callers_send_one_probe_only() {
         "tutor-service",
         AuthConfig::api_key(key()),
     ));
+    let clock = test_support::TestClock::at(1_764_600_000);
+    c.clock = clock.unix_clock();
     c.breaker = BreakerConfig {
         failure_threshold: 3,
         cool_down: Duration::from_millis(100),
     };
     let client = ServiceClient::new(c).unwrap();
     let _ = get(&client, &GET_USER, &["u1"]).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    clock.advance_millis(100);
     let results = futures_join(&client, 5).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
     let open = results
