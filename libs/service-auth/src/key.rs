@@ -627,15 +627,7 @@ mod tests {
                 Some(legacy) => legacy,
                 None => ApiKey::generate(env.as_deref()).unwrap().expose_secret().to_owned(),
             };
-            for (at, op, c) in edits {
-                let at = at.min(text.len());
-                match op {
-                    0 if at < text.len() => { text.replace_range(at..at + 1, &c); }
-                    1 => text.insert_str(at, &c),
-                    2 if at < text.len() => { text.remove(at); }
-                    _ => {}
-                }
-            }
+            crate::test_edits::apply(&mut text, edits);
             proptest::prop_assert_eq!(check_format(&text), reference_check(&text), "{}", text);
         }
     }

@@ -28,6 +28,27 @@ in, or read from the injected [`clock::Clock`].
 #![forbid(unsafe_code)]
 
 pub mod cache;
+
+/// What the one-pass parsers' property tests share: edits applied to a valid input.
+#[cfg(test)]
+mod test_edits {
+    /// Applies `(position, operation, character)` edits in turn: 0 replaces the
+    /// character at the position, 1 inserts before it, 2 removes it, 3 does nothing.
+    /// Positions past the end are clamped to it.
+    pub(crate) fn apply(text: &mut String, edits: Vec<(usize, u8, String)>) {
+        for (at, op, c) in edits {
+            let at = at.min(text.len());
+            match op {
+                0 if at < text.len() => text.replace_range(at..at + 1, &c),
+                1 => text.insert_str(at, &c),
+                2 if at < text.len() => {
+                    text.remove(at);
+                }
+                _ => {}
+            }
+        }
+    }
+}
 pub mod clock;
 pub mod context;
 pub mod correlation;

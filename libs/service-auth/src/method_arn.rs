@@ -487,15 +487,7 @@ mod tests {
             let mut text =
                 "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/internal/users/42"
                     .to_owned();
-            for (at, op, c) in edits {
-                let at = at.min(text.len());
-                match op {
-                    0 if at < text.len() => { text.replace_range(at..at + 1, &c); }
-                    1 => text.insert_str(at, &c),
-                    2 if at < text.len() => { text.remove(at); }
-                    _ => {}
-                }
-            }
+            crate::test_edits::apply(&mut text, edits);
             let parsed = MethodArn::parse(&text).map(|a| {
                 [a.partition(), a.region(), a.account(), a.api_id(), a.stage(), a.verb(), a.path()]
                     .map(str::to_owned)
